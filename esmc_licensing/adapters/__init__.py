@@ -1,0 +1,1 @@
+"""Ports and their implementations: in memory, HTTP, files, the event store mapping."""

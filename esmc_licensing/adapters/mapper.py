@@ -1,0 +1,151 @@
+"""The event store mapping: attrs events <-> eventsourcing stored events.
+
+One ``cattrs`` converter (orjson preconfiguration) unstructures events to
+plain data and ``orjson`` encodes it. The stored topic is the event's
+registered name, and the state carries its schema version under ``_v``;
+decoding runs the registered upcasters from that version to the current one,
+so old histories still load after an event class changes.
+
+Measured (see docs/performance.md) this is several times faster than
+eventsourcing's default JSON transcoder with its object hooks, and it avoids
+the runtime ``Protocol`` checks of the stock mapper.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from cattrs.preconf.orjson import make_converter
+from eventsourcing.persistence import (
+    Cipher,
+    Compressor,
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoder,
+)
+
+from ..domain.events import CLASSES, TOPICS, DomainEvent
+from ..domain.ids import LicenseKey, PublicId
+
+converter = make_converter(detailed_validation=False)
+
+
+def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
+    if type(value) is cls:
+        return value  # type: ignore[return-value]
+    if isinstance(value, uuid.UUID):
+        return cls(int=value.int) if cls is uuid.UUID else cls(value)  # type: ignore[call-arg]
+    return cls(str(value))
+
+
+converter.register_unstructure_hook(PublicId, str)
+converter.register_structure_hook(PublicId, lambda v, _: PublicId(v))
+converter.register_unstructure_hook(LicenseKey, LicenseKey.reveal)
+converter.register_structure_hook(LicenseKey, lambda v, _: LicenseKey(v))
+converter.register_unstructure_hook_func(
+    lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), str
+)
+converter.register_structure_hook_func(
+    lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), lambda v, t: _to_uuid(v, t)
+)
+converter.register_unstructure_hook(datetime, datetime.isoformat)
+converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+converter.register_unstructure_hook(date, date.isoformat)
+converter.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+
+_ENVELOPE = ("originator_id", "originator_version")
+
+
+class _NoTranscoder(Transcoder):
+    """The mapper does its own encoding; eventsourcing insists on a transcoder."""
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+class EventMapper(Mapper[uuid.UUID]):
+    """eventsourcing ``Mapper`` for the library's attrs events."""
+
+    def __init__(
+        self,
+        transcoder: Transcoder | None = None,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+    ) -> None:
+        super().__init__(transcoder or _NoTranscoder(), compressor=compressor, cipher=cipher)
+        self._unstructure = {
+            cls: converter.get_unstructure_hook(cls) for cls in CLASSES
+        }
+
+    def encode_state(self, domain_event: DomainEvent) -> tuple[str, bytes]:
+        registration = CLASSES[type(domain_event)]
+        data = self._unstructure[type(domain_event)](domain_event)
+        del data["originator_id"], data["originator_version"]
+        data["_v"] = registration.version
+        return registration.topic, orjson.dumps(data)
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        topic, state = self.encode_state(domain_event)
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=topic,
+            state=state,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        registration = TOPICS.get(stored_event.topic)
+        if registration is None:
+            raise MapperDeserialisationError(
+                f"stored event {stored_event.originator_id}#{stored_event.originator_version} "
+                f"has topic {stored_event.topic!r}, which this version of esmc-licensing "
+                "does not know (was it written by a newer version?)"
+            )
+        state = stored_event.state
+        try:
+            if self.cipher:
+                state = self.cipher.decrypt(state)
+            if self.compressor:
+                state = self.compressor.decompress(state)
+            data: dict[str, Any] = orjson.loads(state)
+        except Exception as e:
+            raise MapperDeserialisationError(
+                f"cannot read stored event {stored_event.originator_id}"
+                f"#{stored_event.originator_version} ({stored_event.topic}): {e}"
+            ) from e
+        return self.decode_state(
+            registration.topic,
+            data,
+            stored_event.originator_id,
+            stored_event.originator_version,
+        )
+
+    def decode_state(
+        self, topic: str, data: dict[str, Any], originator_id: object, originator_version: int
+    ) -> DomainEvent:
+        registration = TOPICS[topic]
+        version = data.pop("_v", 1)
+        while version < registration.version:
+            data = registration.upcasters[version](data)
+            version += 1
+        data["originator_id"] = (
+            originator_id if isinstance(originator_id, uuid.UUID) else uuid.UUID(str(originator_id))
+        )
+        data["originator_version"] = originator_version
+        try:
+            return converter.structure(data, registration.cls)
+        except Exception as e:
+            raise MapperDeserialisationError(
+                f"cannot rebuild {topic} {originator_id}#{originator_version}: {e}"
+            ) from e

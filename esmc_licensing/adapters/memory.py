@@ -1,0 +1,203 @@
+"""In-memory adapters: complete, deterministic test doubles.
+
+They are this project's fakes and are meant for products' own test suites
+too: the vendor keeps real state (units, usage, suspension, expiry), so a test
+can change the vendor side and watch a sync pick it up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import attrs
+
+from ..domain.errors import AdapterUnavailable, InvalidInput, LicenseKeyRejected, NotFound
+from ..domain.ids import LicenseKey, PublicId
+from ..domain.values import LicenseDetails, LicenseType
+from .ports import Clock
+
+_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = start or datetime(2026, 1, 1, tzinfo=UTC)
+        if start.tzinfo is None:
+            raise InvalidInput("ManualClock needs a timezone-aware start time")
+        self._now = start.astimezone(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise InvalidInput("a clock does not go back; advance by a positive amount")
+        with self._lock:
+            self._now = self._now + delta
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"ManualClock({self._now.isoformat()})"
+
+
+class InMemoryActivationServer:
+    """A vendor license server held in memory.
+
+    ``issue`` creates a license and returns its key; the other methods change
+    the vendor's side of a license the way the real vendor would.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, seed: str = "esmc") -> None:
+        self.clock: Clock = clock or ManualClock()
+        self._seed = seed
+        self._licenses: dict[PublicId, LicenseDetails] = {}
+        self._keys: dict[str, PublicId] = {}
+        self._fail_next = 0
+        self._lock = threading.RLock()
+        self.calls = 0
+
+    # -- the vendor's side --------------------------------------------------
+
+    def issue(
+        self,
+        *,
+        public_id: str,
+        product: str,
+        units: int,
+        license_type: LicenseType = LicenseType.BUSINESS,
+        expires: date | None = None,
+        subscription: bool = False,
+        owner: str = "",
+        contact: str = "",
+        registered: bool = True,
+        offline_units: int = 0,
+        subunits: int = 0,
+        license_user: str = "",
+        product_code: str = "",
+    ) -> str:
+        """Create a license at the vendor and return its license key."""
+        pid = PublicId(public_id)
+        if units < 1:
+            raise InvalidInput("a license has at least one unit")
+        if expires is None and not subscription:
+            raise InvalidInput("only a subscription may have no expiration date")
+        with self._lock:
+            if pid in self._licenses:
+                raise InvalidInput(f"the vendor already issued {pid}")
+            self._licenses[pid] = LicenseDetails(
+                public_id=pid,
+                product=product,
+                units=units,
+                license_type=license_type,
+                product_code=product_code or _product_code(product),
+                offline_units=offline_units,
+                subunits=subunits,
+                expires=expires,
+                subscription=subscription,
+                owner=owner,
+                contact=contact,
+                license_user=license_user,
+                registered=registered,
+                registration_url=None if registered else f"https://register.example/{pid}",
+            )
+            key = self._key_for(pid)
+            self._keys[key] = pid
+            return key
+
+    def _key_for(self, pid: PublicId) -> str:
+        digest = hashlib.sha256(f"{self._seed}:{pid}".encode()).digest()
+        chars = "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:20])
+        return "-".join(chars[i : i + 4] for i in range(0, 20, 4))
+
+    def _change(self, public_id: str, **changes: object) -> None:
+        pid = PublicId(public_id)
+        with self._lock:
+            if pid not in self._licenses:
+                raise NotFound("license", pid)
+            self._licenses[pid] = attrs.evolve(self._licenses[pid], **changes)  # type: ignore[arg-type]
+
+    def report_usage(self, public_id: str, used_units: int) -> None:
+        self._change(public_id, used_units=used_units)
+
+    def suspend(self, public_id: str) -> None:
+        self._change(public_id, suspended=True)
+
+    def unsuspend(self, public_id: str) -> None:
+        self._change(public_id, suspended=False)
+
+    def renew(self, public_id: str, expires: date | None) -> None:
+        self._change(public_id, expires=expires)
+
+    def set_units(self, public_id: str, units: int) -> None:
+        self._change(public_id, units=units)
+
+    def register(self, public_id: str) -> None:
+        self._change(public_id, registered=True, registration_url=None)
+
+    def obsolete(self, public_id: str) -> None:
+        self._change(public_id, obsolete=True)
+
+    def fail_next(self, n: int = 1) -> None:
+        """The next n calls raise ``AdapterUnavailable``, as if the server were down."""
+        with self._lock:
+            self._fail_next += n
+
+    def key_of(self, public_id: str) -> str:
+        """The key of an issued license (what the customer received by e-mail)."""
+        pid = PublicId(public_id)
+        if pid not in self._licenses:
+            raise NotFound("license", pid)
+        return self._key_for(pid)
+
+    def details_of(self, public_id: str) -> LicenseDetails:
+        pid = PublicId(public_id)
+        with self._lock:
+            if pid not in self._licenses:
+                raise NotFound("license", pid)
+            return self._licenses[pid]
+
+    @property
+    def public_ids(self) -> list[PublicId]:
+        return sorted(self._licenses)
+
+    # -- the ActivationServer port ------------------------------------------
+
+    def _call(self) -> None:
+        with self._lock:
+            self.calls += 1
+            if self._fail_next > 0:
+                self._fail_next -= 1
+                raise AdapterUnavailable(
+                    "the activation server is unavailable (simulated failure); try again later"
+                )
+
+    def verify_key(self, key: LicenseKey) -> LicenseDetails:
+        self._call()
+        with self._lock:
+            pid = self._keys.get(key.reveal())
+            if pid is None:
+                raise LicenseKeyRejected(
+                    f"the activation server does not know the license key ending in {key.last4}"
+                )
+            return self._licenses[pid]
+
+    def license_details(self, public_id: PublicId) -> LicenseDetails:
+        self._call()
+        with self._lock:
+            details = self._licenses.get(PublicId(public_id))
+            if details is None:
+                raise NotFound("license", public_id)
+            return details
+
+
+def _product_code(product: str) -> str:
+    return "".join(w[0] for w in product.split() if w).upper()[:8] or "PRODUCT"
+
+
+def days(n: int) -> timedelta:
+    return timedelta(days=n)

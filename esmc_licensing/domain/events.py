@@ -1,0 +1,333 @@
+"""Domain events: facts in the business's past tense, with who caused them.
+
+Every event carries ``originator_id``, ``originator_version`` and ``timestamp``
+(eventsourcing's domain event protocol) plus ``actor`` (R29). Each class is
+registered under a stable topic name and a schema version; the mapper stores
+the name, never the module path, so moving code never orphans history.
+Upcasters turn the stored state of an older schema version into the current one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from .filters import LicenseFilter
+from .ids import GroupId, LicenseKey, PoolId, PublicId, UserId
+from .values import LicenseType, Permission, Source
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@attrs.frozen
+class EventType:
+    cls: type[DomainEvent]
+    topic: str
+    version: int
+    upcasters: dict[int, Upcaster]
+
+
+#: topic -> registration, and class -> registration
+TOPICS: Final[dict[str, EventType]] = {}
+CLASSES: Final[dict[type[Any], EventType]] = {}
+
+E = TypeVar("E", bound="type[DomainEvent]")
+
+
+def event(topic: str, version: int = 1, upcasters: dict[int, Upcaster] | None = None) -> Callable[[E], E]:
+    """Register an event class under a stable topic.
+
+    ``upcasters[n]`` turns stored state of schema version n into version n + 1.
+    """
+
+    def register(cls: E) -> E:
+        if topic in TOPICS:
+            raise ValueError(f"event topic {topic!r} registered twice")
+        missing = [n for n in range(1, version) if n not in (upcasters or {})]
+        if missing:
+            raise ValueError(f"{topic} v{version} lacks upcasters from versions {missing}")
+        registration = EventType(cls, topic, version, dict(upcasters or {}))
+        TOPICS[topic] = registration
+        CLASSES[cls] = registration
+        return cls
+
+    return register
+
+
+USER_PREFIX: Final = "user:"
+SYNC_ACTOR: Final = "sync"
+VENDOR_ACTOR: Final = "vendor"
+SYSTEM_ACTOR: Final = "system"
+
+
+def user_actor(user: UserId) -> str:
+    return f"{USER_PREFIX}{user}"
+
+
+def agent_actor(agent: object) -> str:
+    return f"agent:{agent}"
+
+
+@attrs.frozen(kw_only=True)
+class DomainEvent:
+    originator_id: uuid.UUID
+    originator_version: int
+    timestamp: datetime
+    actor: str
+
+
+# --- Directory: static groups, users, permission sets (R10, R11) ------------
+
+
+@event("DirectoryInitialised")
+@attrs.frozen(kw_only=True)
+class DirectoryInitialised(DomainEvent):
+    all_group: GroupId
+    administrator: UserId
+    administrator_name: str
+    console_token: str
+
+
+@event("GroupCreated")
+@attrs.frozen(kw_only=True)
+class GroupCreated(DomainEvent):
+    group: GroupId
+    name: str
+    parent: GroupId
+
+
+@event("UserCreated")
+@attrs.frozen(kw_only=True)
+class UserCreated(DomainEvent):
+    user: UserId
+    name: str
+    home_group: GroupId
+
+
+@event("PermissionGranted")
+@attrs.frozen(kw_only=True)
+class PermissionGranted(DomainEvent):
+    user: UserId
+    group: GroupId
+    permission: Permission
+
+
+# --- Pools (R5, R7, R13, R19) ------------------------------------------------
+
+
+@event("PoolCreated")
+@attrs.frozen(kw_only=True)
+class PoolCreated(DomainEvent):
+    name: str
+    group: GroupId
+    source: Source
+    indivisible: bool = False
+    company: str | None = None
+
+
+@event("LicenseJoinedPool")
+@attrs.frozen(kw_only=True)
+class LicenseJoinedPool(DomainEvent):
+    public_id: PublicId
+
+
+@event("PoolMoved")
+@attrs.frozen(kw_only=True)
+class PoolMoved(DomainEvent):
+    from_group: GroupId
+    to_group: GroupId
+
+
+@event("PoolRemoved")
+@attrs.frozen(kw_only=True)
+class PoolRemoved(DomainEvent):
+    public_ids: tuple[PublicId, ...]
+
+
+# --- Licenses (R4, R6, R8, R15, R18, R23, R27) --------------------------------
+
+
+def _license_added_v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """v1 predates offline units and subunits: a v1 license had neither."""
+    state.setdefault("offline_units", 0)
+    state.setdefault("subunits", 0)
+    return state
+
+
+@event("LicenseAdded", version=2, upcasters={1: _license_added_v1_to_v2})
+@attrs.frozen(kw_only=True)
+class LicenseAdded(DomainEvent):
+    public_id: PublicId
+    pool_id: PoolId
+    source: Source
+    license_type: LicenseType
+    product: str
+    product_code: str
+    units: int
+    offline_units: int
+    subunits: int
+    expires: date | None
+    subscription: bool
+    owner: str
+    contact: str
+    license_user: str
+    registered: bool
+    registration_url: str | None
+    suspended: bool
+    obsolete: bool
+    used_units: int
+    key: LicenseKey | None = attrs.field(default=None, repr=False)
+
+
+@event("LicenseRemoved")
+@attrs.frozen(kw_only=True)
+class LicenseRemoved(DomainEvent):
+    public_id: PublicId
+    pool_id: PoolId
+
+
+@event("UnitsChangedByVendor")
+@attrs.frozen(kw_only=True)
+class UnitsChangedByVendor(DomainEvent):
+    """R6: only the vendor changes units; it is a fact from the vendor."""
+
+    public_id: PublicId
+    units: int
+    previous: int
+
+
+@event("ExpirationChanged")
+@attrs.frozen(kw_only=True)
+class ExpirationChanged(DomainEvent):
+    public_id: PublicId
+    expires: date | None
+    previous: date | None
+
+
+@event("LicenseSuspended")
+@attrs.frozen(kw_only=True)
+class LicenseSuspended(DomainEvent):
+    public_id: PublicId
+
+
+@event("LicenseUnsuspended")
+@attrs.frozen(kw_only=True)
+class LicenseUnsuspended(DomainEvent):
+    public_id: PublicId
+
+
+@event("LicenseRegistered")
+@attrs.frozen(kw_only=True)
+class LicenseRegistered(DomainEvent):
+    public_id: PublicId
+
+
+@event("LicenseObsoleted")
+@attrs.frozen(kw_only=True)
+class LicenseObsoleted(DomainEvent):
+    public_id: PublicId
+
+
+@event("UsageReported")
+@attrs.frozen(kw_only=True)
+class UsageReported(DomainEvent):
+    """Usage the vendor reports, counted beside seats taken here."""
+
+    public_id: PublicId
+    used_units: int
+
+
+@event("LicenseOverused")
+@attrs.frozen(kw_only=True)
+class LicenseOverused(DomainEvent):
+    public_id: PublicId
+    used_units: int
+    units: int
+
+
+@event("LicenseBackWithinUnits")
+@attrs.frozen(kw_only=True)
+class LicenseBackWithinUnits(DomainEvent):
+    public_id: PublicId
+    used_units: int
+    units: int
+
+
+# --- Tags (R28) -----------------------------------------------------------------
+
+
+@event("TagCreated")
+@attrs.frozen(kw_only=True)
+class TagCreated(DomainEvent):
+    name: str
+
+
+@event("TagDeleted")
+@attrs.frozen(kw_only=True)
+class TagDeleted(DomainEvent):
+    name: str
+
+
+@event("TagAssigned")
+@attrs.frozen(kw_only=True)
+class TagAssigned(DomainEvent):
+    name: str
+    target: str  # "pool:<uuid>", "license:<public id>" or "computer:<uuid>"
+
+
+@event("TagUnassigned")
+@attrs.frozen(kw_only=True)
+class TagUnassigned(DomainEvent):
+    name: str
+    target: str
+
+
+# --- Saved filters (R8a) -----------------------------------------------------------
+
+
+@event("FilterSaved")
+@attrs.frozen(kw_only=True)
+class FilterSaved(DomainEvent):
+    user: UserId
+    name: str
+    filter: LicenseFilter
+
+
+@event("FilterDeleted")
+@attrs.frozen(kw_only=True)
+class FilterDeleted(DomainEvent):
+    user: UserId
+    name: str
+
+
+class Emitter:
+    """Builds the events of one decision on one aggregate, numbering versions.
+
+    A decision may emit several events on one aggregate; each needs the next
+    version so that the store's uniqueness check catches a racing writer.
+    """
+
+    __slots__ = ("actor", "events", "now", "originator_id", "version")
+
+    def __init__(self, originator_id: uuid.UUID, version: int, now: datetime, actor: str) -> None:
+        self.originator_id = originator_id
+        self.version = version
+        self.now = now
+        self.actor = actor
+        self.events: list[DomainEvent] = []
+
+    def __call__(self, cls: type[DomainEvent], **fields: Any) -> DomainEvent:
+        self.version += 1
+        ev = cls(
+            originator_id=self.originator_id,
+            originator_version=self.version,
+            timestamp=self.now,
+            actor=self.actor,
+            **fields,
+        )
+        self.events.append(ev)
+        return ev

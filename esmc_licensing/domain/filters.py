@@ -1,0 +1,93 @@
+"""R8a: license filters, and their matching as a pure function."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from .errors import InvalidInput
+from .values import LicenseType, StatusLevel, StatusReason
+
+
+def _enum_tuple(enum_cls: type, values: Iterable[object]) -> tuple[object, ...]:
+    out = []
+    for v in values:
+        if isinstance(v, enum_cls):
+            out.append(v)
+            continue
+        try:
+            out.append(enum_cls[str(v).upper()])  # type: ignore[index]
+        except KeyError:
+            names = ", ".join(m.name for m in enum_cls)  # type: ignore[attr-defined]
+            raise InvalidInput(f"{v!r} is not one of {names}") from None
+    return tuple(sorted(set(out), key=lambda m: m.name))  # type: ignore[attr-defined]
+
+
+def _levels(values: Iterable[object]) -> tuple[StatusLevel, ...]:
+    return _enum_tuple(StatusLevel, values)  # type: ignore[return-value]
+
+
+def _reasons(values: Iterable[object]) -> tuple[StatusReason, ...]:
+    return _enum_tuple(StatusReason, values)  # type: ignore[return-value]
+
+
+def _types(values: Iterable[object]) -> tuple[LicenseType, ...]:
+    return _enum_tuple(LicenseType, values)  # type: ignore[return-value]
+
+
+def _strings(values: Iterable[object]) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = (values,)
+    return tuple(sorted({str(v) for v in values}))
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+@attrs.frozen
+class LicenseFilter:
+    """Every field narrows the list; an empty field does not filter.
+
+    Within a field the values are alternatives (any level of ``levels``);
+    between fields they all must hold. ``text`` matches Public ID, product and
+    owner, case-insensitively.
+    """
+
+    levels: tuple[StatusLevel, ...] = attrs.field(default=(), converter=_levels)
+    reasons: tuple[StatusReason, ...] = attrs.field(default=(), converter=_reasons)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    types: tuple[LicenseType, ...] = attrs.field(default=(), converter=_types)
+    products: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    text: str | None = attrs.field(default=None, converter=_text)
+
+    def matches(
+        self,
+        *,
+        level: StatusLevel,
+        reasons: frozenset[StatusReason],
+        tags: frozenset[str],
+        license_type: LicenseType,
+        product: str,
+        public_id: str,
+        owner: str,
+    ) -> bool:
+        if self.levels and level not in self.levels:
+            return False
+        if self.reasons and reasons.isdisjoint(self.reasons):
+            return False
+        if self.tags and tags.isdisjoint(self.tags):
+            return False
+        if self.types and license_type not in self.types:
+            return False
+        if self.products and product not in self.products:
+            return False
+        if self.text is not None:
+            needle = self.text.casefold()
+            if not any(needle in field.casefold() for field in (public_id, product, owner)):
+                return False
+        return True

@@ -1,0 +1,171 @@
+"""Identifiers: Public IDs, license keys and aggregate ids.
+
+Aggregate ids are UUID5s of natural keys where one exists, so that "add the
+same license twice" meets the event store's uniqueness check instead of a
+check-then-act race in Python.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Final
+
+from .errors import InvalidLicenseKey, InvalidPublicId
+
+NAMESPACE: Final = uuid.UUID("6f1d7a52-3c0e-4f59-9a8e-2b1a6c4d9e10")
+
+_PUBLIC_ID = re.compile(r"[0-9A-Z]{3}-[0-9A-Z]{3}-[0-9A-Z]{3}")
+_LICENSE_KEY = re.compile(r"[0-9A-Z]{4}(?:-[0-9A-Z]{4}){4}")
+
+
+class PublicId(str):
+    """A license's Public ID (R1): three groups of three letters or digits.
+
+    A ``str`` subclass so that every API taking a Public ID also takes its
+    canonical string; construction validates and upper-cases.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: object) -> PublicId:
+        if isinstance(value, PublicId):
+            return value
+        if not isinstance(value, str):
+            raise InvalidPublicId(
+                f"a Public ID must be text like 3AB-C12-D34, not {type(value).__name__}"
+            )
+        text = value.strip().upper()
+        if not _PUBLIC_ID.fullmatch(text):
+            shown = text if len(text) <= 20 else text[:20] + "…"
+            raise InvalidPublicId(
+                f"{shown!r} is not a Public ID: expected three groups of three letters "
+                "or digits separated by dashes, like 3AB-C12-D34"
+            )
+        return super().__new__(cls, text)
+
+    def __repr__(self) -> str:
+        return f"PublicId({str.__repr__(self)})"
+
+
+class LicenseKey:
+    """A license key (R2): a secret that activates products.
+
+    Its ``str`` and ``repr`` show only the last four characters; the full value
+    is available only through :meth:`reveal`, which the activation server
+    adapter and the installer configuration call.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: object) -> None:
+        if isinstance(value, LicenseKey):
+            object.__setattr__(self, "_value", value._value)
+            return
+        if not isinstance(value, str):
+            raise InvalidLicenseKey("a license key must be text of 20 letters or digits")
+        text = value.strip().upper()
+        if not _LICENSE_KEY.fullmatch(text):
+            # Never echo the input: it may be a real key with a typo.
+            raise InvalidLicenseKey(
+                "that is not a license key: expected 20 letters or digits in five groups "
+                "of four separated by dashes, like XXXX-XXXX-XXXX-XXXX-XXXX"
+            )
+        object.__setattr__(self, "_value", text)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("LicenseKey is immutable")
+
+    @property
+    def last4(self) -> str:
+        return self._value[-4:]
+
+    @property
+    def masked(self) -> str:
+        return "XXXX-XXXX-XXXX-XXXX-" + self.last4
+
+    def reveal(self) -> str:
+        """The full key, for the activation server and installer only."""
+        return self._value
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"LicenseKey({self.masked!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LicenseKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("LicenseKey", self._value))
+
+    def __reduce__(self) -> tuple[type[LicenseKey], tuple[str]]:
+        return (LicenseKey, (self._value,))
+
+
+class _Id(uuid.UUID):
+    """A typed aggregate id; ``str()`` gives the canonical form."""
+
+    __slots__ = ()
+
+    def __init__(self, value: object) -> None:
+        if isinstance(value, uuid.UUID):
+            super().__init__(int=value.int)
+            return
+        if not isinstance(value, str):
+            raise InvalidPublicId(f"{value!r} is not a {type(self).__name__}")
+        try:
+            super().__init__(value.strip())
+        except ValueError:
+            from .errors import InvalidInput
+
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            raise InvalidInput(
+                f"{shown!r} is not a {type(self).__name__}: expected a UUID like "
+                "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self}')"
+
+    @classmethod
+    def derive(cls, natural_key: str) -> _Id:
+        return cls(uuid.uuid5(NAMESPACE, f"{cls.__name__}:{natural_key}"))
+
+
+class PoolId(_Id):
+    __slots__ = ()
+
+
+class GroupId(_Id):
+    __slots__ = ()
+
+
+class UserId(_Id):
+    __slots__ = ()
+
+
+class ComputerId(_Id):
+    __slots__ = ()
+
+
+class TaskId(_Id):
+    __slots__ = ()
+
+
+def license_aggregate_id(public_id: PublicId) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"license:{public_id}")
+
+
+def pool_id_for(natural_key: str) -> PoolId:
+    return PoolId(uuid.uuid5(NAMESPACE, f"pool:{natural_key}"))
+
+
+DIRECTORY_ID: Final = uuid.uuid5(NAMESPACE, "directory")
+TAGS_ID: Final = uuid.uuid5(NAMESPACE, "tags")
+
+
+def filters_aggregate_id(user: UserId) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"filters:{user}")

@@ -1,0 +1,222 @@
+"""Enumerations and small value objects shared by the aggregates and views."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date
+from fractions import Fraction
+
+import attrs
+
+from .errors import InvalidInput
+from .ids import PublicId
+
+
+class LicenseType(enum.Enum):
+    """R3."""
+
+    BUSINESS = "BUSINESS"
+    TRIAL = "TRIAL"
+    MSP = "MSP"
+    NFR = "NFR"
+
+
+class Source(enum.Enum):
+    """How a license entered the console (R4)."""
+
+    EBA = "EBA"
+    EMA2 = "EMA2"
+    ELA = "ELA"
+    LICENSE_KEY = "LICENSE_KEY"
+    OFFLINE_FILE = "OFFLINE_FILE"
+
+
+class Permission(enum.IntEnum):
+    """Access levels for licenses (R11); a higher level includes the lower ones."""
+
+    READ = 1
+    USE = 2
+    WRITE = 3
+
+
+class StatusLevel(enum.IntEnum):
+    """R8 levels; the integer order is "better" to "worse"."""
+
+    OK = 0
+    WARNING = 1
+    ERROR = 2
+    EXPIRED = 3
+    SUSPENDED = 4
+
+
+class StatusReason(enum.Enum):
+    EXPIRING = "EXPIRING"
+    AT_RISK_OF_OVERUSE = "AT_RISK_OF_OVERUSE"
+    NOT_REGISTERED = "NOT_REGISTERED"
+    OBSOLETE = "OBSOLETE"
+    OVERUSED = "OVERUSED"
+    EXPIRED = "EXPIRED"
+    SUSPENDED = "SUSPENDED"
+
+    @property
+    def level(self) -> StatusLevel:
+        return _REASON_LEVEL[self]
+
+
+_REASON_LEVEL = {
+    StatusReason.EXPIRING: StatusLevel.WARNING,
+    StatusReason.AT_RISK_OF_OVERUSE: StatusLevel.WARNING,
+    StatusReason.NOT_REGISTERED: StatusLevel.ERROR,
+    StatusReason.OBSOLETE: StatusLevel.ERROR,
+    StatusReason.OVERUSED: StatusLevel.ERROR,
+    StatusReason.EXPIRED: StatusLevel.EXPIRED,
+    StatusReason.SUSPENDED: StatusLevel.SUSPENDED,
+}
+
+
+class OverusePolicy(enum.Enum):
+    """R23: how far activations started here may go beyond a license's units."""
+
+    NO_OVERUSE = "NO_OVERUSE"
+    ALLOW_1_25X = "ALLOW_1_25X"
+    ALLOW_1_5X = "ALLOW_1_5X"
+    ALLOW_2X = "ALLOW_2X"
+    ALWAYS_ALLOW = "ALWAYS_ALLOW"
+
+    def ceiling(self, units: int) -> int | None:
+        """The most seats activations may take, or None for no ceiling.
+
+        Exact integer arithmetic: ⌊units × factor⌋ with a rational factor.
+        """
+        factor = _OVERUSE_FACTOR[self]
+        if factor is None:
+            return None
+        return (units * factor.numerator) // factor.denominator
+
+
+_OVERUSE_FACTOR: dict[OverusePolicy, Fraction | None] = {
+    OverusePolicy.NO_OVERUSE: Fraction(1),
+    OverusePolicy.ALLOW_1_25X: Fraction(5, 4),
+    OverusePolicy.ALLOW_1_5X: Fraction(3, 2),
+    OverusePolicy.ALLOW_2X: Fraction(2),
+    OverusePolicy.ALWAYS_ALLOW: None,
+}
+
+
+class AccountKind(enum.Enum):
+    EBA = "EBA"
+    EMA2 = "EMA2"
+    ELA = "ELA"
+
+
+class CompanyAccess(enum.Enum):
+    READ = "READ"
+    WRITE = "WRITE"
+    NO_ACCESS = "NO_ACCESS"
+
+
+class Ema2AccountType(enum.Enum):
+    MSP = "MSP"
+    MANAGED_MSP = "MANAGED_MSP"
+    MSP_MANAGER = "MSP_MANAGER"
+    DISTRIBUTOR = "DISTRIBUTOR"
+
+
+#: Products this console can manage (R15). Home products cannot be managed.
+MANAGEABLE_PRODUCTS: frozenset[str] = frozenset(
+    {
+        "ESET Endpoint Antivirus",
+        "ESET Endpoint Security",
+        "ESET Server Security",
+        "ESET File Security",
+        "ESET Mail Security",
+        "ESET Mail Security for Microsoft Exchange Server",
+        "ESET Security for Microsoft SharePoint Server",
+        "ESET Gateway Security",
+        "ESET Full Disk Encryption",
+        "ESET Inspect",
+        "ESET Secure Authentication",
+        "ESET Endpoint Antivirus for macOS",
+        "ESET Endpoint Security for Android",
+        "ESET Server Security for Linux",
+        "ESET PROTECT Entry",
+        "ESET PROTECT Advanced",
+        "ESET PROTECT Complete",
+    }
+)
+
+
+def _ratio(value: float) -> Fraction:
+    ratio = Fraction(str(value))
+    if not 0 < ratio <= 1:
+        raise InvalidInput(f"at_risk_ratio must be in (0, 1], got {value}")
+    return ratio
+
+
+@attrs.frozen
+class Policy:
+    """Thresholds of R8 and the overuse policy of R23.
+
+    ``at_risk_ratio`` is compared exactly (as the decimal it is written as), so
+    0.9 means "more than 9/10 of the units", with no floating-point drift.
+    """
+
+    expiring_days: int = attrs.field(default=30)
+    at_risk_ratio: float = attrs.field(default=0.9)
+    overuse: OverusePolicy = OverusePolicy.NO_OVERUSE
+    manageable_products: frozenset[str] = MANAGEABLE_PRODUCTS
+
+    @expiring_days.validator
+    def _check_days(self, _: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"expiring_days must be a whole number ≥ 0, got {value!r}")
+
+    @at_risk_ratio.validator
+    def _check_ratio(self, _: attrs.Attribute[float], value: float) -> None:
+        _ratio(value)
+
+    @property
+    def at_risk_fraction(self) -> Fraction:
+        return _ratio(self.at_risk_ratio)
+
+
+@attrs.frozen
+class LicenseDetails:
+    """What the vendor says about a license: the input of intake and sync.
+
+    Adapters parse payloads into this; nothing else crosses the port.
+    """
+
+    public_id: PublicId = attrs.field(converter=PublicId)
+    product: str
+    units: int
+    license_type: LicenseType = LicenseType.BUSINESS
+    product_code: str = ""
+    offline_units: int = 0
+    subunits: int = 0
+    expires: date | None = None
+    subscription: bool = False
+    owner: str = ""
+    contact: str = ""
+    license_user: str = ""
+    registered: bool = True
+    registration_url: str | None = None
+    suspended: bool = False
+    obsolete: bool = False
+    used_units: int = 0
+
+
+def check_name(kind: str, value: object, max_length: int = 100) -> str:
+    """Names of groups, users, tags and filters: trimmed, non-empty, bounded."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"a {kind} name must be text")
+    name = value.strip()
+    if not name:
+        raise InvalidInput(f"a {kind} name cannot be empty")
+    if len(name) > max_length:
+        raise InvalidInput(
+            f"a {kind} name can have at most {max_length} characters, this one has {len(name)}"
+        )
+    if any(ord(c) < 32 for c in name):
+        raise InvalidInput(f"a {kind} name cannot contain control characters")
+    return name

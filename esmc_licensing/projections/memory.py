@@ -1,0 +1,334 @@
+"""The in-memory read model: every view the queries need, folded from the log.
+
+It reuses the domain's own ``evolve`` functions for directory, pools,
+licenses, tags and filters, so a view can never disagree with the deciders
+about what an event means. It is fed in log order (``apply`` with the
+notification id) and remembers its position, so catching up from the store
+after other processes wrote is a select from that position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+
+from ..domain import directory, license, pool, saved_filters, tags
+from ..domain.directory import DirectoryState
+from ..domain.events import (
+    CLASSES,
+    DirectoryInitialised,
+    DomainEvent,
+    ExpirationChanged,
+    FilterDeleted,
+    FilterSaved,
+    GroupCreated,
+    LicenseAdded,
+    LicenseBackWithinUnits,
+    LicenseJoinedPool,
+    LicenseObsoleted,
+    LicenseOverused,
+    LicenseRegistered,
+    LicenseRemoved,
+    LicenseSuspended,
+    LicenseUnsuspended,
+    PermissionGranted,
+    PoolCreated,
+    PoolMoved,
+    PoolRemoved,
+    TagAssigned,
+    TagCreated,
+    TagDeleted,
+    TagUnassigned,
+    UnitsChangedByVendor,
+    UsageReported,
+    UserCreated,
+)
+from ..domain.filters import LicenseFilter
+from ..domain.ids import GroupId, PoolId, PublicId, UserId
+from ..domain.license import LicenseState
+from ..domain.pool import PoolState
+from ..domain.saved_filters import FiltersState
+from ..domain.status import license_status
+from ..domain.values import Policy
+from .views import HistoryEntry, LicenseView, PoolView
+
+DIRECTORY_EVENTS = (DirectoryInitialised, GroupCreated, UserCreated, PermissionGranted)
+POOL_EVENTS = (PoolCreated, LicenseJoinedPool, PoolMoved, PoolRemoved)
+LICENSE_EVENTS = (
+    LicenseAdded,
+    LicenseRemoved,
+    UnitsChangedByVendor,
+    ExpirationChanged,
+    LicenseSuspended,
+    LicenseUnsuspended,
+    LicenseRegistered,
+    LicenseObsoleted,
+    UsageReported,
+    LicenseOverused,
+    LicenseBackWithinUnits,
+)
+TAG_EVENTS = (TagCreated, TagDeleted, TagAssigned, TagUnassigned)
+FILTER_EVENTS = (FilterSaved, FilterDeleted)
+
+_HIDDEN_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "actor", "key"})
+
+
+def pool_target(pool_id: object) -> str:
+    return f"pool:{pool_id}"
+
+
+def license_target(public_id: object) -> str:
+    return f"license:{public_id}"
+
+
+@attrs.frozen
+class AuditRecord:
+    position: int
+    when: datetime
+    actor: str
+    what: str
+    targets: tuple[str, ...]
+    details: Mapping[str, str]
+
+
+def _details(event: DomainEvent) -> dict[str, str]:
+    out = {}
+    for a in attrs.fields(type(event)):
+        if a.name in _HIDDEN_FIELDS:
+            continue
+        value = getattr(event, a.name)
+        if hasattr(value, "value") and not isinstance(value, (str, int)):
+            value = value.value
+        elif hasattr(value, "name") and isinstance(value, int) and not isinstance(value, bool):
+            value = value.name
+        out[a.name] = "" if value is None else str(value)
+    return out
+
+
+class ReadModel:
+    """Views of the whole store; not thread-safe by itself (the app locks it)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.directory: DirectoryState = directory.initial()
+        self.pools: dict[PoolId, PoolState] = {}
+        self.licenses: dict[PublicId, LicenseState] = {}
+        self.tags = tags.initial()
+        self.tags_of: dict[str, frozenset[str]] = {}
+        self.filters: dict[UserId, FiltersState] = {}
+        self.audit: list[AuditRecord] = []
+        self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
+
+    # -- feeding ----------------------------------------------------------------
+
+    def apply_all(self, items: Iterable[tuple[int, DomainEvent]]) -> None:
+        for position, event in items:
+            self.apply(position, event)
+
+    def apply(self, position: int, event: DomainEvent) -> None:
+        targets: tuple[str, ...]
+        if isinstance(event, LICENSE_EVENTS):
+            pid: PublicId = event.public_id  # type: ignore[attr-defined]
+            state = self.licenses.get(pid) or license.initial(pid)
+            self.licenses[pid] = license.evolve(state, event)
+            targets = (license_target(pid),)
+            if isinstance(event, LicenseRemoved):
+                self._untag(license_target(pid))
+        elif isinstance(event, POOL_EVENTS):
+            pool_id = PoolId(event.originator_id)
+            before = self.pools.get(pool_id) or pool.initial(pool_id)
+            after = pool.evolve(before, event)
+            self.pools[pool_id] = after
+            members = before.public_ids | after.public_ids
+            targets = (pool_target(pool_id), *(license_target(p) for p in sorted(members)))
+            if isinstance(event, PoolRemoved):
+                self._untag(pool_target(pool_id))
+        elif isinstance(event, TAG_EVENTS):
+            self.tags = tags.evolve(self.tags, event)
+            targets = (f"tag:{event.name}",)  # type: ignore[attr-defined]
+            if isinstance(event, (TagAssigned, TagUnassigned)):
+                current = self.tags_of.get(event.target, frozenset())
+                if isinstance(event, TagAssigned):
+                    self.tags_of[event.target] = current | {event.name}
+                else:
+                    self.tags_of[event.target] = current - {event.name}
+                targets = (event.target, *self._members(event.target), *targets)
+        elif isinstance(event, DIRECTORY_EVENTS):
+            self.directory = directory.evolve(self.directory, event)
+            self._visible_cache.clear()
+            targets = ("directory",)
+        elif isinstance(event, FILTER_EVENTS):
+            user = event.user  # type: ignore[attr-defined]
+            state = self.filters.get(user) or saved_filters.initial(user)
+            self.filters[user] = saved_filters.evolve(state, event)
+            targets = (f"user:{user}",)
+        else:
+            targets = ()
+        self.audit.append(
+            AuditRecord(
+                position=position,
+                when=event.timestamp,
+                actor=event.actor,
+                what=CLASSES[type(event)].topic,
+                targets=targets,
+                details=_details(event),
+            )
+        )
+        self.position = max(self.position, position)
+
+    def _members(self, target: str) -> tuple[str, ...]:
+        if target.startswith("pool:"):
+            p = self.pools.get(PoolId(target[5:]))
+            if p is not None:
+                return tuple(license_target(x) for x in sorted(p.public_ids))
+        return ()
+
+    def _untag(self, target: str) -> None:
+        self.tags_of.pop(target, None)
+
+    # -- visibility (R11, R14) ----------------------------------------------------
+
+    def visible_groups(self, user: UserId) -> frozenset[GroupId]:
+        key = (user, self.directory.version)
+        found = self._visible_cache.get(key)
+        if found is None:
+            found = self.directory.visible_groups(user)
+            self._visible_cache[key] = found
+        return found
+
+    def pool_visible(self, user: UserId, pool_id: PoolId) -> PoolState | None:
+        p = self.pools.get(pool_id)
+        if p is None or not p.exists or p.group not in self.visible_groups(user):
+            return None
+        return p
+
+    def license_visible(self, user: UserId, public_id: PublicId) -> LicenseState | None:
+        lic = self.licenses.get(public_id)
+        if lic is None or not lic.exists or lic.pool_id is None:
+            return None
+        if self.pool_visible(user, lic.pool_id) is None:
+            return None
+        return lic
+
+    # -- views ------------------------------------------------------------------
+
+    def license_view(self, lic: LicenseState, today: date, policy: Policy) -> LicenseView:
+        assert lic.pool_id is not None and lic.source is not None
+        p = self.pools[lic.pool_id]
+        assert p.group is not None
+        own = self.tags_of.get(license_target(lic.public_id), frozenset())
+        inherited = self.tags_of.get(pool_target(lic.pool_id), frozenset())
+        return LicenseView(
+            public_id=lic.public_id,
+            pool_id=lic.pool_id,
+            group=p.group,
+            license_type=lic.license_type,
+            product=lic.product,
+            units=lic.units,
+            used_units=lic.used_units,
+            offline_units=lic.offline_units,
+            subunits=lic.subunits,
+            expires=lic.expires,
+            subscription=lic.subscription,
+            owner=lic.owner,
+            contact=lic.contact,
+            source=lic.source,
+            tags=own | inherited,
+            status=license_status(
+                units=lic.units,
+                used_units=lic.used_units,
+                expires=lic.expires,
+                today=today,
+                policy=policy,
+                suspended=lic.suspended,
+                registered=lic.registered,
+                registration_url=lic.registration_url,
+                obsolete=lic.obsolete,
+            ),
+            product_code=lic.product_code,
+            license_user=lic.license_user,
+            key_last4=lic.key.last4 if lic.key is not None else None,
+        )
+
+    def licenses_for(
+        self, user: UserId, license_filter: LicenseFilter | None, today: date, policy: Policy
+    ) -> list[LicenseView]:
+        visible = self.visible_groups(user)
+        out = []
+        for pid in sorted(self.licenses):
+            lic = self.licenses[pid]
+            if not lic.exists or lic.pool_id is None:
+                continue
+            p = self.pools.get(lic.pool_id)
+            if p is None or not p.exists or p.group not in visible:
+                continue
+            view = self.license_view(lic, today, policy)
+            if license_filter is None or license_filter.matches(
+                level=view.status.level,
+                reasons=view.status.reasons,
+                tags=view.tags,
+                license_type=view.license_type,
+                product=view.product,
+                public_id=view.public_id,
+                owner=view.owner,
+            ):
+                out.append(view)
+        return out
+
+    def pool_view(self, p: PoolState) -> PoolView:
+        assert p.group is not None and p.source is not None
+        return PoolView(
+            pool_id=p.pool_id,
+            name=p.name,
+            group=p.group,
+            source=p.source,
+            tags=self.tags_of.get(pool_target(p.pool_id), frozenset()),
+            public_ids=tuple(sorted(p.public_ids)),
+            indivisible=p.indivisible,
+            company=p.company,
+        )
+
+    def pools_for(self, user: UserId) -> list[PoolView]:
+        visible = self.visible_groups(user)
+        rows = [
+            self.pool_view(p)
+            for p in self.pools.values()
+            if p.exists and p.group in visible
+        ]
+        return sorted(rows, key=lambda v: (v.name.casefold(), str(v.pool_id)))
+
+    def history_of(self, target: str) -> list[HistoryEntry]:
+        out = []
+        for rec in self.audit:
+            if target in rec.targets:
+                out.append(
+                    HistoryEntry(
+                        when=rec.when,
+                        actor=self.actor_name(rec.actor),
+                        what=rec.what,
+                        target=target,
+                        details=rec.details,
+                        position=rec.position,
+                    )
+                )
+        return out
+
+    def actor_name(self, actor: str) -> str:
+        if actor.startswith("user:"):
+            try:
+                u = self.directory.users.get(UserId(actor[5:]))
+            except Exception:
+                u = None
+            if u is not None:
+                return u.name
+        return actor
+
+    def snapshot_counts(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "licenses": sum(1 for x in self.licenses.values() if x.exists),
+            "pools": sum(1 for x in self.pools.values() if x.exists),
+        }

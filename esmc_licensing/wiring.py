@@ -1,0 +1,38 @@
+"""The composition root's values: which adapters an application talks to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .adapters.memory import InMemoryActivationServer
+from .adapters.ports import ActivationServer, Clock
+
+
+def _default_clock() -> Clock:
+    from .adapters.clock import SystemClock
+
+    return SystemClock()
+
+
+@attrs.define(kw_only=True)
+class Adapters:
+    """The ports an application uses; every one defaults to an in-memory double.
+
+    With no clock given, the activation server's clock is used if it has one,
+    else the system clock (UTC), so that the vendor and the store agree on "now".
+    """
+
+    activation_server: ActivationServer = attrs.field(default=None)
+    accounts: Any = None
+    agents: Any = None
+    clock: Clock = attrs.field(default=None)
+    offline_verifier: Any = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.clock is None:
+            server_clock = getattr(self.activation_server, "clock", None)
+            self.clock = server_clock if server_clock is not None else _default_clock()
+        if self.activation_server is None:
+            self.activation_server = InMemoryActivationServer(clock=self.clock)
