@@ -1,0 +1,1 @@
+"""Helpers for products' own test suites: stores, strategies, a pytest plugin."""
