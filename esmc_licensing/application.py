@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
-    EventStore,
     Mapper,
     Recording,
     RecordConflictError,
@@ -56,7 +55,16 @@ from .domain.ids import (
 from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import LicenseDetails, Permission, Policy, Source
-from .projections.memory import ReadModel, license_target, pool_target
+from .projections.memory import (
+    DIRECTORY_EVENTS,
+    FILTER_EVENTS,
+    LICENSE_EVENTS,
+    POOL_EVENTS,
+    TAG_EVENTS,
+    ReadModel,
+    license_target,
+    pool_target,
+)
 from .projections.views import HistoryEntry, LicenseView, PoolView
 from .wiring import Adapters
 
@@ -66,6 +74,14 @@ R = TypeVar("R")
 S = TypeVar("S")
 
 Decision = tuple[R, list[DomainEvent]]
+
+EVOLVE: dict[type[DomainEvent], Callable[[Any, Any], Any]] = {
+    **dict.fromkeys(DIRECTORY_EVENTS, directory.evolve),
+    **dict.fromkeys(POOL_EVENTS, pool.evolve),
+    **dict.fromkeys(LICENSE_EVENTS, license.evolve),
+    **dict.fromkeys(TAG_EVENTS, tags.evolve),
+    **dict.fromkeys(FILTER_EVENTS, saved_filters.evolve),
+}
 
 ADMINISTRATOR_ID = UserId.derive("administrator")
 ALL_GROUP_ID = GroupId.derive("All")
@@ -84,6 +100,8 @@ class LicenseManagement(Application[uuid.UUID]):
     log_section_size = 1000
     #: how many times a command that lost a race is decided again
     max_attempts = 16
+    #: how many aggregate states the command side keeps in memory
+    cache_size = 200_000
 
     def __init__(
         self,
@@ -151,17 +169,39 @@ class LicenseManagement(Application[uuid.UUID]):
         initial: Callable[[], S],
         evolve: Callable[[S, DomainEvent], S],
     ) -> S:
-        """Fold an aggregate's events, fast-forwarding a cached state."""
+        """An aggregate's state, current as of the read model's position.
+
+        The cache is kept current by every event the read model applies (own
+        saves and catch-up alike), so after a command's catch-up a cached state
+        needs no query. A miss folds the aggregate's events from the store.
+        """
         state = self._cache.get(aggregate_id)
-        if state is None:
-            state = initial()
-        events: EventStore[uuid.UUID] = self.events
-        for event in events.get(aggregate_id, gt=state.version or None):  # type: ignore[attr-defined]
+        if state is not None:
+            return state  # type: ignore[no-any-return]
+        state = initial()
+        if aggregate_id not in self._view.seen:
+            # Never in the log as of the last catch-up: nothing to select. A
+            # racing writer makes our save conflict, and the retry catches up.
+            return state
+        for event in self.events.get(aggregate_id):
             state = evolve(state, event)  # type: ignore[arg-type]
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[aggregate_id] = state
+        with self._view_lock:
+            cached = self._cache.get(aggregate_id)
+            if cached is None or cached.version < state.version:  # type: ignore[attr-defined]
+                if len(self._cache) >= self.cache_size:
+                    self._cache.clear()
+                self._cache[aggregate_id] = state
         return state
+
+    def _cache_apply(self, event: DomainEvent) -> None:
+        """Keep a cached aggregate state in step with an event the view applies."""
+        cached = self._cache.get(event.originator_id)
+        if cached is None:
+            return
+        if event.originator_version == cached.version + 1:
+            self._cache[event.originator_id] = EVOLVE[type(event)](cached, event)
+        elif event.originator_version > cached.version:
+            del self._cache[event.originator_id]
 
     def _directory(self) -> DirectoryState:
         return self._load(DIRECTORY_ID, directory.initial, directory.evolve)
@@ -180,12 +220,16 @@ class LicenseManagement(Application[uuid.UUID]):
     def _execute(self, decide: Callable[[], Decision[R]]) -> R:
         """Decide and save; on a lost race decide again from fresh state."""
         for _ in range(self.max_attempts):
+            self._catch_up()
             result, new_events = decide()
             if not new_events:
                 return result
             try:
                 self._save_events(new_events)
             except RecordConflictError:
+                with self._view_lock:
+                    for event in new_events:
+                        self._cache.pop(event.originator_id, None)
                 continue
             return result
         raise ConcurrencyConflict(
@@ -202,24 +246,29 @@ class LicenseManagement(Application[uuid.UUID]):
         return recordings
 
     def _catch_up(self, recordings: list[Recording[uuid.UUID]] | None = None) -> ReadModel:
-        """Bring the read model up to the end of the log."""
+        """Bring the read model (and the aggregate cache) up to the end of the log."""
         with self._view_lock:
             view = self._view
             if recordings and recordings[0].notification.id == view.position + 1:
                 for r in recordings:
-                    view.apply(r.notification.id, r.domain_event)  # type: ignore[arg-type]
+                    event: DomainEvent = r.domain_event  # type: ignore[assignment]
+                    view.apply(r.notification.id, event)
+                    self._cache_apply(event)
                 return view
-            self._fold_log(view, stop=None)
+            self._fold_log(view, stop=None, cache=True)
             return view
 
-    def _fold_log(self, view: ReadModel, stop: int | None) -> None:
+    def _fold_log(self, view: ReadModel, stop: int | None, cache: bool = False) -> None:
         decode = self.mapper.to_domain_event
         while True:
             page = self.recorder.select_notifications(
                 start=view.position, limit=1000, stop=stop, inclusive_of_start=False
             )
             for n in page:
-                view.apply(n.id, decode(n))  # type: ignore[arg-type]
+                event: DomainEvent = decode(n)  # type: ignore[assignment]
+                view.apply(n.id, event)
+                if cache:
+                    self._cache_apply(event)
             if len(page) < 1000:
                 return
 
@@ -313,6 +362,14 @@ class LicenseManagement(Application[uuid.UUID]):
         if gid is None:
             raise NotFound("static group", name)
         return gid
+
+    def group_name(self, group: object) -> str:
+        """The name of a static group by id (for showing views' ``group``)."""
+        d = self._directory()
+        g = d.groups.get(GroupId(group))
+        if g is None:
+            raise NotFound("static group", group)
+        return g.name
 
     # -- intake (R12, R15) ------------------------------------------------------
 

@@ -87,11 +87,25 @@ def license_target(public_id: object) -> str:
 @attrs.frozen
 class AuditRecord:
     position: int
-    when: datetime
-    actor: str
-    what: str
     targets: tuple[str, ...]
-    details: Mapping[str, str]
+    event: DomainEvent
+
+    @property
+    def when(self) -> datetime:
+        return self.event.timestamp
+
+    @property
+    def actor(self) -> str:
+        return self.event.actor
+
+    @property
+    def what(self) -> str:
+        return CLASSES[type(self.event)].topic
+
+    @property
+    def details(self) -> Mapping[str, str]:
+        """Computed when asked: most records are never read."""
+        return _details(self.event)
 
 
 def _details(event: DomainEvent) -> dict[str, str]:
@@ -121,6 +135,8 @@ class ReadModel:
         self.filters: dict[UserId, FiltersState] = {}
         self.audit: list[AuditRecord] = []
         self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
+        #: every aggregate id that has events up to ``position``
+        self.seen: set[Any] = set()
 
     # -- feeding ----------------------------------------------------------------
 
@@ -130,6 +146,7 @@ class ReadModel:
 
     def apply(self, position: int, event: DomainEvent) -> None:
         targets: tuple[str, ...]
+        self.seen.add(event.originator_id)
         if isinstance(event, LICENSE_EVENTS):
             pid: PublicId = event.public_id  # type: ignore[attr-defined]
             state = self.licenses.get(pid) or license.initial(pid)
@@ -167,16 +184,7 @@ class ReadModel:
             targets = (f"user:{user}",)
         else:
             targets = ()
-        self.audit.append(
-            AuditRecord(
-                position=position,
-                when=event.timestamp,
-                actor=event.actor,
-                what=CLASSES[type(event)].topic,
-                targets=targets,
-                details=_details(event),
-            )
-        )
+        self.audit.append(AuditRecord(position, targets, event))
         self.position = max(self.position, position)
 
     def _members(self, target: str) -> tuple[str, ...]:
