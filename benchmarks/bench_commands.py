@@ -67,7 +67,7 @@ def bench_app(path: Path, n: int) -> tuple[float, float]:
     vendor = InMemoryActivationServer(clock=clock)
     keys = [
         vendor.issue(
-            public_id=f"{i // 1000000 % 10}{i // 10000 % 100:02d}-{i // 100 % 100:03d}-{i % 100:03d}",
+            public_id=f"{i // 10000 % 1000:03d}-{i // 100 % 100:03d}-{i % 100:03d}",
             product="ESET Endpoint Security",
             units=10,
             expires=date(2027, 1, 1),

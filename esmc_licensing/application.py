@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     Mapper,
-    Recording,
     RecordConflictError,
+    Recording,
 )
 
 from .adapters.mapper import EventMapper
@@ -240,7 +240,7 @@ class LicenseManagement(Application[uuid.UUID]):
     def _save_events(self, new_events: list[DomainEvent]) -> list[Recording[uuid.UUID]]:
         # Bypass Application.save's per-object Protocol checks (see performance notes).
         processing = ProcessingEvent[uuid.UUID]()
-        processing.events.extend(new_events)  # type: ignore[arg-type]
+        processing.events.extend(new_events)
         recordings = self._record(processing)
         self._catch_up(recordings)
         return recordings
@@ -595,7 +595,7 @@ class LicenseManagement(Application[uuid.UUID]):
     def licenses(
         self,
         actor: object,
-        filter: LicenseFilter | None = None,  # noqa: A002 - the contract's name
+        filter: LicenseFilter | None = None,
         *,
         as_of: datetime | int | None = None,
     ) -> list[LicenseView]:
@@ -608,7 +608,9 @@ class LicenseManagement(Application[uuid.UUID]):
             today = self._today(as_of, model).date()
             return model.licenses_for(uid, filter, today, self.policy)
 
-    def license(self, actor: object, public_id: object, *, as_of: datetime | int | None = None) -> LicenseView:
+    def license(
+        self, actor: object, public_id: object, *, as_of: datetime | int | None = None
+    ) -> LicenseView:
         pid = PublicId(public_id)
         model = self._model(as_of)
         with self._view_lock:

@@ -36,9 +36,9 @@ converter = make_converter(detailed_validation=False)
 
 def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
     if type(value) is cls:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, uuid.UUID):
-        return cls(int=value.int) if cls is uuid.UUID else cls(value)  # type: ignore[call-arg]
+        return cls(int=value.int) if cls is uuid.UUID else cls(str(value))
     return cls(str(value))
 
 
@@ -50,7 +50,7 @@ converter.register_unstructure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), str
 )
 converter.register_structure_hook_func(
-    lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), lambda v, t: _to_uuid(v, t)
+    lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), _to_uuid
 )
 converter.register_unstructure_hook(datetime, datetime.isoformat)
 converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))

@@ -38,7 +38,9 @@ CLASSES: Final[dict[type[Any], EventType]] = {}
 E = TypeVar("E", bound="type[DomainEvent]")
 
 
-def event(topic: str, version: int = 1, upcasters: dict[int, Upcaster] | None = None) -> Callable[[E], E]:
+def event(
+    topic: str, version: int = 1, upcasters: dict[int, Upcaster] | None = None
+) -> Callable[[E], E]:
     """Register an event class under a stable topic.
 
     ``upcasters[n]`` turns stored state of schema version n into version n + 1.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Final
+from typing import Final, Self
 
 from .errors import InvalidLicenseKey, InvalidPublicId
 
@@ -131,7 +131,7 @@ class _Id(uuid.UUID):
         return f"{type(self).__name__}('{self}')"
 
     @classmethod
-    def derive(cls, natural_key: str) -> _Id:
+    def derive(cls, natural_key: str) -> Self:
         return cls(uuid.uuid5(NAMESPACE, f"{cls.__name__}:{natural_key}"))
 
 

@@ -9,6 +9,7 @@ after other processes wrote is a select from that position.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -114,10 +115,10 @@ def _details(event: DomainEvent) -> dict[str, str]:
         if a.name in _HIDDEN_FIELDS:
             continue
         value = getattr(event, a.name)
-        if hasattr(value, "value") and not isinstance(value, (str, int)):
-            value = value.value
-        elif hasattr(value, "name") and isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, enum.IntEnum):
             value = value.name
+        elif isinstance(value, enum.Enum):
+            value = value.value
         out[a.name] = "" if value is None else str(value)
     return out
 
@@ -148,7 +149,7 @@ class ReadModel:
         targets: tuple[str, ...]
         self.seen.add(event.originator_id)
         if isinstance(event, LICENSE_EVENTS):
-            pid: PublicId = event.public_id  # type: ignore[attr-defined]
+            pid: PublicId = event.public_id
             state = self.licenses.get(pid) or license.initial(pid)
             self.licenses[pid] = license.evolve(state, event)
             targets = (license_target(pid),)
@@ -165,7 +166,7 @@ class ReadModel:
                 self._untag(pool_target(pool_id))
         elif isinstance(event, TAG_EVENTS):
             self.tags = tags.evolve(self.tags, event)
-            targets = (f"tag:{event.name}",)  # type: ignore[attr-defined]
+            targets = (f"tag:{event.name}",)
             if isinstance(event, (TagAssigned, TagUnassigned)):
                 current = self.tags_of.get(event.target, frozenset())
                 if isinstance(event, TagAssigned):
@@ -178,9 +179,9 @@ class ReadModel:
             self._visible_cache.clear()
             targets = ("directory",)
         elif isinstance(event, FILTER_EVENTS):
-            user = event.user  # type: ignore[attr-defined]
-            state = self.filters.get(user) or saved_filters.initial(user)
-            self.filters[user] = saved_filters.evolve(state, event)
+            user = event.user
+            presets = self.filters.get(user) or saved_filters.initial(user)
+            self.filters[user] = saved_filters.evolve(presets, event)
             targets = (f"user:{user}",)
         else:
             targets = ()

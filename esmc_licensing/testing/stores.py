@@ -48,13 +48,15 @@ def postgres_schema() -> Iterator[str]:
     import psycopg
 
     schema = f"esmc_t_{uuid.uuid4().hex[:12]}"
-    params = dict(host=POSTGRES_HOST, port=POSTGRES_PORT, dbname=POSTGRES_DB, user=POSTGRES_USER)
-    with psycopg.connect(**params, autocommit=True) as conn:
+    conninfo = (
+        f"host={POSTGRES_HOST} port={POSTGRES_PORT} dbname={POSTGRES_DB} user={POSTGRES_USER}"
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield schema
     finally:
-        with psycopg.connect(**params, autocommit=True) as conn:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
