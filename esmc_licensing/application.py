@@ -33,6 +33,7 @@ from .domain.errors import (
     ConcurrencyConflict,
     ConfirmationRequired,
     InvalidInput,
+    InvalidLicenseFile,
     LicensingError,
     NotFound,
     PermissionDenied,
@@ -387,6 +388,27 @@ class LicenseManagement(Application[uuid.UUID]):
         details = self._ask("the activation server", lambda: server.verify_key(license_key))
         return self._intake(uid, details, Source.LICENSE_KEY, license_key)
 
+    def add_offline_license_file(self, actor: object, content: bytes) -> PublicId:
+        """Add a license from a signed offline license file (R16).
+
+        The file must verify with the vendor's public key, be generated for
+        this installation's ``console_token``, not be issued in the future,
+        not be expired and not be a subscription; otherwise
+        ``InvalidLicenseFile`` names the check that failed.
+        """
+        uid = self._actor(actor)
+        directory.require_administrator(self._directory(), uid, "adding licenses")
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise InvalidLicenseFile("offline license file refused: the content must be bytes")
+        verifier = self.adapters.offline_verifier
+        if verifier is None:
+            raise AdapterUnavailable(
+                "no offline license file verifier is configured: pass "
+                "Adapters(offline_verifier=Ed25519OfflineFileVerifier(vendor_public_key))"
+            )
+        offline = verifier.verify(bytes(content), self.console_token, self._now())
+        return self._intake(uid, offline.details, Source.OFFLINE_FILE, None)
+
     def _check_manageable(self, details: LicenseDetails) -> None:
         if details.product not in self.policy.manageable_products:
             raise UnsupportedProduct(
@@ -406,9 +428,12 @@ class LicenseManagement(Application[uuid.UUID]):
         pid = details.public_id
         owner = details.owner.strip()
         pool_key = f"owner:{owner.casefold()}" if owner else f"license:{pid}"
+        already_present = False
 
         def decide() -> Decision[PublicId]:
+            nonlocal already_present
             lic = self._license(pid)
+            already_present = lic.exists
             if lic.exists:
                 log.info("license %s is already present; nothing recorded", pid)
                 return pid, []
@@ -426,14 +451,19 @@ class LicenseManagement(Application[uuid.UUID]):
             return pid, emit.events + added
 
         result = self._execute(decide)
-        log.info("license %s added from %s", pid, source.value)
+        if not already_present:
+            log.info("license %s added from %s", pid, source.value)
         return result
 
     # -- pools (R7, R13, R19) ---------------------------------------------------------
 
     def _pool_ids(self, pool_ids: Iterable[object]) -> list[PoolId]:
-        if isinstance(pool_ids, (str, uuid.UUID)):
+        if isinstance(pool_ids, (str, bytes, uuid.UUID)):
             pool_ids = [pool_ids]
+        if not isinstance(pool_ids, Iterable):
+            raise InvalidInput(
+                f"name the license pools as a list of pool ids, not {type(pool_ids).__name__}"
+            )
         ids = list(dict.fromkeys(PoolId(p) for p in pool_ids))
         if not ids:
             raise InvalidInput("name at least one license pool")

@@ -7,7 +7,8 @@ from typing import Any
 import attrs
 
 from .adapters.memory import InMemoryActivationServer
-from .adapters.ports import ActivationServer, Clock
+from .adapters.offline_file import Ed25519OfflineFileVerifier
+from .adapters.ports import ActivationServer, Clock, OfflineFileVerifier
 
 
 def _default_clock() -> Clock:
@@ -20,7 +21,8 @@ def _default_clock() -> Clock:
 class Adapters:
     """The ports an application uses; every one defaults to an in-memory double.
 
-    With no clock given, the activation server's clock is used if it has one,
+    With no offline-file verifier given, files are verified with the activation
+    server's ``public_key`` (R16). With no clock given, the activation server's clock is used if it has one,
     else the system clock (UTC), so that the vendor and the store agree on "now".
     """
 
@@ -28,7 +30,7 @@ class Adapters:
     accounts: Any = None
     agents: Any = None
     clock: Clock = attrs.field(default=None)
-    offline_verifier: Any = None
+    offline_verifier: OfflineFileVerifier = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:
@@ -36,3 +38,7 @@ class Adapters:
             self.clock = server_clock if server_clock is not None else _default_clock()
         if self.activation_server is None:
             self.activation_server = InMemoryActivationServer(clock=self.clock)
+        if self.offline_verifier is None:
+            vendor_key = getattr(self.activation_server, "public_key", None)
+            if vendor_key is not None:
+                self.offline_verifier = Ed25519OfflineFileVerifier(vendor_key)

@@ -45,6 +45,7 @@ START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 PRODUCT = "ESET Endpoint Security"
 
 STORES = ["memory", "sqlite", "postgres"]
+MAX_OPEN_APPS = 6
 
 
 @pytest.fixture
@@ -116,6 +117,10 @@ def make_app(
             app._view = type(app._view)()
             app._catch_up()
         opened.append(app)
+        # Hypothesis examples open an application each; keep the number of open
+        # ones (and so PostgreSQL connections) bounded by closing the oldest.
+        while len(opened) > MAX_OPEN_APPS:
+            opened.pop(1).close()
         return app
 
     yield factory

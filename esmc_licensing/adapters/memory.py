@@ -12,6 +12,10 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from ..domain.errors import AdapterUnavailable, InvalidInput, LicenseKeyRejected, NotFound
 from ..domain.ids import LicenseKey, PublicId
@@ -160,6 +164,52 @@ class InMemoryActivationServer:
             if pid not in self._licenses:
                 raise NotFound("license", pid)
             return self._licenses[pid]
+
+    def _signing_key(self) -> Ed25519PrivateKey:
+        # Derived from the seed, so files and keys are the same on every run;
+        # cached on first use (a race only computes the same key twice).
+        key: Ed25519PrivateKey | None = self.__dict__.get("_offline_signing_key")
+        if key is None:
+            secret = hashlib.sha256(f"esmc-offline-file-key:{self._seed}".encode()).digest()
+            key = Ed25519PrivateKey.from_private_bytes(secret)
+            self.__dict__["_offline_signing_key"] = key
+            self.__dict__["_offline_public_key"] = key.public_key()
+        return key
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The vendor's Ed25519 public key, which verifies its offline license files.
+
+        Deterministic: two servers with the same ``seed`` have the same key.
+        """
+        self._signing_key()
+        public: Ed25519PublicKey = self.__dict__["_offline_public_key"]
+        return public
+
+    def offline_file(self, public_id: str, console_token: str) -> bytes:
+        """An offline license file (``ESMC-LF/1``, R16) for one console installation.
+
+        Signed with this vendor's key (see ``public_key``), issued at
+        ``self.clock.now()``, carrying the license as the vendor holds it now.
+        Raises ``NotFound`` for a Public ID the vendor never issued,
+        ``InvalidLicenseFile`` for a subscription license (a subscription cannot
+        produce an offline file) and ``InvalidInput`` for a malformed token.
+        Not an ``ActivationServer`` call: ``fail_next`` does not affect it.
+        """
+        from ..domain.errors import InvalidLicenseFile
+        from .offline_file import sign_offline_file
+
+        pid = PublicId(public_id)
+        with self._lock:
+            details = self._licenses.get(pid)
+        if details is None:
+            raise NotFound("license", pid)
+        if details.subscription:
+            raise InvalidLicenseFile(
+                f"license {pid} is a subscription, and a subscription license cannot "
+                "produce an offline license file; add it through its account or license key"
+            )
+        return sign_offline_file(self._signing_key(), details, console_token, self.clock.now())
 
     @property
     def public_ids(self) -> list[PublicId]:

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from ..domain.ids import LicenseKey, PublicId
 from ..domain.values import LicenseDetails
+from .offline_file import OfflineLicense
 
 
 @runtime_checkable
@@ -38,4 +39,22 @@ class ActivationServer(Protocol):
 
     def license_details(self, public_id: PublicId) -> LicenseDetails:
         """Current details of a license (for the daily sync of key licenses)."""
+        ...
+
+
+@runtime_checkable
+class OfflineFileVerifier(Protocol):
+    """Checks offline license files (R16).
+
+    ``Ed25519OfflineFileVerifier`` (``esmc_licensing.adapters.offline_file``)
+    implements it for the ``ESMC-LF/1`` format.
+    """
+
+    def verify(self, content: bytes, console_token: str, now: datetime) -> OfflineLicense:
+        """What the file says, if it passes every check.
+
+        Raises ``InvalidLicenseFile`` naming the first check that failed: size,
+        shape, signature, license data, console token, issue time, expiration,
+        subscription. Never records anything and never echoes the content.
+        """
         ...

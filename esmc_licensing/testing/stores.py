@@ -77,4 +77,7 @@ def postgres_env(schema: str) -> dict[str, str]:
         "POSTGRES_USER": POSTGRES_USER,
         "POSTGRES_PASSWORD": "",
         "POSTGRES_SCHEMA": schema,
+        # Small pools: a test opens several applications, CI runs tests in parallel.
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "8",
     }
