@@ -119,6 +119,8 @@ def _details(event: DomainEvent) -> dict[str, str]:
             value = value.name
         elif isinstance(value, enum.Enum):
             value = value.value
+        elif isinstance(value, tuple | list | set | frozenset):
+            value = ", ".join(sorted(str(v) for v in value))  # not the Python repr
         out[a.name] = "" if value is None else str(value)
     return out
 
@@ -161,6 +163,9 @@ class ReadModel:
             after = pool.evolve(before, event)
             self.pools[pool_id] = after
             members = before.public_ids | after.public_ids
+            if isinstance(event, LicenseJoinedPool):
+                # another license joining does not affect this one's history (R29)
+                members = frozenset({event.public_id})
             targets = (pool_target(pool_id), *(license_target(p) for p in sorted(members)))
             if isinstance(event, PoolRemoved):
                 self._untag(pool_target(pool_id))
