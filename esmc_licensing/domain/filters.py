@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 import attrs
@@ -10,7 +11,17 @@ from .errors import InvalidInput
 from .values import LicenseType, StatusLevel, StatusReason
 
 
+def _iterable(values: object, what: str) -> Iterable[object]:
+    """One value or a collection of values; anything else is refused (not a TypeError)."""
+    if isinstance(values, (str, enum.Enum)):
+        return (values,)
+    if not isinstance(values, Iterable):
+        raise InvalidInput(f"{what} must be a list of values, not {type(values).__name__}")
+    return values
+
+
 def _enum_tuple(enum_cls: type, values: Iterable[object]) -> tuple[object, ...]:
+    values = _iterable(values, f"a filter's {enum_cls.__name__} values")
     out = []
     for v in values:
         if isinstance(v, enum_cls):
@@ -37,8 +48,7 @@ def _types(values: Iterable[object]) -> tuple[LicenseType, ...]:
 
 
 def _strings(values: Iterable[object]) -> tuple[str, ...]:
-    if isinstance(values, str):
-        values = (values,)
+    values = _iterable(values, "a filter's tags and products")
     return tuple(sorted({str(v) for v in values}))
 
 

@@ -115,7 +115,13 @@ class _Id(uuid.UUID):
             super().__init__(int=value.int)
             return
         if not isinstance(value, str):
-            raise InvalidPublicId(f"{value!r} is not a {type(self).__name__}")
+            from .errors import InvalidInput
+
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+            raise InvalidInput(
+                f"{shown} is not a {type(self).__name__}: expected a UUID like "
+                "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+            )
         try:
             super().__init__(value.strip())
         except ValueError:

@@ -1,0 +1,217 @@
+"""R29: every change is an event with who, when and what; nothing is erased."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import pytest
+
+from esmc_licensing import (
+    ConfirmationRequired,
+    LicenseManagement,
+    ManualClock,
+    NotFound,
+    PermissionDenied,
+    PoolId,
+)
+
+from .conftest import START, Story, issue
+
+
+def recorded(app: LicenseManagement) -> int:
+    return app.recorder.max_notification_id() or 0
+
+
+def pool_of(app: LicenseManagement, public_id: str) -> PoolId:
+    return app.license(app.administrator, public_id).pool_id
+
+
+def whats(entries) -> list[str]:
+    return [e.what for e in entries]
+
+
+def test_r29_license_history_says_who_when_and_what(
+    story: Story, app: LicenseManagement, vendor, clock: ManualClock
+) -> None:
+    admin = story.admin
+    clock.advance(timedelta(hours=1))
+    added_at = clock.now()
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34", owner="Acme"))
+    clock.advance(timedelta(minutes=5))
+    app.create_tag(admin, "Branch")
+    app.assign_tag(admin, pid, "Branch")
+    tagged_at = clock.now()
+    history = app.history(admin, pid)
+    assert whats(history) == ["LicenseJoinedPool", "LicenseAdded", "TagAssigned"]
+    _, added, tagged = history
+    assert (added.when, added.actor) == (added_at, "Administrator")
+    assert added.details["public_id"] == "3AB-C12-D34"
+    assert added.details["units"] == "10"
+    assert (tagged.when, tagged.actor) == (tagged_at, "Administrator")
+    assert tagged.details["name"] == "Branch"
+    assert all(e.when.tzinfo is not None and e.when.utcoffset() == timedelta(0) for e in history)
+    assert all(e.target == f"license:{pid}" for e in history)
+
+
+def test_r29_history_names_the_acting_branch_admin(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    admin = story.admin
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34"))
+    app.move_pools(admin, [pool_of(app, pid)], story.san_diego)
+    app.create_tag(story.john, "Johns")
+    app.assign_tag(story.john, pid, "Johns")
+    last = app.history(story.john, pid)[-1]
+    assert (last.what, last.actor) == ("TagAssigned", "John")
+
+
+def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
+    story: Story, app: LicenseManagement, vendor, clock: ManualClock
+) -> None:
+    admin = story.admin
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34", owner="Acme"))
+    sibling = app.add_license_key(admin, issue(vendor, "3AB-C12-D35", owner="Acme"))
+    other = app.add_license_key(admin, issue(vendor, "9ZZ-000-001", owner="Globex"))
+    pool_id = pool_of(app, pid)
+    clock.advance(timedelta(days=1))
+    app.move_pools(admin, [pool_id], story.san_diego)
+    moved_at = clock.now()
+    app.create_tag(admin, "Acme pool")
+    app.assign_tag(story.john, pool_id, "Acme pool")
+    app.create_tag(admin, "Sibling only")
+    app.assign_tag(admin, sibling, "Sibling only")
+    clock.advance(timedelta(days=1))
+    app.remove_pools(admin, [pool_id], confirm=True)
+    history = app.history(admin, pid)
+    assert whats(history) == [
+        "LicenseJoinedPool",
+        "LicenseAdded",
+        "PoolMoved",
+        "TagAssigned",
+        "PoolRemoved",
+        "LicenseRemoved",
+    ]
+    move = next(e for e in history if e.what == "PoolMoved")
+    assert move.when == moved_at and move.actor == "Administrator"
+    assert move.details["from_group"] == str(app.all_group)
+    assert move.details["to_group"] == str(story.san_diego)
+    pool_tag = next(e for e in history if e.what == "TagAssigned")
+    assert pool_tag.actor == "John" and pool_tag.details["target"] == f"pool:{pool_id}"
+    assert "Sibling only" not in str([e.details for e in history])
+    # another pool's life is not in this license's history
+    assert whats(app.history(admin, other)) == ["LicenseJoinedPool", "LicenseAdded"]
+
+
+def test_r29_pool_history_lists_creation_joins_moves_tags_and_removal(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    admin = story.admin
+    a = app.add_license_key(admin, issue(vendor, "3AB-C12-D34", owner="Acme"))
+    app.add_license_key(admin, issue(vendor, "3AB-C12-D35", owner="Acme"))
+    pool_id = pool_of(app, a)
+    app.move_pools(admin, [pool_id], story.tokyo)
+    app.create_tag(admin, "Tokyo")
+    app.assign_tag(admin, pool_id, "Tokyo")
+    app.remove_pools(admin, [pool_id], confirm=True)
+    history = app.history(admin, pool_id)
+    assert whats(history) == [
+        "PoolCreated",
+        "LicenseJoinedPool",
+        "LicenseJoinedPool",
+        "PoolMoved",
+        "TagAssigned",
+        "PoolRemoved",
+        "TagUnassigned",
+    ]
+    assert history[-2].details["public_ids"]  # the removal names the licenses it took
+    assert all(e.actor == "Administrator" for e in history)
+    positions = [e.position for e in history]
+    assert positions == sorted(positions)
+
+
+def test_r29_removed_objects_keep_their_history(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    admin = story.admin
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34"))
+    pool_id = pool_of(app, pid)
+    app.move_pools(admin, [pool_id], story.san_diego)
+    before_license = app.history(admin, pid)
+    before_pool = app.history(admin, pool_id)
+    app.remove_pools(admin, [pool_id], confirm=True)
+    with pytest.raises(NotFound):
+        app.license(admin, pid)
+    after_license = app.history(admin, pid)
+    after_pool = app.history(admin, pool_id)
+    # nothing was rewritten or erased: the old entries are a prefix of the new ones
+    assert after_license[: len(before_license)] == before_license
+    assert after_pool[: len(before_pool)] == before_pool
+    assert "LicenseRemoved" in whats(after_license)
+    assert "PoolRemoved" in whats(after_pool)
+    # whoever could see it where it was last still sees its history; others do not
+    assert whats(app.history(story.john, pid)) == whats(after_license)
+    with pytest.raises(NotFound):
+        app.history(story.larry, pid)
+
+
+def test_r29_a_re_added_license_keeps_its_earlier_life(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    admin = story.admin
+    key = issue(vendor, "3AB-C12-D34")
+    pid = app.add_license_key(admin, key)
+    app.remove_pools(admin, [pool_of(app, pid)], confirm=True)
+    app.add_license_key(admin, key)
+    history = whats(app.history(admin, pid))
+    assert history.count("LicenseAdded") == 2
+    assert history.index("LicenseRemoved") < len(history) - 1
+
+
+def test_r29_refused_commands_leave_no_history(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    admin = story.admin
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34"))
+    pool_id = pool_of(app, pid)
+    app.move_pools(admin, [pool_id], story.tokyo)
+    app.create_tag(admin, "Nope")
+    license_before, pool_before = app.history(admin, pid), app.history(admin, pool_id)
+    before = recorded(app)
+    with pytest.raises(PermissionDenied):
+        app.assign_tag(story.makio, pid, "Nope")
+    with pytest.raises(PermissionDenied):
+        app.move_pools(story.makio, [pool_id], story.sydney)
+    with pytest.raises(ConfirmationRequired):
+        app.remove_pools(admin, [pool_id], confirm=False)
+    with pytest.raises(NotFound):
+        app.assign_tag(story.john, pool_id, "Nope")
+    assert recorded(app) == before
+    assert app.history(admin, pid) == license_before
+    assert app.history(admin, pool_id) == pool_before
+
+
+def test_r29_every_recorded_time_comes_from_the_applications_clock(
+    story: Story, app: LicenseManagement, vendor, clock: ManualClock
+) -> None:
+    admin = story.admin
+    times = []
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34"))
+    times.append(clock.now())
+    for days, group in ((3, story.san_diego), (40, story.sydney), (400, story.tokyo)):
+        clock.advance(timedelta(days=days))
+        app.move_pools(admin, [pool_of(app, pid)], group)
+        times.append(clock.now())
+    history = app.history(admin, pid)
+    assert [e.when for e in history if e.what in ("LicenseAdded", "PoolMoved")] == times
+    assert times[0] == START.astimezone(UTC)
+
+
+def test_r29_history_survives_reopening_the_store(make_app, vendor, clock: ManualClock) -> None:
+    first = make_app()
+    pid = first.add_license_key(first.administrator, issue(vendor, "3AB-C12-D34"))
+    clock.advance(timedelta(hours=2))
+    group = first.create_group(first.administrator, "Branch")
+    first.move_pools(first.administrator, [first.license(first.administrator, pid).pool_id], group)
+    expected = first.history(first.administrator, pid)
+    second = make_app()
+    assert second.history(second.administrator, pid) == expected
