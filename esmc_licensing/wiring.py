@@ -22,8 +22,9 @@ class Adapters:
     """The ports an application uses; every one defaults to an in-memory double.
 
     With no offline-file verifier given, files are verified with the activation
-    server's ``public_key`` (R16). With no clock given, the activation server's clock is used if it has one,
-    else the system clock (UTC), so that the vendor and the store agree on "now".
+    server's ``public_key`` (R16). With no clock given, the activation server's
+    clock is used if it has one, else the system clock (UTC), so that the
+    vendor and the store agree on "now".
     """
 
     activation_server: ActivationServer = attrs.field(default=None)

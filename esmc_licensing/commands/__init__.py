@@ -1,0 +1,1 @@
+"""The commands of LicenseManagement, one mixin per area."""

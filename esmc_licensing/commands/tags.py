@@ -1,0 +1,118 @@
+"""Tags (R28) and saved filters (R8a)."""
+
+from __future__ import annotations
+
+import uuid
+
+from ..domain import directory, saved_filters, tags
+from ..domain.directory import DirectoryState
+from ..domain.errors import (
+    NotFound,
+    PermissionDenied,
+)
+from ..domain.events import user_actor
+from ..domain.filters import LicenseFilter
+from ..domain.ids import (
+    GroupId,
+    PoolId,
+    PublicId,
+    UserId,
+    filters_aggregate_id,
+)
+from ..domain.values import Permission
+from ..projections.memory import (
+    license_target,
+    pool_target,
+)
+from ..service import Decision, ServiceBase
+
+
+class TagCommands(ServiceBase):
+    # -- tags (R28) -------------------------------------------------------------
+
+    def create_tag(self, actor: object, name: str) -> None:
+        uid = self._actor(actor)
+
+        def decide() -> Decision[None]:
+            d = self._directory()
+            if not any(p >= Permission.WRITE for p in d.grants.get(uid, {}).values()):
+                raise PermissionDenied(
+                    "creating a tag needs WRITE permission on licenses in at least one group"
+                )
+            return None, tags.create(self._tags(), name, self._now(), user_actor(uid))
+
+        self._execute(decide)
+
+    def delete_tag(self, actor: object, name: str) -> None:
+        """Deleting a tag unassigns it everywhere, so it needs an administrator."""
+        uid = self._actor(actor)
+
+        def decide() -> Decision[None]:
+            directory.require_administrator(self._directory(), uid, "deleting a tag")
+            return None, tags.delete(self._tags(), name, self._now(), user_actor(uid))
+
+        self._execute(decide)
+
+    def _tag_target(self, d: DirectoryState, uid: UserId, target: object) -> tuple[str, GroupId]:
+        """The stored name of a tag target and its group; NotFound outside visibility."""
+        if isinstance(target, PoolId):
+            p = self._visible_pool(d, uid, target)
+            assert p.group is not None
+            return pool_target(p.pool_id), p.group
+        if isinstance(target, uuid.UUID):
+            raise NotFound("tag target", target)
+        pid = PublicId(target)
+        lic = self._license(pid)
+        if not lic.exists or lic.pool_id is None:
+            raise NotFound("license", pid)
+        p = self._pool(lic.pool_id)
+        if p.group is None or not d.can(uid, p.group, Permission.READ):
+            raise NotFound("license", pid)
+        return license_target(pid), p.group
+
+    def _change_tag(self, actor: object, target: object, name: str, assign: bool) -> None:
+        uid = self._actor(actor)
+        decider = tags.assign if assign else tags.unassign
+
+        def decide() -> Decision[None]:
+            d = self._directory()
+            key, group = self._tag_target(d, uid, target)
+            if not d.can(uid, group, Permission.WRITE):
+                raise PermissionDenied(
+                    f"{'assigning' if assign else 'unassigning'} a tag needs WRITE permission "
+                    f"on licenses in group {d.groups[group].name!r}"
+                )
+            return None, decider(self._tags(), name, key, self._now(), user_actor(uid))
+
+        self._execute(decide)
+
+    def assign_tag(self, actor: object, target: object, name: str) -> None:
+        """Tag a pool (PoolId) or a license (PublicId or its string)."""
+        self._change_tag(actor, target, name, assign=True)
+
+    def unassign_tag(self, actor: object, target: object, name: str) -> None:
+        self._change_tag(actor, target, name, assign=False)
+
+    # -- saved filters (R8a) ------------------------------------------------------------
+
+    def save_filter(self, actor: object, name: str, license_filter: LicenseFilter) -> None:
+        uid = self._actor(actor)
+        agg = filters_aggregate_id(uid)
+
+        def decide() -> Decision[None]:
+            state = self._load(agg, lambda: saved_filters.initial(uid), saved_filters.evolve)
+            return None, saved_filters.save(
+                state, name, license_filter, self._now(), user_actor(uid)
+            )
+
+        self._execute(decide)
+
+    def delete_filter(self, actor: object, name: str) -> None:
+        uid = self._actor(actor)
+        agg = filters_aggregate_id(uid)
+
+        def decide() -> Decision[None]:
+            state = self._load(agg, lambda: saved_filters.initial(uid), saved_filters.evolve)
+            return None, saved_filters.delete(state, name, self._now(), user_actor(uid))
+
+        self._execute(decide)
