@@ -301,6 +301,17 @@ class ServiceBase(Application[uuid.UUID]):
             raise NotFound("license pool", pool_id)
         return p
 
+    def _effects_of_license_events(
+        self, events: list[DomainEvent], now: datetime, actor: str
+    ) -> list[DomainEvent]:
+        """Events other aggregates record because of these license events.
+
+        A hook for areas that react within the same atomic save: the computers
+        area records products deactivated by a suspension (R27). The base
+        records nothing.
+        """
+        return []
+
     def _ask(self, what: str, call: Callable[[], R]) -> R:
         """Call a port; anything but a deliberate refusal becomes AdapterUnavailable."""
         try:

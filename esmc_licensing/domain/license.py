@@ -56,10 +56,18 @@ class LicenseState:
     vendor_used_units: int = 0
     overused: bool = False
     key: LicenseKey | None = attrs.field(default=None, repr=False)
+    #: seats taken through this console: (computer id as str, product) pairs (R20)
+    seats: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def used_units(self) -> int:
-        return self.vendor_used_units
+        """Seats in use: what the vendor last reported, or more if this console
+        has since activated more seats than that report knew of (R23).
+
+        The vendor's usage report counts every activation, including those made
+        from here, so the two are not added up.
+        """
+        return max(len(self.seats), self.vendor_used_units)
 
     @property
     def aggregate_id(self) -> object:
@@ -198,7 +206,9 @@ def follow_vendor(
         emit(LicenseObsoleted, public_id=pid)
     if details.used_units != state.vendor_used_units:
         emit(UsageReported, public_id=pid, used_units=details.used_units)
-    _record_overuse_crossing(state, emit, units=details.units, used=details.used_units)
+    _record_overuse_crossing(
+        state, emit, units=details.units, used=max(len(state.seats), details.used_units)
+    )
     return emit.events
 
 
