@@ -8,6 +8,7 @@ cache and the read model.
 from __future__ import annotations
 
 from .commands.directory import DirectoryCommands
+from .commands.history import HistoryCommands
 from .commands.intake import IntakeCommands
 from .commands.pools import PoolCommands
 from .commands.tags import TagCommands
@@ -17,7 +18,14 @@ from .service import ADMINISTRATOR_ID, ALL_GROUP_ID, EVOLVE
 __all__ = ["ADMINISTRATOR_ID", "ALL_GROUP_ID", "EVOLVE", "LicenseManagement"]
 
 
-class LicenseManagement(IntakeCommands, PoolCommands, TagCommands, DirectoryCommands, Queries):
+class LicenseManagement(
+    IntakeCommands,
+    PoolCommands,
+    TagCommands,
+    DirectoryCommands,
+    HistoryCommands,
+    Queries,
+):
     """The license management of one console installation, over one event store.
 
     ``env`` takes eventsourcing's settings (PERSISTENCE_MODULE, SQLITE_DBNAME,

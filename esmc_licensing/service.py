@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
     Recording,
 )
 
+from . import seals
 from .adapters.mapper import EventMapper
 from .domain import directory, license, pool, saved_filters, tags
 from .domain.directory import DirectoryState
@@ -35,7 +36,7 @@ from .domain.errors import (
     LicensingError,
     NotFound,
 )
-from .domain.events import DomainEvent
+from .domain.events import DomainEvent, HistorySealed
 from .domain.ids import (
     DIRECTORY_ID,
     TAGS_ID,
@@ -71,6 +72,7 @@ EVOLVE: dict[type[DomainEvent], Callable[[Any, Any], Any]] = {
     **dict.fromkeys(LICENSE_EVENTS, license.evolve),
     **dict.fromkeys(TAG_EVENTS, tags.evolve),
     **dict.fromkeys(FILTER_EVENTS, saved_filters.evolve),
+    HistorySealed: seals.evolve,
 }
 
 ADMINISTRATOR_ID = UserId.derive("administrator")
@@ -231,7 +233,11 @@ class ServiceBase(Application[uuid.UUID]):
         processing.events.extend(new_events)
         recordings = self._record(processing)
         self._catch_up(recordings)
+        self._after_save(recordings)
         return recordings
+
+    def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
+        """A hook run after every save (the history area seals here, R31)."""
 
     def _catch_up(self, recordings: list[Recording[uuid.UUID]] | None = None) -> ReadModel:
         """Bring the read model (and the aggregate cache) up to the end of the log."""

@@ -306,6 +306,24 @@ class FilterDeleted(DomainEvent):
     name: str
 
 
+# --- Tamper evidence (R31) ---------------------------------------------------------
+
+
+@event("HistorySealed")
+@attrs.frozen(kw_only=True)
+class HistorySealed(DomainEvent):
+    """Digests of stored events, so later changes to them can be detected.
+
+    ``positions`` are notification ids; ``digests`` holds one 16-hex-digit
+    digest per position, concatenated; ``chain`` links this seal to the one
+    before it, so a seal cannot be dropped or edited unnoticed either.
+    """
+
+    positions: tuple[int, ...]
+    digests: str
+    chain: str
+
+
 class Emitter:
     """Builds the events of one decision on one aggregate, numbering versions.
 

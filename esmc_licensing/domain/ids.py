@@ -171,6 +171,7 @@ def pool_id_for(natural_key: str) -> PoolId:
 
 DIRECTORY_ID: Final = uuid.uuid5(NAMESPACE, "directory")
 TAGS_ID: Final = uuid.uuid5(NAMESPACE, "tags")
+SEALS_ID: Final = uuid.uuid5(NAMESPACE, "seals")
 
 
 def filters_aggregate_id(user: UserId) -> uuid.UUID:
