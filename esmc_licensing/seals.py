@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Iterator
+
 import attrs
 from eventsourcing.persistence import Notification
 
