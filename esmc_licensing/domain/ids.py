@@ -7,6 +7,7 @@ check-then-act race in Python.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Final, Self
@@ -161,6 +162,7 @@ class TaskId(_Id):
     __slots__ = ()
 
 
+@functools.lru_cache(maxsize=65536)
 def license_aggregate_id(public_id: PublicId) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"license:{public_id}")
 
