@@ -5,8 +5,14 @@ administrators who see only what was distributed to them, intake by key, and a
 complete, replayable history of every change. See ``docs/`` and ``README.md``.
 """
 
+from .adapters.accounts import InMemoryAccounts
+from .adapters.agents import InMemoryAgents
 from .adapters.memory import InMemoryActivationServer, ManualClock
 from .application import LicenseManagement
+from .commands.accounts import AccountView, SourceSync, SyncFailure, SyncReport
+from .domain.account import AccountCompany, AccountSnapshot
+from .domain.client_tasks import AgentResult, TargetState, TaskKind, TaskOrder
+from .domain.credentials import AccountRejected, Credentials
 from .domain.errors import (
     AdapterUnavailable,
     AlreadyExists,
@@ -42,10 +48,44 @@ from .domain.values import (
     StatusLevel,
     StatusReason,
 )
-from .projections.views import HistoryEntry, LicenseView, PoolView
+from .projections.runner import ViewRunner, rebuild_views, run_projections
+from .projections.store import MemoryViewStore, ViewStore, open_view_store
+from .projections.views import (
+    ComputerView,
+    HistoryEntry,
+    InstallerLicense,
+    LicenseView,
+    PoolView,
+    ProductView,
+    RemovalResult,
+    TargetResult,
+    TaskView,
+    Validity,
+)
 from .wiring import Adapters
 
 __all__ = [
+    "AgentResult",
+    "ComputerView",
+    "InMemoryAgents",
+    "InstallerLicense",
+    "ProductView",
+    "RemovalResult",
+    "TargetResult",
+    "TargetState",
+    "TaskKind",
+    "TaskOrder",
+    "TaskView",
+    "Validity",
+    "AccountCompany",
+    "AccountRejected",
+    "AccountSnapshot",
+    "AccountView",
+    "Credentials",
+    "InMemoryAccounts",
+    "SourceSync",
+    "SyncFailure",
+    "SyncReport",
     "AccountKind",
     "AdapterUnavailable",
     "Adapters",
@@ -72,6 +112,7 @@ __all__ = [
     "LicenseView",
     "LicensingError",
     "ManualClock",
+    "MemoryViewStore",
     "NotFound",
     "OverusePolicy",
     "OveruseRefused",
@@ -90,5 +131,10 @@ __all__ = [
     "UnsupportedAccount",
     "UnsupportedProduct",
     "UserId",
+    "ViewRunner",
+    "ViewStore",
     "license_status",
+    "open_view_store",
+    "rebuild_views",
+    "run_projections",
 ]

@@ -7,6 +7,8 @@ cache and the read model.
 
 from __future__ import annotations
 
+from .commands.accounts import AccountCommands
+from .commands.computers import ComputerCommands
 from .commands.directory import DirectoryCommands
 from .commands.history import HistoryCommands
 from .commands.intake import IntakeCommands
@@ -23,6 +25,8 @@ class LicenseManagement(
     PoolCommands,
     TagCommands,
     DirectoryCommands,
+    AccountCommands,
+    ComputerCommands,
     HistoryCommands,
     Queries,
 ):

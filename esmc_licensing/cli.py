@@ -1108,6 +1108,117 @@ def tag_unassign(ctx: typer.Context, target: TargetArg,
     _say(f"Removed tag {name.strip()} from {target}.")
 
 
+# -- projections: the deployed runner and rebuild (issue 5) --------------------------------
+
+ViewsOption = Annotated[str | None, typer.Option(
+    "--views", envvar="ESMC_VIEWS", metavar="VIEWS",
+    help="Where views persist: sqlite:PATH or postgres (default: beside the store).")]
+
+
+def _views_spec(store: Store, views: str | None) -> str:
+    if views:
+        return views
+    if store.sqlite_path is not None:
+        return f"sqlite:{store.sqlite_path.with_name(store.sqlite_path.stem + '.views.db')}"
+    if store.env.get("PERSISTENCE_MODULE", "").endswith("postgres"):
+        return "postgres"
+    raise InvalidInput("persistent views need a SQLite or PostgreSQL store (use --store)")
+
+
+def _open_views(ctx: typer.Context, views: str | None) -> tuple[Store, Any]:
+    from .projections.store import open_view_store
+
+    store = parse_store(_session(ctx).store)
+    env = dict(store.env)
+    return store, open_view_store(_views_spec(store, views), env)
+
+
+@app.command()
+@handled
+def project(
+    ctx: typer.Context,
+    views: ViewsOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Catch up, then stop.")] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", metavar="SECONDS", help="Pause between polls of the log.")] = 0.2,
+) -> None:
+    """Follow the store into persistent views (run it as a separate process)."""
+    from .projections.runner import run_projections
+
+    store, view_store = _open_views(ctx, views)
+    try:
+        position = run_projections(store.env, view_store, once=once, interval=interval)
+    except KeyboardInterrupt:
+        return
+    finally:
+        view_store.close()
+    _say(f"Views are at log position {position}.")
+
+
+@app.command()
+@handled
+def rebuild(ctx: typer.Context, views: ViewsOption = None) -> None:
+    """Drop the persistent views and rebuild them from the log (R30)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .projections.runner import rebuild_views
+
+    store, view_store = _open_views(ctx, views)
+    console = _console()
+    try:
+        if console.is_terminal:
+            with Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=console,
+            ) as bar:
+                task = bar.add_task("Rebuilding views", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                count = rebuild_views(store.env, view_store, progress=progress)
+        else:
+            count = rebuild_views(store.env, view_store)
+    finally:
+        view_store.close()
+    _say(f"Rebuilt the views from {count} events.")
+
+
+@app.command("consume-results")
+@handled
+def consume_results(
+    ctx: typer.Context,
+    redis_url: Annotated[str, typer.Option(
+        "--redis", envvar="ESMC_LICENSING_REDIS", metavar="URL",
+        help="The agents' Redis broker.")] = "redis://127.0.0.1:6379/0",
+    prefix: Annotated[str, typer.Option(help="The streams' key prefix.")] = "esmc",
+    group: Annotated[str, typer.Option(help="The consumer group.")] = "esmc-results",
+    consumer: Annotated[str | None, typer.Option(
+        help="This consumer's name (default: host and process id).")] = None,
+    claim_idle: Annotated[int, typer.Option(
+        "--claim-idle", help="Take over results another consumer left pending this many "
+                             "seconds.")] = 60,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Settle what is waiting, then stop.")] = False,
+) -> None:
+    """Record agents' task results from Redis Streams (R21), each exactly once.
+
+    A result is acknowledged only after it is saved; a repeat records nothing.
+    """
+    from .adapters.redis_agents import run_result_consumer
+
+    session = _session(ctx)
+    try:
+        count = run_result_consumer(
+            session.app, url=redis_url, prefix=prefix, group=group, consumer=consumer,
+            claim_idle_ms=claim_idle * 1000, block_ms=200 if once else 1000,
+            idle_rounds=1 if once else None,
+        )
+    except KeyboardInterrupt:
+        return
+    _say(f"Settled {count} task result(s).")
+
+
 def main() -> None:
     """The console script ``esmc-licensing``."""
     app()

@@ -11,8 +11,10 @@ query after a command always sees it (and sees other processes' writes too).
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -27,7 +29,7 @@ from eventsourcing.persistence import (
 
 from . import seals
 from .adapters.mapper import EventMapper
-from .domain import directory, license, pool, saved_filters, tags
+from .domain import account, computer, directory, license, pool, saved_filters, tags, task
 from .domain.directory import DirectoryState
 from .domain.errors import (
     AdapterUnavailable,
@@ -40,6 +42,7 @@ from .domain.events import DomainEvent, HistorySealed
 from .domain.ids import (
     DIRECTORY_ID,
     TAGS_ID,
+    ComputerId,
     GroupId,
     PoolId,
     PublicId,
@@ -50,13 +53,17 @@ from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import Permission, Policy
 from .projections.memory import (
+    ACCOUNT_EVENTS,
+    COMPUTER_EVENTS,
     DIRECTORY_EVENTS,
     FILTER_EVENTS,
     LICENSE_EVENTS,
     POOL_EVENTS,
     TAG_EVENTS,
+    TASK_EVENTS,
     ReadModel,
 )
+from .projections.store import ViewsReadModel, ViewStore, open_view_store
 from .wiring import Adapters
 
 log = logging.getLogger("esmc_licensing")
@@ -72,6 +79,9 @@ EVOLVE: dict[type[DomainEvent], Callable[[Any, Any], Any]] = {
     **dict.fromkeys(LICENSE_EVENTS, license.evolve),
     **dict.fromkeys(TAG_EVENTS, tags.evolve),
     **dict.fromkeys(FILTER_EVENTS, saved_filters.evolve),
+    **dict.fromkeys(ACCOUNT_EVENTS, account.evolve),
+    **dict.fromkeys(COMPUTER_EVENTS, computer.evolve),
+    **dict.fromkeys(TASK_EVENTS, task.evolve),
     HistorySealed: seals.evolve,
 }
 
@@ -101,6 +111,7 @@ class ServiceBase(Application[uuid.UUID]):
         *,
         adapters: Adapters | None = None,
         policy: Policy | None = None,
+        views: ViewStore | None = None,
     ) -> None:
         super().__init__(env=dict(env) if env is not None else None)
         self.adapters = adapters or Adapters()
@@ -108,6 +119,17 @@ class ServiceBase(Application[uuid.UUID]):
         self._cache: dict[uuid.UUID, Any] = {}
         self._view_lock = threading.RLock()
         self._view = ReadModel()
+        # Deployed mode (issue 5): queries answer from persisted views that a
+        # projection runner keeps (``views=`` or the ESMC_VIEWS setting).
+        self._own_views = False
+        views_setting = self.env.get("ESMC_VIEWS") if views is None else None
+        if views_setting:
+            views = open_view_store(views_setting, dict(self.env))
+            self._own_views = True
+        self.views: ViewStore | None = views
+        self._views_model = (
+            ViewsReadModel(views, self._decode_audit) if views is not None else None
+        )
         self._ensure_directory()
 
     # -- eventsourcing hooks -------------------------------------------------
@@ -204,12 +226,15 @@ class ServiceBase(Application[uuid.UUID]):
             license_aggregate_id(public_id), lambda: license.initial(public_id), license.evolve
         )
 
+    def _computer(self, computer_id: ComputerId) -> computer.ComputerState:
+        return self._load(computer_id, lambda: computer.initial(computer_id), computer.evolve)
+
     def _tags(self) -> tags.TagsState:
         return self._load(TAGS_ID, tags.initial, tags.evolve)
 
     def _execute(self, decide: Callable[[], Decision[R]]) -> R:
         """Decide and save; on a lost race decide again from fresh state."""
-        for _ in range(self.max_attempts):
+        for attempt in range(self.max_attempts):
             self._catch_up()
             result, new_events = decide()
             if not new_events:
@@ -220,6 +245,9 @@ class ServiceBase(Application[uuid.UUID]):
                 with self._view_lock:
                     for event in new_events:
                         self._cache.pop(event.originator_id, None)
+                # a little random backoff, so that many racing writers of one
+                # aggregate (seats of one license) do not keep colliding
+                time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 8)))
                 continue
             return result
         raise ConcurrencyConflict(
@@ -268,6 +296,10 @@ class ServiceBase(Application[uuid.UUID]):
 
     def _model(self, as_of: datetime | int | None) -> ReadModel:
         if as_of is None:
+            if self._views_model is not None:
+                with self._view_lock:
+                    self._views_model.refresh()
+                return self._views_model
             return self._catch_up()
         if isinstance(as_of, bool) or not isinstance(as_of, (datetime, int)):
             raise InvalidInput("as_of must be a timezone-aware datetime or a log position")
@@ -353,3 +385,36 @@ class ServiceBase(Application[uuid.UUID]):
     def position(self) -> int:
         """The log position the read model has reached (for ``as_of``)."""
         return self._catch_up().position
+
+    # -- deployed mode: persisted views (issue 5) ------------------------------------
+
+    def wait_for(self, position: int | None = None, timeout: float = 10.0) -> None:
+        """Block until the views have applied the log up to ``position``.
+
+        ``None`` waits for everything this application has seen in the log
+        (its own writes included). Embedded mode never waits: its queries
+        catch up by themselves. Raises ``TimeoutError``.
+        """
+        if self.views is None:
+            return
+        if position is None:
+            position = self.position
+        self.views.wait(self.name, position, timeout=timeout)
+
+    def _decode_audit(self, row: Any) -> DomainEvent:
+        from eventsourcing.persistence import StoredEvent
+
+        event: DomainEvent = self.mapper.to_domain_event(  # type: ignore[assignment]
+            StoredEvent(
+                originator_id=uuid.UUID(row.originator_id),
+                originator_version=row.originator_version,
+                topic=row.what,
+                state=row.state,
+            )
+        )
+        return event
+
+    def close(self) -> None:
+        if self._own_views and self.views is not None:
+            self.views.close()
+        super().close()

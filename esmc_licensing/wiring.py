@@ -39,6 +39,14 @@ class Adapters:
             self.clock = server_clock if server_clock is not None else _default_clock()
         if self.activation_server is None:
             self.activation_server = InMemoryActivationServer(clock=self.clock)
+        if self.accounts is None and isinstance(self.activation_server, InMemoryActivationServer):
+            from .adapters.accounts import InMemoryAccounts
+
+            self.accounts = InMemoryAccounts(self.activation_server)
+        if self.agents is None:
+            from .adapters.agents import InMemoryAgents
+
+            self.agents = InMemoryAgents()
         if self.offline_verifier is None:
             vendor_key = getattr(self.activation_server, "public_key", None)
             if vendor_key is not None:

@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 
+from ..domain.credentials import Credentials
 from ..domain.events import CLASSES, TOPICS, DomainEvent
 from ..domain.ids import LicenseKey, PublicId
 
@@ -46,6 +47,12 @@ converter.register_unstructure_hook(PublicId, str)
 converter.register_structure_hook(PublicId, lambda v, _: PublicId(v))
 converter.register_unstructure_hook(LicenseKey, LicenseKey.reveal)
 converter.register_structure_hook(LicenseKey, lambda v, _: LicenseKey(v))
+converter.register_unstructure_hook(
+    Credentials, lambda c: {"username": c.username, "password": c.reveal_password()}
+)
+converter.register_structure_hook(
+    Credentials, lambda v, _: Credentials(v["username"], v["password"])
+)
 converter.register_unstructure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), str
 )

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from ..domain.credentials import Credentials
 from ..domain.errors import AdapterUnavailable, InvalidInput, LicenseKeyRejected, NotFound
 from ..domain.ids import LicenseKey, PublicId
 from ..domain.values import LicenseDetails, LicenseType
@@ -64,6 +65,8 @@ class InMemoryActivationServer:
         self._fail_next = 0
         self._lock = threading.RLock()
         self.calls = 0
+        #: (Public ID or None, device, product) of every deactivation asked for (R24)
+        self.deactivations: list[tuple[PublicId | None, str, str]] = []
 
     # -- the vendor's side --------------------------------------------------
 
@@ -236,6 +239,14 @@ class InMemoryActivationServer:
                 )
             return self._licenses[pid]
 
+    def deactivate(self, public_id: PublicId | None, device: str, product: str) -> None:
+        """R24: remember the deactivation (``deactivations``); unknown ones are fine."""
+        self._call()
+        with self._lock:
+            self.deactivations.append(
+                (None if public_id is None else PublicId(public_id), device, product)
+            )
+
     def license_details(self, public_id: PublicId) -> LicenseDetails:
         self._call()
         with self._lock:
@@ -244,6 +255,30 @@ class InMemoryActivationServer:
                 raise NotFound("license", public_id)
             return details
 
+    # -- legacy username/password credentials (R2) ----------------------------
+
+    def add_legacy_credentials(self, public_id: str, credentials: Credentials) -> None:
+        """Let legacy ``credentials`` stand for an issued license (vendor side)."""
+        pid = PublicId(public_id)
+        with self._lock:
+            if pid not in self._licenses:
+                raise NotFound("license", pid)
+            legacy: dict[tuple[str, str], PublicId] = self.__dict__.setdefault("_legacy", {})
+            legacy[(credentials.username.casefold(), credentials.reveal_password())] = pid
+
+    def convert_credentials(self, credentials: Credentials) -> LicenseKey:
+        """The ``LegacyCredentialsConverter`` port: legacy credentials to a license key."""
+        self._call()
+        with self._lock:
+            legacy: dict[tuple[str, str], PublicId] = self.__dict__.get("_legacy", {})
+            pid = legacy.get((credentials.username.casefold(), credentials.reveal_password()))
+            if pid is None:
+                raise LicenseKeyRejected(
+                    "the activation server does not know these legacy credentials "
+                    f"(username {credentials.username!r})"
+                )
+            return LicenseKey(self._key_for(pid))
+
 
 def _product_code(product: str) -> str:
     return "".join(w[0] for w in product.split() if w).upper()[:8] or "PRODUCT"
@@ -251,3 +286,10 @@ def _product_code(product: str) -> str:
 
 def days(n: int) -> timedelta:
     return timedelta(days=n)
+
+
+# InMemoryAccounts lives beside the HTTP account clients; api.md names it here too.
+from .accounts import InMemoryAccounts  # noqa: E402
+from .agents import InMemoryAgents  # noqa: E402
+
+__all__ = ["InMemoryAccounts", "InMemoryActivationServer", "InMemoryAgents", "ManualClock", "days"]

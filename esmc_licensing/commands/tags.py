@@ -13,6 +13,7 @@ from ..domain.errors import (
 from ..domain.events import user_actor
 from ..domain.filters import LicenseFilter
 from ..domain.ids import (
+    ComputerId,
     GroupId,
     PoolId,
     PublicId,
@@ -21,6 +22,7 @@ from ..domain.ids import (
 )
 from ..domain.values import Permission
 from ..projections.memory import (
+    computer_target,
     license_target,
     pool_target,
 )
@@ -59,6 +61,11 @@ class TagCommands(ServiceBase):
             p = self._visible_pool(d, uid, target)
             assert p.group is not None
             return pool_target(p.pool_id), p.group
+        if isinstance(target, ComputerId):
+            c = self._computer(target)
+            if not c.exists or c.group is None or not d.can(uid, c.group, Permission.READ):
+                raise NotFound("computer", target)
+            return computer_target(target), c.group
         if isinstance(target, uuid.UUID):
             raise NotFound("tag target", target)
         pid = PublicId(target)
@@ -87,7 +94,7 @@ class TagCommands(ServiceBase):
         self._execute(decide)
 
     def assign_tag(self, actor: object, target: object, name: str) -> None:
-        """Tag a pool (PoolId) or a license (PublicId or its string)."""
+        """Tag a pool (PoolId), a license (PublicId or its string) or a computer (ComputerId)."""
         self._change_tag(actor, target, name, assign=True)
 
     def unassign_tag(self, actor: object, target: object, name: str) -> None:

@@ -16,9 +16,11 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from .client_tasks import TaskKind
+from .credentials import Credentials
 from .filters import LicenseFilter
-from .ids import GroupId, LicenseKey, PoolId, PublicId, UserId
-from .values import LicenseType, Permission, Source
+from .ids import ComputerId, GroupId, LicenseKey, PoolId, PublicId, TaskId, UserId
+from .values import AccountKind, Ema2AccountType, LicenseType, Permission, Source
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -322,6 +324,165 @@ class HistorySealed(DomainEvent):
     positions: tuple[int, ...]
     digests: str
     chain: str
+
+
+# --- Connected accounts (R17, R18) ----------------------------------------------------
+
+
+@event("AccountConnected")
+@attrs.frozen(kw_only=True)
+class AccountConnected(DomainEvent):
+    """An administrator connected an account (or gave it new credentials).
+
+    ``credentials`` is a secret: its repr hides the password and history
+    details hide the field.
+    """
+
+    kind: AccountKind
+    username: str
+    credentials: Credentials = attrs.field(repr=False)
+    account_type: Ema2AccountType | None = None
+
+
+@event("AccountDisconnected")
+@attrs.frozen(kw_only=True)
+class AccountDisconnected(DomainEvent):
+    username: str
+
+
+@event("AccountSynchronized")
+@attrs.frozen(kw_only=True)
+class AccountSynchronized(DomainEvent):
+    """A sync of the account recorded changes (a sync that changed nothing records nothing)."""
+
+    added: int
+    changed: int
+    pools: tuple[PoolId, ...] = ()
+
+
+# --- Computers, seats and client tasks (R20-R27) ---------------------------------
+
+
+@event("ComputerRegistered")
+@attrs.frozen(kw_only=True)
+class ComputerRegistered(DomainEvent):
+    """R20. ``agent_id`` None: registered without an agent (known only by name, R26)."""
+
+    computer_id: ComputerId
+    name: str
+    group: GroupId
+    fingerprint: str | None
+    agent_id: str | None
+    products: tuple[str, ...]
+    activated_outside: tuple[str, ...] = ()
+
+
+@event("ComputerConnected")
+@attrs.frozen(kw_only=True)
+class ComputerConnected(DomainEvent):
+    """An agent check-in at ``at`` (R20, R26)."""
+
+    computer_id: ComputerId
+    at: datetime
+
+
+@event("ProductInstalled")
+@attrs.frozen(kw_only=True)
+class ProductInstalled(DomainEvent):
+    computer_id: ComputerId
+    product: str
+    task_id: TaskId | None = None
+
+
+@event("ProductActivated")
+@attrs.frozen(kw_only=True)
+class ProductActivated(DomainEvent):
+    """R21; ``reactivated``: by the unsuspension of its license (R27)."""
+
+    computer_id: ComputerId
+    product: str
+    public_id: PublicId
+    task_id: TaskId | None = None
+    reactivated: bool = False
+
+
+@event("ProductDeactivated")
+@attrs.frozen(kw_only=True)
+class ProductDeactivated(DomainEvent):
+    """R24, R25, R26; ``suspended``: by a suspension of its license, the seat kept (R27)."""
+
+    computer_id: ComputerId
+    product: str
+    public_id: PublicId | None
+    reason: str
+    suspended: bool = False
+
+
+@event("ComputerRemoved")
+@attrs.frozen(kw_only=True)
+class ComputerRemoved(DomainEvent):
+    """R25. ``seats_left``: "PUBLIC-ID product" of seats that stay used."""
+
+    computer_id: ComputerId
+    deactivated: bool
+    seats_left: tuple[str, ...] = ()
+
+
+@event("SeatTaken")
+@attrs.frozen(kw_only=True)
+class SeatTaken(DomainEvent):
+    """A seat (license, computer, product) taken on the License aggregate (R20, R23)."""
+
+    public_id: PublicId
+    computer_id: ComputerId
+    product: str
+    task_id: TaskId | None = None
+
+
+@event("SeatReleased")
+@attrs.frozen(kw_only=True)
+class SeatReleased(DomainEvent):
+    public_id: PublicId
+    computer_id: ComputerId
+    product: str
+    reason: str
+
+
+@event("ClientTaskCreated")
+@attrs.frozen(kw_only=True)
+class ClientTaskCreated(DomainEvent):
+    """A client task and its targets; ``new_seats``: targets it took a new seat for."""
+
+    task_id: TaskId
+    kind: TaskKind
+    user: UserId
+    targets: tuple[ComputerId, ...]
+    scope: tuple[GroupId, ...]
+    public_id: PublicId | None = None
+    product: str | None = None
+    new_seats: tuple[ComputerId, ...] = ()
+
+
+@event("TaskTargetsDelivered")
+@attrs.frozen(kw_only=True)
+class TaskTargetsDelivered(DomainEvent):
+    task_id: TaskId
+    computer_ids: tuple[ComputerId, ...]
+
+
+@event("TaskTargetSucceeded")
+@attrs.frozen(kw_only=True)
+class TaskTargetSucceeded(DomainEvent):
+    task_id: TaskId
+    computer_id: ComputerId
+
+
+@event("TaskTargetFailed")
+@attrs.frozen(kw_only=True)
+class TaskTargetFailed(DomainEvent):
+    task_id: TaskId
+    computer_id: ComputerId
+    reason: str
 
 
 class Emitter:

@@ -24,10 +24,12 @@ from .events import (
     LicenseRemoved,
     LicenseSuspended,
     LicenseUnsuspended,
+    SeatReleased,
+    SeatTaken,
     UnitsChangedByVendor,
     UsageReported,
 )
-from .ids import LicenseKey, PoolId, PublicId, license_aggregate_id
+from .ids import ComputerId, LicenseKey, PoolId, PublicId, TaskId, license_aggregate_id
 from .values import LicenseDetails, LicenseType, Source
 
 
@@ -126,6 +128,12 @@ def evolve(state: LicenseState, event: DomainEvent) -> LicenseState:
         return attrs.evolve(state, version=v, overused=True)
     if isinstance(event, LicenseBackWithinUnits):
         return attrs.evolve(state, version=v, overused=False)
+    if isinstance(event, SeatTaken):
+        seat = (str(event.computer_id), event.product)
+        return attrs.evolve(state, version=v, seats=state.seats | {seat})
+    if isinstance(event, SeatReleased):
+        seat = (str(event.computer_id), event.product)
+        return attrs.evolve(state, version=v, seats=state.seats - {seat})
     return attrs.evolve(state, version=v)
 
 
@@ -218,3 +226,86 @@ def _record_overuse_crossing(state: LicenseState, emit: Emitter, *, units: int, 
         emit(LicenseOverused, public_id=state.public_id, used_units=used, units=units)
     elif used <= units and state.overused:
         emit(LicenseBackWithinUnits, public_id=state.public_id, used_units=used, units=units)
+
+
+# -- seats (R20, R21, R23, R24) -------------------------------------------------------
+
+
+def seat_ceiling_reached(state: LicenseState, ceiling: int | None) -> bool:
+    """R23: no seat beyond the overuse policy's ceiling (None: no ceiling).
+
+    Compared with ``used_units``, which includes usage the vendor reports.
+    """
+    return ceiling is not None and state.used_units >= ceiling
+
+
+def take_seats(
+    state: LicenseState,
+    wanted: list[tuple[ComputerId, str]],
+    *,
+    ceiling: int | None,
+    task_id: TaskId | None,
+    now: datetime,
+    actor: str,
+) -> tuple[list[tuple[ComputerId, str]], list[tuple[ComputerId, str]], list[DomainEvent]]:
+    """Take a seat per (computer, product), in order, up to the ceiling.
+
+    Returns (newly taken, refused at the ceiling, events). A seat already held
+    is neither (R20: re-activation takes no new seat). Overuse is recorded
+    once when used units cross the units (R23).
+    """
+    emit = Emitter(license_aggregate_id(state.public_id), state.version, now, actor)
+    held = set(state.seats)
+    taken: list[tuple[ComputerId, str]] = []
+    refused: list[tuple[ComputerId, str]] = []
+    for computer_id, product in wanted:
+        seat = (str(computer_id), product)
+        if seat in held:
+            continue
+        used = max(len(held), state.vendor_used_units)
+        if ceiling is not None and used >= ceiling:
+            refused.append((computer_id, product))
+            continue
+        held.add(seat)
+        taken.append((computer_id, product))
+        emit(
+            SeatTaken,
+            public_id=state.public_id,
+            computer_id=computer_id,
+            product=product,
+            task_id=task_id,
+        )
+    if taken:
+        _record_overuse_crossing(
+            state, emit, units=state.units, used=max(len(held), state.vendor_used_units)
+        )
+    return taken, refused, emit.events
+
+
+def release_seats(
+    state: LicenseState,
+    seats: list[tuple[ComputerId, str]],
+    reason: str,
+    now: datetime,
+    actor: str,
+) -> list[DomainEvent]:
+    """Free seats (R24, R25); a seat not held records nothing."""
+    emit = Emitter(license_aggregate_id(state.public_id), state.version, now, actor)
+    held = set(state.seats)
+    for computer_id, product in seats:
+        seat = (str(computer_id), product)
+        if seat not in held:
+            continue
+        held.discard(seat)
+        emit(
+            SeatReleased,
+            public_id=state.public_id,
+            computer_id=computer_id,
+            product=product,
+            reason=reason,
+        )
+    if emit.events:
+        _record_overuse_crossing(
+            state, emit, units=state.units, used=max(len(held), state.vendor_used_units)
+        )
+    return emit.events

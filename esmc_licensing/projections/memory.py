@@ -16,10 +16,19 @@ from typing import Any
 
 import attrs
 
-from ..domain import directory, license, pool, saved_filters, tags
+from ..domain import account, computer, directory, license, pool, saved_filters, tags, task
+from ..domain.account import AccountState
+from ..domain.computer import ComputerState
 from ..domain.directory import DirectoryState
 from ..domain.events import (
     CLASSES,
+    AccountConnected,
+    AccountDisconnected,
+    AccountSynchronized,
+    ClientTaskCreated,
+    ComputerConnected,
+    ComputerRegistered,
+    ComputerRemoved,
     DirectoryInitialised,
     DomainEvent,
     ExpirationChanged,
@@ -39,20 +48,29 @@ from ..domain.events import (
     PoolCreated,
     PoolMoved,
     PoolRemoved,
+    ProductActivated,
+    ProductDeactivated,
+    ProductInstalled,
+    SeatReleased,
+    SeatTaken,
     TagAssigned,
     TagCreated,
     TagDeleted,
     TagUnassigned,
+    TaskTargetFailed,
+    TaskTargetsDelivered,
+    TaskTargetSucceeded,
     UnitsChangedByVendor,
     UsageReported,
     UserCreated,
 )
 from ..domain.filters import LicenseFilter
-from ..domain.ids import GroupId, PoolId, PublicId, UserId
+from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from ..domain.license import LicenseState
 from ..domain.pool import PoolState
 from ..domain.saved_filters import FiltersState
 from ..domain.status import license_status
+from ..domain.task import TaskState
 from ..domain.values import Policy
 from .views import HistoryEntry, LicenseView, PoolView
 
@@ -70,11 +88,25 @@ LICENSE_EVENTS = (
     UsageReported,
     LicenseOverused,
     LicenseBackWithinUnits,
+    SeatTaken,
+    SeatReleased,
 )
 TAG_EVENTS = (TagCreated, TagDeleted, TagAssigned, TagUnassigned)
 FILTER_EVENTS = (FilterSaved, FilterDeleted)
+COMPUTER_EVENTS = (
+    ComputerRegistered,
+    ComputerConnected,
+    ProductInstalled,
+    ProductActivated,
+    ProductDeactivated,
+    ComputerRemoved,
+)
+TASK_EVENTS = (ClientTaskCreated, TaskTargetsDelivered, TaskTargetSucceeded, TaskTargetFailed)
+ACCOUNT_EVENTS = (AccountConnected, AccountDisconnected, AccountSynchronized)
 
-_HIDDEN_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "actor", "key"})
+_HIDDEN_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "actor", "key", "credentials", "password"}
+)
 
 
 def pool_target(pool_id: object) -> str:
@@ -83,6 +115,21 @@ def pool_target(pool_id: object) -> str:
 
 def license_target(public_id: object) -> str:
     return f"license:{public_id}"
+
+
+def computer_target(computer_id: object) -> str:
+    return f"computer:{computer_id}"
+
+
+def task_target(task_id: object) -> str:
+    return f"task:{task_id}"
+
+
+def _seat_targets(event: DomainEvent) -> tuple[str, ...]:
+    """A seat is in the history of its computer as well as its license."""
+    if isinstance(event, SeatTaken | SeatReleased):
+        return (computer_target(event.computer_id),)
+    return ()
 
 
 @attrs.frozen
@@ -136,6 +183,11 @@ class ReadModel:
         self.tags = tags.initial()
         self.tags_of: dict[str, frozenset[str]] = {}
         self.filters: dict[UserId, FiltersState] = {}
+        #: managed computers (R20) and client tasks (R21), removed ones kept
+        self.computers: dict[ComputerId, ComputerState] = {}
+        self.tasks: dict[TaskId, TaskState] = {}
+        #: connected accounts (R17), by account aggregate id
+        self.accounts: dict[Any, AccountState] = {}
         self.audit: list[AuditRecord] = []
         self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
         #: every aggregate id that has events up to ``position``
@@ -154,9 +206,11 @@ class ReadModel:
             pid: PublicId = event.public_id
             state = self.licenses.get(pid) or license.initial(pid)
             self.licenses[pid] = license.evolve(state, event)
-            targets = (license_target(pid),)
+            targets = (license_target(pid), *_seat_targets(event))
             if isinstance(event, LicenseRemoved):
                 self._untag(license_target(pid))
+        elif isinstance(event, COMPUTER_EVENTS + TASK_EVENTS):
+            targets = self._apply_client(event)
         elif isinstance(event, POOL_EVENTS):
             pool_id = PoolId(event.originator_id)
             before = self.pools.get(pool_id) or pool.initial(pool_id)
@@ -183,6 +237,10 @@ class ReadModel:
             self.directory = directory.evolve(self.directory, event)
             self._visible_cache.clear()
             targets = ("directory",)
+        elif isinstance(event, ACCOUNT_EVENTS):
+            acc = self.accounts.get(event.originator_id) or account.initial(event.originator_id)
+            self.accounts[event.originator_id] = account.evolve(acc, event)
+            targets = (f"account:{event.originator_id}",)
         elif isinstance(event, FILTER_EVENTS):
             user = event.user
             presets = self.filters.get(user) or saved_filters.initial(user)
@@ -192,6 +250,22 @@ class ReadModel:
             targets = ()
         self.audit.append(AuditRecord(position, targets, event))
         self.position = max(self.position, position)
+
+    def _apply_client(self, event: DomainEvent) -> tuple[str, ...]:
+        """Computers and client tasks (R20-R27); returns the audit targets."""
+        if isinstance(event, TASK_EVENTS):
+            tid = TaskId(event.originator_id)
+            self.tasks[tid] = task.evolve(self.tasks.get(tid) or task.initial(tid), event)
+            return (task_target(tid),)
+        cid = ComputerId(event.originator_id)
+        before = self.computers.get(cid) or computer.initial(cid)
+        self.computers[cid] = computer.evolve(before, event)
+        targets: tuple[str, ...] = (computer_target(cid),)
+        if isinstance(event, ProductActivated | ProductDeactivated) and event.public_id:
+            targets = (*targets, license_target(event.public_id))
+        if isinstance(event, ComputerRemoved):
+            self._untag(computer_target(cid))
+        return targets
 
     def _members(self, target: str) -> tuple[str, ...]:
         if target.startswith("pool:"):

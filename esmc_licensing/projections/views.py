@@ -7,7 +7,8 @@ from datetime import date, datetime
 
 import attrs
 
-from ..domain.ids import GroupId, PoolId, PublicId
+from ..domain.client_tasks import TargetState, TaskKind
+from ..domain.ids import ComputerId, GroupId, LicenseKey, PoolId, PublicId, TaskId
 from ..domain.status import Status
 from ..domain.values import LicenseType, Source
 
@@ -56,3 +57,98 @@ class HistoryEntry:
     target: str
     details: Mapping[str, str]
     position: int = 0
+
+
+# -- computers and client tasks (R20-R26) ------------------------------------------
+
+
+@attrs.frozen
+class Validity:
+    """R9: how long the license a product is activated with is valid.
+
+    ``valid_until`` None with ``subscription`` True: an open-ended subscription.
+    """
+
+    valid_until: date | None
+    subscription: bool = False
+
+    @property
+    def open_ended(self) -> bool:
+        return self.valid_until is None
+
+    def __str__(self) -> str:
+        if self.valid_until is None:
+            return "open-ended subscription" if self.subscription else "open-ended"
+        return f"valid until {self.valid_until.isoformat()}"
+
+
+@attrs.frozen
+class ProductView:
+    """One installed product; ``public_id`` None with ``activated``: activated outside
+    this console. ``validity`` None when the console does not hold its license."""
+
+    product: str
+    public_id: PublicId | None
+    activated: bool
+    validity: Validity | None
+    suspended: bool = False
+    """Deactivated because its license is suspended; unsuspension reactivates it (R27)."""
+
+
+@attrs.frozen
+class ComputerView:
+    computer_id: ComputerId
+    name: str
+    group: GroupId
+    fingerprint: str | None
+    last_connected: datetime | None
+    products: tuple[ProductView, ...]
+    managed: bool = True
+    registered_at: datetime | None = None
+    tags: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class TargetResult:
+    state: TargetState
+    reason: str | None = None
+
+
+@attrs.frozen
+class TaskView:
+    task_id: TaskId
+    kind: TaskKind
+    results: Mapping[ComputerId, TargetResult]
+    public_id: PublicId | None = None
+    product: str | None = None
+    created_at: datetime | None = None
+
+
+@attrs.frozen
+class RemovalResult:
+    """R25: ``warning`` is set when a seat stays used and can no longer be freed from here."""
+
+    computer_id: ComputerId
+    warning: str | None = None
+    seats_left: tuple[tuple[PublicId, str], ...] = ()
+
+
+@attrs.frozen
+class InstallerLicense:
+    """R22: a license for an all-in-one agent installer configuration.
+
+    ``key`` is a ``LicenseKey``: its ``str`` and ``repr`` show only the last four
+    characters; ``configuration()`` reveals it for the installer file only.
+    """
+
+    public_id: PublicId
+    product: str
+    key: LicenseKey = attrs.field(repr=False)
+    expires: date | None = None
+
+    def configuration(self) -> dict[str, str]:
+        return {
+            "product": self.product,
+            "public_id": str(self.public_id),
+            "license_key": self.key.reveal(),
+        }
