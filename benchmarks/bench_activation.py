@@ -1,0 +1,84 @@
+"""Product activations per second on a SQLite file, beside raw sqlite3 in the same run.
+
+    python benchmarks/bench_activation.py [--n 2000] [--rounds 3]
+
+One activation: ``run_product_activation`` of one license on one computer
+(one new seat), with ``InMemoryAgents`` reporting success, so the task, the
+seat, the target's result and the product's activation are all recorded (in
+one transaction). Beside it, raw ``sqlite3`` doing one SELECT transaction and
+one INSERT transaction with eventsourcing's settings (WAL, synchronous=FULL).
+The ratio is the figure to compare (issue target: ≥ 0.5 of raw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from bench_commands import raw_sqlite
+
+from esmc_licensing import (
+    Adapters,
+    InMemoryActivationServer,
+    InMemoryAgents,
+    LicenseManagement,
+    ManualClock,
+)
+
+PRODUCT = "ESET Endpoint Security"
+
+
+def bench_activation(path: Path, n: int) -> float:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    vendor = InMemoryActivationServer(clock=clock)
+    app = LicenseManagement(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)},
+        adapters=Adapters(activation_server=vendor, clock=clock, agents=InMemoryAgents()),
+    )
+    admin = app.administrator
+    per_license = 100
+    pids = []
+    for i in range((n + per_license - 1) // per_license):
+        key = vendor.issue(
+            public_id=f"BEN-{i // 1000:03d}-{i % 1000:03d}", product=PRODUCT, units=per_license,
+            expires=date(2027, 1, 1), owner=f"Owner {i}",
+        )
+        pids.append(app.add_license_key(admin, key))
+    computers = [
+        app.register_computer(
+            admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}", products=[PRODUCT]
+        )
+        for i in range(n)
+    ]
+    start = time.perf_counter()
+    for i, c in enumerate(computers):
+        app.run_product_activation(admin, pids[i // per_license], [c])
+    rate = n / (time.perf_counter() - start)
+    assert sum(app.license(admin, p).used_units for p in pids) == n
+    app.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="activations per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    raws, acts = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            raws.append(raw_sqlite(Path(tmp) / f"raw{r}.db", args.n))
+            acts.append(bench_activation(Path(tmp) / f"app{r}.db", args.n))
+    raw, act = statistics.median(raws), statistics.median(acts)
+    print(f"cpu count {os.cpu_count()}, n={args.n}, rounds={args.rounds} (medians)")
+    print(f"raw sqlite3 SELECT txn + INSERT txn : {raw:10.0f} /s")
+    print(f"run_product_activation (1 seat)     : {act:10.0f} /s   ratio {act / raw:.2f}")
+
+
+if __name__ == "__main__":
+    main()
