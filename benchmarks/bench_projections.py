@@ -1,0 +1,151 @@
+"""Rebuild speed, rebuild memory and query latency of the persistent views (issue 5).
+
+    /work/venv/bin/python benchmarks/bench_projections.py               # 1,000,000 events
+    /work/venv/bin/python benchmarks/bench_projections.py --events 100000
+
+Writes a realistic SQLite event store in bulk (10,000 licenses, up to 100,000
+computers with activations and seats, then usage reports, agent check-ins,
+pool moves, expiration changes and tags), then in one run prints:
+
+- raw ``sqlite3`` SELECT in pages of 1,000 + ``orjson.loads`` of the same rows;
+- ``rebuild_views`` of every view into a SQLite view store, events/s and the
+  ratio to the raw read; the rebuild runs in a child process so that its peak
+  RSS is its own;
+- ``licenses(actor, filter)`` p50/p99 from the persisted views (deployed mode)
+  for a branch administrator and for the Administrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from esmc_licensing import LicenseFilter, LicenseManagement, StatusLevel
+from esmc_licensing.domain.ids import UserId
+from esmc_licensing.projections.runner import rebuild_views
+from esmc_licensing.projections.sqlite_views import SQLiteViewStore
+from esmc_licensing.testing import stores
+from esmc_licensing.testing.bulk import generate_log
+
+
+def raw_read(db: Path) -> tuple[int, float]:
+    con = sqlite3.connect(db)
+    start = time.perf_counter()
+    n, last = 0, 0
+    while True:
+        rows = con.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "WHERE rowid > ? ORDER BY rowid LIMIT 1000",
+            (last,),
+        ).fetchall()
+        for row in rows:
+            orjson.loads(row[4])
+        n += len(rows)
+        if len(rows) < 1000:
+            break
+        last = rows[-1][0]
+    elapsed = time.perf_counter() - start
+    con.close()
+    return n, elapsed
+
+
+def rebuild_child(db: Path, views: Path) -> None:
+    """Run in a child process: rebuild, print events, seconds and peak RSS (KiB)."""
+    env = stores.sqlite_env(db)
+    store = SQLiteViewStore(views)
+    start = time.perf_counter()
+    count = rebuild_views(env, store)
+    elapsed = time.perf_counter() - start
+    store.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(orjson.dumps({"events": count, "seconds": elapsed, "peak_kib": peak}).decode())
+
+
+def latency(app: LicenseManagement, user: UserId, f: LicenseFilter | None, runs: int) -> tuple[
+    float, float, int
+]:
+    times = []
+    count = 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        count = len(app.licenses(user, f))
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1], count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--licenses", type=int, default=10_000)
+    parser.add_argument("--computers", type=int, default=100_000)
+    parser.add_argument("--dir", type=Path, default=None, help="keep the files here")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--rebuild-child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rebuild_child:
+        rebuild_child(*args.rebuild_child)
+        return
+
+    where = args.dir or Path(tempfile.mkdtemp(prefix="esmc-bench-"))
+    where.mkdir(parents=True, exist_ok=True)
+    db, views = where / "events.db", where / "views.db"
+    for p in where.glob("*.db*"):
+        p.unlink()
+    env = stores.sqlite_env(db)
+    app = LicenseManagement(env=env)
+    t = time.perf_counter()
+    written = generate_log(
+        app, events=args.events, licenses=args.licenses, computers=args.computers
+    )
+    print(f"generated {written:,} events in {time.perf_counter() - t:.1f} s ({db})")
+    app.close()
+
+    n, raw_s = raw_read(db)
+    raw_rate = n / raw_s
+    print(f"raw sqlite3 SELECT (pages of 1,000) + orjson.loads: {n:,} rows in {raw_s:.2f} s "
+          f"= {raw_rate:,.0f} rows/s")
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--rebuild-child", str(db), str(views)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    r = orjson.loads(out)
+    rate = r["events"] / r["seconds"]
+    print(f"rebuild_views, all views -> SQLite: {r['events']:,} events in {r['seconds']:.1f} s "
+          f"= {rate:,.0f} events/s (target >= 100,000); raw/rebuild = {raw_rate / rate:.1f}x")
+    print(f"peak RSS of the rebuild process: {r['peak_kib'] / 1024:.0f} MiB (target < 200 MiB)")
+
+    store = SQLiteViewStore(views)
+    deployed = LicenseManagement(env=env, views=store)
+    branch = UserId.derive("bulk-user-0")
+    admin = deployed.administrator
+    t = time.perf_counter()
+    deployed.licenses(admin)  # the first query loads the views
+    print(f"first query (loads {len(deployed.licenses(admin)):,} visible licenses' views): "
+          f"{(time.perf_counter() - t) * 1000:.0f} ms")
+    filters = {
+        "no filter": None,
+        "levels WARNING/ERROR": LicenseFilter(levels=(StatusLevel.WARNING, StatusLevel.ERROR)),
+        "text 'server'": LicenseFilter(text="server"),
+    }
+    for who, user in (("branch admin", branch), ("Administrator", admin)):
+        for name, f in filters.items():
+            p50, p99, count = latency(deployed, user, f, args.runs)
+            print(f"licenses({who}, {name}): {count:,} rows, p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                  "(target p50 <= 20 ms)")
+    deployed.close()
+    store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""A projection runner in its own process, killed with SIGKILL mid catch-up (R30).
+
+The runner (``esmc-licensing project``) follows a SQLite store with tens of
+thousands of events into SQLite views. It is killed with SIGKILL once it has
+committed some pages but not all; started again, it resumes from its tracking
+record and ends with views equal, row for row, to a rebuild from the log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from esmc_licensing import LicenseManagement
+from esmc_licensing.projections.runner import rebuild_views
+from esmc_licensing.projections.sqlite_views import SQLiteViewStore
+from esmc_licensing.testing import stores
+from esmc_licensing.testing.bulk import generate_log
+
+EVENTS = 40_000
+
+
+def _project(store: Path, views: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "esmc_licensing.cli", "--store", str(store),
+         "project", "--views", f"sqlite:{views}", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_r30_a_runner_killed_mid_catch_up_resumes_to_views_equal_to_a_rebuild(
+    tmp_path: Path,
+) -> None:
+    db, views_path = tmp_path / "events.db", tmp_path / "views.db"
+    env = stores.sqlite_env(db)
+    app = LicenseManagement(env=env)
+    generate_log(app, events=EVENTS, licenses=2_000, computers=3_000)
+    total = app.recorder.max_notification_id()
+    app.close()
+
+    views = SQLiteViewStore(views_path)
+    runner = _project(db, views_path)
+    try:
+        deadline = time.monotonic() + 60
+        while (views.max_tracking_id("LicenseManagement") or 0) < 2_000:
+            assert runner.poll() is None, runner.stderr.read() if runner.stderr else ""
+            assert time.monotonic() < deadline, "the runner made no progress"
+            time.sleep(0.005)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(10)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    killed_at = views.max_tracking_id("LicenseManagement") or 0
+    assert runner.returncode == -signal.SIGKILL
+    assert 0 < killed_at < total, "killed before or after the catch-up, not during it"
+
+    again = _project(db, views_path, "--once")
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    assert views.max_tracking_id("LicenseManagement") == total
+
+    rebuilt = SQLiteViewStore(tmp_path / "rebuilt.db")
+    rebuild_views(env, rebuilt)
+    assert views.dump() == rebuilt.dump()
+    views.close()
+    rebuilt.close()
