@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     Mapper,
+    PersistenceError,
     RecordConflictError,
     Recording,
 )
@@ -113,7 +114,7 @@ class ServiceBase(Application[uuid.UUID]):
         policy: Policy | None = None,
         views: ViewStore | None = None,
     ) -> None:
-        super().__init__(env=dict(env) if env is not None else None)
+        self._open_store(env)
         self.adapters = adapters or Adapters()
         self.policy = policy or Policy()
         self._cache: dict[uuid.UUID, Any] = {}
@@ -131,6 +132,25 @@ class ServiceBase(Application[uuid.UUID]):
             ViewsReadModel(views, self._decode_audit) if views is not None else None
         )
         self._ensure_directory()
+
+    def _open_store(self, env: Mapping[str, str] | None) -> None:
+        """Open the store, surviving other processes creating its tables at once.
+
+        eventsourcing creates the PostgreSQL table and its composite type with
+        ``IF NOT EXISTS``, which PostgreSQL does not make safe against a
+        concurrent creator ("duplicate key … pg_type", "tuple concurrently
+        updated"). The loser simply opens again: by then the tables exist.
+        """
+        for attempt in range(5):
+            try:
+                super().__init__(env=dict(env) if env is not None else None)
+                return
+            except PersistenceError as e:
+                text = str(e)
+                racing = "already exists" in text or "concurrently" in text
+                if not racing or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     # -- eventsourcing hooks -------------------------------------------------
 
