@@ -62,6 +62,7 @@ from .projections.views import (
     TaskView,
     Validity,
 )
+from .seals import HistoryProblem, HistoryReport
 from .wiring import Adapters
 
 __all__ = [
@@ -97,6 +98,8 @@ __all__ = [
     "Ema2AccountType",
     "GroupId",
     "HistoryEntry",
+    "HistoryProblem",
+    "HistoryReport",
     "InMemoryActivationServer",
     "InvalidInput",
     "InvalidLicenseFile",
