@@ -15,9 +15,12 @@ Errors are one line on stderr; ``--debug`` adds the traceback and the
 library's log. A license key is a secret (R2): it is read from the argument or
 from stdin and never printed, only its last four characters.
 
-Until a real vendor adapter exists, the activation server is an in-memory one
-pre-seeded with the demo licenses (:data:`DEMO_LICENSES`); replace
-:func:`activation_server` to talk to a real one.
+The vendor: with no vendor URL configured, the activation server is an
+in-memory one pre-seeded with the demo licenses (:data:`DEMO_LICENSES`, see
+:func:`activation_server`). With ``ESMC_ACTIVATION_URL`` (and account URLs) in
+the environment or a TOML config file, the HTTP adapters are wired instead;
+secrets (account passwords, the seal key) come only from the environment or a
+credentials file with mode 0600 (:mod:`esmc_licensing.config`, docs/cli.md).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .adapters.clock import SystemClock
 from .adapters.memory import InMemoryActivationServer
 from .adapters.ports import ActivationServer, Clock
 from .application import LicenseManagement
+from .config import Config, Secrets, Wiring, build_adapters, load_config, load_secrets
 from .domain.errors import (
     AdapterUnavailable,
     ConfirmationRequired,
@@ -59,9 +63,9 @@ from .domain.errors import (
     NotFound,
 )
 from .domain.filters import LicenseFilter
-from .domain.ids import GroupId, PoolId, PublicId, UserId
-from .domain.values import LicenseType, Permission, StatusLevel
-from .projections.views import HistoryEntry, LicenseView, PoolView
+from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
+from .domain.values import AccountKind, LicenseType, Permission, StatusLevel
+from .projections.views import ComputerView, HistoryEntry, LicenseView, PoolView, TaskView
 from .wiring import Adapters
 
 EXIT_OK = 0
@@ -163,7 +167,7 @@ def activation_server(clock: Clock) -> ActivationServer:
 # -- the store -------------------------------------------------------------------
 
 _SETTING = re.compile(r"[A-Z][A-Z0-9_]*=")
-_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY")
+_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY")
 
 
 @attrs.frozen
@@ -274,18 +278,49 @@ class Session:
     store: str | None
     user_name: str
     debug: bool
+    config_file: str | None = None
+    credentials_file: str | None = None
     _app: LicenseManagement | None = None
     _actor: UserId | None = None
+    _config: Config | None = None
+    _secrets: Secrets | None = None
+    _wiring: Wiring | None = None
+
+    @property
+    def config(self) -> Config:
+        """The vendor settings (``--config``, environment); see esmc_licensing.config."""
+        if self._config is None:
+            cfg = load_config(self.config_file)
+            if self.credentials_file:
+                cfg = attrs.evolve(cfg, credentials_file=Path(self.credentials_file).expanduser())
+            self._config = cfg
+        return self._config
+
+    @property
+    def secrets(self) -> Secrets:
+        """The credentials file's secrets; its permissions are checked before it is read."""
+        if self._secrets is None:
+            path = self.config.credentials_file
+            self._secrets = Secrets() if path is None else load_secrets(path)
+        return self._secrets
 
     def open(self) -> LicenseManagement:
         if self._app is None:
             store = parse_store(self.store)
+            cfg, secrets = self.config, self.secrets
             if store.sqlite_path is not None:
                 _check_writable(store.sqlite_path)
             clock = SystemClock()
-            adapters = Adapters(activation_server=activation_server(clock), clock=clock)
+            self._wiring = wiring = build_adapters(cfg, clock, activation_server)
+            adapters = Adapters(
+                activation_server=wiring.activation_server, accounts=wiring.accounts,
+                agents=wiring.agents, clock=clock, offline_verifier=wiring.offline_verifier,
+            )
+            env = dict(store.env)
+            if secrets.seal_key is not None and not os.environ.get("ESMC_SEAL_KEY"):
+                env["ESMC_SEAL_KEY"] = secrets.seal_key
             try:
-                self._app = LicenseManagement(env=store.env, adapters=adapters)
+                self._app = LicenseManagement(env=env, adapters=adapters)
             except LicensingError:
                 raise
             except InfrastructureFactoryError as e:
@@ -307,12 +342,15 @@ class Session:
         return self._actor
 
     def close(self) -> None:
-        if self._app is not None:
-            try:
+        try:
+            if self._app is not None:
                 self._app.close()
-            finally:
-                self._app = None
-                self._actor = None
+        finally:
+            self._app = None
+            self._actor = None
+            if self._wiring is not None:
+                self._wiring.close()
+                self._wiring = None
 
 
 def _one_line(e: BaseException) -> str:
@@ -585,7 +623,13 @@ def _group_namer(app: LicenseManagement) -> Callable[[GroupId], str]:
 
 app = typer.Typer(
     name="esmc-licensing",
-    help="Manage software licenses: pools, branch administrators, status and history.",
+    help="Manage software licenses: pools, branch administrators, status and history.\n\n"
+         "With no vendor URL configured (ESMC_ACTIVATION_URL, ESMC_ACCOUNTS_URL, ... or "
+         "a TOML file: --config, ./esmc-licensing.toml) it talks to an in-memory demo "
+         "vendor. Secrets (account passwords, the seal key) come only from the "
+         "environment or a credentials file with mode 0600, never from the command line. "
+         "Exit codes: 0 done, 1 refused by a rule, 2 bad input, 3 adapter unavailable. "
+         "See docs/cli.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -611,8 +655,17 @@ def _root(
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show tracebacks and the library's log on stderr.",
     )] = False,
+    config: Annotated[str | None, typer.Option(
+        "--config", envvar="ESMC_CONFIG", metavar="PATH",
+        help="A TOML file with the vendor URLs (default ./esmc-licensing.toml if present; "
+             "without vendor URLs the in-memory demo vendor is used). No secrets in it.",
+    )] = None,
+    credentials: Annotated[str | None, typer.Option(
+        "--credentials", envvar="ESMC_CREDENTIALS_FILE", metavar="PATH",
+        help="A TOML file with account passwords and the seal key; must have mode 0600.",
+    )] = None,
 ) -> None:
-    ctx.obj = Session(store, as_user, debug)
+    ctx.obj = Session(store, as_user, debug, config, credentials)
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -810,7 +863,7 @@ def pools(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = Fals
 def history(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(
-        metavar="TARGET", help="A Public ID, or a pool (id or name).")],
+        metavar="TARGET", help="A Public ID, a pool (id or name) or a computer.")],
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WHEN", help="From this date or date-time (UTC).")] = None,
     until: Annotated[str | None, typer.Option(
@@ -822,7 +875,7 @@ def history(
     lm, actor = session.app, session.actor
     start = _when(since, "--since")
     end = _when(until, "--until", end_of_day=True)
-    entries: list[HistoryEntry] = lm.history(actor, _target(lm, actor, target))
+    entries: list[HistoryEntry] = _history_of(lm, actor, target)
     entries = [
         e for e in entries
         if (start is None or e.when >= start) and (end is None or e.when <= end)
@@ -849,6 +902,23 @@ def history(
         table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor,
                       e.what, details)
     _console().print(table)
+
+
+def _history_of(lm: LicenseManagement, actor: UserId, text: str) -> list[HistoryEntry]:
+    """A license's, a pool's or else a computer's history (removed computers keep theirs)."""
+    try:
+        return lm.history(actor, _target(lm, actor, text))
+    except NotFound:
+        if _PUBLIC_ID_SHAPE.fullmatch(text):
+            raise
+        try:
+            cid = ComputerId(uuid.UUID(text.strip()))
+        except ValueError:
+            try:
+                cid = _computer(lm, actor, text)
+            except (NotFound, InvalidInput):
+                raise NotFound("license pool or computer", text) from None
+        return lm.history(actor, cid)
 
 
 _GROUP_DETAILS = frozenset({"group", "from_group", "to_group", "parent", "home_group"})
@@ -1217,6 +1287,723 @@ def consume_results(
     except KeyboardInterrupt:
         return
     _say(f"Settled {count} task result(s).")
+
+
+# -- more of the public API: files, accounts, sync, computers, tasks, history (issue 6) -----
+
+
+def _read_file_arg(path: str) -> bytes:
+    """``PATH`` or ``-`` for stdin, at most one byte more than a file may hold."""
+    from .adapters.offline_file import MAX_FILE_SIZE
+
+    if path == "-":
+        data: bytes = sys.stdin.buffer.read(MAX_FILE_SIZE + 1)
+        if not data:
+            raise InvalidInput("no offline license file on stdin")
+        return data
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_SIZE + 1)
+    except FileNotFoundError:
+        raise InvalidInput(f"the file {path} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a directory, not an offline license file") from None
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror}") from None
+
+
+@app.command("add-file")
+@handled
+def add_file(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(
+        metavar="PATH", help="An offline license file (.lf), or - to read it from stdin.")],
+    json_: JsonOption = False,
+) -> None:
+    """Add a license from an offline license file generated for this console (R16).
+
+    The file must be signed by the vendor (ESMC_VENDOR_PUBLIC_KEY with a real
+    vendor) and generated for this installation's console token (see `info`).
+    """
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    content = _read_file_arg(path)
+    if lm.adapters.offline_verifier is None:
+        raise AdapterUnavailable(
+            "no vendor public key to verify offline license files: set ESMC_VENDOR_PUBLIC_KEY "
+            "(or vendor.public_key_file in the config file) to the vendor's Ed25519 key"
+        )
+    before = lm.position
+    pid = lm.add_offline_license_file(actor, content)
+    added = lm.position != before
+    view = lm.license(actor, pid)
+    names = _group_namer(lm)
+    if json_:
+        _print_json({"public_id": str(pid), "added": added, "pool_id": str(view.pool_id),
+                     "group": names(view.group), "group_id": str(view.group)})
+        return
+    if added:
+        _say(f"Added license {pid} ({view.product}, {view.units} units, owner "
+             f"{view.owner or '-'}) from the offline file to pool {view.pool_id} in "
+             f"{names(view.group)}.")
+    else:
+        _say(f"License {pid} is already present; nothing recorded.")
+    _console().print(Text("Status: ").append(status_text(view)))
+
+
+@app.command()
+@handled
+def info(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """This installation: the store, the vendor the CLI talks to, the console token (R16)."""
+    session = _session(ctx)
+    lm = session.app
+    cfg = session.config
+    data = {
+        "store": parse_store(session.store).description,
+        "vendor": cfg.describe(),
+        "demo_vendor": cfg.uses_demo_vendor,
+        "config_file": None if cfg.source is None else str(cfg.source),
+        "credentials_file": None if cfg.credentials_file is None else str(cfg.credentials_file),
+        "console_token": lm.console_token,
+    }
+    if json_:
+        _print_json(data)
+        return
+    table = Table(show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        table.add_row(key.replace("_", " ").capitalize(), "-" if value is None else str(value))
+    _console().print(table)
+
+
+# -- accounts and sync (R17, R18) ----------------------------------------------------------
+
+
+class KindChoice(enum.StrEnum):
+    EBA = "EBA"
+    EMA2 = "EMA2"
+    ELA = "ELA"
+
+
+KindArg = Annotated[KindChoice, typer.Argument(metavar="EBA|EMA2|ELA", case_sensitive=False)]
+UsernameOption = Annotated[str, typer.Option(
+    "--username", "-u", metavar="USERNAME", help="The account's username.")]
+
+
+def _account_password(session: Session, kind: AccountKind, username: str,
+                      from_stdin: bool) -> str:
+    """The password: stdin (--password-stdin), ESMC_ACCOUNT_PASSWORD, the
+    credentials file, or a prompt without echo on a terminal; never argv."""
+    from .config import PASSWORD_VARIABLE
+
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise InvalidInput("no password on stdin")
+        return line
+    env = os.environ.get(PASSWORD_VARIABLE)
+    if env:
+        return env
+    stored = session.secrets.password(kind, username)
+    if stored:
+        return stored
+    if _stdin_is_tty():
+        return str(typer.prompt(f"Password of {kind.value} account {username}",
+                                hide_input=True))
+    raise InvalidInput(
+        f"no password for {kind.value} account {username}: set {PASSWORD_VARIABLE}, put it "
+        "in the credentials file (mode 0600), pipe it with --password-stdin, or run on a "
+        "terminal to be asked"
+    )
+
+
+@app.command("connect-account")
+@handled
+def connect_account(
+    ctx: typer.Context,
+    kind: KindArg,
+    username: UsernameOption,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from the first line of stdin.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Connect an EBA, EMA2 or ELA account and import its licenses (R17).
+
+    The password is never taken from the command line: it comes from
+    ESMC_ACCOUNT_PASSWORD, the credentials file, stdin (--password-stdin) or a
+    prompt without echo.
+    """
+    from .domain.credentials import Credentials
+
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    account_kind = AccountKind(kind.value)
+    password = _account_password(session, account_kind, username, password_stdin)
+    pool_ids = lm.connect_account(actor, account_kind, Credentials(username, password))
+    del password
+    views = {v.pool_id: v for v in lm.pools(actor)}
+    names = _group_namer(lm)
+    rows = [views[p] for p in pool_ids if p in views]
+    if json_:
+        _print_json({"kind": account_kind.value, "username": username.strip(),
+                     "pools": [to_jsonable(v, names) for v in rows]})
+        return
+    count = sum(len(v.public_ids) for v in rows)
+    _say(f"Connected {account_kind.value} account {username.strip()}: {count} license(s) in "
+         f"{len(rows)} pool(s)" + (": " + ", ".join(v.name for v in rows) if rows else "") + ".")
+
+
+@app.command("disconnect-account")
+@handled
+def disconnect_account(ctx: typer.Context, kind: KindArg, username: UsernameOption) -> None:
+    """Stop syncing an account (R12); its pools and licenses stay."""
+    session = _session(ctx)
+    session.app.disconnect_account(session.actor, AccountKind(kind.value), username)
+    _say(f"Disconnected {kind.value} account {username.strip()}; its pools stay.")
+
+
+def _when_text(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command()
+@handled
+def accounts(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The accounts ever connected (administrators); never their passwords."""
+    session = _session(ctx)
+    views = session.app.accounts(session.actor)
+    if json_:
+        _print_json([to_jsonable(v) for v in views])
+        return
+    if not views:
+        _say("No accounts connected; connect one with connect-account.")
+        return
+    table = Table()
+    for column in ("Kind", "Username", "Type", "Connected", "Connected at (UTC)",
+                   "Last synced (UTC)", "Pools"):
+        table.add_column(column)
+    for v in views:
+        table.add_row(v.kind.value, v.username,
+                      "-" if v.account_type is None else v.account_type.name,
+                      "yes" if v.connected else "no", _when_text(v.connected_at),
+                      _when_text(v.last_synced), str(len(v.pools)))
+    _console().print(table)
+
+
+def _report_json(report: Any, due: list[str] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = to_jsonable(report)
+    data["ok"] = report.ok
+    if due is not None:
+        data["due"] = due
+    return data
+
+
+def _show_report(report: Any, json_: bool, due: list[str] | None = None) -> None:
+    """Print a SyncReport; exit 3 (with one line on stderr) when a source failed."""
+    if json_:
+        _print_json(_report_json(report, due))
+    else:
+        table = Table(title="Sync report", title_justify="left")
+        for column in ("Source", "Result", "Added", "Changed", "Events"):
+            table.add_column(column)
+        for s in report.synced:
+            table.add_row(s.source, Text("synced", style="green"),
+                          ", ".join(map(str, s.added)) or "-",
+                          ", ".join(map(str, s.changed)) or "-", str(s.events))
+        for f in report.failed:
+            table.add_row(f.source, Text("FAILED", style="bold red"), "-", "-", f.reason)
+        if report.synced or report.failed:
+            _console().print(table)
+        else:
+            _say("Nothing to synchronise: no account is connected and no license was added "
+                 "by key.")
+    if report.failed:
+        failures = "; ".join(f"{f.source} ({_one_line(Exception(f.reason))})"
+                             for f in report.failed)
+        typer.echo(f"error: {len(report.failed)} source(s) failed to sync, nothing recorded "
+                   f"for them: {failures}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+@contextmanager
+def _working(message: str) -> Iterator[None]:
+    """A spinner on a terminal; nothing when stdout is not one."""
+    console = _console()
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        yield
+
+
+@app.command()
+@handled
+def sync(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Synchronise every connected account and license-key license now (R18).
+
+    Prints what each source added and changed. Exit 0 when every source
+    synced, 3 when any failed (the others keep their results).
+    """
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    with _working("Synchronising with the vendor…"):
+        report = lm.synchronize(actor)
+    _show_report(report, json_)
+
+
+@app.command("run-due")
+@handled
+def run_due(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The scheduled daily sync, for cron: sync the sources that are due (R18).
+
+    Recorded as the `sync` actor. Exit 0 when nothing was due or all synced,
+    3 when a source failed.
+    """
+    from .commands.accounts import SyncReport
+
+    session = _session(ctx)
+    lm = session.app
+    due = lm.due_syncs()
+    with _working("Synchronising what is due…"):
+        report = lm.run_due() if due else None
+    if report is None:
+        if json_:
+            _print_json(_report_json(SyncReport(), due))
+        else:
+            _say("Nothing is due.")
+        return
+    _show_report(report, json_, due)
+
+
+# -- computers and client tasks (R20-R26) ---------------------------------------------------
+
+
+def _computer(lm: LicenseManagement, actor: UserId, text: str) -> ComputerId:
+    """A computer by id, by a unique id prefix or by a unique name, among those visible."""
+    text = text.strip()
+    try:
+        return ComputerId(uuid.UUID(text))
+    except ValueError:
+        pass
+    views = lm.computers(actor)
+    named = [c for c in views if c.name.casefold() == text.casefold()]
+    if len(named) == 1:
+        return named[0].computer_id
+    if len(named) > 1:
+        found = ", ".join(str(c.computer_id) for c in named)
+        raise InvalidInput(f"{len(named)} computers are named {text!r}; use an id: {found}")
+    if len(text) >= 4:
+        prefixed = [c for c in views if str(c.computer_id).startswith(text.lower())]
+        if len(prefixed) == 1:
+            return prefixed[0].computer_id
+    raise NotFound("computer", text)
+
+
+def _computers_arg(lm: LicenseManagement, actor: UserId, texts: list[str]) -> list[ComputerId]:
+    return [_computer(lm, actor, t) for t in texts]
+
+
+ComputersArg = Annotated[list[str], typer.Argument(
+    metavar="COMPUTER...", help="Computers by id, id prefix or name.")]
+
+
+def _products_text(view: ComputerView) -> str:
+    parts = []
+    for p in view.products:
+        if p.activated:
+            state = f"activated with {p.public_id}" if p.public_id else "activated"
+            if p.validity is not None:
+                state += f", {p.validity}"
+        elif p.suspended:
+            state = f"suspended ({p.public_id})"
+        else:
+            state = "not activated"
+        parts.append(f"{p.product}: {state}")
+    return "; ".join(parts) or "-"
+
+
+@app.command("computers")
+@handled
+def computers_(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The computers you may see, with their products and licenses (R9, R20)."""
+    session = _session(ctx)
+    lm = session.app
+    views = lm.computers(session.actor)
+    names = _group_namer(lm)
+    if json_:
+        _print_json([to_jsonable(v, names) for v in views])
+        return
+    if not views:
+        _say(f"No computers visible to {session.user_name}.")
+        return
+    table = Table()
+    for column in ("Name", "Computer ID", "Group", "Last connected (UTC)", "Products"):
+        table.add_column(column, no_wrap=column == "Computer ID")
+    for v in views:
+        table.add_row(v.name, str(v.computer_id), names(v.group),
+                      _when_text(v.last_connected) if v.managed else "no agent",
+                      _products_text(v))
+    _console().print(table)
+
+
+@app.command("computer")
+@handled
+def computer_(
+    ctx: typer.Context,
+    computer: Annotated[str, typer.Argument(metavar="COMPUTER",
+                                            help="A computer by id, id prefix or name.")],
+    json_: JsonOption = False,
+) -> None:
+    """One computer: each product, the license it is activated with and its validity (R9)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    view = lm.computer(actor, _computer(lm, actor, computer))
+    names = _group_namer(lm)
+    if json_:
+        _print_json(to_jsonable(view, names))
+        return
+    table = Table(show_header=False, title=f"Computer {view.name}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field, value in (
+        ("Computer ID", str(view.computer_id)),
+        ("Group", names(view.group)),
+        ("Managed", "yes (agent)" if view.managed else "no agent"),
+        ("Fingerprint", view.fingerprint or "-"),
+        ("Registered (UTC)", _when_text(view.registered_at)),
+        ("Last connected (UTC)", _when_text(view.last_connected)),
+        ("Tags", ", ".join(sorted(view.tags))),
+    ):
+        table.add_row(field, value)
+    for p in view.products:
+        table.add_row(f"Product {p.product}", _products_text(
+            attrs.evolve(view, products=(p,))).split(": ", 1)[1])
+    _console().print(table)
+
+
+@app.command("register-computer")
+@handled
+def register_computer(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    group: Annotated[str, typer.Option("--group", metavar="GROUP", help="A static group.")],
+    fingerprint: Annotated[str | None, typer.Option(
+        "--fingerprint", metavar="F", help="The hardware fingerprint (managed computers).")
+    ] = None,
+    product: Annotated[list[str] | None, typer.Option(
+        "--product", metavar="PRODUCT", help="An installed product (repeatable).")] = None,
+    activated_outside: Annotated[list[str] | None, typer.Option(
+        "--activated-outside", metavar="PRODUCT",
+        help="An installed product already activated outside this console (repeatable).")
+    ] = None,
+    unmanaged: Annotated[bool, typer.Option(
+        "--unmanaged", help="A computer without a management agent (no fingerprint).")
+    ] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Register a computer in a static group (WRITE there, R20)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    cid = lm.register_computer(
+        actor, name, _group(lm, group), fingerprint=fingerprint, products=list(product or ()),
+        activated_outside=list(activated_outside or ()), managed=not unmanaged,
+    )
+    if json_:
+        _print_json({"computer_id": str(cid)})
+        return
+    _say(f"Registered computer {name.strip()} ({cid}) in {group}.")
+
+
+def _show_task(lm: LicenseManagement, actor: UserId, task_id: TaskId, json_: bool,
+               what: str) -> None:
+    view = lm.task(actor, task_id)
+    if json_:
+        _print_json(to_jsonable(view))
+        return
+    _say(f"{what}: task {task_id}.")
+    _console().print(_task_table(lm, actor, view))
+
+
+def _task_table(lm: LicenseManagement, actor: UserId, view: TaskView) -> Table:
+    computer_names: dict[ComputerId, str] = {}
+    with contextlib.suppress(LicensingError):
+        computer_names = {c.computer_id: c.name for c in lm.computers(actor)}
+    table = Table()
+    for column in ("Computer", "Computer ID", "Result", "Reason"):
+        table.add_column(column, no_wrap=column == "Computer ID")
+    styles = {"SUCCEEDED": "green", "FAILED": "bold red", "PENDING": "yellow",
+              "DELIVERED": "yellow"}
+    for cid, r in sorted(view.results.items(), key=lambda kv: str(kv[0])):
+        table.add_row(computer_names.get(cid, "(removed)"), str(cid),
+                      Text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
+    return table
+
+
+@app.command()
+@handled
+def activate(
+    ctx: typer.Context,
+    public_id: Annotated[str, typer.Argument(metavar="PUBLIC_ID")],
+    computers: ComputersArg,
+    product: Annotated[str | None, typer.Option(
+        "--product", help="The product to activate (default: the license's).")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Run a product activation task with a license on computers (R21, R23).
+
+    Each target's result is shown; a target can fail (overuse ceiling, agent)
+    while the others succeed. Exit 0 once the task exists.
+    """
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    tid = lm.run_product_activation(actor, PublicId(public_id),
+                                    _computers_arg(lm, actor, computers), product)
+    _show_task(lm, actor, tid, json_, f"Product activation with {PublicId(public_id)}")
+
+
+@app.command()
+@handled
+def install(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(metavar="PACKAGE", help="The product to install.")],
+    public_id: Annotated[str, typer.Argument(metavar="PUBLIC_ID")],
+    computers: ComputersArg,
+    json_: JsonOption = False,
+) -> None:
+    """Run a software install task with a license on computers (R21)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    tid = lm.run_software_install(actor, _computers_arg(lm, actor, computers), package,
+                                  PublicId(public_id))
+    _show_task(lm, actor, tid, json_, f"Software install of {package.strip()}")
+
+
+def _write_private(path: Path, data: str) -> None:
+    """Create ``path`` with mode 0600 (never overwriting) and write ``data``."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInput(f"{path} already exists; the installer configuration is "
+                           "written only to a new file") from None
+    except OSError as e:
+        raise InvalidInput(f"cannot create {path}: {e.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(data)
+
+
+@app.command()
+@handled
+def installer(
+    ctx: typer.Context,
+    public_id: Annotated[str, typer.Argument(metavar="PUBLIC_ID")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write the configuration, with the license key, to this new file (mode 0600).")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """An all-in-one agent installer configuration for a license (USE needed, R22).
+
+    The license key is a secret (R2): it is never printed, only its last four
+    characters. It leaves the tool only in the file named by --output, created
+    new with mode 0600.
+    """
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    lic = lm.installer_license(actor, PublicId(public_id))
+    shown = {
+        "public_id": str(lic.public_id),
+        "product": lic.product,
+        "expires": None if lic.expires is None else lic.expires.isoformat(),
+        "license_key": lic.key.masked,
+        "written_to": None if output is None else str(output),
+    }
+    if output is not None:
+        configuration = dict(lic.configuration())
+        if lic.expires is not None:
+            configuration["expires"] = lic.expires.isoformat()
+        _write_private(output, json.dumps(configuration, indent=2) + "\n")
+        del configuration
+    if json_:
+        _print_json(shown)
+        return
+    table = Table(show_header=False, title=f"Installer configuration for {lic.public_id}",
+                  title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("Product", lic.product)
+    table.add_row("Expires", shown["expires"] or "-")
+    table.add_row("License key", str(shown["license_key"]))
+    _console().print(table)
+    if output is not None:
+        _say(f"Wrote the installer configuration with the license key to {output} (mode 0600).")
+    else:
+        _say("The key is not printed (R2); use --output FILE to write the configuration "
+             "with the key to a new private file.")
+
+
+@app.command()
+@handled
+def deactivate(
+    ctx: typer.Context,
+    computers: ComputersArg,
+    product: Annotated[list[str] | None, typer.Option(
+        "--product", help="Only this product (repeatable; default: every installed one).")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Deactivate products on computers through the activation server; frees seats (R24)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    tid = lm.deactivate_products(actor, _computers_arg(lm, actor, computers),
+                                 None if not product else list(product))
+    _show_task(lm, actor, tid, json_, "Deactivation")
+
+
+@app.command("remove-computer")
+@handled
+def remove_computer(
+    ctx: typer.Context,
+    computer: Annotated[str, typer.Argument(metavar="COMPUTER",
+                                            help="A computer by id, id prefix or name.")],
+    deactivate_: Annotated[bool, typer.Option(
+        "--deactivate", help="Deactivate its products first and free the seats (R25).")
+    ] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Confirm the removal without asking.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Remove a computer from management (WRITE on its group, R25).
+
+    Without --deactivate its seats stay used and can no longer be freed here
+    (a warning says so). Asks for confirmation on a terminal; without one it
+    needs --yes.
+    """
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    cid = _computer(lm, actor, computer)
+    view = lm.computer(actor, cid)
+    if not yes:
+        held = [p for p in view.products if p.activated or p.suspended]
+        consequence = (
+            "its products are deactivated and the seats freed" if deactivate_ else
+            f"{len(held)} activated product(s) keep their seats, which can no longer be freed"
+        )
+        if not _stdin_is_tty():
+            raise ConfirmationRequired(
+                f"removing computer {view.name} needs confirmation: run again with --yes "
+                "(there is no terminal to ask on)"
+            )
+        if not typer.confirm(f"Remove computer {view.name}? {consequence}", default=False):
+            raise ConfirmationRequired("removal not confirmed; nothing was removed")
+    result = lm.remove_computer(actor, cid, deactivate=deactivate_)
+    if json_:
+        _print_json(to_jsonable(result))
+        return
+    _say(f"Removed computer {view.name} ({cid}).")
+    if result.warning:
+        _say(f"warning: {result.warning}")
+
+
+@app.command("delete-not-connecting")
+@handled
+def delete_not_connecting(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(metavar="GROUP")],
+    days: Annotated[int, typer.Option("--days", metavar="N", min=1,
+                                      help="Not connected for at least N days.")],
+    deactivate_license: Annotated[bool, typer.Option(
+        "--deactivate-license", help="Deactivate their products and free the seats.")
+    ] = False,
+    remove_unmanaged: Annotated[bool, typer.Option(
+        "--remove-unmanaged", help="Also remove computers without an agent.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Remove the computers of a group (and subgroups) not connected for N days (R26)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    tid = lm.delete_not_connecting_computers(
+        actor, _group(lm, group), days, deactivate_license=deactivate_license,
+        remove_unmanaged=remove_unmanaged,
+    )
+    view = lm.task(actor, tid)
+    if json_:
+        _print_json(to_jsonable(view))
+        return
+    _say(f"Removed {len(view.results)} computer(s) of {group} not connected for {days} "
+         f"day(s): task {tid}.")
+    if view.results:
+        _console().print(_task_table(lm, actor, view))
+
+
+@app.command("task")
+@handled
+def task_(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="TASK_ID")],
+    json_: JsonOption = False,
+) -> None:
+    """A client task and each target's result (R21)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    try:
+        tid = TaskId(uuid.UUID(task_id.strip()))
+    except ValueError:
+        raise InvalidInput(f"a task id is a UUID, not {task_id!r}") from None
+    view = lm.task(actor, tid)
+    if json_:
+        _print_json(to_jsonable(view))
+        return
+    what = view.kind.name.replace("_", " ").lower()
+    extra = ", ".join(x for x in (str(view.public_id or ""), view.product or "") if x)
+    _say(f"Task {tid}: {what}" + (f" ({extra})" if extra else "") +
+         f", created {_when_text(view.created_at)} UTC.")
+    _console().print(_task_table(lm, actor, view))
+
+
+# -- the history's seals (R31) ----------------------------------------------------------------
+
+
+@app.command("seal-history")
+@handled
+def seal_history(ctx: typer.Context) -> None:
+    """Seal every stored event not sealed yet (R31); run it before an audit."""
+    session = _session(ctx)
+    position = session.app.seal_history()
+    _say(f"Sealed the history up to log position {position}.")
+
+
+@app.command("verify-history")
+@handled
+def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Verify the stored history against its seals (R31).
+
+    Exit 0 when nothing is wrong; 1 when tampering is found, each problem named.
+    The seal key comes from ESMC_SEAL_KEY or the credentials file.
+    """
+    session = _session(ctx)
+    report = session.app.verify_history()
+    if json_:
+        data = to_jsonable(report)
+        data["ok"] = report.ok
+        _print_json(data)
+    elif report.ok:
+        _say(str(report))
+    else:
+        table = Table(title=f"{len(report.problems)} problem(s) in the history",
+                      title_justify="left")
+        for column in ("Position", "Problem", "Detail"):
+            table.add_column(column)
+        for p in report.problems:
+            table.add_row("-" if p.position is None else str(p.position), p.kind, p.detail)
+        _console().print(table)
+    if not report.ok:
+        first = report.problems[0]
+        where = "" if first.position is None else f" at position {first.position}"
+        typer.echo(f"error: the history was tampered with: {len(report.problems)} problem(s), "
+                   f"first {first.kind}{where}: {_one_line(Exception(first.detail))}", err=True)
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def main() -> None:

@@ -30,6 +30,13 @@ ALL_KEYS = list(KEYS.values())
 
 Run = Callable[..., Result]
 
+#: the demo vendor whatever the developer's environment configures (docs/cli.md)
+NO_VENDOR_CONFIG: dict[str, str | None] = {
+    name: None for name in ("ESMC_CONFIG", "ESMC_CREDENTIALS_FILE", "ESMC_ACTIVATION_URL",
+                            "ESMC_ACCOUNTS_URL", "ESMC_EMA2_URL", "ESMC_EBA_URL",
+                            "ESMC_ELA_URL", "ESMC_SEAL_KEY")
+}
+
 
 def _no_key_in(*texts: str) -> None:
     for text in texts:
@@ -50,7 +57,8 @@ def run(store: Path) -> Run:
     def invoke(*args: str, input: str | None = None, store_arg: str | None = None) -> Result:
         result = runner.invoke(
             cli.app, ["--store", store_arg or str(store), *args], input=input,
-            env={"ESMC_LICENSING_STORE": None, "ESMC_LICENSING_USER": None, "COLUMNS": "200"},
+            env={"ESMC_LICENSING_STORE": None, "ESMC_LICENSING_USER": None, "COLUMNS": "200",
+                 **NO_VENDOR_CONFIG},
         )
         _no_key_in(result.stdout, result.stderr)
         return result

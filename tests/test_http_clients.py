@@ -35,6 +35,7 @@ from esmc_licensing.adapters.http import (
     HttpActivationServer,
     RetryPolicy,
 )
+from esmc_licensing.adapters.ports import ActivationServer
 from esmc_licensing.testing.vendor_http import VendorHttpServer
 
 from .conftest import AppFactory, issue
@@ -229,6 +230,10 @@ def test_r15_activation_server_client(server: VendorHttpServer, vendor) -> None:
     assert vendor.details_of("ZZZ-000-001").used_units == 4
     client.deactivate_device(PublicId("ZZZ-000-001"), "agent-1", "ESET Endpoint Security")
     assert server.deactivations == [("ZZZ-000-001", "agent-1", "ESET Endpoint Security")]
+    # R24: the port's call, also for a product activated outside this console
+    client.deactivate(None, "agent-2", "ESET File Security")
+    assert server.deactivations[-1] == (None, "agent-2", "ESET File Security")
+    assert isinstance(client, ActivationServer)
     legacy = Credentials("EAV-0001", "legacy")
     vendor.add_legacy_credentials("ZZZ-000-001", legacy)
     assert client.convert_credentials(legacy) == vendor_key

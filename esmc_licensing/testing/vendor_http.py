@@ -352,7 +352,8 @@ class VendorHttpServer:
             if route.startswith("Licenses/"):
                 return license_json(self.vendor.license_details(PublicId(route[9:])))
             if route == "Deactivate":
-                self.vendor.details_of(body["publicId"])
+                if body["publicId"] is not None:  # null: activated outside the console
+                    self.vendor.details_of(body["publicId"])
                 with self._lock:
                     self.deactivations.append((body["publicId"], body["device"], body["product"]))
                 raise _Answer(204)

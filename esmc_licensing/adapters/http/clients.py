@@ -338,12 +338,25 @@ class HttpActivationServer:
             raise BadPayload(f"the {self.service} answered for another license than {public_id}")
         return details
 
-    def deactivate_device(self, public_id: PublicId, device: str, product: str) -> None:
+    def deactivate(self, public_id: PublicId | None, device: str, product: str) -> None:
+        """Remove a product's activation from a device (R24), the port's call.
+
+        ``public_id`` None (a product activated outside this console, or with
+        a license it does not hold) is sent as ``null``: the server finds the
+        activation by device and product.
+        """
+        self.deactivate_device(public_id, device, product)
+
+    def deactivate_device(self, public_id: PublicId | None, device: str, product: str) -> None:
         """Free the seat a device holds (R24)."""
         response = self.http.request(
             "POST",
             "/activation/Deactivate",
-            json={"publicId": str(public_id), "device": device, "product": product},
+            json={
+                "publicId": None if public_id is None else str(public_id),
+                "device": device,
+                "product": product,
+            },
         )
         if response.status_code == 404:
             raise NotFound("license", public_id)
