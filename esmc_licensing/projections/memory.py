@@ -10,7 +10,7 @@ after other processes wrote is a select from that position.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -172,6 +172,37 @@ def _details(event: DomainEvent) -> dict[str, str]:
     return out
 
 
+def filter_matcher(f: LicenseFilter) -> Callable[[LicenseView, tuple[str, str, str]], bool]:
+    """``LicenseFilter.matches`` for a view, with only the filter's non-empty fields.
+
+    ``folded`` is the view's (public id, product, owner), case-folded once.
+    ``tests/test_fastpath.py`` checks that it agrees with ``matches``.
+    """
+    levels = frozenset(f.levels)
+    reasons = frozenset(f.reasons)
+    tag_set = frozenset(f.tags)
+    types = frozenset(f.types)
+    products = frozenset(f.products)
+    needle = f.text.casefold() if f.text is not None else None
+
+    def match(v: LicenseView, folded: tuple[str, str, str]) -> bool:
+        if levels and v.status.level not in levels:
+            return False
+        if reasons and reasons.isdisjoint(v.status.reasons):
+            return False
+        if tag_set and tag_set.isdisjoint(v.tags):
+            return False
+        if types and v.license_type not in types:
+            return False
+        if products and v.product not in products:
+            return False
+        return needle is None or (
+            needle in folded[0] or needle in folded[1] or needle in folded[2]
+        )
+
+    return match
+
+
 class ReadModel:
     """Views of the whole store; not thread-safe by itself (the app locks it)."""
 
@@ -192,6 +223,17 @@ class ReadModel:
         self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
         #: every aggregate id that has events up to ``position``
         self.seen: set[Any] = set()
+        #: bumped whenever anything may have changed (``apply``, ``views_changed``)
+        self._stamp = 0
+        #: public id -> (license state, group, own tags, pool tags, today, policy, view, folded)
+        self._view_cache: dict[Any, tuple[Any, ...]] = {}
+        #: (stamp, today, policy) and every listed license as (group, view, folded text)
+        self._rows_key: tuple[Any, ...] | None = None
+        self._rows: list[tuple[GroupId, LicenseView, tuple[str, str, str]]] = []
+
+    def views_changed(self) -> None:
+        """Entities were replaced from outside ``apply`` (rows loaded): drop derived lists."""
+        self._stamp += 1
 
     # -- feeding ----------------------------------------------------------------
 
@@ -201,6 +243,7 @@ class ReadModel:
 
     def apply(self, position: int, event: DomainEvent) -> None:
         targets: tuple[str, ...]
+        self._stamp += 1
         self.seen.add(event.originator_id)
         if isinstance(event, LICENSE_EVENTS):
             pid: PublicId = event.public_id
@@ -341,30 +384,68 @@ class ReadModel:
             key_last4=lic.key.last4 if lic.key is not None else None,
         )
 
-    def licenses_for(
-        self, user: UserId, license_filter: LicenseFilter | None, today: date, policy: Policy
-    ) -> list[LicenseView]:
-        visible = self.visible_groups(user)
-        out = []
+    def _cached_view(
+        self, lic: LicenseState, group: GroupId, today: date, policy: Policy
+    ) -> tuple[LicenseView, tuple[str, str, str]]:
+        """The license's view, rebuilt only when something it shows changed.
+
+        A view depends on the license state, its pool's group, its own and its
+        pool's tags, today (its status) and the policy: states and tag sets are
+        immutable and replaced on change, so identity says "unchanged".
+        """
+        pid = lic.public_id
+        own = self.tags_of.get(license_target(pid))
+        inherited = self.tags_of.get(pool_target(lic.pool_id))
+        c = self._view_cache.get(pid)
+        if (
+            c is not None
+            and c[0] is lic
+            and c[2] is own
+            and c[3] is inherited
+            and c[1] == group
+            and c[4] == today
+            and (c[5] is policy or c[5] == policy)
+        ):
+            return c[6], c[7]
+        view = self.license_view(lic, today, policy)
+        folded = (view.public_id.casefold(), view.product.casefold(), view.owner.casefold())
+        self._view_cache[pid] = (lic, group, own, inherited, today, policy, view, folded)
+        return view, folded
+
+    def _listed(
+        self, today: date, policy: Policy
+    ) -> list[tuple[GroupId, LicenseView, tuple[str, str, str]]]:
+        """Every license a query may list, by Public ID, with its group; cached
+        until the model changes or the day or the policy does."""
+        key = (self._stamp, today, policy)
+        if self._rows_key == key:
+            return self._rows
+        rows = []
+        pools = self.pools
         for pid in sorted(self.licenses):
             lic = self.licenses[pid]
             if not lic.exists or lic.pool_id is None:
                 continue
-            p = self.pools.get(lic.pool_id)
-            if p is None or not p.exists or p.group not in visible:
+            p = pools.get(lic.pool_id)
+            if p is None or not p.exists or p.group is None:
                 continue
-            view = self.license_view(lic, today, policy)
-            if license_filter is None or license_filter.matches(
-                level=view.status.level,
-                reasons=view.status.reasons,
-                tags=view.tags,
-                license_type=view.license_type,
-                product=view.product,
-                public_id=view.public_id,
-                owner=view.owner,
-            ):
-                out.append(view)
-        return out
+            view, folded = self._cached_view(lic, p.group, today, policy)
+            rows.append((p.group, view, folded))
+        if len(self._view_cache) > 2 * len(rows) + 1000:  # licenses gone for good
+            listed = {v.public_id for _, v, _ in rows}
+            self._view_cache = {k: c for k, c in self._view_cache.items() if k in listed}
+        self._rows_key, self._rows = key, rows
+        return rows
+
+    def licenses_for(
+        self, user: UserId, license_filter: LicenseFilter | None, today: date, policy: Policy
+    ) -> list[LicenseView]:
+        visible = self.visible_groups(user)
+        rows = self._listed(today, policy)
+        if license_filter is None:
+            return [v for g, v, _ in rows if g in visible]
+        match = filter_matcher(license_filter)
+        return [v for g, v, folded in rows if g in visible and match(v, folded)]
 
     def pool_view(self, p: PoolState) -> PoolView:
         assert p.group is not None and p.source is not None

@@ -41,8 +41,7 @@ class PostgresViewStore(SQLViewStore):
         for attempt in range(3):  # racing CREATE TABLE IF NOT EXISTS can clash in the catalog
             try:
                 with self._transaction(write=True) as c:
-                    for statement in self.create_statements():
-                        c.execute(statement)
+                    self.create_tables(c)
                 break
             except psycopg.errors.UniqueViolation:
                 if attempt == 2:

@@ -37,8 +37,7 @@ class SQLiteViewStore(SQLViewStore):
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.execute("PRAGMA cache_size=-8192")  # 8 MiB of pages
         with self._transaction(write=True) as c:
-            for statement in self.create_statements():
-                c.execute(statement)
+            self.create_tables(c)
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[sqlite3.Cursor]:

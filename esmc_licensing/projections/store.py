@@ -2,12 +2,15 @@
 
 The in-memory :class:`~esmc_licensing.projections.memory.ReadModel` stays the
 single source of truth for what an event means (it folds with the domain's own
-``evolve`` functions). A view store persists what a batch of events changed in
-it -- one row per entity (kind, key) holding the entity's state as JSON plus a
-few indexed columns (a license's pool, a pool's group), and one audit row per
-event indexed by target -- together with the tracking record of the batch's
-last notification id, in ONE transaction. A crash therefore never applies an
-event twice or skips one: rows and position commit or roll back together.
+``evolve`` functions; the runner's fast folds are checked against it). A view
+store persists what a batch of events changed in it -- one row per entity
+(kind, key) holding the entity's state as JSON plus a few indexed columns (a
+license's pool, a pool's group) -- and the audit view, an index of the log
+by target (one (target, position) row per target of an event: the events
+themselves are read from the log, which is the audit), together with the
+tracking record of the batch's last notification id, in ONE transaction. A
+crash therefore never applies an event twice or skips one: rows and position
+commit or roll back together.
 
 Every store is an eventsourcing ``TrackingRecorder`` (``insert_tracking``,
 ``max_tracking_id``, ``has_tracking_id``, ``wait``) and passes eventsourcing's
@@ -42,6 +45,7 @@ from eventsourcing.persistence import (
 from ..adapters.mapper import converter
 from ..domain.computer import ComputerState
 from ..domain.directory import DirectoryState
+from ..domain.events import CLASSES
 from ..domain.ids import ComputerId, PoolId, PublicId, TaskId, UserId
 from ..domain.license import LicenseState
 from ..domain.pool import PoolState
@@ -57,22 +61,25 @@ APPLICATION_NAME = "LicenseManagement"
 EntityRow = tuple[str, str, "str | None", "str | None", "bytes | None"]
 
 
+#: one audit reference: (target, notification id) -- the log itself is the audit
+AuditRef = tuple[str, int]
+
+#: the layout of the view tables; a store whose recorded version differs is
+#: dropped and recreated empty (views are derived data: the runner rebuilds them)
+SCHEMA_VERSION = 2
+
+
 @attrs.frozen
 class AuditRow:
-    """One event in the audit view (R29): who, when, what, which targets.
+    """One event in the audit view (R29): its position in the log and its targets.
 
-    The event itself is kept as stored (topic and state bytes, encrypted if the
-    store encrypts), so ``details`` are decoded only when someone reads them.
+    The audit view is an index, not a copy: who, when and what are read from
+    the event itself in the log (which is the audit), by position, when
+    someone asks for a history.
     """
 
     position: int
-    at: str
-    actor: str
-    what: str
     targets: tuple[str, ...]
-    originator_id: str
-    originator_version: int
-    state: bytes
 
 
 def _mask_key(data: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +143,8 @@ def encode_state(kind: Kind, state: Any) -> bytes:
     data = _UNSTRUCTURE[kind.name](state)
     if kind.scrub is not None:
         data = kind.scrub(data)
-    return orjson.dumps(data)
+    # a copy of exact size: orjson's buffer keeps kilobytes of spare capacity
+    return bytes(memoryview(orjson.dumps(data)))
 
 
 def decode_state(kind: Kind, data: bytes) -> Any:
@@ -159,11 +167,14 @@ class ViewStore(TrackingRecorder):
         self,
         tracking: Tracking,
         entities: Sequence[EntityRow] = (),
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditRef] = (),
         *,
         previous: int | bool | None = False,
     ) -> None:
         """Write rows and the tracking record in one transaction.
+
+        ``audit`` holds (target, notification id) references, one per target
+        of an event.
 
         With ``previous`` (an int, or None for "no record yet") the write is a
         compare-and-set: it fails with ``IntegrityError`` unless the recorded
@@ -178,12 +189,19 @@ class ViewStore(TrackingRecorder):
         after ``position``, read in one consistent snapshot."""
 
     @abstractmethod
-    def history(self, target: str) -> list[AuditRow]:
-        """Audit rows naming ``target``, in log order."""
+    def history(self, target: str) -> list[int]:
+        """The log positions of the events naming ``target``, in log order."""
 
     @abstractmethod
+    def audit_refs(self) -> list[AuditRef]:
+        """Every (target, position) reference, in no particular order."""
+
     def audit_rows(self) -> list[AuditRow]:
-        """Every audit row in log order (for comparisons and exports)."""
+        """Every audited event with its targets, in log order (for comparisons)."""
+        by_position: dict[int, list[str]] = {}
+        for target, position in self.audit_refs():
+            by_position.setdefault(position, []).append(target)
+        return [AuditRow(p, tuple(sorted(by_position[p]))) for p in sorted(by_position)]
 
     @abstractmethod
     def drop(self) -> None:
@@ -246,13 +264,14 @@ class MemoryViewStore(ViewStore):
         self._lock = threading.Condition()
         self._tracking: dict[str, int] = {}
         self._rows: dict[tuple[str, str], tuple[int, EntityRow]] = {}
-        self._audit: dict[int, AuditRow] = {}
+        self._audit: dict[str, list[int]] = {}
+        self._refs: set[AuditRef] = set()
 
     def write(
         self,
         tracking: Tracking,
         entities: Sequence[EntityRow] = (),
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditRef] = (),
         *,
         previous: int | bool | None = False,
     ) -> None:
@@ -267,12 +286,14 @@ class MemoryViewStore(ViewStore):
                 raise IntegrityError(
                     f"tracking of {tracking.application_name} is already at {current}"
                 )
-            if any(a.position in self._audit for a in audit):
+            refs = set(audit)
+            if len(refs) != len(audit) or not self._refs.isdisjoint(refs):
                 raise IntegrityError("audit row already written")
             for row in entities:
                 self._rows[(row[0], row[1])] = (tracking.notification_id, row)
-            for a in audit:
-                self._audit[a.position] = a
+            for target, position in audit:
+                self._audit.setdefault(target, []).append(position)
+            self._refs |= refs
             self._tracking[tracking.application_name] = tracking.notification_id
             self._lock.notify_all()
 
@@ -285,19 +306,20 @@ class MemoryViewStore(ViewStore):
             at = self._tracking.get(self.application_name) or 0
             return at, [row for pos, row in self._rows.values() if pos > position]
 
-    def history(self, target: str) -> list[AuditRow]:
+    def history(self, target: str) -> list[int]:
         with self._lock:
-            return [self._audit[p] for p in sorted(self._audit) if target in self._audit[p].targets]
+            return sorted(self._audit.get(target, ()))
 
-    def audit_rows(self) -> list[AuditRow]:
+    def audit_refs(self) -> list[AuditRef]:
         with self._lock:
-            return [self._audit[p] for p in sorted(self._audit)]
+            return list(self._refs)
 
     def drop(self) -> None:
         with self._lock:
             self._tracking.clear()
             self._rows.clear()
             self._audit.clear()
+            self._refs.clear()
 
 
 # -- SQL backends share their statements ---------------------------------------------------
@@ -308,9 +330,11 @@ class SQLViewStore(ViewStore):
 
     Tables (``prefix`` names them): ``entities`` (kind, key, pool, grp, pos,
     state) with indexes on (kind, pool), (kind, grp) and pos; ``audit``
-    (position, at, actor, what, targets, originator_id, originator_version,
-    state); ``audit_targets`` (target, position) for history by target; and
-    ``tracking`` (application_name, notification_id), one row per application.
+    (target, position): an index of the log by target, for history (the
+    events themselves are read from the log); ``tracking``
+    (application_name, notification_id), one row per application; and
+    ``meta`` (the schema version: tables of another version are dropped and
+    recreated empty when the store is opened, to be rebuilt).
     """
 
     placeholder = "?"
@@ -321,8 +345,10 @@ class SQLViewStore(ViewStore):
     def __init__(self, prefix: str) -> None:
         self.entities = f"{prefix}entities"
         self.audit = f"{prefix}audit"
-        self.audit_targets = f"{prefix}audit_targets"
         self.tracking = f"{prefix}tracking"
+        self.meta = f"{prefix}meta"
+        #: tables of earlier schema versions, dropped on upgrade
+        self.old_tables = (f"{prefix}audit_targets",)
         self._index_prefix = prefix.rsplit(".", 1)[-1].strip('"')
 
     # -- what subclasses give -----------------------------------------------------------
@@ -349,19 +375,30 @@ class SQLViewStore(ViewStore):
             f"CREATE INDEX IF NOT EXISTS {ix}entities_pos ON {self.entities} (pos)",
             f"CREATE INDEX IF NOT EXISTS {ix}entities_pool ON {self.entities} (kind, pool)",
             f"CREATE INDEX IF NOT EXISTS {ix}entities_grp ON {self.entities} (kind, grp)",
-            f"CREATE TABLE IF NOT EXISTS {self.audit} (position {self.bigint} PRIMARY KEY, "
-            "at TEXT NOT NULL, actor TEXT NOT NULL, what TEXT NOT NULL, targets TEXT NOT NULL, "
-            f"originator_id TEXT NOT NULL, originator_version {self.bigint} NOT NULL, "
-            f"state {self.blob} NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {self.audit_targets} (target TEXT NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS {self.audit} (target TEXT NOT NULL, "
             f"position {self.bigint} NOT NULL, PRIMARY KEY (target, position)){self.without_rowid}",
             f"CREATE TABLE IF NOT EXISTS {self.tracking} (application_name TEXT PRIMARY KEY, "
             f"notification_id {self.bigint} NOT NULL)",
         ]
 
+    def create_tables(self, c: Any) -> None:
+        """Create the tables, first dropping those of another schema version."""
+        c.execute(f"CREATE TABLE IF NOT EXISTS {self.meta} (key TEXT PRIMARY KEY, value TEXT)")
+        c.execute(self._q(f"SELECT value FROM {self.meta} WHERE key = ?"), ("schema",))
+        row = c.fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            for table in (*self.old_tables, self.audit, self.entities, self.tracking):
+                c.execute(f"DROP TABLE IF EXISTS {table}")
+            c.execute(self._q(f"DELETE FROM {self.meta} WHERE key = ?"), ("schema",))
+            c.execute(
+                self._q(f"INSERT INTO {self.meta} VALUES (?, ?)"), ("schema", str(SCHEMA_VERSION))
+            )
+        for statement in self.create_statements():
+            c.execute(statement)
+
     def drop(self) -> None:
         with self._transaction(write=True) as c:
-            for table in (self.entities, self.audit, self.audit_targets, self.tracking):
+            for table in (self.entities, self.audit, self.tracking):
                 c.execute(f"DELETE FROM {table}")
 
     # -- writing --------------------------------------------------------------------
@@ -370,7 +407,7 @@ class SQLViewStore(ViewStore):
         self,
         tracking: Tracking,
         entities: Sequence[EntityRow] = (),
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditRef] = (),
         *,
         previous: int | bool | None = False,
     ) -> None:
@@ -418,28 +455,15 @@ class SQLViewStore(ViewStore):
                             "pool = excluded.pool, grp = excluded.grp, pos = excluded.pos, "
                             "state = excluded.state"
                         ),
-                        [(k, key, pool, grp, nid, state) for k, key, pool, grp, state in entities],
+                        sorted(
+                            (k, key, pool, grp, nid, state)
+                            for k, key, pool, grp, state in entities
+                        ),
                     )
                 if audit:
+                    # in key order: each index page is then visited once per batch
                     c.executemany(
-                        self._q(f"INSERT INTO {self.audit} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-                        [
-                            (
-                                a.position,
-                                a.at,
-                                a.actor,
-                                a.what,
-                                orjson.dumps(a.targets).decode(),
-                                a.originator_id,
-                                a.originator_version,
-                                a.state,
-                            )
-                            for a in audit
-                        ],
-                    )
-                    c.executemany(
-                        self._q(f"INSERT INTO {self.audit_targets} VALUES (?, ?)"),
-                        [(t, a.position) for a in audit for t in set(a.targets)],
+                        self._q(f"INSERT INTO {self.audit} VALUES (?, ?)"), sorted(audit)
                     )
         except IntegrityError:
             raise
@@ -480,42 +504,18 @@ class SQLViewStore(ViewStore):
             if kind is not None
         ]
 
-    def _audit_rows(self, c: Any) -> list[AuditRow]:
-        return [
-            AuditRow(
-                position=int(r[0]),
-                at=r[1],
-                actor=r[2],
-                what=r[3],
-                targets=tuple(orjson.loads(r[4])),
-                originator_id=r[5],
-                originator_version=int(r[6]),
-                state=bytes(r[7]),
-            )
-            for r in c.fetchall()
-        ]
-
-    _AUDIT_COLUMNS = (
-        "a.position, a.at, a.actor, a.what, a.targets, a.originator_id, "
-        "a.originator_version, a.state"
-    )
-
-    def history(self, target: str) -> list[AuditRow]:
+    def history(self, target: str) -> list[int]:
         with self._transaction(write=False) as c:
             c.execute(
-                self._q(
-                    f"SELECT {self._AUDIT_COLUMNS} FROM {self.audit_targets} t "
-                    f"JOIN {self.audit} a ON a.position = t.position "
-                    "WHERE t.target = ? ORDER BY t.position"
-                ),
+                self._q(f"SELECT position FROM {self.audit} WHERE target = ? ORDER BY position"),
                 (target,),
             )
-            return self._audit_rows(c)
+            return [int(r[0]) for r in c.fetchall()]
 
-    def audit_rows(self) -> list[AuditRow]:
+    def audit_refs(self) -> list[AuditRef]:
         with self._transaction(write=False) as c:
-            c.execute(f"SELECT {self._AUDIT_COLUMNS} FROM {self.audit} a ORDER BY a.position")
-            return self._audit_rows(c)
+            c.execute(f"SELECT target, position FROM {self.audit}")
+            return [(r[0], int(r[1])) for r in c.fetchall()]
 
 
 # -- feeding a read model from rows ------------------------------------------------------
@@ -562,6 +562,153 @@ class TrackedDict(dict[Any, Any]):
         super().clear()
 
 
+_MISSING: Any = object()
+
+
+class CodecDict:
+    """A read model's entities of one kind, held as their stored JSON (a runner's).
+
+    A projection runner holds every license and computer of the store; kept as
+    attrs objects they cost several times the memory of their JSON. Here an
+    entity is its encoded state (``bytes``), or its unstructured ``dict``
+    while it is being changed. ``get`` and ``[]`` decode to the domain state
+    (for the read model's ``evolve``); ``raw`` hands the dict to the runner's
+    fast paths, which change it in place. Changed entities stay marked until
+    :meth:`commit_rows`; past :attr:`max_dicts` changed dicts they are encoded
+    back to bytes (still marked), so memory stays flat however many events a
+    batch holds. Keys are compared as strings.
+    """
+
+    __slots__ = ("_dicts", "clean", "dirty", "kind")
+
+    #: how many changed entities are kept as dicts before they are re-encoded
+    max_dicts = 10_000
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+        #: unchanged since the last commit: the stored state
+        self.clean: dict[str, bytes] = {}
+        #: changed since the last commit: a dict or bytes, None when gone
+        self.dirty: dict[str, Any] = {}
+        self._dicts = 0
+
+    def load(self, key: str, state: bytes | None) -> None:
+        self.dirty.pop(key, None)
+        if state is None:
+            self.clean.pop(key, None)
+        else:
+            self.clean[key] = state
+
+    def _encoded(self, key: str) -> Any:
+        """bytes, a dict, or None (absent or gone)."""
+        d = self.dirty.get(key, _MISSING)
+        if d is _MISSING:
+            return self.clean.get(key)
+        return d
+
+    def raw(self, key: str) -> dict[str, Any] | None:
+        """The unstructured state to change in place (marked changed), or None."""
+        d = self.dirty.get(key, _MISSING)
+        if d.__class__ is dict:
+            return d
+        if d is _MISSING:
+            d = self.clean.pop(key, None)
+        if d is None:
+            return None
+        return self.put_raw(key, orjson.loads(d))
+
+    def put_raw(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        self.dirty[key] = data
+        self.clean.pop(key, None)
+        self._dicts += 1
+        if self._dicts > self.max_dicts:
+            self.compact()
+        return data
+
+    def compact(self) -> None:
+        """Encode the changed dicts back to bytes (they stay marked changed)."""
+        dumps = orjson.dumps
+        dirty = self.dirty
+        for key, d in dirty.items():
+            if d.__class__ is dict:
+                dirty[key] = bytes(memoryview(dumps(d)))
+        self._dicts = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        d = self._encoded(str(key))
+        if d is None:
+            return default
+        if d.__class__ is not dict:
+            d = orjson.loads(d)
+        return converter.structure(d, self.kind.state_type)
+
+    def __getitem__(self, key: Any) -> Any:
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return self._encoded(str(key)) is not None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        data = _UNSTRUCTURE[self.kind.name](value)
+        if self.kind.scrub is not None:
+            data = self.kind.scrub(data)
+        self.put_raw(str(key), data)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        k = str(key)
+        self.clean.pop(k, None)
+        self.dirty[k] = None
+        return found
+
+    def __len__(self) -> int:
+        return len(self.clean) + sum(1 for d in self.dirty.values() if d is not None)
+
+    def commit_rows(self) -> list[EntityRow]:
+        """Encode what changed into rows, keep them as the clean states."""
+        rows: list[EntityRow] = []
+        name = self.kind.name
+        raw_columns = RAW_COLUMNS.get(name, _no_columns)
+        clean = self.clean
+        dumps = orjson.dumps
+        loads = orjson.loads
+        for key, d in self.dirty.items():
+            if d is None:
+                rows.append((name, key, None, None, None))
+                continue
+            if d.__class__ is dict:
+                # a copy of exact size: orjson's buffer keeps kilobytes of spare capacity
+                b, data = bytes(memoryview(dumps(d))), d
+            else:
+                b, data = d, loads(d)
+            clean[key] = b
+            pool, grp = raw_columns(data)
+            rows.append((name, key, pool, grp, b))
+        self.dirty.clear()
+        self._dicts = 0
+        return rows
+
+
+def _no_columns(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    return None, None
+
+
+#: the indexed columns of a kind held in a CodecDict, from its unstructured state
+RAW_COLUMNS: dict[str, Callable[[dict[str, Any]], tuple[str | None, str | None]]] = {
+    "license": lambda d: (d.get("pool_id"), None),
+    "computer": lambda d: (None, d.get("group")),
+}
+#: the kinds a runner holds as stored JSON (the many ones)
+CODEC_KINDS = frozenset(RAW_COLUMNS)
+
+
 def apply_rows(model: ReadModel, rows: Sequence[EntityRow]) -> None:
     """Put entity rows into a read model (a load or a refresh)."""
     for kind_name, key, _pool, _grp, state in rows:
@@ -572,13 +719,17 @@ def apply_rows(model: ReadModel, rows: Sequence[EntityRow]) -> None:
             if state is not None:
                 setattr(model, kind.attribute, decode_state(kind, state))
             continue
-        target: dict[Any, Any] = getattr(model, kind.attribute)
+        target: Any = getattr(model, kind.attribute)
+        if isinstance(target, CodecDict):
+            target.load(key, state)
+            continue
         k = kind.key_of(key)
         if state is None:
             target.pop(k, None)
         else:
             target[k] = decode_state(kind, state)
     model._visible_cache.clear()
+    model.views_changed()
 
 
 def dirty_rows(model: ReadModel, committed: dict[str, Any]) -> list[EntityRow]:
@@ -595,6 +746,9 @@ def dirty_rows(model: ReadModel, committed: dict[str, Any]) -> list[EntityRow]:
                 committed[kind.name] = value
                 rows.append((kind.name, "", None, None, encode_state(kind, value)))
             continue
+        if isinstance(value, CodecDict):
+            rows.extend(value.commit_rows())
+            continue
         assert isinstance(value, TrackedDict)
         for key in value.changed:
             state = value.get(key)
@@ -607,16 +761,31 @@ def dirty_rows(model: ReadModel, committed: dict[str, Any]) -> list[EntityRow]:
     return rows
 
 
+class _Forgetful(set[Any]):
+    """A set that keeps nothing (a runner does not need the command side's ``seen``)."""
+
+    def add(self, item: Any) -> None:
+        pass
+
+
 def tracked_model(rows: Sequence[EntityRow] = (), position: int = 0) -> ReadModel:
-    """A read model whose entity dicts record what changes in them."""
+    """A read model whose entity dicts record what changes in them (a runner's).
+
+    Licenses and computers are held as their stored JSON (:class:`CodecDict`).
+    """
     model = ReadModel()
+    model.seen = _Forgetful()
     for kind in KINDS:
         if kind.key_of is not None:
-            setattr(model, kind.attribute, TrackedDict(getattr(model, kind.attribute)))
+            if kind.name in CODEC_KINDS:
+                setattr(model, kind.attribute, CodecDict(kind))
+            else:
+                setattr(model, kind.attribute, TrackedDict(getattr(model, kind.attribute)))
     apply_rows(model, rows)
     for kind in KINDS:
-        if kind.key_of is not None:
-            getattr(model, kind.attribute).changed.clear()
+        value = getattr(model, kind.attribute)
+        if isinstance(value, TrackedDict):
+            value.changed.clear()
     model.position = position
     return model
 
@@ -626,13 +795,15 @@ class ViewsReadModel(ReadModel):
 
     ``refresh`` reads only the rows written since its last refresh, so a query
     costs one indexed select of what changed; the queries themselves are the
-    read model's own, visibility first (R14). History reads the audit view.
+    read model's own, visibility first (R14). History reads the audit view
+    (positions by target) and then those events from the log of ``app``.
     """
 
-    def __init__(self, store: ViewStore, decode_event: Callable[[AuditRow], Any]) -> None:
+    def __init__(self, store: ViewStore, app: Any) -> None:
         super().__init__()
         self.store = store
-        self._decode_event = decode_event
+        self._app = app
+        self._source: Any = None
 
     def refresh(self) -> None:
         position, rows = self.store.changes_since(self.position)
@@ -641,17 +812,20 @@ class ViewsReadModel(ReadModel):
         self.position = position
 
     def history_of(self, target: str) -> list[HistoryEntry]:
+        if self._source is None:
+            from .runner import LogSource
+
+            self._source = LogSource(self._app)
         out = []
-        for row in self.store.history(target):
-            event = self._decode_event(row)
+        for position, event in self._source.events_at(self.store.history(target)):
             out.append(
                 HistoryEntry(
                     when=event.timestamp,
-                    actor=self.actor_name(row.actor),
-                    what=row.what,
+                    actor=self.actor_name(event.actor),
+                    what=CLASSES[type(event)].topic,
                     target=target,
                     details=_details(event),
-                    position=row.position,
+                    position=position,
                 )
             )
         return out
@@ -686,7 +860,9 @@ def open_view_store(spec: str, env: Mapping[str, str] | None = None) -> ViewStor
 __all__ = [
     "KINDS",
     "NOT_PERSISTED",
+    "AuditRef",
     "AuditRow",
+    "CodecDict",
     "EntityRow",
     "Kind",
     "MemoryViewStore",

@@ -1,0 +1,192 @@
+"""The runner's fast folds and cached query views agree with the domain (issue 5).
+
+- every fast fold (usage reports, check-ins, registrations, activations,
+  seats, expiration changes) on the unstructured state gives what the domain's
+  ``evolve`` gives, for random events of those classes interleaved with the
+  events that go the slow path;
+- views rebuilt from a bulk log with and without the fast paths are equal;
+- the cached filter matcher agrees with ``LicenseFilter.matches``, and cached
+  license views follow changes of the license, its pool, its tags and the day.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from esmc_licensing import LicenseManagement
+from esmc_licensing.domain.events import (
+    CLASSES,
+    ComputerConnected,
+    ComputerRegistered,
+    DomainEvent,
+    ExpirationChanged,
+    LicenseAdded,
+    LicenseOverused,
+    ProductActivated,
+    ProductDeactivated,
+    SeatReleased,
+    SeatTaken,
+    UsageReported,
+)
+from esmc_licensing.domain.ids import ComputerId, PublicId, license_aggregate_id
+from esmc_licensing.domain.status import Status
+from esmc_licensing.domain.values import LicenseType, Source, StatusLevel, StatusReason
+from esmc_licensing.projections.memory import filter_matcher
+from esmc_licensing.projections.runner import LogSource, ViewProjector, rebuild_views
+from esmc_licensing.projections.sqlite_views import SQLiteViewStore
+from esmc_licensing.projections.store import MemoryViewStore
+from esmc_licensing.projections.views import LicenseView
+from esmc_licensing.testing import stores
+from esmc_licensing.testing.bulk import generate_log
+from esmc_licensing.testing.strategies import events_of, license_filters
+
+PID = PublicId("3AB-C12-D34")
+CID = ComputerId("6f1c2a4e-0d1b-5c3e-9f00-123456789abc")
+OTHER_CID = ComputerId("7a2b3c4d-0d1b-5c3e-9f00-123456789abc")
+
+LICENSE_CLASSES = (LicenseAdded, UsageReported, ExpirationChanged, SeatTaken, SeatReleased,
+                   LicenseOverused)
+COMPUTER_CLASSES = (ComputerRegistered, ComputerConnected, ProductActivated, ProductDeactivated)
+
+
+def _aimed(event: DomainEvent) -> DomainEvent:
+    """The event, aimed at our one license or computer."""
+    changes: dict[str, Any] = {}
+    if isinstance(event, LICENSE_CLASSES):
+        changes = {"originator_id": license_aggregate_id(PID), "public_id": PID}
+        if isinstance(event, SeatTaken | SeatReleased):
+            changes["computer_id"] = CID if event.product < "M" else OTHER_CID
+    else:
+        changes = {"originator_id": CID, "computer_id": CID}
+        if isinstance(event, ProductActivated):
+            changes["public_id"] = PID
+    return attrs.evolve(event, **changes)
+
+
+def _project(app: LicenseManagement, events: list[DomainEvent], *, fast: bool) -> Any:
+    views = MemoryViewStore()
+    projector = ViewProjector(views, app.name, fast=fast)
+    source = LogSource(app)
+    versions: dict[Any, int] = {}
+    for position, drawn in enumerate(events, start=1):
+        version = versions[drawn.originator_id] = versions.get(drawn.originator_id, 0) + 1
+        event = attrs.evolve(drawn, originator_version=version)
+        topic, state = app.mapper.encode_state(event)
+        projector.apply_row(
+            (position, str(event.originator_id), version, topic, state), source
+        )
+    projector.commit()
+    return views.dump()
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(
+        st.sampled_from(LICENSE_CLASSES + COMPUTER_CLASSES).flatmap(events_of).map(_aimed),
+        min_size=1,
+        max_size=14,
+    )
+)
+def test_r30_fast_folds_agree_with_the_domain_evolve(events: list[DomainEvent]) -> None:
+    app = LicenseManagement()
+    try:
+        assert _project(app, events, fast=True) == _project(app, events, fast=False)
+    finally:
+        app.close()
+
+
+def test_r30_every_fast_fold_is_exercised_by_the_property() -> None:
+    from esmc_licensing.projections.fastpath import FAST_FOLDS
+
+    folded = {CLASSES[c].topic for c in (*LICENSE_CLASSES, *COMPUTER_CLASSES)}
+    assert set(FAST_FOLDS) <= folded
+
+
+def test_r30_views_rebuilt_with_and_without_fast_paths_are_equal(tmp_path: Path) -> None:
+    env = stores.sqlite_env(tmp_path / "events.db")
+    app = LicenseManagement(env=env)
+    generate_log(app, events=6_000, licenses=300, computers=600)
+    app.close()
+    fast, slow = SQLiteViewStore(tmp_path / "fast.db"), SQLiteViewStore(tmp_path / "slow.db")
+    try:
+        rebuild_views(env, fast, commit_every=700)
+        rebuild_views(env, slow, fast=False)
+        assert fast.dump() == slow.dump()
+    finally:
+        fast.close()
+        slow.close()
+
+
+# -- queries: the filter matcher and the view cache ------------------------------------------
+
+
+@st.composite
+def _views(draw: st.DrawFn) -> LicenseView:
+    return LicenseView(
+        public_id=PID,
+        pool_id=draw(st.uuids()),  # type: ignore[arg-type]
+        group=draw(st.uuids()),  # type: ignore[arg-type]
+        license_type=draw(st.sampled_from(LicenseType)),
+        product=draw(st.sampled_from(["ESET Server Security", "ESET Endpoint Security", "ß"])),
+        units=1,
+        used_units=1,
+        offline_units=0,
+        subunits=0,
+        expires=None,
+        subscription=False,
+        owner=draw(st.sampled_from(["Acme", "acme server", "STRASSE", ""])),
+        contact="",
+        source=Source.LICENSE_KEY,
+        tags=frozenset(draw(st.lists(st.sampled_from(["urgent", "renew", "branch"])))),
+        status=Status(
+            level=draw(st.sampled_from(StatusLevel)),
+            reasons=frozenset(draw(st.lists(st.sampled_from(StatusReason)))),
+        ),
+    )
+
+
+@given(view=_views(), f=license_filters())
+def test_r8a_the_cached_filter_matcher_agrees_with_license_filter_matches(
+    view: LicenseView, f: Any
+) -> None:
+    folded = (view.public_id.casefold(), view.product.casefold(), view.owner.casefold())
+    expected = f.matches(
+        level=view.status.level,
+        reasons=view.status.reasons,
+        tags=view.tags,
+        license_type=view.license_type,
+        product=view.product,
+        public_id=view.public_id,
+        owner=view.owner,
+    )
+    assert filter_matcher(f)(view, folded) == expected
+
+
+def test_r8_cached_license_views_follow_the_day_and_the_license(tmp_path: Path) -> None:
+    env = stores.sqlite_env(tmp_path / "events.db")
+    app = LicenseManagement(env=env)
+    generate_log(app, events=2_000, licenses=50, computers=50)
+    admin = app.administrator
+    first = app.licenses(admin)
+    assert app.licenses(admin) == first
+    model = app._catch_up()
+    lic = next(v for v in first)
+    later = model.licenses_for(admin, None, date(2030, 1, 1), app.policy)
+    again = model.licenses_for(admin, None, date(2030, 1, 1), app.policy)
+    assert later is not again and later == again
+    by_id = {v.public_id: v for v in later}
+    # the same facts, another day: statuses recomputed, not served stale
+    fresh = model.license_view(model.licenses[lic.public_id], date(2030, 1, 1), app.policy)
+    assert by_id[lic.public_id] == fresh
+    assert [v.public_id for v in later] == [v.public_id for v in first]
+    expires = date(2026, 1, 1) + timedelta(days=5)
+    assert all(v.status == model.license_view(model.licenses[v.public_id],
+                                              expires, app.policy).status
+               for v in model.licenses_for(admin, None, expires, app.policy))
+    app.close()
