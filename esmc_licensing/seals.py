@@ -29,7 +29,24 @@ DEFAULT_KEY = b"esmc-licensing seal v1"
 
 def digest(key: bytes, row: Notification) -> str:
     head = f"{row.id}|{row.originator_id}|{row.originator_version}|{row.topic}|".encode()
-    return hmac.new(key, head + bytes(row.state), hashlib.sha256).hexdigest()[:DIGEST_HEX]
+    # hmac.digest is the one-shot (OpenSSL) form of hmac.new(...).digest(): same bytes
+    return hmac.digest(key, head + bytes(row.state), "sha256")[: DIGEST_HEX // 2].hex()
+
+
+def digests(key: bytes, rows: Iterable[Notification]) -> str:
+    """The digests of ``rows``, concatenated in order (a seal's ``digests``)."""
+    mac, half = hmac.digest, DIGEST_HEX // 2
+    return "".join(
+        [
+            mac(
+                key,
+                f"{r.id}|{r.originator_id}|{r.originator_version}|{r.topic}|".encode()
+                + bytes(r.state),
+                "sha256",
+            )[:half].hex()
+            for r in rows
+        ]
+    )
 
 
 def chain(key: bytes, previous: str, positions: Iterable[int], digests: str) -> str:

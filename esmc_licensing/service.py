@@ -10,6 +10,7 @@ query after a command always sees it (and sees other processes' writes too).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import secrets
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     Mapper,
+    Notification,
     PersistenceError,
     RecordConflictError,
     Recording,
@@ -74,6 +76,11 @@ S = TypeVar("S")
 
 Decision = tuple[R, list[DomainEvent]]
 
+
+def _notification_id(n: Notification) -> int:
+    return n.id
+
+
 EVOLVE: dict[type[DomainEvent], Callable[[Any, Any], Any]] = {
     **dict.fromkeys(DIRECTORY_EVENTS, directory.evolve),
     **dict.fromkeys(POOL_EVENTS, pool.evolve),
@@ -105,6 +112,9 @@ class ServiceBase(Application[uuid.UUID]):
     max_attempts = 16
     #: how many aggregate states the command side keeps in memory
     cache_size = 200_000
+    #: how many of the newest notifications read from the store are kept for
+    #: sealing (R31); the events of an own save are kept until ``_after_save``
+    log_tail_limit = 10_000
 
     def __init__(
         self,
@@ -120,6 +130,11 @@ class ServiceBase(Application[uuid.UUID]):
         self._cache: dict[uuid.UUID, Any] = {}
         self._view_lock = threading.RLock()
         self._view = ReadModel()
+        # The newest notifications the read model applied, in log order: every
+        # notification with an id in (_log_tail_from, view.position] is here, so
+        # sealing (R31) digests them without reading back what was just written.
+        self._log_tail: list[Notification] = []
+        self._log_tail_from = 0
         # Deployed mode (issue 5): queries answer from persisted views that a
         # projection runner keeps (``views=`` or the ESMC_VIEWS setting).
         self._own_views = False
@@ -129,7 +144,7 @@ class ServiceBase(Application[uuid.UUID]):
             self._own_views = True
         self.views: ViewStore | None = views
         self._views_model = (
-            ViewsReadModel(views, self._decode_audit) if views is not None else None
+            ViewsReadModel(views, self) if views is not None else None
         )
         self._ensure_directory()
 
@@ -214,6 +229,15 @@ class ServiceBase(Application[uuid.UUID]):
         if aggregate_id not in self._view.seen:
             # Never in the log as of the last catch-up: nothing to select. A
             # racing writer makes our save conflict, and the retry catches up.
+            # The initial state is cached like any other: from here on every
+            # event of this aggregate the read model applies (own saves and
+            # other processes' alike, in log order) evolves it, so the next
+            # command finds it current without a select.
+            with self._view_lock:
+                if aggregate_id not in self._view.seen and aggregate_id not in self._cache:
+                    if len(self._cache) >= self.cache_size:
+                        self._cache.clear()
+                    self._cache[aggregate_id] = state
             return state
         for event in self.events.get(aggregate_id):
             state = evolve(state, event)  # type: ignore[arg-type]
@@ -292,10 +316,13 @@ class ServiceBase(Application[uuid.UUID]):
         with self._view_lock:
             view = self._view
             if recordings and recordings[0].notification.id == view.position + 1:
+                tail = self._log_tail
                 for r in recordings:
                     event: DomainEvent = r.domain_event  # type: ignore[assignment]
-                    view.apply(r.notification.id, event)
+                    n = r.notification
+                    view.apply(n.id, event)
                     self._cache_apply(event)
+                    tail.append(n)
                 return view
             self._fold_log(view, stop=None, cache=True)
             return view
@@ -311,8 +338,33 @@ class ServiceBase(Application[uuid.UUID]):
                 view.apply(n.id, event)
                 if cache:
                     self._cache_apply(event)
+            if cache and page:
+                self._log_tail.extend(page)
+                if len(self._log_tail) > self.log_tail_limit:
+                    self._drop_log_tail(len(self._log_tail) - self.log_tail_limit // 2)
             if len(page) < 1000:
                 return
+
+    def _drop_log_tail(self, count: int) -> None:
+        """Forget the oldest ``count`` notifications of the log tail."""
+        tail = self._log_tail
+        count = min(count, len(tail))
+        if count > 0:
+            self._log_tail_from = tail[count - 1].id
+            del tail[:count]
+
+    def _log_tail_after(self, position: int) -> list[Notification] | None:
+        """The notifications after ``position`` up to the read model's position,
+        from memory, or None when the tail does not reach back to ``position``.
+
+        Those up to ``position`` are dropped from the tail (they are sealed).
+        """
+        with self._view_lock:
+            if position < self._log_tail_from:
+                return None
+            tail = self._log_tail
+            self._drop_log_tail(bisect.bisect_right(tail, position, key=_notification_id))
+            return list(tail)
 
     def _model(self, as_of: datetime | int | None) -> ReadModel:
         if as_of is None:

@@ -34,8 +34,18 @@ from esmc_licensing import (
     PoolId,
     PublicId,
     UserId,
+    seals,
 )
-from esmc_licensing.domain import directory, license, pool, saved_filters, tags
+from esmc_licensing.domain import (
+    account,
+    computer,
+    directory,
+    license,
+    pool,
+    saved_filters,
+    tags,
+    task,
+)
 from esmc_licensing.domain.directory import DirectoryState
 from esmc_licensing.domain.errors import UnsupportedProduct
 from esmc_licensing.domain.events import DomainEvent
@@ -149,6 +159,16 @@ def _fold_like(state: Any, events: list[DomainEvent]) -> Any:
         fold = pool.initial(state.pool_id), pool.evolve
     elif isinstance(state, FiltersState):
         fold = saved_filters.initial(state.user), saved_filters.evolve
+    # The command side caches every aggregate it loads, including ones it only
+    # looked at before they existed (their initial state, fed by the log since).
+    elif isinstance(state, seals.SealState):
+        fold = seals.initial(), seals.evolve
+    elif isinstance(state, computer.ComputerState):
+        fold = computer.initial(state.computer_id), computer.evolve
+    elif isinstance(state, task.TaskState):
+        fold = task.initial(state.task_id), task.evolve
+    elif isinstance(state, account.AccountState):
+        fold = account.initial(state.account_id), account.evolve
     else:  # pragma: no cover - a new aggregate kind: teach this test about it
         raise AssertionError(f"unknown aggregate state {type(state).__name__}")
     current, evolve = fold

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from eventsourcing.persistence import MapperDeserialisationError, RecordConflictError, Recording
+from eventsourcing.persistence import (
+    MapperDeserialisationError,
+    Notification,
+    RecordConflictError,
+    Recording,
+)
 
 from .. import seals
 from ..domain.events import SYSTEM_ACTOR, Emitter, HistorySealed
@@ -31,16 +37,25 @@ class HistoryCommands(ServiceBase):
 
     def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
         every = self._seal_every()
-        if self._sealing or every <= 0 or not recordings:
+        if self._sealing or not recordings:
             return
-        if recordings[-1].notification.id - self._seals().sealed_up_to >= every:
+        if every > 0 and recordings[-1].notification.id - self._seals().sealed_up_to >= every:
             self.seal_history()
+        if len(self._log_tail) > self.log_tail_limit:
+            with self._view_lock:
+                self._drop_log_tail(len(self._log_tail) - self.log_tail_limit // 2)
 
     def seal_history(self) -> int:
         """Seal every stored event not sealed yet; returns the last sealed position.
 
         Called automatically every ``ESMC_SEAL_EVERY`` events (default 1000);
         call it before an audit so that nothing is left unsealed.
+
+        The events to seal are digested from the notifications the read model
+        has just applied (the log tail, complete and in log order up to the
+        read model's position), so what was just written is not read back;
+        when the tail does not reach back to the last seal, they are read from
+        the store a page at a time.
         """
         key = self._seal_key()
         self._sealing = True
@@ -48,25 +63,28 @@ class HistoryCommands(ServiceBase):
             for _ in range(10_000):
                 self._catch_up()
                 state = self._seals()
-                rows = self.recorder.select_notifications(
-                    start=state.sealed_up_to, limit=SEAL_PAGE, inclusive_of_start=False
-                )
+                rows: Sequence[Notification] | None = self._log_tail_after(state.sealed_up_to)
+                if rows is None:
+                    rows = self.recorder.select_notifications(
+                        start=state.sealed_up_to, limit=SEAL_PAGE, inclusive_of_start=False
+                    )
                 if not rows:
                     break
-                positions = tuple(r.id for r in rows)
-                digests = "".join(seals.digest(key, r) for r in rows)
+                # one HistorySealed per page of positions, all saved in one call
                 emit = Emitter(SEALS_ID, state.version, self._now(), SYSTEM_ACTOR)
-                emit(
-                    HistorySealed,
-                    positions=positions,
-                    digests=digests,
-                    chain=seals.chain(key, state.chain, positions, digests),
-                )
+                chain = state.chain
+                for i in range(0, len(rows), SEAL_PAGE):
+                    page = rows[i : i + SEAL_PAGE]
+                    positions = tuple(r.id for r in page)
+                    digests = seals.digests(key, page)
+                    chain = seals.chain(key, chain, positions, digests)
+                    emit(HistorySealed, positions=positions, digests=digests, chain=chain)
                 try:
                     self._save_events(emit.events)
                 except RecordConflictError:
                     with self._view_lock:
                         self._cache.pop(SEALS_ID, None)  # someone else sealed: look again
+                    continue
                 if len(rows) < SEAL_PAGE:
                     break
         finally:

@@ -167,6 +167,7 @@ def license_aggregate_id(public_id: PublicId) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"license:{public_id}")
 
 
+@functools.lru_cache(maxsize=65536)
 def pool_id_for(natural_key: str) -> PoolId:
     return PoolId(uuid.uuid5(NAMESPACE, f"pool:{natural_key}"))
 
