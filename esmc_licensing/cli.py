@@ -66,6 +66,7 @@ from .domain.filters import LicenseFilter
 from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from .domain.values import AccountKind, LicenseType, Permission, StatusLevel
 from .projections.views import ComputerView, HistoryEntry, LicenseView, PoolView, TaskView
+from .seals import HistoryReport, verify_store
 from .wiring import Adapters
 
 EXIT_OK = 0
@@ -334,6 +335,24 @@ class Session:
     @property
     def app(self) -> LicenseManagement:
         return self.open()
+
+    def verify_history(self) -> HistoryReport:
+        """R31 without opening the application: a damaged store can still be checked."""
+        store = parse_store(self.store)
+        if store.sqlite_path is not None and not Path(store.sqlite_path).exists():
+            raise NotFound("store", store.description)
+        env = dict(store.env)
+        seal_key = os.environ.get("ESMC_SEAL_KEY") or self.secrets.seal_key
+        if seal_key is not None:
+            env["ESMC_SEAL_KEY"] = seal_key
+        try:
+            return verify_store(env)
+        except InfrastructureFactoryError as e:
+            raise InvalidInput(f"bad --store settings: {_one_line(e)}") from e
+        except (EventSourcingError, OSError) as e:
+            raise AdapterUnavailable(
+                f"cannot open the store ({store.description}): {_one_line(e)}"
+            ) from e
 
     @property
     def actor(self) -> UserId:
@@ -1983,7 +2002,7 @@ def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
     The seal key comes from ESMC_SEAL_KEY or the credentials file.
     """
     session = _session(ctx)
-    report = session.app.verify_history()
+    report = session.verify_history()
     if json_:
         data = to_jsonable(report)
         data["ok"] = report.ok

@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    Mapper,
+    MapperDeserialisationError,
+    Notification,
+)
+
+from .domain.events import HistorySealed
+from .domain.ids import SEALS_ID
 
 DIGEST_HEX = 16
 DEFAULT_KEY = b"esmc-licensing seal v1"
@@ -73,8 +82,6 @@ def initial() -> SealState:
 
 
 def evolve(state: SealState, event: object) -> SealState:
-    from .domain.events import HistorySealed
-
     if isinstance(event, HistorySealed):
         return SealState(
             version=event.originator_version,
@@ -115,3 +122,133 @@ class HistoryReport:
         lines = [f"history verification found {len(self.problems)} problem(s):"]
         lines += [f"- {p.kind} at {p.position}: {p.detail}" for p in self.problems]
         return "\n".join(lines)
+
+
+SEAL_PAGE = 1000
+
+
+def verify(recorder: ApplicationRecorder, mapper: Mapper[Any], key: bytes) -> HistoryReport:
+    """Check the stored history against its seals and its own structure (R31).
+
+    Names every stored event that was altered or moved since it was sealed,
+    removed, or inserted into a sealed range; every seal that was altered or
+    dropped; and, sealed or not, every aggregate whose versions have a gap
+    or go backwards (a removed or reordered event).
+    """
+    problems: list[HistoryProblem] = []
+    expected: dict[int, str] = {}
+    previous_chain, next_version, sealed_up_to = "", 1, 0
+    for row in recorder.select_events(SEALS_ID):
+        if row.originator_version != next_version:
+            problems.append(
+                HistoryProblem(
+                    None,
+                    "seal-removed",
+                    f"seal {next_version} is missing (next found: {row.originator_version})",
+                )
+            )
+        next_version = row.originator_version + 1
+        try:
+            seal = mapper.to_domain_event(row)
+            assert isinstance(seal, HistorySealed)
+        except (MapperDeserialisationError, AssertionError) as e:
+            problems.append(
+                HistoryProblem(None, "seal-altered", f"seal {row.originator_version}: {e}")
+            )
+            continue
+        if chain(key, previous_chain, seal.positions, seal.digests) != seal.chain:
+            problems.append(
+                HistoryProblem(
+                    None,
+                    "seal-altered",
+                    f"seal {seal.originator_version} does not match its digests or the "
+                    "seal before it",
+                )
+            )
+        previous_chain = seal.chain
+        expected.update(zip(seal.positions, split_digests(seal.digests), strict=False))
+        sealed_up_to = max(sealed_up_to, *seal.positions)
+
+    checked = unsealed = 0
+    last_version: dict[object, int] = {}
+    start = 0
+    while True:
+        page = recorder.select_notifications(
+            start=start, limit=SEAL_PAGE, inclusive_of_start=False
+        )
+        for row in page:
+            checked += 1
+            start = row.id
+            what = f"{row.topic} of {row.originator_id} version {row.originator_version}"
+            sealed = expected.pop(row.id, None)
+            if sealed is not None:
+                if digest(key, row) != sealed:
+                    problems.append(
+                        HistoryProblem(
+                            row.id, "altered", f"{what} changed or moved since it was sealed"
+                        )
+                    )
+            elif row.id <= sealed_up_to:
+                problems.append(
+                    HistoryProblem(
+                        row.id, "inserted", f"{what} is inside the sealed range but in no seal"
+                    )
+                )
+            else:
+                unsealed += 1
+            before = last_version.get(row.originator_id, 0)
+            if row.originator_version <= before:
+                problems.append(
+                    HistoryProblem(
+                        row.id, "reordered", f"{what} comes after version {before}"
+                    )
+                )
+            elif row.originator_version != before + 1:
+                problems.append(
+                    HistoryProblem(
+                        row.id,
+                        "removed",
+                        f"versions {before + 1}..{row.originator_version - 1} of "
+                        f"{row.originator_id} are missing before {what}",
+                    )
+                )
+            last_version[row.originator_id] = max(before, row.originator_version)
+        if len(page) < SEAL_PAGE:
+            break
+    for position in sorted(expected):
+        problems.append(
+            HistoryProblem(position, "removed", "the sealed event at this position is gone")
+        )
+    problems.sort(key=lambda p: (p.position is None, p.position or 0))
+    return HistoryReport(
+        checked=checked,
+        sealed_up_to=sealed_up_to,
+        unsealed=unsealed,
+        problems=tuple(problems),
+    )
+
+
+def verify_store(env: Mapping[str, str], *, key: bytes | None = None) -> HistoryReport:
+    """Verify a store's history without opening the application (R31).
+
+    Only the recorder and the mapper are built from the eventsourcing
+    settings in ``env``, so a store whose events no longer load (the very
+    damage an auditor looks for) can still be verified. The key defaults to
+    ``ESMC_SEAL_KEY`` in ``env``.
+    """
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.utils import Environment
+
+    from .adapters.mapper import EventMapper
+
+    settings = Environment("LicenseManagement", dict(env))
+    factory = InfrastructureFactory.construct(settings)
+    try:
+        mapper = EventMapper(cipher=factory.cipher(), compressor=factory.compressor())
+        recorder = factory.application_recorder()
+        seal_key = settings.get("ESMC_SEAL_KEY")
+        if key is None:
+            key = seal_key.encode() if seal_key else DEFAULT_KEY
+        return verify(recorder, mapper, key)
+    finally:
+        factory.close()

@@ -638,3 +638,18 @@ def test_help_names_the_demo_vendor_and_every_new_command(run: Run) -> None:
                     "delete-not-connecting", "task", "verify-history", "seal-history"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout, (command, result.output)
+
+
+
+def test_r31_verify_history_names_an_event_that_no_longer_loads(demo: Run, store: Path) -> None:
+    ok(demo("seal-history"))
+    with sqlite3.connect(store) as conn:
+        (rowid,) = conn.execute(
+            "SELECT rowid FROM stored_events WHERE topic = 'PoolMoved' LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE stored_events SET state = x'00' WHERE rowid = ?", (rowid,))
+    refused(demo("licenses"), 3)  # the application itself cannot load that event any more
+    result = demo("verify-history", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert [(p["position"], p["kind"]) for p in report["problems"]] == [(rowid, "altered")]

@@ -165,3 +165,22 @@ def test_r31_altered_event_in_memory_store_is_named(make_app: AppFactory, vendor
     report = app.verify_history()
     assert [x.kind for x in report.problems] == ["altered"]
     assert "LicenseAdded" in str(report)
+
+
+@pytest.mark.parametrize("store_env", ["sqlite", "postgres"], indirect=True)
+def test_r31_a_store_too_damaged_to_open_can_still_be_verified(
+    sealed_app: LicenseManagement, store_env
+) -> None:
+    from esmc_licensing.seals import verify_store
+
+    target = _position_of(sealed_app, "PoolMoved")
+
+    def change(conn: Any, table: str, pos: str, p: str) -> None:
+        conn.execute(f"UPDATE {table} SET state = {p} WHERE {pos} = {p}", (b"not json", target))
+
+    _tamper(sealed_app, store_env, change)
+    sealed_app.close()
+    with pytest.raises(Exception, match="PoolMoved"):  # the event no longer loads
+        LicenseManagement(env=store_env).licenses(sealed_app.administrator)
+    report = verify_store(store_env)
+    assert [(x.position, x.kind) for x in report.problems] == [(target, "altered")]

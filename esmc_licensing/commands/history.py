@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Sequence
 
 from eventsourcing.persistence import (
-    MapperDeserialisationError,
     Notification,
     RecordConflictError,
     Recording,
@@ -15,7 +14,7 @@ from eventsourcing.persistence import (
 from .. import seals
 from ..domain.events import SYSTEM_ACTOR, Emitter, HistorySealed
 from ..domain.ids import SEALS_ID
-from ..seals import HistoryProblem, HistoryReport
+from ..seals import HistoryReport
 from ..service import ServiceBase
 
 SEAL_PAGE = 1000
@@ -94,100 +93,8 @@ class HistoryCommands(ServiceBase):
     def verify_history(self) -> HistoryReport:
         """Check the stored history against its seals and its own structure (R31).
 
-        Names every stored event that was altered or moved since it was sealed,
-        removed, or inserted into a sealed range; every seal that was altered or
-        dropped; and, sealed or not, every aggregate whose versions have a gap
-        or go backwards (a removed or reordered event).
+        See :func:`esmc_licensing.seals.verify`; :func:`esmc_licensing.seals.verify_store`
+        does the same without opening the application, for a store too damaged
+        to open.
         """
-        key = self._seal_key()
-        problems: list[HistoryProblem] = []
-        expected: dict[int, str] = {}
-        previous_chain, next_version, sealed_up_to = "", 1, 0
-        for row in self.recorder.select_events(SEALS_ID):
-            if row.originator_version != next_version:
-                problems.append(
-                    HistoryProblem(
-                        None,
-                        "seal-removed",
-                        f"seal {next_version} is missing (next found: {row.originator_version})",
-                    )
-                )
-            next_version = row.originator_version + 1
-            try:
-                seal = self.mapper.to_domain_event(row)
-                assert isinstance(seal, HistorySealed)
-            except (MapperDeserialisationError, AssertionError) as e:
-                problems.append(
-                    HistoryProblem(None, "seal-altered", f"seal {row.originator_version}: {e}")
-                )
-                continue
-            if seals.chain(key, previous_chain, seal.positions, seal.digests) != seal.chain:
-                problems.append(
-                    HistoryProblem(
-                        None,
-                        "seal-altered",
-                        f"seal {seal.originator_version} does not match its digests or the "
-                        "seal before it",
-                    )
-                )
-            previous_chain = seal.chain
-            expected.update(zip(seal.positions, seals.split_digests(seal.digests), strict=False))
-            sealed_up_to = max(sealed_up_to, *seal.positions)
-
-        checked = unsealed = 0
-        last_version: dict[object, int] = {}
-        start = 0
-        while True:
-            page = self.recorder.select_notifications(
-                start=start, limit=SEAL_PAGE, inclusive_of_start=False
-            )
-            for row in page:
-                checked += 1
-                start = row.id
-                what = f"{row.topic} of {row.originator_id} version {row.originator_version}"
-                sealed = expected.pop(row.id, None)
-                if sealed is not None:
-                    if seals.digest(key, row) != sealed:
-                        problems.append(
-                            HistoryProblem(
-                                row.id, "altered", f"{what} changed or moved since it was sealed"
-                            )
-                        )
-                elif row.id <= sealed_up_to:
-                    problems.append(
-                        HistoryProblem(
-                            row.id, "inserted", f"{what} is inside the sealed range but in no seal"
-                        )
-                    )
-                else:
-                    unsealed += 1
-                before = last_version.get(row.originator_id, 0)
-                if row.originator_version <= before:
-                    problems.append(
-                        HistoryProblem(
-                            row.id, "reordered", f"{what} comes after version {before}"
-                        )
-                    )
-                elif row.originator_version != before + 1:
-                    problems.append(
-                        HistoryProblem(
-                            row.id,
-                            "removed",
-                            f"versions {before + 1}..{row.originator_version - 1} of "
-                            f"{row.originator_id} are missing before {what}",
-                        )
-                    )
-                last_version[row.originator_id] = max(before, row.originator_version)
-            if len(page) < SEAL_PAGE:
-                break
-        for position in sorted(expected):
-            problems.append(
-                HistoryProblem(position, "removed", "the sealed event at this position is gone")
-            )
-        problems.sort(key=lambda p: (p.position is None, p.position or 0))
-        return HistoryReport(
-            checked=checked,
-            sealed_up_to=sealed_up_to,
-            unsealed=unsealed,
-            problems=tuple(problems),
-        )
+        return seals.verify(self.recorder, self.mapper, self._seal_key())
