@@ -218,27 +218,29 @@ class ServiceBase(Application[uuid.UUID]):
     ) -> S:
         """An aggregate's state, current as of the read model's position.
 
-        The cache is kept current by every event the read model applies (own
-        saves and catch-up alike), so after a command's catch-up a cached state
-        needs no query. A miss folds the aggregate's events from the store.
+        Every command catches the read model up with the log first, and the
+        read model folds directory, pools, licenses, tags, filters, accounts,
+        computers and tasks with the domain's own ``evolve``: those states are
+        read from it, with no query and no second fold. Other aggregates (the
+        seals) live in a cache that every applied event keeps current; a miss
+        folds the aggregate's events from the store. An aggregate the log has
+        never shown starts from its initial state without a query: a racing
+        writer makes our save conflict, and the retry catches up.
         """
+        view = self._view
+        state = view.states.get(aggregate_id)
+        if state is not None:
+            # The read model folds this aggregate with the same evolve, in log
+            # order, up to its position: that is the state to decide on.
+            return state  # type: ignore[no-any-return]
         state = self._cache.get(aggregate_id)
         if state is not None:
             return state  # type: ignore[no-any-return]
-        state = initial()
-        if aggregate_id not in self._view.seen:
+        if aggregate_id not in view.seen:
             # Never in the log as of the last catch-up: nothing to select. A
             # racing writer makes our save conflict, and the retry catches up.
-            # The initial state is cached like any other: from here on every
-            # event of this aggregate the read model applies (own saves and
-            # other processes' alike, in log order) evolves it, so the next
-            # command finds it current without a select.
-            with self._view_lock:
-                if aggregate_id not in self._view.seen and aggregate_id not in self._cache:
-                    if len(self._cache) >= self.cache_size:
-                        self._cache.clear()
-                    self._cache[aggregate_id] = state
-            return state
+            return initial()
+        state = initial()
         for event in self.events.get(aggregate_id):
             state = evolve(state, event)  # type: ignore[arg-type]
         with self._view_lock:

@@ -221,6 +221,9 @@ class ReadModel:
         self.accounts: dict[Any, AccountState] = {}
         self.audit: list[AuditRecord] = []
         self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
+        #: the current state of every aggregate the views fold, by aggregate id:
+        #: the command side decides on these (one fold per event serves both)
+        self.states: dict[Any, Any] = {}
         #: every aggregate id that has events up to ``position``
         self.seen: set[Any] = set()
         #: bumped whenever anything may have changed (``apply``, ``views_changed``)
@@ -248,7 +251,7 @@ class ReadModel:
         if isinstance(event, LICENSE_EVENTS):
             pid: PublicId = event.public_id
             state = self.licenses.get(pid) or license.initial(pid)
-            self.licenses[pid] = license.evolve(state, event)
+            self.licenses[pid] = self.states[event.originator_id] = license.evolve(state, event)
             targets = (license_target(pid), *_seat_targets(event))
             if isinstance(event, LicenseRemoved):
                 self._untag(license_target(pid))
@@ -258,7 +261,7 @@ class ReadModel:
             pool_id = PoolId(event.originator_id)
             before = self.pools.get(pool_id) or pool.initial(pool_id)
             after = pool.evolve(before, event)
-            self.pools[pool_id] = after
+            self.pools[pool_id] = self.states[event.originator_id] = after
             members = before.public_ids | after.public_ids
             if isinstance(event, LicenseJoinedPool):
                 # another license joining does not affect this one's history (R29)
@@ -267,7 +270,7 @@ class ReadModel:
             if isinstance(event, PoolRemoved):
                 self._untag(pool_target(pool_id))
         elif isinstance(event, TAG_EVENTS):
-            self.tags = tags.evolve(self.tags, event)
+            self.tags = self.states[event.originator_id] = tags.evolve(self.tags, event)
             targets = (f"tag:{event.name}",)
             if isinstance(event, (TagAssigned, TagUnassigned)):
                 current = self.tags_of.get(event.target, frozenset())
@@ -277,17 +280,23 @@ class ReadModel:
                     self.tags_of[event.target] = current - {event.name}
                 targets = (event.target, *self._members(event.target), *targets)
         elif isinstance(event, DIRECTORY_EVENTS):
-            self.directory = directory.evolve(self.directory, event)
+            self.directory = self.states[event.originator_id] = directory.evolve(
+                self.directory, event
+            )
             self._visible_cache.clear()
             targets = ("directory",)
         elif isinstance(event, ACCOUNT_EVENTS):
             acc = self.accounts.get(event.originator_id) or account.initial(event.originator_id)
-            self.accounts[event.originator_id] = account.evolve(acc, event)
+            self.accounts[event.originator_id] = self.states[event.originator_id] = account.evolve(
+                acc, event
+            )
             targets = (f"account:{event.originator_id}",)
         elif isinstance(event, FILTER_EVENTS):
             user = event.user
             presets = self.filters.get(user) or saved_filters.initial(user)
-            self.filters[user] = saved_filters.evolve(presets, event)
+            self.filters[user] = self.states[event.originator_id] = saved_filters.evolve(
+                presets, event
+            )
             targets = (f"user:{user}",)
         else:
             targets = ()
@@ -298,11 +307,13 @@ class ReadModel:
         """Computers and client tasks (R20-R27); returns the audit targets."""
         if isinstance(event, TASK_EVENTS):
             tid = TaskId(event.originator_id)
-            self.tasks[tid] = task.evolve(self.tasks.get(tid) or task.initial(tid), event)
+            self.tasks[tid] = self.states[event.originator_id] = task.evolve(
+                self.tasks.get(tid) or task.initial(tid), event
+            )
             return (task_target(tid),)
         cid = ComputerId(event.originator_id)
         before = self.computers.get(cid) or computer.initial(cid)
-        self.computers[cid] = computer.evolve(before, event)
+        self.computers[cid] = self.states[event.originator_id] = computer.evolve(before, event)
         targets: tuple[str, ...] = (computer_target(cid),)
         if isinstance(event, ProductActivated | ProductDeactivated) and event.public_id:
             targets = (*targets, license_target(event.public_id))

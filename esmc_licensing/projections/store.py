@@ -132,6 +132,7 @@ NOT_PERSISTED: Mapping[str, str] = {
     "position": "kept as the tracking record",
     "audit": "kept as audit rows, written as events come",
     "seen": "the command side's own bookkeeping",
+    "states": "the command side's index of the same states, by aggregate id",
     "accounts": "account credentials stay in the event store only; no query reads accounts",
 }
 
@@ -768,6 +769,13 @@ class _Forgetful(set[Any]):
         pass
 
 
+class _ForgetfulDict(dict[Any, Any]):
+    """A dict that keeps nothing (a runner does not need the command side's ``states``)."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
 def tracked_model(rows: Sequence[EntityRow] = (), position: int = 0) -> ReadModel:
     """A read model whose entity dicts record what changes in them (a runner's).
 
@@ -775,6 +783,7 @@ def tracked_model(rows: Sequence[EntityRow] = (), position: int = 0) -> ReadMode
     """
     model = ReadModel()
     model.seen = _Forgetful()
+    model.states = _ForgetfulDict()
     for kind in KINDS:
         if kind.key_of is not None:
             if kind.name in CODEC_KINDS:
