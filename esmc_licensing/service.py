@@ -14,6 +14,7 @@ import bisect
 import logging
 import random
 import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -130,6 +131,7 @@ class ServiceBase(Application[uuid.UUID]):
         self._cache: dict[uuid.UUID, Any] = {}
         self._view_lock = threading.RLock()
         self._view = ReadModel()
+        self._log_end_probe = self._make_log_end_probe()
         # The newest notifications the read model applied, in log order: every
         # notification with an id in (_log_tail_from, view.position] is here, so
         # sealing (R31) digests them without reading back what was just written.
@@ -326,8 +328,48 @@ class ServiceBase(Application[uuid.UUID]):
                     self._cache_apply(event)
                     tail.append(n)
                 return view
+            if self._log_end_probe is not None:
+                end = self._log_end_probe()
+                if end is not None and end <= view.position:
+                    return view  # nothing new: skip the recorder's full select
             self._fold_log(view, stop=None, cache=True)
             return view
+
+    def _make_log_end_probe(self) -> Callable[[], int | None] | None:
+        """A cheap "where does the log end?" for the catch-up before every command.
+
+        eventsourcing's SQLite recorder spends most of a small select on its
+        connection pool and transaction handling. For a SQLite file, one
+        read-only connection per thread asks ``MAX(rowid)`` of the events
+        table directly (SQLite commits writers one at a time, so rowids become
+        visible in order); when nothing is new, the recorder is not asked at
+        all. Other stores answer through the recorder as before.
+        """
+        recorder = self.recorder
+        if (self.env.get("PERSISTENCE_MODULE") or "eventsourcing.popo").endswith("popo"):
+            # late-bound: tests share one in-memory recorder between applications
+            return lambda: self.recorder.max_notification_id()  # noqa: PLW0108
+        dbname = self.env.get("SQLITE_DBNAME", "")
+        table = getattr(recorder, "events_table_name", None)
+        if not dbname or table is None or "memory" in dbname or not str(table).isidentifier():
+            return None
+        local = threading.local()
+        statement = f"SELECT MAX(rowid) FROM {table}"
+        opened: list[sqlite3.Connection] = []
+
+        def probe() -> int | None:
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = sqlite3.connect(
+                    f"file:{dbname}?mode=ro", uri=True, timeout=5, check_same_thread=False
+                )
+                local.conn = conn
+                opened.append(conn)
+            row = conn.execute(statement).fetchone()
+            return None if row is None else row[0]
+
+        probe.connections = opened  # type: ignore[attr-defined]
+        return probe
 
     def _fold_log(self, view: ReadModel, stop: int | None, cache: bool = False) -> None:
         decode = self.mapper.to_domain_event
@@ -491,4 +533,6 @@ class ServiceBase(Application[uuid.UUID]):
     def close(self) -> None:
         if self._own_views and self.views is not None:
             self.views.close()
+        for conn in getattr(self._log_end_probe, "connections", ()):
+            conn.close()
         super().close()
