@@ -357,7 +357,14 @@ class Session:
     @property
     def actor(self) -> UserId:
         if self._actor is None:
-            self._actor = _user(self.app, self.user_name)
+            try:
+                self._actor = _user(self.app, self.user_name)
+            except NotFound:
+                # a bad --as value is bad input (exit 2), not a refusal by a rule
+                raise InvalidInput(
+                    f"--as {self.user_name!r}: no such user; give a user name or id "
+                    "(the built-in one is Administrator)"
+                ) from None
         return self._actor
 
     def close(self) -> None:

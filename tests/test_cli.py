@@ -295,8 +295,8 @@ def test_r12_branch_administrator_cannot_administer(demo: Run) -> None:
     assert SPARE not in ids(demo("licenses", "--json"))
 
 
-def test_unknown_acting_user_is_refused(demo: Run) -> None:
-    refused(demo("--as", "Mallory", "licenses"), 1, "user Mallory not found")
+def test_unknown_acting_user_is_bad_input(demo: Run) -> None:
+    refused(demo("--as", "Mallory", "licenses"), 2, "--as 'Mallory': no such user")
 
 
 def test_usage_errors_exit_2(demo: Run) -> None:

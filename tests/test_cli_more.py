@@ -240,7 +240,7 @@ def test_r17_wrong_password_and_unsupported_accounts_are_refused(
                              ["ACM-000-002"], site="Branch")
     refused(run("connect-account", "EBA", "-u", "site@acme.example",
                 env={**env, "ESMC_ACCOUNT_PASSWORD": PASSWORD}), 1, "site")
-    refused(run("--as", "Nobody", "accounts", env=env), 1, "not found")
+    refused(run("--as", "Nobody", "accounts", env=env), 2, "no such user")
     assert js(run("accounts", "--json", env=env)) == []
 
 
