@@ -468,25 +468,34 @@ def _group(app: LicenseManagement, name: str) -> GroupId:
         return app.group_named(name)
 
 
-def _pool(app: LicenseManagement, actor: UserId, text: str) -> PoolId:
-    """A pool by id, by a unique id prefix or by name, among the pools the actor sees."""
+def _pick(kind: str, text: str, candidates: Sequence[tuple[uuid.UUID, str]]) -> uuid.UUID:
+    """One of the actor's visible objects by id, unique name or unique id prefix (≥ 4)."""
     text = text.strip()
     try:
-        return PoolId(uuid.UUID(text))
+        return uuid.UUID(text)
     except ValueError:
         pass
-    pools = app.pools(actor)
-    named = [p for p in pools if p.name.casefold() == text.casefold()]
+    named = [oid for oid, name in candidates if name.casefold() == text.casefold()]
     if len(named) == 1:
-        return named[0].pool_id
+        return named[0]
     if len(named) > 1:
-        ids = ", ".join(str(p.pool_id) for p in named)
-        raise InvalidInput(f"{len(named)} license pools are named {text!r}; use an id: {ids}")
+        ids = ", ".join(map(str, named))
+        raise InvalidInput(f"{len(named)} {kind}s are named {text!r}; use an id: {ids}")
     if len(text) >= 4:
-        prefixed = [p for p in pools if str(p.pool_id).startswith(text.lower())]
+        prefixed = [oid for oid, _ in candidates if str(oid).startswith(text.lower())]
         if len(prefixed) == 1:
-            return prefixed[0].pool_id
-    raise NotFound("license pool", text)
+            return prefixed[0]
+    raise NotFound(kind, text)
+
+
+def _pool(app: LicenseManagement, actor: UserId, text: str) -> PoolId:
+    """A pool by id, by a unique id prefix or by name, among the pools the actor sees."""
+    try:
+        return PoolId(uuid.UUID(text.strip()))
+    except ValueError:
+        pass
+    pools = [(p.pool_id, p.name) for p in app.pools(actor)]
+    return PoolId(_pick("license pool", text, pools))
 
 
 _PUBLIC_ID_SHAPE = re.compile(r"\s*[0-9A-Za-z]{3}-[0-9A-Za-z]{3}-[0-9A-Za-z]{3}\s*")
@@ -1607,23 +1616,12 @@ def run_due(ctx: typer.Context, json_: JsonOption = False) -> None:
 
 def _computer(lm: LicenseManagement, actor: UserId, text: str) -> ComputerId:
     """A computer by id, by a unique id prefix or by a unique name, among those visible."""
-    text = text.strip()
     try:
-        return ComputerId(uuid.UUID(text))
+        return ComputerId(uuid.UUID(text.strip()))
     except ValueError:
         pass
-    views = lm.computers(actor)
-    named = [c for c in views if c.name.casefold() == text.casefold()]
-    if len(named) == 1:
-        return named[0].computer_id
-    if len(named) > 1:
-        found = ", ".join(str(c.computer_id) for c in named)
-        raise InvalidInput(f"{len(named)} computers are named {text!r}; use an id: {found}")
-    if len(text) >= 4:
-        prefixed = [c for c in views if str(c.computer_id).startswith(text.lower())]
-        if len(prefixed) == 1:
-            return prefixed[0].computer_id
-    raise NotFound("computer", text)
+    views = [(c.computer_id, c.name) for c in lm.computers(actor)]
+    return ComputerId(_pick("computer", text, views))
 
 
 def _computers_arg(lm: LicenseManagement, actor: UserId, texts: list[str]) -> list[ComputerId]:
