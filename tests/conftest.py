@@ -23,6 +23,7 @@ from esmc_licensing import (
     ManualClock,
     Permission,
     Policy,
+    PoolId,
     UserId,
 )
 from esmc_licensing.testing import stores
@@ -178,3 +179,12 @@ def issue(
     return vendor.issue(
         public_id=public_id, product=product, units=units, expires=expires, owner=owner, **kw  # type: ignore[arg-type]
     )
+
+
+def recorded(app: LicenseManagement) -> int:
+    """How far the log reaches: a refused command must leave it where it was."""
+    return app.recorder.max_notification_id() or 0
+
+
+def pool_of(app: LicenseManagement, public_id: str) -> PoolId:
+    return app.license(app.administrator, public_id).pool_id

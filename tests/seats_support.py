@@ -16,13 +16,9 @@ from esmc_licensing import (
     UserId,
 )
 
-from .conftest import PRODUCT, issue
+from .conftest import PRODUCT, issue, recorded
 
 SERVER = "ESET Server Security"
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
 
 
 def refused(

@@ -26,11 +26,7 @@ from esmc_licensing import (
     UserId,
 )
 
-from .conftest import Story, issue
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
+from .conftest import Story, issue, recorded
 
 
 def assert_human(error: LicensingError) -> None:

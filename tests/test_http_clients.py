@@ -38,7 +38,7 @@ from esmc_licensing.adapters.http import (
 from esmc_licensing.adapters.ports import ActivationServer
 from esmc_licensing.testing.vendor_http import VendorHttpServer
 
-from .conftest import AppFactory, issue
+from .conftest import AppFactory, issue, recorded
 
 MSP = Credentials("msp@example.com", "s3cr3t-Passw0rd")
 OTHER = Credentials("other@example.com", "0ther-Passw0rd")
@@ -73,10 +73,6 @@ def http_accounts(server: VendorHttpServer) -> Iterator[HttpAccounts]:
     h = HttpAccounts.at(server.url, retry=FAST)
     yield h
     h.close()
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
 
 
 def test_r17_ema2_client_pages_and_reads_every_license(

@@ -19,17 +19,9 @@ from esmc_licensing import (
     UserId,
 )
 
-from .conftest import Story, issue
+from .conftest import Story, issue, pool_of, recorded
 
 NOT_FOUND_SHAPE = re.compile(r"^(license|license pool) \S+ not found$")
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
-
-
-def pool_of(app: LicenseManagement, public_id: str) -> PoolId:
-    return app.license(app.administrator, public_id).pool_id
 
 
 def distribute(app: LicenseManagement, vendor, story: Story) -> dict[str, PublicId]:

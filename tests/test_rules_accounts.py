@@ -25,15 +25,11 @@ from esmc_licensing import (
     UnsupportedAccount,
 )
 
-from .conftest import AppFactory, Story, issue
+from .conftest import AppFactory, Story, issue, recorded
 
 MSP = Credentials("msp@example.com", "s3cr3t-Passw0rd")
 EBA = Credentials("admin@acme.example", "eba-Passw0rd!")
 ELA = Credentials("legacy-admin", "ela-Passw0rd!")
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
 
 
 @pytest.fixture

@@ -12,18 +12,9 @@ from esmc_licensing import (
     ManualClock,
     NotFound,
     PermissionDenied,
-    PoolId,
 )
 
-from .conftest import START, Story, issue
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
-
-
-def pool_of(app: LicenseManagement, public_id: str) -> PoolId:
-    return app.license(app.administrator, public_id).pool_id
+from .conftest import START, Story, issue, pool_of, recorded
 
 
 def whats(entries) -> list[str]:

@@ -23,11 +23,7 @@ from esmc_licensing import (
     UnsupportedProduct,
 )
 
-from .conftest import Story, issue
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
+from .conftest import Story, issue, recorded
 
 
 def secret_parts(key: str) -> list[str]:

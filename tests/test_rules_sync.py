@@ -18,15 +18,11 @@ from esmc_licensing import (
 )
 from esmc_licensing.commands.accounts import KEY_LICENSES
 
-from .conftest import AppFactory, issue
+from .conftest import AppFactory, issue, recorded
 
 MSP = Credentials("msp@example.com", "s3cr3t-Passw0rd")
 OTHER = Credentials("other-msp@example.com", "0ther-Passw0rd")
 ELA = Credentials("legacy-admin", "ela-Passw0rd!")
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
 
 
 @pytest.fixture

@@ -14,21 +14,12 @@ from esmc_licensing import (
     LicenseType,
     NotFound,
     PermissionDenied,
-    PoolId,
     PublicId,
     StatusLevel,
     StatusReason,
 )
 
-from .conftest import Story, issue
-
-
-def recorded(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
-
-
-def pool_of(app: LicenseManagement, public_id: str) -> PoolId:
-    return app.license(app.administrator, public_id).pool_id
+from .conftest import Story, issue, pool_of, recorded
 
 
 def ids(views) -> list[str]:
