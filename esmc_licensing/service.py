@@ -65,6 +65,7 @@ from .projections.memory import (
     POOL_EVENTS,
     TAG_EVENTS,
     TASK_EVENTS,
+    Evolved,
     ReadModel,
 )
 from .projections.store import ViewsReadModel, ViewStore, open_view_store
@@ -76,6 +77,21 @@ R = TypeVar("R")
 S = TypeVar("S")
 
 Decision = tuple[R, list[DomainEvent]]
+
+
+class FoldedEvents(list[DomainEvent]):
+    """New events with the states their decision already folded from them.
+
+    ``folded`` maps id(event) to (event, state before, state after); after the
+    save the read model takes "after" instead of folding the event again when
+    its own state is that very "before" (``evolve`` is pure).
+    """
+
+    __slots__ = ("folded",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folded: dict[int, tuple[DomainEvent, Any, Any]] = {}
 
 
 def _notification_id(n: Notification) -> int:
@@ -131,6 +147,10 @@ class ServiceBase(Application[uuid.UUID]):
         self._cache: dict[uuid.UUID, Any] = {}
         self._view_lock = threading.RLock()
         self._view = ReadModel()
+        #: (directory state, (user, group) -> permission) for ``_can``
+        self._permission_memo: tuple[
+            DirectoryState | None, dict[tuple[UserId, GroupId], Permission | None]
+        ] = (None, {})
         self._log_end_probe = self._make_log_end_probe()
         # The newest notifications the read model applied, in log order: every
         # notification with an id in (_log_tail_from, view.position] is here, so
@@ -308,14 +328,18 @@ class ServiceBase(Application[uuid.UUID]):
         processing = ProcessingEvent[uuid.UUID]()
         processing.events.extend(new_events)
         recordings = self._record(processing)
-        self._catch_up(recordings)
+        self._catch_up(recordings, getattr(new_events, "folded", None))
         self._after_save(recordings)
         return recordings
 
     def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
         """A hook run after every save (the history area seals here, R31)."""
 
-    def _catch_up(self, recordings: list[Recording[uuid.UUID]] | None = None) -> ReadModel:
+    def _catch_up(
+        self,
+        recordings: list[Recording[uuid.UUID]] | None = None,
+        folded: Evolved | None = None,
+    ) -> ReadModel:
         """Bring the read model (and the aggregate cache) up to the end of the log."""
         with self._view_lock:
             view = self._view
@@ -324,7 +348,7 @@ class ServiceBase(Application[uuid.UUID]):
                 for r in recordings:
                     event: DomainEvent = r.domain_event  # type: ignore[assignment]
                     n = r.notification
-                    view.apply(n.id, event)
+                    view.apply(n.id, event, folded)
                     self._cache_apply(event)
                     tail.append(n)
                 return view
@@ -449,9 +473,25 @@ class ServiceBase(Application[uuid.UUID]):
             raise NotFound("user", uid)
         return uid
 
+    def _can(self, d: DirectoryState, uid: UserId, group: GroupId, needed: Permission) -> bool:
+        """``d.can(uid, group, needed)``, remembering each (user, group) answer per
+        directory state: states are immutable, so an answer holds for that very
+        state (the memo is replaced along with it, never cleared under a reader).
+        """
+        owner, memo = self._permission_memo
+        if owner is not d:
+            memo = {}
+            self._permission_memo = (d, memo)
+        key = (uid, group)
+        if key in memo:
+            p = memo[key]
+        else:
+            p = memo[key] = d.permission(uid, group)
+        return p is not None and p >= needed
+
     def _visible_pool(self, d: DirectoryState, uid: UserId, pool_id: PoolId) -> PoolState:
         p = self._pool(pool_id)
-        if not p.exists or p.group is None or not d.can(uid, p.group, Permission.READ):
+        if not p.exists or p.group is None or not self._can(d, uid, p.group, Permission.READ):
             raise NotFound("license pool", pool_id)
         return p
 

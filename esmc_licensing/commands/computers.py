@@ -65,7 +65,7 @@ from ..projections.views import (
     TaskView,
     Validity,
 )
-from ..service import EVOLVE, Decision, ServiceBase
+from ..service import EVOLVE, Decision, FoldedEvents, ServiceBase
 
 log = logging.getLogger("esmc_licensing.computers")
 
@@ -85,7 +85,7 @@ class _Unit:
     def __init__(self, svc: ServiceBase) -> None:
         self._svc = svc
         self.states: dict[uuid.UUID, Any] = {}
-        self.events: list[DomainEvent] = []
+        self.events = FoldedEvents()
 
     def license(self, public_id: PublicId) -> LicenseState:
         key = license_aggregate_id(public_id)
@@ -109,8 +109,11 @@ class _Unit:
         return state
 
     def add(self, events: Sequence[DomainEvent]) -> None:
+        states, folded = self.states, self.events.folded
         for e in events:
-            self.states[e.originator_id] = EVOLVE[type(e)](self.states[e.originator_id], e)
+            before = states[e.originator_id]
+            states[e.originator_id] = after = EVOLVE[type(e)](before, e)
+            folded[id(e)] = (e, before, after)
             self.events.append(e)
 
 
@@ -148,7 +151,7 @@ class ComputerCommands(ServiceBase):
         self, d: DirectoryState, uid: UserId, computer_id: ComputerId
     ) -> ComputerState:
         c = self._computer(computer_id)
-        if not c.exists or c.group is None or not d.can(uid, c.group, Permission.READ):
+        if not c.exists or c.group is None or not self._can(d, uid, c.group, Permission.READ):
             raise NotFound("computer", computer_id)
         return c
 
@@ -159,20 +162,19 @@ class ComputerCommands(ServiceBase):
         if not lic.exists or lic.pool_id is None:
             raise NotFound("license", public_id)
         p = self._pool(lic.pool_id)
-        if p.group is None or not d.can(uid, p.group, Permission.READ):
+        if p.group is None or not self._can(d, uid, p.group, Permission.READ):
             raise NotFound("license", public_id)
         return lic, p.group
 
     def _visible_group(self, d: DirectoryState, uid: UserId, group: GroupId) -> GroupId:
-        if group not in d.groups or not d.can(uid, group, Permission.READ):
+        if group not in d.groups or not self._can(d, uid, group, Permission.READ):
             raise NotFound("static group", group)
         return group
 
-    @staticmethod
     def _require(
-        d: DirectoryState, uid: UserId, group: GroupId, needed: Permission, doing: str
+        self, d: DirectoryState, uid: UserId, group: GroupId, needed: Permission, doing: str
     ) -> None:
-        if not d.can(uid, group, needed):
+        if not self._can(d, uid, group, needed):
             raise PermissionDenied(
                 f"{doing} needs {needed.name} permission on group {d.groups[group].name!r}"
             )

@@ -28,6 +28,7 @@ from .events import (
     DomainEvent,
     Emitter,
 )
+from .evolving import replace
 from .ids import NAMESPACE, PoolId
 from .values import AccountKind, CompanyAccess, Ema2AccountType, LicenseDetails
 
@@ -76,7 +77,7 @@ def importable_companies(snapshot: AccountSnapshot, label: str) -> tuple[Account
                 "the company account instead"
             )
         if snapshot.company_access is CompanyAccess.NO_ACCESS:
-            return tuple(attrs.evolve(c, licenses=()) for c in snapshot.companies)
+            return tuple(replace(c, licenses=()) for c in snapshot.companies)
         return snapshot.companies
     if snapshot.kind is AccountKind.EMA2:
         if snapshot.account_type not in IMPORTABLE_EMA2:
@@ -130,7 +131,7 @@ def initial(account_id: uuid.UUID) -> AccountState:
 def evolve(state: AccountState, event: DomainEvent) -> AccountState:
     v = event.originator_version
     if isinstance(event, AccountConnected):
-        return attrs.evolve(
+        return replace(
             state,
             version=v,
             connected=True,
@@ -142,15 +143,15 @@ def evolve(state: AccountState, event: DomainEvent) -> AccountState:
             last_synced=event.timestamp,
         )
     if isinstance(event, AccountDisconnected):
-        return attrs.evolve(state, version=v, connected=False)
+        return replace(state, version=v, connected=False)
     if isinstance(event, AccountSynchronized):
-        return attrs.evolve(
+        return replace(
             state,
             version=v,
             last_synced=event.timestamp,
             pools=state.pools | set(event.pools),
         )
-    return attrs.evolve(state, version=v)
+    return replace(state, version=v)
 
 
 def connect(

@@ -28,6 +28,7 @@ from .events import (
     ProductDeactivated,
     ProductInstalled,
 )
+from .evolving import replace
 from .ids import ComputerId, GroupId, PublicId, TaskId
 
 
@@ -102,7 +103,7 @@ def initial(computer_id: ComputerId) -> ComputerState:
 
 
 def _with_product(state: ComputerState, v: int, name: str, p: InstalledProduct) -> ComputerState:
-    return attrs.evolve(state, version=v, products={**state.products, name: p})
+    return replace(state, version=v, products={**state.products, name: p})
 
 
 def evolve(state: ComputerState, event: DomainEvent) -> ComputerState:
@@ -125,12 +126,12 @@ def evolve(state: ComputerState, event: DomainEvent) -> ComputerState:
         )
     if isinstance(event, ComputerConnected):
         last = state.last_connected
-        return attrs.evolve(
+        return replace(
             state, version=v, last_connected=event.at if last is None else max(last, event.at)
         )
     if isinstance(event, ProductInstalled):
         if event.product in state.products:
-            return attrs.evolve(state, version=v)
+            return replace(state, version=v)
         return _with_product(state, v, event.product, InstalledProduct())
     if isinstance(event, ProductActivated):
         return _with_product(state, v, event.product, InstalledProduct(event.public_id, True))
@@ -140,8 +141,8 @@ def evolve(state: ComputerState, event: DomainEvent) -> ComputerState:
             return _with_product(state, v, event.product, kept)
         return _with_product(state, v, event.product, InstalledProduct())
     if isinstance(event, ComputerRemoved):
-        return attrs.evolve(state, version=v, exists=False, removed=True)
-    return attrs.evolve(state, version=v)
+        return replace(state, version=v, exists=False, removed=True)
+    return replace(state, version=v)
 
 
 # -- decisions ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .events import (
     UserCreated,
     user_actor,
 )
+from .evolving import replace
 from .ids import DIRECTORY_ID, GroupId, UserId
 from .values import Permission, check_name
 
@@ -157,18 +158,18 @@ def evolve(state: DirectoryState, event: DomainEvent) -> DirectoryState:
             grants={event.administrator: {event.all_group: Permission.WRITE}},
         )
     if isinstance(event, GroupCreated):
-        return attrs.evolve(
+        return replace(
             state, version=v, groups={**state.groups, event.group: Group(event.name, event.parent)}
         )
     if isinstance(event, UserCreated):
-        return attrs.evolve(
+        return replace(
             state, version=v, users={**state.users, event.user: User(event.name, event.home_group)}
         )
     if isinstance(event, PermissionGranted):
         mine = dict(state.grants.get(event.user, {}))
         mine[event.group] = event.permission
-        return attrs.evolve(state, version=v, grants={**state.grants, event.user: mine})
-    return attrs.evolve(state, version=v)
+        return replace(state, version=v, grants={**state.grants, event.user: mine})
+    return replace(state, version=v)
 
 
 # -- decisions --------------------------------------------------------------------

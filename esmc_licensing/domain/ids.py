@@ -107,9 +107,15 @@ class LicenseKey:
 
 
 class _Id(uuid.UUID):
-    """A typed aggregate id; ``str()`` gives the canonical form."""
+    """A typed aggregate id; ``str()`` gives the canonical form.
 
-    __slots__ = ()
+    The canonical form is computed once and kept (ids are immutable; ids are
+    formatted for every event, audit target and seat). Pickling and copying
+    keep only ``int``, as for ``uuid.UUID``; the form is then computed again.
+    """
+
+    __slots__ = ("_text",)
+    _text: str
 
     def __init__(self, value: object) -> None:
         if isinstance(value, uuid.UUID):
@@ -133,6 +139,14 @@ class _Id(uuid.UUID):
                 f"{shown!r} is not a {type(self).__name__}: expected a UUID like "
                 "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
             ) from None
+
+    def __str__(self) -> str:
+        try:
+            return self._text
+        except AttributeError:
+            text = uuid.UUID.__str__(self)
+            object.__setattr__(self, "_text", text)
+            return text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}('{self}')"

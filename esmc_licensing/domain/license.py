@@ -29,6 +29,7 @@ from .events import (
     UnitsChangedByVendor,
     UsageReported,
 )
+from .evolving import replace
 from .ids import ComputerId, LicenseKey, PoolId, PublicId, TaskId, license_aggregate_id
 from .values import LicenseDetails, LicenseType, Source
 
@@ -109,32 +110,32 @@ def evolve(state: LicenseState, event: DomainEvent) -> LicenseState:
             key=event.key,
         )
     if isinstance(event, LicenseRemoved):
-        return attrs.evolve(state, version=v, exists=False)
+        return replace(state, version=v, exists=False)
     if isinstance(event, UnitsChangedByVendor):
-        return attrs.evolve(state, version=v, units=event.units)
+        return replace(state, version=v, units=event.units)
     if isinstance(event, ExpirationChanged):
-        return attrs.evolve(state, version=v, expires=event.expires)
+        return replace(state, version=v, expires=event.expires)
     if isinstance(event, LicenseSuspended):
-        return attrs.evolve(state, version=v, suspended=True)
+        return replace(state, version=v, suspended=True)
     if isinstance(event, LicenseUnsuspended):
-        return attrs.evolve(state, version=v, suspended=False)
+        return replace(state, version=v, suspended=False)
     if isinstance(event, LicenseRegistered):
-        return attrs.evolve(state, version=v, registered=True, registration_url=None)
+        return replace(state, version=v, registered=True, registration_url=None)
     if isinstance(event, LicenseObsoleted):
-        return attrs.evolve(state, version=v, obsolete=True)
+        return replace(state, version=v, obsolete=True)
     if isinstance(event, UsageReported):
-        return attrs.evolve(state, version=v, vendor_used_units=event.used_units)
+        return replace(state, version=v, vendor_used_units=event.used_units)
     if isinstance(event, LicenseOverused):
-        return attrs.evolve(state, version=v, overused=True)
+        return replace(state, version=v, overused=True)
     if isinstance(event, LicenseBackWithinUnits):
-        return attrs.evolve(state, version=v, overused=False)
+        return replace(state, version=v, overused=False)
     if isinstance(event, SeatTaken):
         seat = (str(event.computer_id), event.product)
-        return attrs.evolve(state, version=v, seats=state.seats | {seat})
+        return replace(state, version=v, seats=state.seats | {seat})
     if isinstance(event, SeatReleased):
         seat = (str(event.computer_id), event.product)
-        return attrs.evolve(state, version=v, seats=state.seats - {seat})
-    return attrs.evolve(state, version=v)
+        return replace(state, version=v, seats=state.seats - {seat})
+    return replace(state, version=v)
 
 
 def add(

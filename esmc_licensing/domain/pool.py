@@ -18,6 +18,7 @@ from .events import (
     PoolMoved,
     PoolRemoved,
 )
+from .evolving import replace
 from .ids import GroupId, PoolId, PublicId
 from .values import Source
 
@@ -53,12 +54,12 @@ def evolve(state: PoolState, event: DomainEvent) -> PoolState:
             company=event.company,
         )
     if isinstance(event, LicenseJoinedPool):
-        return attrs.evolve(state, version=v, public_ids=state.public_ids | {event.public_id})
+        return replace(state, version=v, public_ids=state.public_ids | {event.public_id})
     if isinstance(event, PoolMoved):
-        return attrs.evolve(state, version=v, group=event.to_group)
+        return replace(state, version=v, group=event.to_group)
     if isinstance(event, PoolRemoved):
-        return attrs.evolve(state, version=v, exists=False, public_ids=frozenset())
-    return attrs.evolve(state, version=v)
+        return replace(state, version=v, exists=False, public_ids=frozenset())
+    return replace(state, version=v)
 
 
 def ensure(

@@ -9,6 +9,7 @@ import attrs
 
 from .errors import InvalidInput, NotFound
 from .events import DomainEvent, Emitter, FilterDeleted, FilterSaved
+from .evolving import replace
 from .filters import LicenseFilter
 from .ids import UserId, filters_aggregate_id
 from .values import check_name
@@ -28,11 +29,11 @@ def initial(user: UserId) -> FiltersState:
 def evolve(state: FiltersState, event: DomainEvent) -> FiltersState:
     v = event.originator_version
     if isinstance(event, FilterSaved):
-        return attrs.evolve(state, version=v, presets={**state.presets, event.name: event.filter})
+        return replace(state, version=v, presets={**state.presets, event.name: event.filter})
     if isinstance(event, FilterDeleted):
         presets = {k: f for k, f in state.presets.items() if k != event.name}
-        return attrs.evolve(state, version=v, presets=presets)
-    return attrs.evolve(state, version=v)
+        return replace(state, version=v, presets=presets)
+    return replace(state, version=v)
 
 
 def save(

@@ -23,6 +23,7 @@ from .events import (
     TaskTargetsDelivered,
     TaskTargetSucceeded,
 )
+from .evolving import replace
 from .ids import ComputerId, GroupId, PublicId, TaskId, UserId
 
 
@@ -52,7 +53,7 @@ def initial(task_id: TaskId) -> TaskState:
 
 
 def _set(state: TaskState, v: int, computer_id: ComputerId, target: Target) -> TaskState:
-    return attrs.evolve(state, version=v, targets={**state.targets, computer_id: target})
+    return replace(state, version=v, targets={**state.targets, computer_id: target})
 
 
 def evolve(state: TaskState, event: DomainEvent) -> TaskState:
@@ -76,12 +77,12 @@ def evolve(state: TaskState, event: DomainEvent) -> TaskState:
         for cid in event.computer_ids:
             if targets.get(cid, Target()).state is TargetState.PENDING:
                 targets[cid] = Target(TargetState.DELIVERED)
-        return attrs.evolve(state, version=v, targets=targets)
+        return replace(state, version=v, targets=targets)
     if isinstance(event, TaskTargetSucceeded):
         return _set(state, v, event.computer_id, Target(TargetState.SUCCEEDED))
     if isinstance(event, TaskTargetFailed):
         return _set(state, v, event.computer_id, Target(TargetState.FAILED, event.reason))
-    return attrs.evolve(state, version=v)
+    return replace(state, version=v)
 
 
 # -- decisions ------------------------------------------------------------------------

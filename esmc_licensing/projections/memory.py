@@ -104,6 +104,52 @@ COMPUTER_EVENTS = (
 TASK_EVENTS = (ClientTaskCreated, TaskTargetsDelivered, TaskTargetSucceeded, TaskTargetFailed)
 ACCOUNT_EVENTS = (AccountConnected, AccountDisconnected, AccountSynchronized)
 
+#: id(event) -> (event, state before, state after): what a decision folded already
+Evolved = Mapping[int, tuple[DomainEvent, Any, Any]]
+
+_LICENSE, _TASK, _COMPUTER, _POOL, _TAG, _DIRECTORY, _ACCOUNT, _FILTER, _OTHER = (
+    "license", "task", "computer", "pool", "tag", "directory", "account", "filter", "other"
+)
+#: event class -> which part of the read model folds it (filled on first sight)
+_KINDS: dict[type, str] = {}
+
+
+def _kind(cls: type) -> str:
+    kind = _OTHER
+    for kinds, name in (
+        (LICENSE_EVENTS, _LICENSE),
+        (TASK_EVENTS, _TASK),
+        (COMPUTER_EVENTS, _COMPUTER),
+        (POOL_EVENTS, _POOL),
+        (TAG_EVENTS, _TAG),
+        (DIRECTORY_EVENTS, _DIRECTORY),
+        (ACCOUNT_EVENTS, _ACCOUNT),
+        (FILTER_EVENTS, _FILTER),
+    ):
+        if issubclass(cls, kinds):
+            kind = name
+            break
+    _KINDS[cls] = kind
+    return kind
+
+
+def _reuse(evolved: Evolved | None, event: DomainEvent, before: Any) -> Any:
+    """The state a decision already folded from ``before`` with ``event``, or None.
+
+    ``evolve`` is pure, so the same state and event give the same result: it is
+    reused only for this very event object and this very state (or, for an
+    aggregate without events, its initial state: version 0 on both sides).
+    """
+    if not evolved:
+        return None
+    found = evolved.get(id(event))
+    if found is None or found[0] is not event:
+        return None
+    prior = found[1]
+    if prior is before or (prior.version == 0 and before.version == 0):
+        return found[2]
+    return None
+
 _HIDDEN_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "actor", "key", "credentials", "password"}
 )
@@ -123,13 +169,6 @@ def computer_target(computer_id: object) -> str:
 
 def task_target(task_id: object) -> str:
     return f"task:{task_id}"
-
-
-def _seat_targets(event: DomainEvent) -> tuple[str, ...]:
-    """A seat is in the history of its computer as well as its license."""
-    if isinstance(event, SeatTaken | SeatReleased):
-        return (computer_target(event.computer_id),)
-    return ()
 
 
 @attrs.frozen
@@ -244,20 +283,48 @@ class ReadModel:
         for position, event in items:
             self.apply(position, event)
 
-    def apply(self, position: int, event: DomainEvent) -> None:
+    def apply(
+        self, position: int, event: DomainEvent, evolved: Evolved | None = None
+    ) -> None:
+        """Fold one event; ``evolved``: states a decision already folded (see ``Evolved``)."""
         targets: tuple[str, ...]
         self._stamp += 1
         self.seen.add(event.originator_id)
-        if isinstance(event, LICENSE_EVENTS):
-            pid: PublicId = event.public_id
+        kind = _KINDS.get(type(event)) or _kind(type(event))
+        if kind is _LICENSE:
+            pid: PublicId = event.public_id  # type: ignore[attr-defined]
             state = self.licenses.get(pid) or license.initial(pid)
-            self.licenses[pid] = self.states[event.originator_id] = license.evolve(state, event)
-            targets = (license_target(pid), *_seat_targets(event))
+            after = _reuse(evolved, event, state)
+            if after is None:
+                after = license.evolve(state, event)
+            self.licenses[pid] = self.states[event.originator_id] = after
+            target = license_target(pid)
+            if isinstance(event, SeatTaken | SeatReleased):
+                targets = (target, computer_target(event.computer_id))
+            else:
+                targets = (target,)
             if isinstance(event, LicenseRemoved):
-                self._untag(license_target(pid))
-        elif isinstance(event, COMPUTER_EVENTS + TASK_EVENTS):
-            targets = self._apply_client(event)
-        elif isinstance(event, POOL_EVENTS):
+                self._untag(target)
+        elif kind is _TASK:
+            oid = event.originator_id
+            tid = oid if type(oid) is TaskId else TaskId(oid)
+            t = self.tasks.get(tid) or task.initial(tid)
+            t_after = _reuse(evolved, event, t)
+            if t_after is None:
+                t_after = task.evolve(t, event)
+            self.tasks[tid] = self.states[event.originator_id] = t_after
+            targets = (task_target(tid),)
+        elif kind is _COMPUTER:
+            targets = self._apply_computer(event, evolved)
+        else:
+            targets = self._apply_other(kind, event)
+        self.audit.append(AuditRecord(position, targets, event))
+        self.position = max(self.position, position)
+
+    def _apply_other(self, kind: str, event: DomainEvent) -> tuple[str, ...]:
+        """Pools, tags, the directory, accounts and saved filters; returns the audit targets."""
+        targets: tuple[str, ...] = ()
+        if kind is _POOL:
             pool_id = PoolId(event.originator_id)
             before = self.pools.get(pool_id) or pool.initial(pool_id)
             after = pool.evolve(before, event)
@@ -269,9 +336,9 @@ class ReadModel:
             targets = (pool_target(pool_id), *(license_target(p) for p in sorted(members)))
             if isinstance(event, PoolRemoved):
                 self._untag(pool_target(pool_id))
-        elif isinstance(event, TAG_EVENTS):
+        elif kind is _TAG:
             self.tags = self.states[event.originator_id] = tags.evolve(self.tags, event)
-            targets = (f"tag:{event.name}",)
+            targets = (f"tag:{event.name}",)  # type: ignore[attr-defined]
             if isinstance(event, (TagAssigned, TagUnassigned)):
                 current = self.tags_of.get(event.target, frozenset())
                 if isinstance(event, TagAssigned):
@@ -279,41 +346,36 @@ class ReadModel:
                 else:
                     self.tags_of[event.target] = current - {event.name}
                 targets = (event.target, *self._members(event.target), *targets)
-        elif isinstance(event, DIRECTORY_EVENTS):
+        elif kind is _DIRECTORY:
             self.directory = self.states[event.originator_id] = directory.evolve(
                 self.directory, event
             )
             self._visible_cache.clear()
             targets = ("directory",)
-        elif isinstance(event, ACCOUNT_EVENTS):
+        elif kind is _ACCOUNT:
             acc = self.accounts.get(event.originator_id) or account.initial(event.originator_id)
             self.accounts[event.originator_id] = self.states[event.originator_id] = account.evolve(
                 acc, event
             )
             targets = (f"account:{event.originator_id}",)
-        elif isinstance(event, FILTER_EVENTS):
-            user = event.user
+        elif kind is _FILTER:
+            user = event.user  # type: ignore[attr-defined]
             presets = self.filters.get(user) or saved_filters.initial(user)
             self.filters[user] = self.states[event.originator_id] = saved_filters.evolve(
                 presets, event
             )
             targets = (f"user:{user}",)
-        else:
-            targets = ()
-        self.audit.append(AuditRecord(position, targets, event))
-        self.position = max(self.position, position)
+        return targets
 
-    def _apply_client(self, event: DomainEvent) -> tuple[str, ...]:
-        """Computers and client tasks (R20-R27); returns the audit targets."""
-        if isinstance(event, TASK_EVENTS):
-            tid = TaskId(event.originator_id)
-            self.tasks[tid] = self.states[event.originator_id] = task.evolve(
-                self.tasks.get(tid) or task.initial(tid), event
-            )
-            return (task_target(tid),)
-        cid = ComputerId(event.originator_id)
+    def _apply_computer(self, event: DomainEvent, evolved: Evolved | None) -> tuple[str, ...]:
+        """Computers (R20-R27); returns the audit targets."""
+        oid = event.originator_id
+        cid = oid if type(oid) is ComputerId else ComputerId(oid)
         before = self.computers.get(cid) or computer.initial(cid)
-        self.computers[cid] = self.states[event.originator_id] = computer.evolve(before, event)
+        after = _reuse(evolved, event, before)
+        if after is None:
+            after = computer.evolve(before, event)
+        self.computers[cid] = self.states[event.originator_id] = after
         targets: tuple[str, ...] = (computer_target(cid),)
         if isinstance(event, ProductActivated | ProductDeactivated) and event.public_id:
             targets = (*targets, license_target(event.public_id))
