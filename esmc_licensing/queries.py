@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from .domain.errors import (
@@ -61,11 +62,20 @@ class Queries(ServiceBase):
                 raise NotFound("license", pid)
             return model.license_view(lic, self._today(as_of, model).date(), self.policy)
 
-    def pools(self, actor: object, *, as_of: datetime | int | None = None) -> list[PoolView]:
+    def pools(
+        self,
+        actor: object,
+        *,
+        tags: Iterable[str] = (),
+        as_of: datetime | int | None = None,
+    ) -> list[PoolView]:
+        """The pools the actor may see; with ``tags``, those carrying any of them (R28)."""
+        wanted = _tag_set(tags)
         model = self._model(as_of)
         with self._view_lock:
             uid = self._actor(actor, model.directory)
-            return model.pools_for(uid)
+            rows = model.pools_for(uid)
+        return [p for p in rows if not wanted or _carries(p.tags, wanted)]
 
     def filters(self, actor: object) -> dict[str, LicenseFilter]:
         model = self._model(None)
@@ -97,3 +107,14 @@ class Queries(ServiceBase):
             if p is None or p.group not in visible:
                 raise NotFound("license", pid)
             return model.history_of(license_target(pid))
+
+
+def _tag_set(tags: Iterable[str]) -> frozenset[str]:
+    """Tag names to filter by, compared case-insensitively like the names themselves."""
+    if isinstance(tags, str):
+        tags = (tags,)
+    return frozenset(str(t).strip().casefold() for t in tags if str(t).strip())
+
+
+def _carries(carried: Iterable[str], wanted: frozenset[str]) -> bool:
+    return any(t.casefold() in wanted for t in carried)

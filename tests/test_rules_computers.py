@@ -313,6 +313,14 @@ def test_r28_computers_can_be_tagged_with_write_on_their_group(
     refused(app, NotFound, lambda: app.assign_tag(story.larry, c, "kiosk"), "not found")
 
 
+def test_r28_tags_filter_the_computer_list(app: LicenseManagement, story: Story) -> None:
+    tagged, other = add_computers(app, story.san_diego, 2)
+    app.create_tag(story.admin, "Kiosk")
+    app.assign_tag(story.admin, tagged, "Kiosk")
+    assert [v.computer_id for v in app.computers(story.john, tags=["kiosk"])] == [tagged]
+    assert {v.computer_id for v in app.computers(story.john)} == {tagged, other}
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

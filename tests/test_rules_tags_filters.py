@@ -285,6 +285,16 @@ def test_r8a_a_license_matches_a_tag_of_its_own_or_of_its_pool(
     ) == ["OLD-000-001"]
 
 
+def test_r8a_r28_a_tag_filter_ignores_case_like_tag_names(
+    story: Story, app: LicenseManagement, catalogue
+) -> None:
+    app.create_tag(story.admin, "Audit")
+    app.assign_tag(story.admin, "NFR-000-001", "Audit")
+    for spelling in ("audit", "AUDIT", "Audit"):
+        assert ids(app.licenses(story.admin, LicenseFilter(tags=[spelling]))) == ["NFR-000-001"]
+    assert ids(app.licenses(story.admin, LicenseFilter(tags=["audits"]))) == []
+
+
 def test_r8a_filters_apply_within_what_the_user_may_see(
     story: Story, app: LicenseManagement, catalogue
 ) -> None:
@@ -358,3 +368,12 @@ def test_r8a_bad_filters_are_refused(story: Story, app: LicenseManagement) -> No
         app.save_filter(story.john, "  ", LicenseFilter())
     assert recorded(app) == before
     assert app.filters(story.john) == {}
+
+
+def test_r28_tags_filter_the_pool_list_too(story: Story, app: LicenseManagement, catalogue) -> None:
+    app.create_tag(story.admin, "Renewal")
+    target = pool_of(app, "OLD-000-001")
+    app.assign_tag(story.admin, target, "Renewal")
+    assert [p.pool_id for p in app.pools(story.admin, tags=["renewal"])] == [target]
+    assert app.pools(story.admin, tags=["nothing-like-it"]) == []
+    assert len(app.pools(story.admin)) > 1  # no tags: every visible pool

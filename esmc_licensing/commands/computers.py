@@ -854,8 +854,11 @@ class ComputerCommands(ServiceBase):
                 raise NotFound("computer", cid)
             return self._computer_view(model, c)
 
-    def computers(self, actor: object) -> list[ComputerView]:
-        """The computers the actor may see, by name."""
+    def computers(self, actor: object, *, tags: Iterable[str] = ()) -> list[ComputerView]:
+        """The computers the actor may see, by name; with ``tags``, those carrying any (R28)."""
+        wanted = frozenset(
+            str(t).strip().casefold() for t in ((tags,) if isinstance(tags, str) else tags)
+        )
         model = self._model(None)
         with self._view_lock:
             uid = self._actor(actor, model.directory)
@@ -864,6 +867,8 @@ class ComputerCommands(ServiceBase):
                 self._computer_view(model, c) for c in model.computers.values()
                 if c.exists and c.group in visible
             ]
+        if wanted:
+            rows = [v for v in rows if any(t.casefold() in wanted for t in v.tags)]
         return sorted(rows, key=lambda v: (v.name.casefold(), str(v.computer_id)))
 
     def task(self, actor: object, task_id: object) -> TaskView:

@@ -90,8 +90,10 @@ class LicenseFilter:
             return False
         if self.reasons and reasons.isdisjoint(self.reasons):
             return False
-        if self.tags and tags.isdisjoint(self.tags):
-            return False
+        if self.tags and {t.casefold() for t in tags}.isdisjoint(
+            t.casefold() for t in self.tags
+        ):
+            return False  # tag names are unique case-insensitively (R28)
         if self.types and license_type not in self.types:
             return False
         if self.products and product not in self.products:

@@ -219,7 +219,7 @@ def filter_matcher(f: LicenseFilter) -> Callable[[LicenseView, tuple[str, str, s
     """
     levels = frozenset(f.levels)
     reasons = frozenset(f.reasons)
-    tag_set = frozenset(f.tags)
+    tag_set = frozenset(t.casefold() for t in f.tags)
     types = frozenset(f.types)
     products = frozenset(f.products)
     needle = f.text.casefold() if f.text is not None else None
@@ -229,7 +229,7 @@ def filter_matcher(f: LicenseFilter) -> Callable[[LicenseView, tuple[str, str, s
             return False
         if reasons and reasons.isdisjoint(v.status.reasons):
             return False
-        if tag_set and tag_set.isdisjoint(v.tags):
+        if tag_set and not any(t.casefold() in tag_set for t in v.tags):
             return False
         if types and v.license_type not in types:
             return False
