@@ -871,12 +871,18 @@ def license_(
 
 @app.command()
 @handled
-def pools(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
-    """The license pools you may see and the group each lives in."""
+def pools(
+    ctx: typer.Context,
+    tag: TagOption = None,
+    as_of: AsOfOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """The license pools you may see and the group each lives in (--tag filters, R28)."""
     session = _session(ctx)
     lm = session.app
-    views: list[PoolView] = lm.pools(session.actor, as_of=_when(as_of, "--as-of",
-                                                               end_of_day=True))
+    views: list[PoolView] = lm.pools(
+        session.actor, tags=tag or (), as_of=_when(as_of, "--as-of", end_of_day=True)
+    )
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -1649,11 +1655,11 @@ def _products_text(view: ComputerView) -> str:
 
 @app.command("computers")
 @handled
-def computers_(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """The computers you may see, with their products and licenses (R9, R20)."""
+def computers_(ctx: typer.Context, tag: TagOption = None, json_: JsonOption = False) -> None:
+    """The computers you may see, with their products and licenses (R9, R20; --tag, R28)."""
     session = _session(ctx)
     lm = session.app
-    views = lm.computers(session.actor)
+    views = lm.computers(session.actor, tags=tag or ())
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])

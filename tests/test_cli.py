@@ -420,6 +420,8 @@ def test_r28_tags(demo: Run) -> None:
     assert ids(demo("licenses", "--json", "--tag", "audit")) == {"DMO-SDG-001", "DMO-SDG-002"}
     [pool] = [p for p in js(demo("pools", "--json")) if p["name"] == "Acme Corp"]  # type: ignore[union-attr]
     assert pool["tags"] == ["audit"]
+    tagged_pools = js(demo("pools", "--json", "--tag", "AUDIT"))
+    assert [p["name"] for p in tagged_pools] == ["Acme Corp"]  # type: ignore[index]
     ok(demo("--as", "John", "tag", "unassign", "Acme Corp", "audit"))
     assert ids(demo("licenses", "--json", "--tag", "audit")) == {"DMO-SDG-001"}
     refused(demo("--as", "Larry", "tag", "assign", "DMO-SYD-001", "audit"), 1, "WRITE")
