@@ -79,6 +79,7 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
         "LicenseAdded",
         "PoolMoved",
         "TagAssigned",
+        "TagUnassigned",  # the pool's tag comes off as it is removed
         "PoolRemoved",
         "LicenseRemoved",
     ]
@@ -89,6 +90,8 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
     pool_tag = next(e for e in history if e.what == "TagAssigned")
     assert pool_tag.actor == "John" and pool_tag.details["target"] == f"pool:{pool_id}"
     assert "Sibling only" not in str([e.details for e in history])
+    untag = next(e for e in history if e.what == "TagUnassigned")
+    assert untag.details["target"] == f"pool:{pool_id}" and untag.when == clock.now()
     # another pool's life is not in this license's history
     assert whats(app.history(admin, other)) == ["LicenseJoinedPool", "LicenseAdded"]
 
@@ -111,10 +114,10 @@ def test_r29_pool_history_lists_creation_joins_moves_tags_and_removal(
         "LicenseJoinedPool",
         "PoolMoved",
         "TagAssigned",
-        "PoolRemoved",
         "TagUnassigned",
+        "PoolRemoved",
     ]
-    assert history[-2].details["public_ids"]  # the removal names the licenses it took
+    assert history[-1].details["public_ids"]  # the removal names the licenses it took
     assert all(e.actor == "Administrator" for e in history)
     positions = [e.position for e in history]
     assert positions == sorted(positions)

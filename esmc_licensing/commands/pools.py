@@ -83,6 +83,8 @@ class PoolCommands(ServiceBase):
                 for pid in sorted(p.public_ids):
                     out += license.remove(self._license(pid), now, who)
                     tags.unassign_target(tag_state, license_target(pid), untag)
-            return None, out + untag.events
+            # tags come off first, while the pool still lists its licenses, so each
+            # license's history shows them (R29)
+            return None, untag.events + out
 
         self._execute(decide)
