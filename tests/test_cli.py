@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,8 @@ from typer.testing import CliRunner, Result
 from esmc_licensing import cli
 from esmc_licensing.adapters.memory import ManualClock
 from esmc_licensing.testing import stores
+
+from .cli_support import _script, ids, js, ok, refused
 
 DEMO_IDS = {d.public_id for d in cli.DEMO_LICENSES if d.in_demo}
 SPARE = "DMO-TRY-001"
@@ -71,39 +72,6 @@ def demo(run: Run) -> Run:
     result = run("demo")
     assert result.exit_code == 0, result.output
     return run
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def js(result: Result) -> object:
-    return json.loads(ok(result).stdout)
-
-
-def ids(result: Result) -> set[str]:
-    data = js(result)
-    assert isinstance(data, list)
-    return {row["public_id"] for row in data}
-
-
-def refused(result: Result, code: int, *fragments: str) -> str:
-    assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: "), err
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in err, err
-    return err
-
-
-def _script() -> list[str]:
-    script = Path(sys.executable).with_name("esmc-licensing")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "esmc_licensing.cli"]
 
 
 def _env() -> dict[str, str]:

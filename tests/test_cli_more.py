@@ -15,7 +15,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,8 @@ from esmc_licensing.adapters.clock import SystemClock
 from esmc_licensing.adapters.memory import ManualClock
 from esmc_licensing.config import ConfigError, load_config, load_secrets
 from esmc_licensing.testing.vendor_http import VendorHttpServer
+
+from .cli_support import _script, js, ok, refused
 
 KEYS = {d.public_id: cli.demo_vendor(ManualClock()).key_of(d.public_id) for d in cli.DEMO_LICENSES}
 PASSWORD = "Pa55-w0rd-never-shown"
@@ -79,31 +80,6 @@ def run(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
 def demo(run: Run) -> Run:
     ok(run("demo"))
     return run
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def js(result: Result) -> object:
-    return json.loads(ok(result).stdout)
-
-
-def refused(result: Result, code: int, *fragments: str) -> str:
-    assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: "), err
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in err, err
-    return err
-
-
-def _script() -> list[str]:
-    script = Path(sys.executable).with_name("esmc-licensing")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "esmc_licensing.cli"]
 
 
 def _subprocess(args: list[str], cwd: Path, env: dict[str, str] | None = None
