@@ -557,19 +557,6 @@ class ServiceBase(Application[uuid.UUID]):
             position = self.position
         self.views.wait(self.name, position, timeout=timeout)
 
-    def _decode_audit(self, row: Any) -> DomainEvent:
-        from eventsourcing.persistence import StoredEvent
-
-        event: DomainEvent = self.mapper.to_domain_event(  # type: ignore[assignment]
-            StoredEvent(
-                originator_id=uuid.UUID(row.originator_id),
-                originator_version=row.originator_version,
-                topic=row.what,
-                state=row.state,
-            )
-        )
-        return event
-
     def close(self) -> None:
         if self._own_views and self.views is not None:
             self.views.close()

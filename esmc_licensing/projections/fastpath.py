@@ -46,6 +46,27 @@ def _current(data: dict[str, Any], cls: type) -> bool:
     return bool(data.get("_v", 1) == _VERSIONS[cls])
 
 
+def _license_of(
+    model: ReadModel, data: dict[str, Any], cls: type
+) -> tuple[str, dict[str, Any]] | None:
+    """The event's license as a dict to change in place, if the fast path applies."""
+    if not _current(data, cls):
+        return None
+    pid = data["public_id"]
+    d = _licenses(model).raw(pid)
+    return None if d is None else (pid, d)
+
+
+def _computer_of(
+    model: ReadModel, oid: str, data: dict[str, Any], cls: type
+) -> dict[str, Any] | None:
+    """The event's computer as a dict to change in place, if the fast path applies."""
+    if not _current(data, cls):
+        return None
+    d: dict[str, Any] | None = _computers(model).raw(oid)
+    return d
+
+
 def _licenses(model: ReadModel) -> CodecDict:
     return model.licenses  # type: ignore[return-value]
 
@@ -57,12 +78,10 @@ def _computers(model: ReadModel) -> CodecDict:
 def usage_reported(
     model: ReadModel, oid: str, v: int, data: dict[str, Any]
 ) -> tuple[str, ...] | None:
-    if not _current(data, UsageReported):
+    found = _license_of(model, data, UsageReported)
+    if found is None:
         return None
-    pid = data["public_id"]
-    d = _licenses(model).raw(pid)
-    if d is None:
-        return None
+    pid, d = found
     d["version"] = v
     d["vendor_used_units"] = data["used_units"]
     return (f"license:{pid}",)
@@ -71,12 +90,10 @@ def usage_reported(
 def expiration_changed(
     model: ReadModel, oid: str, v: int, data: dict[str, Any]
 ) -> tuple[str, ...] | None:
-    if not _current(data, ExpirationChanged):
+    found = _license_of(model, data, ExpirationChanged)
+    if found is None:
         return None
-    pid = data["public_id"]
-    d = _licenses(model).raw(pid)
-    if d is None:
-        return None
+    pid, d = found
     d["version"] = v
     d["expires"] = data["expires"]
     return (f"license:{pid}",)
@@ -85,12 +102,10 @@ def expiration_changed(
 def seat_taken(
     model: ReadModel, oid: str, v: int, data: dict[str, Any]
 ) -> tuple[str, ...] | None:
-    if not _current(data, SeatTaken):
+    found = _license_of(model, data, SeatTaken)
+    if found is None:
         return None
-    pid = data["public_id"]
-    d = _licenses(model).raw(pid)
-    if d is None:
-        return None
+    pid, d = found
     cid = data["computer_id"]
     seat = [cid, data["product"]]
     seats = d["seats"]
@@ -103,9 +118,7 @@ def seat_taken(
 def computer_connected(
     model: ReadModel, oid: str, v: int, data: dict[str, Any]
 ) -> tuple[str, ...] | None:
-    if not _current(data, ComputerConnected):
-        return None
-    d = _computers(model).raw(oid)
+    d = _computer_of(model, oid, data, ComputerConnected)
     if d is None:
         return None
     at = data["at"]
@@ -119,9 +132,7 @@ def computer_connected(
 def product_activated(
     model: ReadModel, oid: str, v: int, data: dict[str, Any]
 ) -> tuple[str, ...] | None:
-    if not _current(data, ProductActivated):
-        return None
-    d = _computers(model).raw(oid)
+    d = _computer_of(model, oid, data, ProductActivated)
     if d is None:
         return None
     pid = data["public_id"]
