@@ -30,9 +30,12 @@ from eventsourcing.persistence import (
     RecordConflictError,
     Recording,
 )
+from eventsourcing.utils import Environment
 
 from . import seals
 from .adapters.mapper import EventMapper
+from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
+from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder
 from .domain import account, computer, directory, license, pool, saved_filters, tags, task
 from .domain.directory import DirectoryState
 from .domain.errors import (
@@ -94,6 +97,30 @@ class FoldedEvents(list[DomainEvent]):
         self.folded: dict[int, tuple[DomainEvent, Any, Any]] = {}
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _notification(
+    originator_id: uuid.UUID, version: int, topic: str, state: bytes, position: int
+) -> Notification:
+    """``Notification(...)`` without the frozen dataclass's per-field setattr
+    (the same object: a test compares them); one per saved event."""
+    n = _new(Notification)
+    _set(
+        n,
+        "__dict__",
+        {
+            "originator_id": originator_id,
+            "originator_version": version,
+            "topic": topic,
+            "state": state,
+            "id": position,
+        },
+    )
+    return n
+
+
 def _notification_id(n: Notification) -> int:
     return n.id
 
@@ -109,6 +136,9 @@ EVOLVE: dict[type[DomainEvent], Callable[[Any, Any], Any]] = {
     **dict.fromkeys(TASK_EVENTS, task.evolve),
     HistorySealed: seals.evolve,
 }
+
+#: "not asked yet" in the permission memo (None is an answer: no permission)
+_UNKNOWN: Any = object()
 
 ADMINISTRATOR_ID = UserId.derive("administrator")
 ALL_GROUP_ID = GroupId.derive("All")
@@ -144,12 +174,13 @@ class ServiceBase(Application[uuid.UUID]):
         self._open_store(env)
         self.adapters = adapters or Adapters()
         self.policy = policy or Policy()
-        self._cache: dict[uuid.UUID, Any] = {}
+        #: by aggregate id's ``.int`` (an int hashes in C, a UUID in Python)
+        self._cache: dict[int, Any] = {}
         self._view_lock = threading.RLock()
         self._view = ReadModel()
         #: (directory state, (user, group) -> permission) for ``_can``
         self._permission_memo: tuple[
-            DirectoryState | None, dict[tuple[UserId, GroupId], Permission | None]
+            DirectoryState | None, dict[tuple[int, int], Permission | None]
         ] = (None, {})
         self._log_end_probe = self._make_log_end_probe()
         # The newest notifications the read model applied, in log order: every
@@ -190,6 +221,14 @@ class ServiceBase(Application[uuid.UUID]):
                 time.sleep(0.05 * (attempt + 1))
 
     # -- eventsourcing hooks -------------------------------------------------
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+        """eventsourcing's settings, with our lean SQLite writer unless told otherwise."""
+        environment = super().construct_env(name, env)
+        module = environment.get("PERSISTENCE_MODULE") or ""
+        if module.endswith("sqlite") and not environment.get("APPLICATION_RECORDER_TOPIC"):
+            environment["APPLICATION_RECORDER_TOPIC"] = FAST_SQLITE_RECORDER
+        return environment
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
         return EventMapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
@@ -250,15 +289,15 @@ class ServiceBase(Application[uuid.UUID]):
         writer makes our save conflict, and the retry catches up.
         """
         view = self._view
-        state = view.states.get(aggregate_id)
+        state = view.states.get(aggregate_id.int)
         if state is not None:
             # The read model folds this aggregate with the same evolve, in log
             # order, up to its position: that is the state to decide on.
             return state  # type: ignore[no-any-return]
-        state = self._cache.get(aggregate_id)
+        state = self._cache.get(aggregate_id.int)
         if state is not None:
             return state  # type: ignore[no-any-return]
-        if aggregate_id not in view.seen:
+        if aggregate_id.int not in view.seen:
             # Never in the log as of the last catch-up: nothing to select. A
             # racing writer makes our save conflict, and the retry catches up.
             return initial()
@@ -266,22 +305,23 @@ class ServiceBase(Application[uuid.UUID]):
         for event in self.events.get(aggregate_id):
             state = evolve(state, event)  # type: ignore[arg-type]
         with self._view_lock:
-            cached = self._cache.get(aggregate_id)
+            cached = self._cache.get(aggregate_id.int)
             if cached is None or cached.version < state.version:  # type: ignore[attr-defined]
                 if len(self._cache) >= self.cache_size:
                     self._cache.clear()
-                self._cache[aggregate_id] = state
+                self._cache[aggregate_id.int] = state
         return state
 
     def _cache_apply(self, event: DomainEvent) -> None:
         """Keep a cached aggregate state in step with an event the view applies."""
-        cached = self._cache.get(event.originator_id)
+        key = event.originator_id.int
+        cached = self._cache.get(key)
         if cached is None:
             return
         if event.originator_version == cached.version + 1:
-            self._cache[event.originator_id] = EVOLVE[type(event)](cached, event)
+            self._cache[key] = EVOLVE[type(event)](cached, event)
         elif event.originator_version > cached.version:
-            del self._cache[event.originator_id]
+            del self._cache[key]
 
     def _directory(self) -> DirectoryState:
         return self._load(DIRECTORY_ID, directory.initial, directory.evolve)
@@ -312,7 +352,7 @@ class ServiceBase(Application[uuid.UUID]):
             except RecordConflictError:
                 with self._view_lock:
                     for event in new_events:
-                        self._cache.pop(event.originator_id, None)
+                        self._cache.pop(event.originator_id.int, None)
                 # a little random backoff, so that many racing writers of one
                 # aggregate (seats of one license) do not keep colliding
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 8)))
@@ -324,13 +364,33 @@ class ServiceBase(Application[uuid.UUID]):
         )
 
     def _save_events(self, new_events: list[DomainEvent]) -> list[Recording[uuid.UUID]]:
-        # Bypass Application.save's per-object Protocol checks (see performance notes).
-        processing = ProcessingEvent[uuid.UUID]()
-        processing.events.extend(new_events)
-        recordings = self._record(processing)
+        recorder = self.recorder
+        if isinstance(recorder, FastSQLiteApplicationRecorder) and recorder.lean:
+            recordings = self._record_rows(recorder, new_events)
+        else:
+            # Bypass Application.save's per-object Protocol checks (see performance notes).
+            processing = ProcessingEvent[uuid.UUID]()
+            processing.events.extend(new_events)
+            recordings = self._record(processing)
         self._catch_up(recordings, getattr(new_events, "folded", None))
         self._after_save(recordings)
         return recordings
+
+    def _record_rows(
+        self, recorder: FastSQLiteApplicationRecorder, new_events: list[DomainEvent]
+    ) -> list[Recording[uuid.UUID]]:
+        """What ``Application._record`` does, encoding straight into the insert's
+        parameters (no ``StoredEvent`` per event; see adapters/sqlite_recorder.py)."""
+        to_row = self.mapper.to_row  # type: ignore[attr-defined]
+        rows = [to_row(e) for e in new_events]
+        params: list[Any] = []
+        for e, (topic, state) in zip(new_events, rows, strict=True):
+            params += (e.originator_id.hex, e.originator_version, topic, state)
+        ids = recorder.insert_rows(params)
+        return [
+            Recording(e, _notification(e.originator_id, e.originator_version, topic, state, i))
+            for e, (topic, state), i in zip(new_events, rows, ids, strict=True)
+        ]
 
     def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
         """A hook run after every save (the history area seals here, R31)."""
@@ -344,12 +404,13 @@ class ServiceBase(Application[uuid.UUID]):
         with self._view_lock:
             view = self._view
             if recordings and recordings[0].notification.id == view.position + 1:
-                tail = self._log_tail
+                tail, apply, cache = self._log_tail, view.apply, self._cache
                 for r in recordings:
                     event: DomainEvent = r.domain_event  # type: ignore[assignment]
                     n = r.notification
-                    view.apply(n.id, event, folded)
-                    self._cache_apply(event)
+                    apply(n.id, event, folded)
+                    if event.originator_id.int in cache:
+                        self._cache_apply(event)
                     tail.append(n)
                 return view
             if self._log_end_probe is not None:
@@ -370,6 +431,10 @@ class ServiceBase(Application[uuid.UUID]):
         all. Other stores answer through the recorder as before.
         """
         recorder = self.recorder
+        if isinstance(recorder, FastSQLiteApplicationRecorder):
+            # PRAGMA data_version on its writer connection: no select while
+            # nobody else has written (see adapters/sqlite_recorder.py)
+            return recorder.log_end
         if (self.env.get("PERSISTENCE_MODULE") or "eventsourcing.popo").endswith("popo"):
             # late-bound: tests share one in-memory recorder between applications
             return lambda: self.recorder.max_notification_id()  # noqa: PLW0108
@@ -482,10 +547,9 @@ class ServiceBase(Application[uuid.UUID]):
         if owner is not d:
             memo = {}
             self._permission_memo = (d, memo)
-        key = (uid, group)
-        if key in memo:
-            p = memo[key]
-        else:
+        key = (uid.int, group.int)  # ints hash in C, UUIDs in Python
+        p = memo.get(key, _UNKNOWN)
+        if p is _UNKNOWN:
             p = memo[key] = d.permission(uid, group)
         return p is not None and p >= needed
 
@@ -562,4 +626,6 @@ class ServiceBase(Application[uuid.UUID]):
             self.views.close()
         for conn in getattr(self._log_end_probe, "connections", ()):
             conn.close()
+        if isinstance(self.recorder, FastSQLiteApplicationRecorder):
+            self.recorder.close()
         super().close()

@@ -71,6 +71,19 @@ converter.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
 
 _ENVELOPE = ("originator_id", "originator_version")
 
+#: the last datetime formatted and its text: one command's events share their
+#: timestamp, so each save formats it once (a tuple swapped whole: thread-safe)
+_last_iso: list[tuple[datetime | None, str]] = [(None, "")]
+
+
+def _iso(value: datetime) -> str:
+    last = _last_iso[0]
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat()
+    _last_iso[0] = (value, text)
+    return text
+
 Encoder = Callable[[Any], dict[str, Any]]
 
 
@@ -88,7 +101,10 @@ def _field_expression(tp: Any, value: str, hooks: dict[str, Any]) -> str:
         if len(rest) == 1:
             inner = _field_expression(rest[0], value, hooks)
             return value if inner == value else f"(None if {value} is None else {inner})"
-    if tp is datetime or tp is date:
+    if tp is datetime:
+        hooks["_iso"] = _iso
+        return f"_iso({value})"
+    if tp is date:
         return f"{value}.isoformat()"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return f"{value}._value_"
@@ -165,6 +181,16 @@ class EventMapper(Mapper[uuid.UUID]):
     def encode_state(self, domain_event: DomainEvent) -> tuple[str, bytes]:
         topic, encode = self._encoders[type(domain_event)]
         return topic, orjson.dumps(encode(domain_event))
+
+    def to_row(self, domain_event: Any) -> tuple[str, bytes]:
+        """(topic, stored state) of an event: what a recorder writes beside its ids."""
+        topic, encode = self._encoders[type(domain_event)]
+        state = orjson.dumps(encode(domain_event))
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return topic, state
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic, encode = self._encoders[type(domain_event)]
