@@ -208,7 +208,8 @@ def test_r30_rebuilt_state_equals_live_state(sessions: Any, sequence: list[Comma
             )
         assert rebuilt.position == live.position
         assert rebuilt._directory() == live._directory()
-        for aggregate_id, state in list(live._cache.items()):
+        for key, state in list(live._cache.items()):
+            aggregate_id = uuid.UUID(int=key)
             stored = list(rebuilt.events.get(aggregate_id))
             assert _fold_like(state, stored) == state, aggregate_id
 

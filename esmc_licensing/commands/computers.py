@@ -84,37 +84,41 @@ class _Unit:
 
     def __init__(self, svc: ServiceBase) -> None:
         self._svc = svc
-        self.states: dict[uuid.UUID, Any] = {}
+        #: by aggregate id's ``.int`` (an int hashes in C, a UUID in Python)
+        self.states: dict[int, Any] = {}
         self.events = FoldedEvents()
 
     def license(self, public_id: PublicId) -> LicenseState:
-        key = license_aggregate_id(public_id)
-        if key not in self.states:
-            self.states[key] = self._svc._license(public_id)
-        state: LicenseState = self.states[key]
+        key = license_aggregate_id(public_id).int
+        state: LicenseState | None = self.states.get(key)
+        if state is None:
+            state = self.states[key] = self._svc._license(public_id)
         return state
 
     def computer(self, computer_id: ComputerId) -> ComputerState:
-        if computer_id not in self.states:
-            self.states[computer_id] = self._svc._computer(computer_id)
-        state: ComputerState = self.states[computer_id]
+        key = computer_id.int
+        state: ComputerState | None = self.states.get(key)
+        if state is None:
+            state = self.states[key] = self._svc._computer(computer_id)
         return state
 
     def task(self, task_id: TaskId) -> TaskState:
-        if task_id not in self.states:
-            self.states[task_id] = self._svc._load(
+        key = task_id.int
+        state: TaskState | None = self.states.get(key)
+        if state is None:
+            state = self.states[key] = self._svc._load(
                 task_id, lambda: task.initial(task_id), task.evolve
             )
-        state: TaskState = self.states[task_id]
         return state
 
     def add(self, events: Sequence[DomainEvent]) -> None:
-        states, folded = self.states, self.events.folded
+        states, folded, append = self.states, self.events.folded, self.events.append
         for e in events:
-            before = states[e.originator_id]
-            states[e.originator_id] = after = EVOLVE[type(e)](before, e)
+            key = e.originator_id.int
+            before = states[key]
+            states[key] = after = EVOLVE[type(e)](before, e)
             folded[id(e)] = (e, before, after)
-            self.events.append(e)
+            append(e)
 
 
 def _bool(value: object, name: str) -> bool:
@@ -134,7 +138,9 @@ class ComputerCommands(ServiceBase):
                 f"name the target computers as a list of computer ids, not "
                 f"{type(computer_ids).__name__}"
             )
-        ids = list(dict.fromkeys(ComputerId(c) for c in computer_ids))
+        ids = list(
+            dict.fromkeys(c if type(c) is ComputerId else ComputerId(c) for c in computer_ids)
+        )
         if not ids:
             raise InvalidInput("a client task needs at least one target computer")
         return ids
@@ -320,7 +326,7 @@ class ComputerCommands(ServiceBase):
         ids = self._computer_ids(computer_ids)
         if product is not None:
             product = check_name("product", product, 200)
-        task_id = TaskId(uuid.uuid4())
+        task_id = TaskId.random()
         agents = self.adapters.agents
         doing = (
             "a product activation"
@@ -365,7 +371,7 @@ class ComputerCommands(ServiceBase):
             if refused and len(refused) == len(comps):
                 raise OveruseRefused(self._overuse_message(lic, ceiling))
             unit.add(seat_events)
-            message = self._overuse_message(unit.license(pid), ceiling)
+            message = self._overuse_message(unit.license(pid), ceiling) if refused else ""
             scope = tuple(sorted({c.group for c in comps if c.group is not None}, key=str))
             unit.add(
                 task.create(
@@ -602,7 +608,7 @@ class ComputerCommands(ServiceBase):
         chosen = None if products is None else self._product_names(products)
         if chosen is not None and not chosen:
             raise InvalidInput("name at least one product to deactivate, or None for all")
-        task_id = TaskId(uuid.uuid4())
+        task_id = TaskId.random()
 
         def plan() -> tuple[DirectoryState, list[tuple[ComputerState, list[str]]]]:
             d = self._directory()
@@ -733,7 +739,7 @@ class ComputerCommands(ServiceBase):
             raise InvalidInput(f"days must be a whole number of days ≥ 1, not {days!r}")
         deactivating = _bool(deactivate_license, "deactivate_license")
         unmanaged = _bool(remove_unmanaged, "remove_unmanaged")
-        task_id = TaskId(uuid.uuid4())
+        task_id = TaskId.random()
 
         def candidates() -> list[ComputerState]:
             d = self._directory()

@@ -8,6 +8,7 @@ check-then-act race in Python.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import uuid
 from typing import Final, Self
@@ -106,6 +107,11 @@ class LicenseKey:
         return (LicenseKey, (self._value,))
 
 
+#: the variant and version bits of a version-4 UUID (RFC 4122), as uuid.UUID sets them
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+
+
 class _Id(uuid.UUID):
     """A typed aggregate id; ``str()`` gives the canonical form.
 
@@ -152,6 +158,19 @@ class _Id(uuid.UUID):
         return f"{type(self).__name__}('{self}')"
 
     @classmethod
+    def random(cls) -> Self:
+        """A new random (version 4) id, as ``cls(uuid.uuid4())`` gives, built once.
+
+        ``uuid.uuid4()`` and then the typed id each run ``UUID.__init__``'s
+        argument checks; every client task needs a fresh id.
+        """
+        value = (int.from_bytes(os.urandom(16)) & _V4_CLEAR) | _V4_SET
+        new = cls.__new__(cls)
+        object.__setattr__(new, "int", value)
+        object.__setattr__(new, "is_safe", uuid.SafeUUID.unknown)
+        return new
+
+    @classmethod
     def derive(cls, natural_key: str) -> Self:
         return cls(uuid.uuid5(NAMESPACE, f"{cls.__name__}:{natural_key}"))
 
@@ -176,9 +195,16 @@ class TaskId(_Id):
     __slots__ = ()
 
 
+class AggregateId(_Id):
+    """The id of an aggregate without a typed id of its own (a license's),
+    derived from its natural key; like every id here it keeps its text."""
+
+    __slots__ = ()
+
+
 @functools.lru_cache(maxsize=65536)
 def license_aggregate_id(public_id: PublicId) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"license:{public_id}")
+    return AggregateId(uuid.uuid5(NAMESPACE, f"license:{public_id}"))
 
 
 @functools.lru_cache(maxsize=65536)

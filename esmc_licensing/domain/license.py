@@ -256,18 +256,19 @@ def take_seats(
     once when used units cross the units (R23).
     """
     emit = Emitter(license_aggregate_id(state.public_id), state.version, now, actor)
-    held = set(state.seats)
+    held = state.seats  # not copied: a large license holds thousands of seats
+    new: set[tuple[str, str]] = set()
     taken: list[tuple[ComputerId, str]] = []
     refused: list[tuple[ComputerId, str]] = []
     for computer_id, product in wanted:
         seat = (str(computer_id), product)
-        if seat in held:
+        if seat in held or seat in new:
             continue
-        used = max(len(held), state.vendor_used_units)
+        used = max(len(held) + len(new), state.vendor_used_units)
         if ceiling is not None and used >= ceiling:
             refused.append((computer_id, product))
             continue
-        held.add(seat)
+        new.add(seat)
         taken.append((computer_id, product))
         emit(
             SeatTaken,
@@ -278,7 +279,7 @@ def take_seats(
         )
     if taken:
         _record_overuse_crossing(
-            state, emit, units=state.units, used=max(len(held), state.vendor_used_units)
+            state, emit, units=state.units, used=max(len(held) + len(new), state.vendor_used_units)
         )
     return taken, refused, emit.events
 

@@ -133,6 +133,11 @@ def _kind(cls: type) -> str:
     return kind
 
 
+#: isinstance with a tuple (a ``X | Y`` union is built and checked more slowly)
+_SEAT_EVENTS = (SeatTaken, SeatReleased)
+_PRODUCT_EVENTS = (ProductActivated, ProductDeactivated)
+
+
 def _reuse(evolved: Evolved | None, event: DomainEvent, before: Any) -> Any:
     """The state a decision already folded from ``before`` with ``event``, or None.
 
@@ -260,11 +265,12 @@ class ReadModel:
         self.accounts: dict[Any, AccountState] = {}
         self.audit: list[AuditRecord] = []
         self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
-        #: the current state of every aggregate the views fold, by aggregate id:
-        #: the command side decides on these (one fold per event serves both)
-        self.states: dict[Any, Any] = {}
-        #: every aggregate id that has events up to ``position``
-        self.seen: set[Any] = set()
+        #: the current state of every aggregate the views fold, by aggregate id
+        #: (its ``.int``: an int hashes in C, a UUID in Python): the command
+        #: side decides on these (one fold per event serves both)
+        self.states: dict[int, Any] = {}
+        #: every aggregate id (``.int``) that has events up to ``position``
+        self.seen: set[int] = set()
         #: bumped whenever anything may have changed (``apply``, ``views_changed``)
         self._stamp = 0
         #: public id -> (license state, group, own tags, pool tags, today, policy, view, folded)
@@ -289,7 +295,7 @@ class ReadModel:
         """Fold one event; ``evolved``: states a decision already folded (see ``Evolved``)."""
         targets: tuple[str, ...]
         self._stamp += 1
-        self.seen.add(event.originator_id)
+        self.seen.add(event.originator_id.int)
         kind = _KINDS.get(type(event)) or _kind(type(event))
         if kind is _LICENSE:
             pid: PublicId = event.public_id  # type: ignore[attr-defined]
@@ -297,9 +303,9 @@ class ReadModel:
             after = _reuse(evolved, event, state)
             if after is None:
                 after = license.evolve(state, event)
-            self.licenses[pid] = self.states[event.originator_id] = after
+            self.licenses[pid] = self.states[event.originator_id.int] = after
             target = license_target(pid)
-            if isinstance(event, SeatTaken | SeatReleased):
+            if isinstance(event, _SEAT_EVENTS):
                 targets = (target, computer_target(event.computer_id))
             else:
                 targets = (target,)
@@ -312,14 +318,15 @@ class ReadModel:
             t_after = _reuse(evolved, event, t)
             if t_after is None:
                 t_after = task.evolve(t, event)
-            self.tasks[tid] = self.states[event.originator_id] = t_after
+            self.tasks[tid] = self.states[event.originator_id.int] = t_after
             targets = (task_target(tid),)
         elif kind is _COMPUTER:
             targets = self._apply_computer(event, evolved)
         else:
             targets = self._apply_other(kind, event)
         self.audit.append(AuditRecord(position, targets, event))
-        self.position = max(self.position, position)
+        if position > self.position:
+            self.position = position
 
     def _apply_other(self, kind: str, event: DomainEvent) -> tuple[str, ...]:
         """Pools, tags, the directory, accounts and saved filters; returns the audit targets."""
@@ -328,7 +335,7 @@ class ReadModel:
             pool_id = PoolId(event.originator_id)
             before = self.pools.get(pool_id) or pool.initial(pool_id)
             after = pool.evolve(before, event)
-            self.pools[pool_id] = self.states[event.originator_id] = after
+            self.pools[pool_id] = self.states[event.originator_id.int] = after
             members = before.public_ids | after.public_ids
             if isinstance(event, LicenseJoinedPool):
                 # another license joining does not affect this one's history (R29)
@@ -337,7 +344,7 @@ class ReadModel:
             if isinstance(event, PoolRemoved):
                 self._untag(pool_target(pool_id))
         elif kind is _TAG:
-            self.tags = self.states[event.originator_id] = tags.evolve(self.tags, event)
+            self.tags = self.states[event.originator_id.int] = tags.evolve(self.tags, event)
             targets = (f"tag:{event.name}",)  # type: ignore[attr-defined]
             if isinstance(event, (TagAssigned, TagUnassigned)):
                 current = self.tags_of.get(event.target, frozenset())
@@ -347,21 +354,20 @@ class ReadModel:
                     self.tags_of[event.target] = current - {event.name}
                 targets = (event.target, *self._members(event.target), *targets)
         elif kind is _DIRECTORY:
-            self.directory = self.states[event.originator_id] = directory.evolve(
+            self.directory = self.states[event.originator_id.int] = directory.evolve(
                 self.directory, event
             )
             self._visible_cache.clear()
             targets = ("directory",)
         elif kind is _ACCOUNT:
             acc = self.accounts.get(event.originator_id) or account.initial(event.originator_id)
-            self.accounts[event.originator_id] = self.states[event.originator_id] = account.evolve(
-                acc, event
-            )
+            acc = account.evolve(acc, event)
+            self.accounts[event.originator_id] = self.states[event.originator_id.int] = acc
             targets = (f"account:{event.originator_id}",)
         elif kind is _FILTER:
             user = event.user  # type: ignore[attr-defined]
             presets = self.filters.get(user) or saved_filters.initial(user)
-            self.filters[user] = self.states[event.originator_id] = saved_filters.evolve(
+            self.filters[user] = self.states[event.originator_id.int] = saved_filters.evolve(
                 presets, event
             )
             targets = (f"user:{user}",)
@@ -375,9 +381,9 @@ class ReadModel:
         after = _reuse(evolved, event, before)
         if after is None:
             after = computer.evolve(before, event)
-        self.computers[cid] = self.states[event.originator_id] = after
+        self.computers[cid] = self.states[event.originator_id.int] = after
         targets: tuple[str, ...] = (computer_target(cid),)
-        if isinstance(event, ProductActivated | ProductDeactivated) and event.public_id:
+        if isinstance(event, _PRODUCT_EVENTS) and event.public_id:
             targets = (*targets, license_target(event.public_id))
         if isinstance(event, ComputerRemoved):
             self._untag(computer_target(cid))
