@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import Notification
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from esmc_licensing import LicenseManagement
+from esmc_licensing import LicenseManagement, seals
 
 from .conftest import AppFactory, branch_story, issue
 
@@ -69,8 +73,8 @@ def test_r31_untouched_history_verifies(sealed_app: LicenseManagement) -> None:
 
 
 def test_r31_seals_are_written_automatically(make_app: AppFactory, vendor, store_env) -> None:
+    store_env["ESMC_SEAL_EVERY"] = "5"  # the setting, as given in env
     app = make_app()
-    app.env["ESMC_SEAL_EVERY"] = "5"  # the setting, as given in env
     for i in range(4):
         app.add_license_key(app.administrator, issue(vendor, f"3AB-C12-D3{i}"))
     report = app.verify_history()
@@ -184,3 +188,31 @@ def test_r31_a_store_too_damaged_to_open_can_still_be_verified(
         LicenseManagement(env=store_env).licenses(sealed_app.administrator)
     report = verify_store(store_env)
     assert [(x.position, x.kind) for x in report.problems] == [(target, "altered")]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    key=st.binary(min_size=1, max_size=100),
+    rows=st.lists(
+        st.tuples(
+            st.integers(1, 2**40), st.uuids(), st.integers(1, 10**6),
+            st.text(min_size=1, max_size=30), st.binary(max_size=600),
+        ),
+        max_size=5,
+    ),
+)
+def test_r31_seal_digests_are_the_documented_hmac(key: bytes, rows: list) -> None:
+    """``seals.digests`` precomputes HMAC's keyed states; it must equal plain
+    HMAC-SHA256 of "id|originator|version|topic|" + state, first 8 bytes, hex,
+    for any key length (keys over 64 bytes are hashed first)."""
+    notifications = [
+        Notification(originator_id=o, originator_version=v, topic=t, state=s, id=i)
+        for i, o, v, t, s in rows
+    ]
+    expected = "".join(
+        hmac.digest(key, f"{n.id}|{n.originator_id}|{n.originator_version}|{n.topic}|".encode()
+                    + n.state, "sha256")[:8].hex()
+        for n in notifications
+    )
+    assert seals.digests(key, notifications) == expected
+    assert [seals.digest(key, n) for n in notifications] == list(seals.split_digests(expected))

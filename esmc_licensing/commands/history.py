@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 
@@ -27,7 +28,10 @@ class HistoryCommands(ServiceBase):
         key = self.env.get("ESMC_SEAL_KEY")
         return key.encode() if key else seals.DEFAULT_KEY
 
+    @functools.cached_property
     def _seal_every(self) -> int:
+        # read once: eventsourcing's Environment.get tries several spellings
+        # of the name, and this is asked after every save
         value = self.env.get("ESMC_SEAL_EVERY")
         return int(value) if value else 1000
 
@@ -35,9 +39,9 @@ class HistoryCommands(ServiceBase):
         return self._load(SEALS_ID, seals.initial, seals.evolve)
 
     def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
-        every = self._seal_every()
         if self._sealing or not recordings:
             return
+        every = self._seal_every
         if every > 0 and recordings[-1].notification.id - self._seals().sealed_up_to >= every:
             self.seal_history()
         if len(self._log_tail) > self.log_tail_limit:
@@ -82,7 +86,7 @@ class HistoryCommands(ServiceBase):
                     self._save_events(emit.events)
                 except RecordConflictError:
                     with self._view_lock:
-                        self._cache.pop(SEALS_ID, None)  # someone else sealed: look again
+                        self._cache.pop(SEALS_ID.int, None)  # someone else sealed: look again
                     continue
                 if len(rows) < SEAL_PAGE:
                     break
