@@ -75,6 +75,7 @@ def main() -> None:
             raws.append(raw_sqlite(Path(tmp) / f"raw{r}.db", args.n))
             acts.append(bench_activation(Path(tmp) / f"app{r}.db", args.n))
     raw, act = statistics.median(raws), statistics.median(acts)
+    print("rounds (raw /s, activations /s):", ", ".join(f"{r:.0f}/{a:.0f}" for r, a in zip(raws, acts, strict=True)))
     print(f"cpu count {os.cpu_count()}, n={args.n}, rounds={args.rounds} (medians)")
     print(f"raw sqlite3 SELECT txn + INSERT txn : {raw:10.0f} /s")
     print(f"run_product_activation (1 seat)     : {act:10.0f} /s   ratio {act / raw:.2f}")
