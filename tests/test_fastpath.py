@@ -1,10 +1,13 @@
 """The runner's fast folds and cached query views agree with the domain (issue 5).
 
 - every fast fold (usage reports, check-ins, registrations, activations,
-  seats, expiration changes) on the unstructured state gives what the domain's
-  ``evolve`` gives, for random events of those classes interleaved with the
-  events that go the slow path;
-- views rebuilt from a bulk log with and without the fast paths are equal;
+  seats, expiration changes, licenses added and joining pools, pools created
+  and moved, tags assigned) gives the views the slow path gives -- entity
+  rows and audit references -- for random events of those classes
+  interleaved with the events that go the slow path, with commits (so the
+  runner holds entities encoded, not as dicts) at random points;
+- views rebuilt from a bulk log with and without the fast paths, in one
+  final transaction or in batches, are equal;
 - the cached filter matcher agrees with ``LicenseFilter.matches``, and cached
   license views follow changes of the license, its pool, its tags and the day.
 """
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,16 +31,32 @@ from esmc_licensing.domain.events import (
     DomainEvent,
     ExpirationChanged,
     LicenseAdded,
+    LicenseJoinedPool,
     LicenseOverused,
+    LicenseRemoved,
+    PoolCreated,
+    PoolMoved,
+    PoolRemoved,
     ProductActivated,
     ProductDeactivated,
     SeatReleased,
     SeatTaken,
+    TagAssigned,
+    TagCreated,
+    TagDeleted,
+    TagUnassigned,
     UsageReported,
 )
-from esmc_licensing.domain.ids import ComputerId, PublicId, license_aggregate_id
+from esmc_licensing.domain.ids import (
+    TAGS_ID,
+    ComputerId,
+    PoolId,
+    PublicId,
+    license_aggregate_id,
+)
 from esmc_licensing.domain.status import Status
 from esmc_licensing.domain.values import LicenseType, Source, StatusLevel, StatusReason
+from esmc_licensing.projections.fastpath import FAST_FOLDS
 from esmc_licensing.projections.memory import filter_matcher
 from esmc_licensing.projections.runner import LogSource, ViewProjector, rebuild_views
 from esmc_licensing.projections.sqlite_views import SQLiteViewStore
@@ -47,29 +67,55 @@ from esmc_licensing.testing.bulk import generate_log
 from esmc_licensing.testing.strategies import events_of, license_filters
 
 PID = PublicId("3AB-C12-D34")
+OTHER_PID = PublicId("9ZZ-000-111")
 CID = ComputerId("6f1c2a4e-0d1b-5c3e-9f00-123456789abc")
 OTHER_CID = ComputerId("7a2b3c4d-0d1b-5c3e-9f00-123456789abc")
+POOL = PoolId("5e0d9c8b-7a6f-5e4d-8c3b-2a1f0e9d8c7b")
 
 LICENSE_CLASSES = (LicenseAdded, UsageReported, ExpirationChanged, SeatTaken, SeatReleased,
-                   LicenseOverused)
+                   LicenseOverused, LicenseRemoved)
 COMPUTER_CLASSES = (ComputerRegistered, ComputerConnected, ProductActivated, ProductDeactivated)
+POOL_CLASSES = (PoolCreated, LicenseJoinedPool, PoolMoved, PoolRemoved)
+TAG_CLASSES = (TagCreated, TagAssigned, TagUnassigned, TagDeleted)
+#: what a tag may be assigned to: our pool (also spelled in capitals), license, computer
+TAG_TARGETS = (f"pool:{POOL}", f"pool:{str(POOL).upper()}", f"license:{PID}",
+               f"computer:{CID}")
 
 
-def _aimed(event: DomainEvent) -> DomainEvent:
-    """The event, aimed at our one license or computer."""
+@st.composite
+def _aimed(draw: st.DrawFn) -> DomainEvent:
+    """An event of a folded class, aimed at our few licenses, computers, pool and tags."""
+    cls = draw(st.sampled_from(LICENSE_CLASSES + COMPUTER_CLASSES + POOL_CLASSES + TAG_CLASSES))
+    event = draw(events_of(cls))
+    pid = draw(st.sampled_from((PID, PID, OTHER_PID)))
     changes: dict[str, Any] = {}
     if isinstance(event, LICENSE_CLASSES):
-        changes = {"originator_id": license_aggregate_id(PID), "public_id": PID}
+        changes = {"originator_id": license_aggregate_id(pid), "public_id": pid}
         if isinstance(event, SeatTaken | SeatReleased):
             changes["computer_id"] = CID if event.product < "M" else OTHER_CID
-    else:
+        if isinstance(event, LicenseAdded):
+            changes["pool_id"] = POOL
+    elif isinstance(event, COMPUTER_CLASSES):
         changes = {"originator_id": CID, "computer_id": CID}
         if isinstance(event, ProductActivated):
-            changes["public_id"] = PID
+            changes["public_id"] = pid
+    elif isinstance(event, POOL_CLASSES):
+        changes = {"originator_id": POOL}
+        if isinstance(event, LicenseJoinedPool):
+            changes["public_id"] = pid
+        if isinstance(event, PoolRemoved):
+            changes["public_ids"] = (pid,)
+    else:
+        changes = {"originator_id": TAGS_ID, "name": draw(st.sampled_from(("urgent", "renew")))}
+        if isinstance(event, TagAssigned | TagUnassigned):
+            changes["target"] = draw(st.sampled_from(TAG_TARGETS))
     return attrs.evolve(event, **changes)
 
 
-def _project(app: LicenseManagement, events: list[DomainEvent], *, fast: bool) -> Any:
+def _project(
+    app: LicenseManagement, events: list[DomainEvent], commits: set[int], *, fast: bool
+) -> Any:
+    """The views of these events, committed after the positions in ``commits`` and at the end."""
     views = MemoryViewStore()
     projector = ViewProjector(views, app.name, fast=fast)
     source = LogSource(app)
@@ -81,30 +127,35 @@ def _project(app: LicenseManagement, events: list[DomainEvent], *, fast: bool) -
         projector.apply_row(
             (position, str(event.originator_id), version, topic, state), source
         )
+        if position in commits:
+            assert projector.commit()
     projector.commit()
     return views.dump()
 
 
-@settings(max_examples=150)
+@settings(max_examples=300)
 @given(
-    st.lists(
-        st.sampled_from(LICENSE_CLASSES + COMPUTER_CLASSES).flatmap(events_of).map(_aimed),
-        min_size=1,
-        max_size=14,
-    )
+    events=st.lists(_aimed(), min_size=1, max_size=20),
+    commits=st.sets(st.integers(min_value=1, max_value=20), max_size=4),
 )
-def test_r30_fast_folds_agree_with_the_domain_evolve(events: list[DomainEvent]) -> None:
+def test_r30_fast_folds_agree_with_the_domain_evolve(
+    events: list[DomainEvent], commits: set[int]
+) -> None:
     app = LicenseManagement()
     try:
-        assert _project(app, events, fast=True) == _project(app, events, fast=False)
+        fast = _project(app, events, commits, fast=True)
+        assert fast == _project(app, events, commits, fast=False)
+        # committing or not in between changes nothing either
+        assert fast == _project(app, events, set(), fast=True)
     finally:
         app.close()
 
 
 def test_r30_every_fast_fold_is_exercised_by_the_property() -> None:
-    from esmc_licensing.projections.fastpath import FAST_FOLDS
-
-    folded = {CLASSES[c].topic for c in (*LICENSE_CLASSES, *COMPUTER_CLASSES)}
+    folded = {
+        CLASSES[c].topic
+        for c in (*LICENSE_CLASSES, *COMPUTER_CLASSES, *POOL_CLASSES, *TAG_CLASSES)
+    }
     assert set(FAST_FOLDS) <= folded
 
 
@@ -112,15 +163,45 @@ def test_r30_views_rebuilt_with_and_without_fast_paths_are_equal(tmp_path: Path)
     env = stores.sqlite_env(tmp_path / "events.db")
     app = LicenseManagement(env=env)
     generate_log(app, events=6_000, licenses=300, computers=600)
+    total = app.recorder.max_notification_id()
     app.close()
-    fast, slow = SQLiteViewStore(tmp_path / "fast.db"), SQLiteViewStore(tmp_path / "slow.db")
+    opened = {
+        name: SQLiteViewStore(tmp_path / f"{name}.db") for name in ("fast", "slow", "fast-batches")
+    }
+    memory = MemoryViewStore()
     try:
-        rebuild_views(env, fast, commit_every=700)
-        rebuild_views(env, slow, fast=False)
-        assert fast.dump() == slow.dump()
+        rebuild_views(env, opened["fast"])  # one transaction at the end
+        rebuild_views(env, opened["slow"], fast=False)
+        rebuild_views(env, opened["fast-batches"], commit_every=700)
+        rebuild_views(env, memory)
+        expected = opened["slow"].dump()
+        assert expected["position"] == total
+        for store in (*opened.values(), memory):
+            assert store.dump() == expected
     finally:
-        fast.close()
-        slow.close()
+        for store in opened.values():
+            store.close()
+
+
+def test_r30_a_rebuild_holding_few_dicts_and_patches_equals_one_holding_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entities re-encoded and patches merged every few changes (what a long
+    rebuild does to bound its memory) give the views of the slow path."""
+    from esmc_licensing.projections import fastpath
+    from esmc_licensing.projections.store import CodecDict
+
+    env = stores.sqlite_env(tmp_path / "events.db")
+    app = LicenseManagement(env=env)
+    generate_log(app, events=3_000, licenses=120, computers=300)
+    app.close()
+    slow, fast = MemoryViewStore(), MemoryViewStore()
+    rebuild_views(env, slow, fast=False)
+    monkeypatch.setattr(CodecDict, "max_dicts", 3)
+    monkeypatch.setattr(CodecDict, "max_patches", 5)
+    monkeypatch.setattr(fastpath, "_MAX_PENDING_SEATS", 1)
+    rebuild_views(env, fast)
+    assert fast.dump() == slow.dump()
 
 
 # -- queries: the filter matcher and the view cache ------------------------------------------

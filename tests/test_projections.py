@@ -193,6 +193,80 @@ def test_r30_views_after_a_crash_at_any_event_and_a_resume_equal_a_rebuild(
         assert views.dump() == _rebuilt(store)
 
 
+# -- (b2) an interrupted rebuild ----------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_after(pages: int) -> Callable[[int, int], None]:
+    """A progress callback that stops a rebuild after ``pages`` pages, as a crash would."""
+    seen = [0]
+
+    def progress(done: int, total: int) -> None:
+        seen[0] += 1
+        if seen[0] >= pages:
+            raise _Interrupted
+
+    return progress
+
+
+@pytest.mark.parametrize("max_refs", [None, 300])
+def test_r30_an_interrupted_rebuild_is_never_taken_for_views_at_a_wrong_position(
+    fresh_store: Any, monkeypatch: pytest.MonkeyPatch, max_refs: int | None
+) -> None:
+    """A rebuild writes its views at the end, in one transaction (or, past
+    ``REBUILD_MAX_PENDING_REFS`` references, in batches like any runner).
+    Interrupted, it leaves either empty views without a tracking record (what
+    the dropped views are) or the views of its last batch at that batch's
+    position, and a runner started afterwards completes them to what a
+    rebuild gives."""
+    from esmc_licensing.projections import runner as runner_module
+    from esmc_licensing.testing.bulk import generate_log
+
+    if max_refs is not None:
+        monkeypatch.setattr(runner_module, "REBUILD_MAX_PENDING_REFS", max_refs)
+    with fresh_store() as store:
+        app = store.app()
+        generate_log(app, events=2_500, licenses=60, computers=120, chunk=500)
+        total = app.position
+        views = store.views("interrupted")
+        store.runner(views).run_once()  # views that were complete before the rebuild
+        with pytest.raises(_Interrupted):
+            rebuild_views(store.env, views, progress=_interrupt_after(2))
+        position, rows = views.changes_since(0)
+        if max_refs is None:
+            # nothing of the rebuild was written: the dropped views, at no position
+            assert views.max_tracking_id(app.name) is None
+            assert (position, rows, views.audit_refs()) == (0, [], [])
+        else:
+            # batches were committed, each with its position; the rest was not
+            assert 0 < position < total
+            assert views.max_tracking_id(app.name) == position
+            assert max(p for _, p in views.audit_refs()) <= position
+        runner = store.runner(views)
+        assert runner.position == position
+        runner.run_once()
+        assert views.max_tracking_id(app.name) == total
+        assert views.dump() == _rebuilt(store)
+
+
+def test_r30_a_rebuild_over_live_views_equals_a_rebuild_into_new_ones(
+    fresh_store: Any,
+) -> None:
+    from esmc_licensing.testing.bulk import generate_log
+
+    with fresh_store() as store:
+        app = store.app()
+        generate_log(app, events=1_500, licenses=40, computers=80, chunk=300)
+        views = store.views("live")
+        store.runner(views).run_once()
+        assert rebuild_views(store.env, views) == app.position
+        assert views.max_tracking_id(app.name) == app.position
+        assert views.dump() == _rebuilt(store)
+
+
 # -- (c) as_of answers as the views answered then ---------------------------------------------
 
 

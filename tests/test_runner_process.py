@@ -74,3 +74,56 @@ def test_r30_a_runner_killed_mid_catch_up_resumes_to_views_equal_to_a_rebuild(
     assert views.dump() == rebuilt.dump()
     views.close()
     rebuilt.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_r30_a_rebuild_killed_at_any_moment_leaves_views_a_runner_completes(
+    tmp_path: Path,
+) -> None:
+    """``esmc-licensing rebuild`` writes the views in one transaction at the end.
+    Killed with SIGKILL after it dropped the old views, it leaves them either
+    empty without a tracking record (so a runner starts from the beginning)
+    or complete -- never views that claim a position they do not hold."""
+    db, views_path = tmp_path / "events.db", tmp_path / "views.db"
+    env = stores.sqlite_env(db)
+    app = LicenseManagement(env=env)
+    generate_log(app, events=EVENTS, licenses=2_000, computers=3_000)
+    total = app.recorder.max_notification_id()
+    app.close()
+    views = SQLiteViewStore(views_path)
+    rebuild_views(env, views)  # views at the end of the log, to be dropped
+    assert views.max_tracking_id("LicenseManagement") == total
+
+    rebuild = subprocess.Popen(
+        [sys.executable, "-m", "esmc_licensing.cli", "--store", str(db),
+         "rebuild", "--views", f"sqlite:{views_path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while views.max_tracking_id("LicenseManagement") is not None:  # not dropped yet
+            assert rebuild.poll() is None, rebuild.stderr.read() if rebuild.stderr else ""
+            assert time.monotonic() < deadline, "the rebuild never dropped the views"
+            time.sleep(0.002)
+        rebuild.send_signal(signal.SIGKILL)
+        rebuild.wait(10)
+    finally:
+        if rebuild.poll() is None:
+            rebuild.kill()
+    position, rows = views.changes_since(0)
+    if position == 0:
+        assert views.max_tracking_id("LicenseManagement") is None
+        assert rows == [] and views.audit_refs() == []
+    else:  # it finished before the kill
+        assert position == total
+
+    again = _project(db, views_path, "--once")
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    assert views.max_tracking_id("LicenseManagement") == total
+    rebuilt = SQLiteViewStore(tmp_path / "rebuilt.db")
+    rebuild_views(env, rebuilt)
+    assert views.dump() == rebuilt.dump()
+    views.close()
+    rebuilt.close()

@@ -325,8 +325,7 @@ class ReadModel:
         else:
             targets = self._apply_other(kind, event)
         self.audit.append(AuditRecord(position, targets, event))
-        if position > self.position:
-            self.position = position
+        self.position = max(self.position, position)
 
     def _apply_other(self, kind: str, event: DomainEvent) -> tuple[str, ...]:
         """Pools, tags, the directory, accounts and saved filters; returns the audit targets."""

@@ -29,7 +29,8 @@ from __future__ import annotations
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from threading import Event
 from typing import Any
 
@@ -63,6 +64,27 @@ EntityRow = tuple[str, str, "str | None", "str | None", "bytes | None"]
 
 #: one audit reference: (target, notification id) -- the log itself is the audit
 AuditRef = tuple[str, int]
+
+#: audit references grouped by target: target -> its notification ids, ascending
+AuditIndex = Mapping[str, Sequence[int]]
+
+
+def audit_index(audit: Sequence[AuditRef] | AuditIndex) -> AuditIndex:
+    """References as an index by target (what the stores write), whichever was given.
+
+    The runner collects its references as an index already (one append per
+    target of an event, no tuple per reference); callers with a few loose
+    references (tests, ``insert_tracking``) may pass them as pairs.
+    """
+    if isinstance(audit, Mapping):
+        return audit
+    by_target: dict[str, list[int]] = {}
+    for target, position in audit:
+        by_target.setdefault(target, []).append(position)
+    for positions in by_target.values():
+        positions.sort()
+    return by_target
+
 
 #: the layout of the view tables; a store whose recorded version differs is
 #: dropped and recreated empty (views are derived data: the runner rebuilds them)
@@ -167,15 +189,19 @@ class ViewStore(TrackingRecorder):
     def write(
         self,
         tracking: Tracking,
-        entities: Sequence[EntityRow] = (),
-        audit: Sequence[AuditRef] = (),
+        entities: Iterable[EntityRow] = (),
+        audit: Sequence[AuditRef] | AuditIndex = (),
         *,
         previous: int | bool | None = False,
     ) -> None:
         """Write rows and the tracking record in one transaction.
 
+        ``entities`` may be any iterable (the runner's is a generator that
+        encodes each entity as the store takes it, see :func:`dirty_rows`);
+        rows are written in the order given, and key order writes fastest.
         ``audit`` holds (target, notification id) references, one per target
-        of an event.
+        of an event: as pairs, or as an index by target (positions ascending,
+        see :func:`audit_index`).
 
         With ``previous`` (an int, or None for "no record yet") the write is a
         compare-and-set: it fails with ``IntegrityError`` unless the recorded
@@ -271,11 +297,13 @@ class MemoryViewStore(ViewStore):
     def write(
         self,
         tracking: Tracking,
-        entities: Sequence[EntityRow] = (),
-        audit: Sequence[AuditRef] = (),
+        entities: Iterable[EntityRow] = (),
+        audit: Sequence[AuditRef] | AuditIndex = (),
         *,
         previous: int | bool | None = False,
     ) -> None:
+        index = audit_index(audit)
+        refs_list = [(t, p) for t, positions in index.items() for p in positions]
         with self._lock:
             current = self._tracking.get(tracking.application_name)
             if previous is not False:
@@ -287,13 +315,13 @@ class MemoryViewStore(ViewStore):
                 raise IntegrityError(
                     f"tracking of {tracking.application_name} is already at {current}"
                 )
-            refs = set(audit)
-            if len(refs) != len(audit) or not self._refs.isdisjoint(refs):
+            refs = set(refs_list)
+            if len(refs) != len(refs_list) or not self._refs.isdisjoint(refs):
                 raise IntegrityError("audit row already written")
             for row in entities:
                 self._rows[(row[0], row[1])] = (tracking.notification_id, row)
-            for target, position in audit:
-                self._audit.setdefault(target, []).append(position)
+            for target, positions in index.items():
+                self._audit.setdefault(target, []).extend(positions)
             self._refs |= refs
             self._tracking[tracking.application_name] = tracking.notification_id
             self._lock.notify_all()
@@ -407,12 +435,13 @@ class SQLViewStore(ViewStore):
     def write(
         self,
         tracking: Tracking,
-        entities: Sequence[EntityRow] = (),
-        audit: Sequence[AuditRef] = (),
+        entities: Iterable[EntityRow] = (),
+        audit: Sequence[AuditRef] | AuditIndex = (),
         *,
         previous: int | bool | None = False,
     ) -> None:
         name, nid = tracking.application_name, tracking.notification_id
+        index = audit_index(audit)
         try:
             with self._transaction(write=True) as c:
                 if previous is False:
@@ -448,30 +477,31 @@ class SQLViewStore(ViewStore):
                         f"tracking of {name} does not allow notification {nid} "
                         f"(expected previous: {previous})"
                     )
-                if entities:
-                    c.executemany(
-                        self._q(
-                            f"INSERT INTO {self.entities} (kind, key, pool, grp, pos, state) "
-                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
-                            "pool = excluded.pool, grp = excluded.grp, pos = excluded.pos, "
-                            "state = excluded.state"
-                        ),
-                        sorted(
-                            (k, key, pool, grp, nid, state)
-                            for k, key, pool, grp, state in entities
-                        ),
-                    )
-                if audit:
-                    # in key order: each index page is then visited once per batch
-                    c.executemany(
-                        self._q(f"INSERT INTO {self.audit} VALUES (?, ?)"), sorted(audit)
-                    )
+                # rows as they come: the runner's come in key order, kind by kind
+                c.executemany(
+                    self._q(
+                        f"INSERT INTO {self.entities} (kind, key, pool, grp, pos, state) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                        "pool = excluded.pool, grp = excluded.grp, pos = excluded.pos, "
+                        "state = excluded.state"
+                    ),
+                    ((k, key, pool, grp, nid, state) for k, key, pool, grp, state in entities),
+                )
+                if index:
+                    self._insert_audit(c, index)
         except IntegrityError:
             raise
         except Exception as e:
             if self._is_integrity_error(e):
                 raise IntegrityError(str(e)) from e
             raise
+
+    def _insert_audit(self, c: Any, index: AuditIndex) -> None:
+        """Insert the references in key order: each index page is visited once."""
+        c.executemany(
+            self._q(f"INSERT INTO {self.audit} VALUES (?, ?)"),
+            ((t, p) for t in sorted(index) for p in index[t]),
+        )
 
     # -- reading ----------------------------------------------------------------------
 
@@ -566,6 +596,37 @@ class TrackedDict(dict[Any, Any]):
 _MISSING: Any = object()
 
 
+def merge_patch(data: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """Apply pending changes (:meth:`CodecDict.patch`) to an unstructured state.
+
+    A key is a field to set, or an operation on a field, named by its first
+    character: ``+field`` appends each item not yet in the list, in order;
+    ``>field`` sets an ISO time if it is later than the field's (or the
+    field is None); ``.field`` sets keys of a nested dict. Each agrees with
+    doing the same changes one event at a time: the first of equal times
+    stays, a list never gets an item twice, nested keys keep their order.
+    """
+    for key, value in patch.items():
+        op = key[0]
+        if op == "+":
+            items = data[key[1:]]
+            for item in value:
+                if item not in items:
+                    items.append(item)
+        elif op == ">":
+            field = key[1:]
+            current = data[field]
+            if current is None or _fromiso(value) > _fromiso(current):
+                data[field] = value
+        elif op == ".":
+            data[key[1:]].update(value)
+        else:
+            data[key] = value
+
+
+_fromiso = datetime.fromisoformat
+
+
 class CodecDict:
     """A read model's entities of one kind, held as their stored JSON (a runner's).
 
@@ -574,16 +635,28 @@ class CodecDict:
     entity is its encoded state (``bytes``), or its unstructured ``dict``
     while it is being changed. ``get`` and ``[]`` decode to the domain state
     (for the read model's ``evolve``); ``raw`` hands the dict to the runner's
-    fast paths, which change it in place. Changed entities stay marked until
-    :meth:`commit_rows`; past :attr:`max_dicts` changed dicts they are encoded
-    back to bytes (still marked), so memory stays flat however many events a
-    batch holds. Keys are compared as strings.
+    fast paths, which change it in place.
+
+    The frequent small changes (a usage report, a check-in, a seat) do not
+    even decode the entity: the fast folds record them in a *patch* of the
+    entity (:meth:`patch`, :func:`merge_patch`), merged when the entity is
+    next needed whole -- by the slow path, or when it is written. Parsing and
+    re-encoding a computer for every check-in was most of a rebuild's
+    folding time; a patch costs a dict lookup and two stores.
+
+    Changed entities stay marked until :meth:`commit_rows`; past
+    :attr:`max_dicts` changed dicts they are encoded back to bytes (still
+    marked), so memory stays flat however many events a batch holds. Keys
+    are compared as strings.
     """
 
-    __slots__ = ("_dicts", "clean", "dirty", "kind")
+    __slots__ = ("_dicts", "clean", "dirty", "kind", "patches")
 
     #: how many changed entities are kept as dicts before they are re-encoded
-    max_dicts = 10_000
+    max_dicts = 2_000
+    #: how many entities may have pending changes before they are all merged
+    #: (a check-in's patch costs about 300 bytes: 100,000 of them would be 30 MB)
+    max_patches = 25_000
 
     def __init__(self, kind: Kind) -> None:
         self.kind = kind
@@ -591,57 +664,118 @@ class CodecDict:
         self.clean: dict[str, bytes] = {}
         #: changed since the last commit: a dict or bytes, None when gone
         self.dirty: dict[str, Any] = {}
-        self._dicts = 0
+        #: changes not yet merged into an entity (a dict or bytes in ``dirty``)
+        self.patches: dict[str, dict[str, Any]] = {}
+        #: the keys put as dicts since the last compaction (``dirty`` may hold
+        #: every entity of a rebuild: compaction must not walk all of it)
+        self._dicts: list[str] = []
 
     def load(self, key: str, state: bytes | None) -> None:
         self.dirty.pop(key, None)
+        self.patches.pop(key, None)
         if state is None:
             self.clean.pop(key, None)
         else:
             self.clean[key] = state
 
-    def _encoded(self, key: str) -> Any:
-        """bytes, a dict, or None (absent or gone)."""
+    def patch(self, key: str) -> dict[str, Any] | None:
+        """The entity's pending changes, to add to (see :func:`merge_patch`); None if absent.
+
+        The entity is marked changed.
+        """
+        found = self.patches.get(key)
+        if found is not None:
+            return found
         d = self.dirty.get(key, _MISSING)
         if d is _MISSING:
-            return self.clean.get(key)
-        return d
+            d = self.clean.pop(key, None)
+            if d is None:
+                return None
+            self.dirty[key] = d
+        elif d is None:
+            return None
+        if len(self.patches) >= self.max_patches:
+            self.merge_patches()
+        found = self.patches[key] = {}
+        return found
+
+    def merge_patches(self) -> None:
+        """Merge every pending change into its entity, encoded (it stays marked changed)."""
+        dirty = self.dirty
+        dumps = orjson.dumps
+        loads = orjson.loads
+        for key, patch in self.patches.items():
+            d = dirty[key]
+            if d.__class__ is dict:
+                merge_patch(d, patch)
+            else:
+                d = loads(d)
+                merge_patch(d, patch)
+                dirty[key] = bytes(memoryview(dumps(d)))
+        self.patches.clear()
 
     def raw(self, key: str) -> dict[str, Any] | None:
         """The unstructured state to change in place (marked changed), or None."""
-        d = self.dirty.get(key, _MISSING)
-        if d.__class__ is dict:
-            return d
-        if d is _MISSING:
-            d = self.clean.pop(key, None)
-        if d is None:
-            return None
-        return self.put_raw(key, orjson.loads(d))
+        d: Any = self.dirty.get(key, _MISSING)
+        if d.__class__ is not dict:
+            if d is _MISSING:
+                d = self.clean.pop(key, None)
+            if d is None:
+                return None
+            d = self.put_raw(key, orjson.loads(d), keep_patch=True)
+        data: dict[str, Any] = d
+        if self.patches:
+            patch = self.patches.pop(key, None)
+            if patch is not None:
+                merge_patch(data, patch)
+        return data
 
-    def put_raw(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
+    def put_raw(
+        self, key: str, data: dict[str, Any], *, keep_patch: bool = False
+    ) -> dict[str, Any]:
+        """Hold ``data`` as the entity's state (changed), dropping pending changes
+        unless ``keep_patch`` (``data`` is then the state they apply to)."""
+        if len(self._dicts) >= self.max_dicts:
+            self.compact()  # before, not after: ``data`` is about to be changed in place
         self.dirty[key] = data
         self.clean.pop(key, None)
-        self._dicts += 1
-        if self._dicts > self.max_dicts:
-            self.compact()
+        if not keep_patch:
+            self.patches.pop(key, None)
+        self._dicts.append(key)
         return data
 
     def compact(self) -> None:
         """Encode the changed dicts back to bytes (they stay marked changed)."""
         dumps = orjson.dumps
         dirty = self.dirty
-        for key, d in dirty.items():
+        patches = self.patches
+        for key in self._dicts:
+            d = dirty.get(key)
             if d.__class__ is dict:
+                patch = patches.pop(key, None)
+                if patch is not None:
+                    merge_patch(d, patch)
                 dirty[key] = bytes(memoryview(dumps(d)))
-        self._dicts = 0
+        self._dicts = []
 
     def get(self, key: Any, default: Any = None) -> Any:
-        d = self._encoded(str(key))
+        k = str(key)
+        if k in self.patches:
+            d: Any = self.raw(k)
+        else:
+            d = self._encoded(k)
         if d is None:
             return default
         if d.__class__ is not dict:
             d = orjson.loads(d)
         return converter.structure(d, self.kind.state_type)
+
+    def _encoded(self, key: str) -> Any:
+        """bytes, a dict, or None (absent or gone); pending changes not merged."""
+        d = self.dirty.get(key, _MISSING)
+        if d is _MISSING:
+            return self.clean.get(key)
+        return d
 
     def __getitem__(self, key: Any) -> Any:
         found = self.get(key, _MISSING)
@@ -666,35 +800,63 @@ class CodecDict:
             raise KeyError(key)
         k = str(key)
         self.clean.pop(k, None)
+        self.patches.pop(k, None)
         self.dirty[k] = None
         return found
 
     def __len__(self) -> int:
         return len(self.clean) + sum(1 for d in self.dirty.values() if d is not None)
 
-    def commit_rows(self) -> list[EntityRow]:
-        """Encode what changed into rows, keep them as the clean states."""
-        rows: list[EntityRow] = []
+    def commit_rows(self) -> Iterator[EntityRow]:
+        """Encode what changed into rows, in key order, keeping them as the clean states.
+
+        A generator (see :func:`dirty_rows`); each entity's old encoding is
+        let go as its new one is made, and when most entities changed (a
+        rebuild) the changed ones become the clean ones in place, so the final
+        write of a rebuild holds neither two copies of every entity nor two
+        dicts of them.
+        """
         name = self.kind.name
         raw_columns = RAW_COLUMNS.get(name, _no_columns)
         clean = self.clean
+        dirty = self.dirty
+        patches = self.patches
         dumps = orjson.dumps
         loads = orjson.loads
-        for key, d in self.dirty.items():
+        swap = len(clean) < len(dirty)
+        gone = []
+        for key in sorted(dirty):
+            d = dirty[key]
             if d is None:
-                rows.append((name, key, None, None, None))
+                gone.append(key)
+                yield (name, key, None, None, None)
                 continue
+            patch = patches.pop(key, None)
+            if patch is not None:
+                if d.__class__ is not dict:
+                    d = loads(d)
+                merge_patch(d, patch)
             if d.__class__ is dict:
                 # a copy of exact size: orjson's buffer keeps kilobytes of spare capacity
                 b, data = bytes(memoryview(dumps(d))), d
             else:
                 b, data = d, loads(d)
-            clean[key] = b
+            dirty[key] = b
+            if not swap:
+                clean[key] = b
             pool, grp = raw_columns(data)
-            rows.append((name, key, pool, grp, b))
-        self.dirty.clear()
-        self._dicts = 0
-        return rows
+            yield (name, key, pool, grp, b)
+        if swap:  # keys are in ``clean`` or in ``dirty``, never both
+            for key in gone:
+                del dirty[key]
+            dirty.update(clean)
+            self.clean, self.dirty = dirty, {}
+        else:
+            for key in gone:
+                clean.pop(key, None)
+            dirty.clear()
+        patches.clear()
+        self._dicts = []
 
 
 def _no_columns(data: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -733,33 +895,35 @@ def apply_rows(model: ReadModel, rows: Sequence[EntityRow]) -> None:
     model.views_changed()
 
 
-def dirty_rows(model: ReadModel, committed: dict[str, Any]) -> list[EntityRow]:
-    """The rows of entities changed since the last call; resets the change marks.
+def dirty_rows(model: ReadModel, committed: dict[str, Any]) -> Iterator[EntityRow]:
+    """The rows of entities changed since the last call, each kind in key order;
+    resets the change marks as it goes.
 
-    ``committed`` remembers the singletons last written (compared by identity:
-    states are immutable, so a changed one is a new object).
+    A generator, consumed by the store's write: a rebuild writes every entity
+    at once, and a list of them (with their encoded states, and a sorted
+    copy in the store) was the peak of its memory. ``committed`` remembers
+    the singletons last written (compared by identity: states are immutable,
+    so a changed one is a new object).
     """
-    rows: list[EntityRow] = []
     for kind in KINDS:
         value = getattr(model, kind.attribute)
         if kind.key_of is None:
             if committed.get(kind.name) is not value:
                 committed[kind.name] = value
-                rows.append((kind.name, "", None, None, encode_state(kind, value)))
+                yield (kind.name, "", None, None, encode_state(kind, value))
             continue
         if isinstance(value, CodecDict):
-            rows.extend(value.commit_rows())
+            yield from value.commit_rows()
             continue
         assert isinstance(value, TrackedDict)
-        for key in value.changed:
+        for key in sorted(value.changed, key=str):
             state = value.get(key)
             if state is None:
-                rows.append((kind.name, str(key), None, None, None))
+                yield (kind.name, str(key), None, None, None)
             else:
                 pool, grp = kind.columns(state)
-                rows.append((kind.name, str(key), pool, grp, encode_state(kind, state)))
+                yield (kind.name, str(key), pool, grp, encode_state(kind, state))
         value.changed.clear()
-    return rows
 
 
 class _Forgetful(set[Any]):
@@ -869,6 +1033,7 @@ def open_view_store(spec: str, env: Mapping[str, str] | None = None) -> ViewStor
 __all__ = [
     "KINDS",
     "NOT_PERSISTED",
+    "AuditIndex",
     "AuditRef",
     "AuditRow",
     "CodecDict",
