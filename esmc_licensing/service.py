@@ -121,6 +121,13 @@ def _notification(
     return n
 
 
+def _recording(event: DomainEvent, notification: Notification) -> Recording[uuid.UUID]:
+    """``Recording(event, notification)``, the same way as ``_notification``."""
+    r = _new(Recording)
+    _set(r, "__dict__", {"domain_event": event, "notification": notification})
+    return r
+
+
 def _notification_id(n: Notification) -> int:
     return n.id
 
@@ -388,7 +395,7 @@ class ServiceBase(Application[uuid.UUID]):
             params += (e.originator_id.hex, e.originator_version, topic, state)
         ids = recorder.insert_rows(params)
         return [
-            Recording(e, _notification(e.originator_id, e.originator_version, topic, state, i))
+            _recording(e, _notification(e.originator_id, e.originator_version, topic, state, i))
             for e, (topic, state), i in zip(new_events, rows, ids, strict=True)
         ]
 

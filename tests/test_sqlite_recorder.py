@@ -19,6 +19,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     Notification,
     RecordConflictError,
+    Recording,
     StoredEvent,
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
@@ -28,7 +29,7 @@ from esmc_licensing.adapters.sqlite_recorder import (
     ROWS_PER_STATEMENT,
     FastSQLiteApplicationRecorder,
 )
-from esmc_licensing.service import _notification
+from esmc_licensing.service import _notification, _recording
 from esmc_licensing.testing import stores
 
 from .conftest import issue
@@ -101,6 +102,8 @@ def test_sqlite_fast_notification_equals_eventsourcings() -> None:
         originator_id=oid, originator_version=3, topic="T", state=b"state", id=42
     )
     assert (made.id, made.originator_id, made.state) == (42, oid, b"state")
+    recording = _recording("event", made)  # type: ignore[arg-type]
+    assert recording == Recording("event", made)  # type: ignore[arg-type]
 
 
 def test_sqlite_app_on_sqlite_writes_through_the_lean_recorder(tmp_path: Path, vendor) -> None:

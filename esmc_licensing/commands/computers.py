@@ -338,10 +338,15 @@ class ComputerCommands(ServiceBase):
             d = self._directory()
             lic, lic_group = self._visible_license(d, uid, pid)
             comps = [self._visible_computer(d, uid, c) for c in ids]
-            self._require(d, uid, lic_group, Permission.USE, f"{doing} with license {pid}")
+            # the messages are built only for a refusal (this is the hot path)
+            if not self._can(d, uid, lic_group, Permission.USE):
+                self._require(d, uid, lic_group, Permission.USE, f"{doing} with license {pid}")
             for c in comps:
                 assert c.group is not None
-                self._require(d, uid, c.group, Permission.USE, f"{doing} on computer {c.name!r}")
+                if not self._can(d, uid, c.group, Permission.USE):
+                    self._require(
+                        d, uid, c.group, Permission.USE, f"{doing} on computer {c.name!r}"
+                    )
             prod = product or lic.product
             for c in comps:
                 if not c.managed:
