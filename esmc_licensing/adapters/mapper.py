@@ -193,12 +193,7 @@ class EventMapper(Mapper[uuid.UUID]):
         return topic, state
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        topic, encode = self._encoders[type(domain_event)]
-        state = orjson.dumps(encode(domain_event))
-        if self.compressor:
-            state = self.compressor.compress(state)
-        if self.cipher:
-            state = self.cipher.encrypt(state)
+        topic, state = self.to_row(domain_event)
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
