@@ -113,14 +113,22 @@ def _aimed(draw: st.DrawFn) -> DomainEvent:
 
 
 def _project(
-    app: LicenseManagement, events: list[DomainEvent], commits: set[int], *, fast: bool
+    app: LicenseManagement,
+    events: list[DomainEvent],
+    commits: set[int],
+    *,
+    fast: bool,
+    start: int = 1,
 ) -> Any:
-    """The views of these events, committed after the positions in ``commits`` and at the end."""
+    """The views of these events, committed after the positions in ``commits`` and at the end.
+
+    The first event is at log position ``start``.
+    """
     views = MemoryViewStore()
     projector = ViewProjector(views, app.name, fast=fast)
     source = LogSource(app)
     versions: dict[Any, int] = {}
-    for position, drawn in enumerate(events, start=1):
+    for position, drawn in enumerate(events, start=start):
         version = versions[drawn.originator_id] = versions.get(drawn.originator_id, 0) + 1
         event = attrs.evolve(drawn, originator_version=version)
         topic, state = app.mapper.encode_state(event)
@@ -149,6 +157,90 @@ def test_r30_fast_folds_agree_with_the_domain_evolve(
         assert fast == _project(app, events, set(), fast=True)
     finally:
         app.close()
+
+
+@settings(max_examples=50)
+@given(
+    events=st.lists(_aimed(), min_size=2, max_size=12),
+    commits=st.sets(st.integers(min_value=2**32 - 6, max_value=2**32 + 6), max_size=3),
+)
+def test_r30_references_past_four_byte_positions_are_all_kept(
+    events: list[DomainEvent], commits: set[int]
+) -> None:
+    """The runner holds positions as 4-byte ints until the log passes 2**32 - 1,
+    then widens every reference array, its own and the licenses' and computers'."""
+    app = LicenseManagement()
+    try:
+        start = 2**32 - len(events) // 2
+        fast = _project(app, events, commits, fast=True, start=start)
+        assert fast == _project(app, events, commits, fast=False, start=start)
+        assert max(row.position for row in fast["audit"]) >= 2**32
+    finally:
+        app.close()
+
+
+def test_r30_the_split_audit_index_reads_as_one_index_by_target_name() -> None:
+    from array import array
+
+    from esmc_licensing.projections.store import SplitAuditIndex, sorted_audit_items
+
+    rest = {"pool:p": array("I", [3]), "tag:t": array("I", [2, 5]), "account:a": array("I", [1])}
+    licenses = {"9ZZ-000-111": array("I", [4]), "3AB-C12-D34": array("I", [1, 6])}
+    computers = {"6f1c": array("I", [7])}
+    index = SplitAuditIndex(rest, {"license:": licenses, "computer:": computers})
+    flat = {
+        **rest,
+        **{"license:" + k: v for k, v in licenses.items()},
+        **{"computer:" + k: v for k, v in computers.items()},
+    }
+    assert list(index) == sorted(flat)
+    assert [(t, list(p)) for t, p in sorted_audit_items(index)] == [
+        (t, list(flat[t])) for t in sorted(flat)
+    ]
+    assert len(index) == len(flat)
+    assert all(list(index[t]) == list(flat[t]) for t in flat)
+    assert "license:nope" not in index and "directory" not in index
+
+
+@st.composite
+def _entity_json(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+    """A license's or computer's unstructured state with hostile strings: quotes,
+    backslashes, non-ASCII, the column's own name as text and as a nested key."""
+    from esmc_licensing.projections.fastpath import _COMPUTER, _LICENSE
+
+    text = st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(['"', "\\", "\n", ',"group":"x"', ',"pool_id":"y"', "é", "null"]),
+    )
+    d = dict(_LICENSE if kind == "license" else _COMPUTER)
+    column = "pool_id" if kind == "license" else "group"
+    for field in ("name", "owner", "product", "contact", "fingerprint"):
+        if field in d:
+            d[field] = draw(text)
+    d[column] = draw(st.none() | text | st.uuids().map(str))
+    if kind == "computer":
+        d["products"] = {draw(text): {"public_id": None, "activated": True,
+                                      "suspended": False}}
+        d["products"]["group"] = {"public_id": draw(text), "activated": False,
+                                  "suspended": False}
+    return d
+
+
+@given(kind=st.sampled_from(["license", "computer"]), data=st.data())
+def test_r30_columns_read_from_the_json_text_agree_with_the_parsed_state(
+    kind: str, data: st.DataObject
+) -> None:
+    import orjson
+
+    from esmc_licensing.projections.store import _MISSING, RAW_COLUMNS, TEXT_COLUMNS
+
+    d = data.draw(_entity_json(kind))
+    found = TEXT_COLUMNS[kind](orjson.dumps(d))
+    expected = RAW_COLUMNS[kind](d)
+    if _MISSING not in found:  # otherwise the caller parses the JSON
+        assert found == expected
+    if b"\\" not in orjson.dumps(expected):
+        assert found == expected  # only text written with escapes needs the parse
 
 
 def test_r30_every_fast_fold_is_exercised_by_the_property() -> None:

@@ -35,6 +35,22 @@ def _project(store: Path, views: Path, *extra: str) -> subprocess.Popen[bytes]:
         env={**os.environ, "COLUMNS": "200"},
     )
 
+def _complete_and_compare(
+    db: Path, views_path: Path, views: SQLiteViewStore, env: dict[str, str], total: int,
+    tmp_path: Path,
+) -> None:
+    """``project --once`` in a new process, then the views must equal a fresh rebuild."""
+    again = _project(db, views_path, "--once")
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    assert views.max_tracking_id("LicenseManagement") == total
+    rebuilt = SQLiteViewStore(tmp_path / "rebuilt.db")
+    rebuild_views(env, rebuilt)
+    assert views.dump() == rebuilt.dump()
+    views.close()
+    rebuilt.close()
+
+
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_r30_a_runner_killed_mid_catch_up_resumes_to_views_equal_to_a_rebuild(
@@ -64,16 +80,7 @@ def test_r30_a_runner_killed_mid_catch_up_resumes_to_views_equal_to_a_rebuild(
     assert runner.returncode == -signal.SIGKILL
     assert 0 < killed_at < total, "killed before or after the catch-up, not during it"
 
-    again = _project(db, views_path, "--once")
-    _, err = again.communicate(timeout=120)
-    assert again.returncode == 0, err.decode()
-    assert views.max_tracking_id("LicenseManagement") == total
-
-    rebuilt = SQLiteViewStore(tmp_path / "rebuilt.db")
-    rebuild_views(env, rebuilt)
-    assert views.dump() == rebuilt.dump()
-    views.close()
-    rebuilt.close()
+    _complete_and_compare(db, views_path, views, env, total, tmp_path)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
@@ -118,12 +125,4 @@ def test_r30_a_rebuild_killed_at_any_moment_leaves_views_a_runner_completes(
     else:  # it finished before the kill
         assert position == total
 
-    again = _project(db, views_path, "--once")
-    _, err = again.communicate(timeout=120)
-    assert again.returncode == 0, err.decode()
-    assert views.max_tracking_id("LicenseManagement") == total
-    rebuilt = SQLiteViewStore(tmp_path / "rebuilt.db")
-    rebuild_views(env, rebuilt)
-    assert views.dump() == rebuilt.dump()
-    views.close()
-    rebuilt.close()
+    _complete_and_compare(db, views_path, views, env, total, tmp_path)

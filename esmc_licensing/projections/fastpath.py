@@ -19,6 +19,12 @@ check-ins, activations) are recorded as a *patch* of the entity
 merged into its JSON only when the entity is needed whole: a check-in then
 costs a dict lookup instead of parsing and re-encoding the computer.
 
+A fold records the audit references to licenses and computers itself, by
+the entity's own key (``CodecDict.ref``), and returns only the other
+targets: a rebuild holds the references of every entity until its one write,
+and keyed by the string the entity table already holds they cost no second
+string and no hash of a ``"computer:" + id`` made for each event.
+
 The runner's read model keeps no ``seen`` and no ``states`` (see
 :func:`~esmc_licensing.projections.store.tracked_model`), so the folds do
 not feed them.
@@ -61,8 +67,14 @@ from ..domain.values import LicenseType, Source
 from .memory import ReadModel
 from .store import _UNSTRUCTURE, CodecDict
 
-#: (model, originator id, originator version, event data) -> audit targets, or None
-FastFold = Callable[[ReadModel, str, int, dict[str, Any]], "tuple[str, ...] | None"]
+#: (model, originator id, originator version, event data, log position) -> the
+#: audit targets other than licenses and computers, or None for "take the slow
+#: path"; references to licenses and computers are recorded by the fold itself
+#: (:meth:`CodecDict.ref <esmc_licensing.projections.store.CodecDict.ref>`),
+#: by the entity's own key, and only once it is sure not to return None
+FastFold = Callable[[ReadModel, str, int, dict[str, Any], int], "tuple[str, ...] | None"]
+
+_NONE: tuple[str, ...] = ()
 
 _fromiso = datetime.fromisoformat
 _EMPTY: frozenset[Any] = frozenset()
@@ -107,7 +119,7 @@ def _computers(model: ReadModel) -> CodecDict:
 
 
 def usage_reported(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     if data.get("_v", 1) != _V_USAGE:
         return None
@@ -118,11 +130,17 @@ def usage_reported(
         return None
     p["version"] = v
     p["vendor_used_units"] = data["used_units"]
-    return ("license:" + pid,)
+    refs = entities.refs.get(pid)
+    if refs is None:
+        entities.ref(pid, position)
+    else:  # one reference per event: the position is new to it
+        refs.append(position)
+        entities.pending_refs += 1
+    return _NONE
 
 
 def expiration_changed(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     if data.get("_v", 1) != _V_EXPIRATION:
         return None
@@ -133,7 +151,8 @@ def expiration_changed(
         return None
     p["version"] = v
     p["expires"] = data["expires"]
-    return ("license:" + pid,)
+    entities.ref(pid, position)
+    return _NONE
 
 
 #: pending seats of a license merged into it past this many (its patch stays small)
@@ -141,7 +160,7 @@ _MAX_PENDING_SEATS = 4
 
 
 def seat_taken(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     if data.get("_v", 1) != _V_SEAT:
         return None
@@ -160,7 +179,9 @@ def seat_taken(
         seats.append(seat)
         if len(seats) > _MAX_PENDING_SEATS:
             licenses.raw(pid)  # merges the patch (the license then holds its seats)
-    return ("license:" + pid, "computer:" + cid)
+    licenses.ref(pid, position)
+    _computers(model).ref(cid, position)
+    return _NONE
 
 
 _LICENSE = _UNSTRUCTURE["license"](license.initial(PublicId("000-000-000")))
@@ -168,7 +189,7 @@ _MASK = "0000-0000-0000-0000-"
 
 
 def license_added(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     """A license's whole state, as ``evolve`` builds it (its seats start empty).
 
@@ -210,15 +231,17 @@ def license_added(
         key=None if key is None else _MASK + LicenseKey(key).reveal()[-4:],
         seats=[],
     )
-    _licenses(model).put_raw(pid, d)
-    return ("license:" + pid,)
+    licenses = _licenses(model)
+    licenses.put_raw(pid, d)
+    licenses.ref(pid, position)
+    return _NONE
 
 
 # -- computers --------------------------------------------------------------------
 
 
 def computer_connected(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     if data.get("_v", 1) != _V_CONNECTED:
         return None
@@ -234,11 +257,17 @@ def computer_connected(
     if pending is None or _fromiso(at) > _fromiso(pending):
         p[">last_connected"] = at
     p["version"] = v
-    return ("computer:" + oid,)
+    refs = entities.refs.get(oid)
+    if refs is None:
+        entities.ref(oid, position)
+    else:  # one reference per event: the position is new to it
+        refs.append(position)
+        entities.pending_refs += 1
+    return _NONE
 
 
 def product_activated(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     if data.get("_v", 1) != _V_ACTIVATED:
         return None
@@ -254,9 +283,10 @@ def product_activated(
     else:
         products[data["product"]] = product
     p["version"] = v
+    entities.ref(oid, position)
     if pid:
-        return ("computer:" + oid, "license:" + pid)
-    return ("computer:" + oid,)
+        _licenses(model).ref(pid, position)
+    return _NONE
 
 
 _NO_ID = ComputerId("00000000-0000-0000-0000-000000000000")
@@ -264,7 +294,7 @@ _COMPUTER = _UNSTRUCTURE["computer"](computer.initial(_NO_ID))
 
 
 def computer_registered(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     if data.get("_v", 1) != _V_REGISTERED:
         return None
@@ -286,19 +316,27 @@ def computer_registered(
         registered_at=data["timestamp"],
         products=products,
     )
-    _computers(model).put_raw(oid, d)
-    return ("computer:" + oid,)
+    computers = _computers(model)
+    computers.put_raw(oid, d)
+    computers.ref(oid, position)
+    return _NONE
 
 
 # -- pools --------------------------------------------------------------------------
 
 
-def _member_targets(public_ids: frozenset[PublicId]) -> list[str]:
-    return ["license:" + p for p in sorted(public_ids)]
+def _ref_members(model: ReadModel, public_ids: frozenset[PublicId], position: int) -> None:
+    ref = _licenses(model).ref
+    for p in public_ids:
+        ref(p, position)
+
+
+#: the prefixes of targets whose references a fold records by the entity's key
+_BY_KEY = ("license:", "computer:")
 
 
 def pool_created(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     """A new pool; a pool re-created over members it still lists goes the slow way."""
     if data.get("_v", 1) != _V_POOL_CREATED:
@@ -321,42 +359,49 @@ def pool_created(
     return (f"pool:{pool_id}",)
 
 
-def license_joined_pool(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
-) -> tuple[str, ...] | None:
-    """The pool gains a member; only the joining license's history names it (R29)."""
-    if data.get("_v", 1) != _V_JOINED:
+def _known_pool(
+    model: ReadModel, oid: str, data: dict[str, Any], version: int
+) -> tuple[PoolId, PoolState] | None:
+    """The event's pool, if the fast path applies (current schema, pool known)."""
+    if data.get("_v", 1) != version:
         return None
     pool_id = _pool_id(oid)
-    pools = model.pools
-    before = pools.get(pool_id)
-    if before is None:
+    before = model.pools.get(pool_id)
+    return None if before is None else (pool_id, before)
+
+
+def license_joined_pool(
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
+) -> tuple[str, ...] | None:
+    """The pool gains a member; only the joining license's history names it (R29)."""
+    found = _known_pool(model, oid, data, _V_JOINED)
+    if found is None:
         return None
+    pool_id, before = found
     public_id = PublicId(data["public_id"])
-    pools[pool_id] = replace(before, version=v, public_ids=before.public_ids | {public_id})
-    return (f"pool:{pool_id}", "license:" + public_id)
+    model.pools[pool_id] = replace(before, version=v, public_ids=before.public_ids | {public_id})
+    _licenses(model).ref(public_id, position)
+    return (f"pool:{pool_id}",)
 
 
 def pool_moved(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     """The pool changes group; its licenses move with it and their histories say so."""
-    if data.get("_v", 1) != _V_MOVED:
+    found = _known_pool(model, oid, data, _V_MOVED)
+    if found is None:
         return None
-    pool_id = _pool_id(oid)
-    pools = model.pools
-    before = pools.get(pool_id)
-    if before is None:
-        return None
-    pools[pool_id] = replace(before, version=v, group=_group_id(data["to_group"]))
-    return (f"pool:{pool_id}", *_member_targets(before.public_ids))
+    pool_id, before = found
+    model.pools[pool_id] = replace(before, version=v, group=_group_id(data["to_group"]))
+    _ref_members(model, before.public_ids, position)
+    return (f"pool:{pool_id}",)
 
 
 # -- tags ---------------------------------------------------------------------------
 
 
 def tag_assigned(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any]
+    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
 ) -> tuple[str, ...] | None:
     """The tag catalogue and the target's tag set; a pool's tag is in its licenses' histories.
 
@@ -379,7 +424,11 @@ def tag_assigned(
     if target.startswith("pool:"):
         pool = model.pools.get(_pool_id(target[5:]))
         if pool is not None:
-            return (target, *_member_targets(pool.public_ids), "tag:" + name)
+            _ref_members(model, pool.public_ids, position)
+    elif target.startswith(_BY_KEY):
+        kind, _, key = target.partition(":")
+        (_licenses(model) if kind == "license" else _computers(model)).ref(key, position)
+        return ("tag:" + name,)
     return (target, "tag:" + name)
 
 

@@ -32,6 +32,9 @@ from .fastpath import FAST_FOLDS
 from .memory import ReadModel
 from .store import (
     APPLICATION_NAME,
+    KINDS,
+    CodecDict,
+    SplitAuditIndex,
     ViewStore,
     dirty_rows,
     tracked_model,
@@ -167,8 +170,10 @@ class ViewProjector:
 
     Audit references are collected as an index by target (one array of
     positions per target, see :data:`~.store.AuditIndex`): a reference then
-    costs one append of 8 bytes instead of a tuple, which is what lets a
-    rebuild hold a million events' references until it commits.
+    costs one append of 4 bytes instead of a tuple, which is what lets a
+    rebuild hold a million events' references until it commits. Those to
+    licenses and computers are kept beside the entities, by the entity's own
+    key (see :class:`~.store.SplitAuditIndex`).
     """
 
     def __init__(
@@ -180,11 +185,14 @@ class ViewProjector:
         self.model: ReadModel = ReadModel()
         self.committed: int | None = None
         self._singletons: dict[str, Any] = {}
+        #: references to targets other than licenses and computers (theirs are
+        #: kept in their CodecDict's ``refs``, by the entity's key)
         self._audit: dict[str, array[int]] = {}
         #: positions as 4-byte unsigned ints until the log passes 2**32 - 1 events
         self._typecode = "I"
-        #: audit references collected since the last commit
-        self.pending_refs = 0
+        #: references added to ``_audit`` since the last commit
+        self._pending_refs = 0
+        self._codecs: dict[str, CodecDict] = {}
         self.load()
 
     def load(self) -> None:
@@ -197,11 +205,31 @@ class ViewProjector:
         for _ in dirty_rows(self.model, self._singletons):  # marks the loaded singletons
             pass
         self._audit = {}
-        self.pending_refs = 0
+        self._pending_refs = 0
+        self._codecs = {
+            kind.name + ":": value
+            for kind in KINDS
+            if isinstance(value := getattr(self.model, kind.attribute), CodecDict)
+        }
+        for codec in self._codecs.values():
+            codec.typecode = self._typecode
 
     @property
     def position(self) -> int:
         return self.model.position
+
+    @property
+    def pending_refs(self) -> int:
+        """Audit references collected since the last commit."""
+        return self._pending_refs + sum(c.pending_refs for c in self._codecs.values())
+
+    def _widen(self) -> None:
+        """Positions past 2**32 - 1: hold every reference array as 8-byte ints."""
+        self._typecode = "q"
+        self._audit = {t: array("q", p) for t, p in self._audit.items()}
+        for codec in self._codecs.values():
+            codec.typecode = "q"
+            codec.refs = {k: array("q", p) for k, p in codec.refs.items()}
 
     def apply_row(self, row: LogRow, source: LogSource) -> None:
         """Apply one stored event: by a fast fold if there is one, else decoded."""
@@ -211,13 +239,14 @@ class ViewProjector:
         """Apply stored events in log order: by fast folds where there are, else decoded.
 
         The loop binds everything it touches per event once (this is the
-        rebuild's inner loop: a million iterations).
+        rebuild's inner loop: a million iterations). The folds record the
+        references to licenses and computers themselves and return the other
+        targets (most return none).
         """
         if not rows:
             return
         if rows[-1][0] > 0xFFFFFFFF and self._typecode == "I":
-            self._typecode = "q"
-            self._audit = {t: array("q", p) for t, p in self._audit.items()}
+            self._widen()
         typecode = self._typecode
         folds = FAST_FOLDS if self.fast and source.plain else {}
         get_fold = folds.get
@@ -233,11 +262,11 @@ class ViewProjector:
                 apply(row, source.decode(row))
                 continue
             data = loads(row[4])
-            targets = fold(model, row[1], row[2], data)
+            position = row[0]
+            targets = fold(model, row[1], row[2], data, position)
             if targets is None:
                 apply(row, source.decode_data(row, data))
                 continue
-            position = row[0]
             for t in targets:
                 refs = get_refs(t)
                 if refs is None:
@@ -247,7 +276,7 @@ class ViewProjector:
                 else:
                     continue
                 added += 1
-        self.pending_refs += added
+        self._pending_refs += added
         last = rows[-1][0]
         model.position = max(model.position, last)
 
@@ -255,13 +284,18 @@ class ViewProjector:
         model = self.model
         before = len(model.audit)
         model.apply(row[0], event)
-        audit = self._audit
         if row[0] > 0xFFFFFFFF and self._typecode == "I":
-            self._typecode = "q"
-            audit = self._audit = {t: array("q", p) for t, p in audit.items()}
+            self._widen()
+        audit = self._audit
+        codecs = self._codecs
         for record in model.audit[before:]:
             position = record.position
             for t in record.targets:
+                kind, colon, key = t.partition(":")
+                codec = codecs.get(kind + colon) if colon else None
+                if codec is not None:
+                    codec.ref(key, position)
+                    continue
                 refs = audit.get(t)
                 if refs is None:
                     audit[t] = array(self._typecode, (position,))
@@ -269,7 +303,7 @@ class ViewProjector:
                     refs.append(position)
                 else:
                     continue
-                self.pending_refs += 1
+                self._pending_refs += 1
         del model.audit[:]  # the rows keep it; memory stays flat however long the log
 
     def commit(self) -> bool:
@@ -282,11 +316,12 @@ class ViewProjector:
         if self.model.position == 0:
             return True
         rows = dirty_rows(self.model, self._singletons)
+        index = SplitAuditIndex(self._audit, {p: c.refs for p, c in self._codecs.items()})
         try:
             self.store.write(
                 Tracking(self.application_name, self.model.position),
                 rows,
-                self._audit,
+                index,
                 previous=self.committed,
             )
         except IntegrityError:
@@ -298,7 +333,10 @@ class ViewProjector:
             raise
         self.committed = self.model.position
         self._audit = {}
-        self.pending_refs = 0
+        self._pending_refs = 0
+        for codec in self._codecs.values():
+            codec.refs = {}
+            codec.pending_refs = 0
         return True
 
 
