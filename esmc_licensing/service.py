@@ -274,6 +274,8 @@ class ServiceBase(Application[uuid.UUID]):
 
     def _now(self) -> datetime:
         now = self.adapters.clock.now()
+        if now.tzinfo is UTC:
+            return now  # already as wanted: no copy (and one isoformat per time)
         if now.tzinfo is None:
             raise AdapterUnavailable("the clock returned a naive datetime; it must be UTC-aware")
         return now.astimezone(UTC)

@@ -40,7 +40,7 @@ class InMemoryAgents:
 
     def immediate_results(self, orders: Sequence[TaskOrder]) -> list[AgentResult]:
         with self._lock:
-            failures = dict(self._failures)
+            failures = dict(self._failures) if self._failures else {}
         return [
             AgentResult(
                 task_id=o.task_id,

@@ -363,7 +363,9 @@ class ComputerCommands(ServiceBase):
             self._check_usable(lic, now)
             who = user_actor(uid)
             unit = _Unit(self)
-            lic = unit.license(pid)
+            unit.states[license_aggregate_id(pid).int] = lic  # loaded just above
+            # a fresh random id: never in the log, so nothing to load
+            unit.states[task_id.int] = task.initial(task_id)
             ceiling = self.policy.overuse.ceiling(lic.units)
             taken, refused, seat_events = license.take_seats(
                 lic,

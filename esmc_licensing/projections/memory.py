@@ -176,8 +176,15 @@ def task_target(task_id: object) -> str:
     return f"task:{task_id}"
 
 
-@attrs.frozen
+@attrs.define
 class AuditRecord:
+    """One event of the audit log with the targets it names (R29).
+
+    Mutable only because a frozen attrs class pays a setattr call per field
+    at construction, and one is made for every event applied; nothing
+    changes a record once made.
+    """
+
     position: int
     targets: tuple[str, ...]
     event: DomainEvent
