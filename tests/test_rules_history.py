@@ -209,3 +209,23 @@ def test_r29_history_survives_reopening_the_store(make_app, vendor, clock: Manua
     expected = first.history(first.administrator, pid)
     second = make_app()
     assert second.history(second.administrator, pid) == expected
+
+
+def test_r29_history_stays_complete_as_events_keep_arriving(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    """The embedded read model indexes its audit log by target when a history is
+    first asked for and extends the index afterwards: every later event must
+    still show, in log order, exactly as a scan of the whole log finds them."""
+    admin = story.admin
+    pid = app.add_license_key(admin, issue(vendor, "3AB-C12-D34"))
+    first = app.history(admin, pid)
+    app.create_tag(admin, "Later")
+    app.assign_tag(admin, pid, "Later")
+    app.move_pools(admin, [pool_of(app, pid)], story.san_diego)
+    second = app.history(admin, pid)
+    assert second[: len(first)] == first
+    assert whats(second[len(first) :]) == ["TagAssigned", "PoolMoved"]
+    target = f"license:{pid}"
+    scanned = [r.position for r in app._view.audit if target in r.targets]
+    assert [e.position for e in second] == scanned

@@ -271,6 +271,11 @@ class ReadModel:
         #: connected accounts (R17), by account aggregate id
         self.accounts: dict[Any, AccountState] = {}
         self.audit: list[AuditRecord] = []
+        #: ``history_of``'s index of ``audit`` by target, built when a history
+        #: is first asked for and extended with what was applied since (the
+        #: command path never pays for it); covers ``audit[:_indexed]``
+        self._by_target: dict[str, list[AuditRecord]] = {}
+        self._indexed = 0
         self._visible_cache: dict[tuple[UserId, int], frozenset[GroupId]] = {}
         #: the current state of every aggregate the views fold, by aggregate id
         #: (its ``.int``: an int hashes in C, a UUID in Python): the command
@@ -555,20 +560,25 @@ class ReadModel:
         return sorted(rows, key=lambda v: (v.name.casefold(), str(v.pool_id)))
 
     def history_of(self, target: str) -> list[HistoryEntry]:
-        out = []
-        for rec in self.audit:
-            if target in rec.targets:
-                out.append(
-                    HistoryEntry(
-                        when=rec.when,
-                        actor=self.actor_name(rec.actor),
-                        what=rec.what,
-                        target=target,
-                        details=rec.details,
-                        position=rec.position,
-                    )
-                )
-        return out
+        audit = self.audit
+        if len(audit) < self._indexed:  # the list was cut (a runner's model): start again
+            self._by_target, self._indexed = {}, 0
+        index = self._by_target
+        for rec in audit[self._indexed :]:
+            for t in dict.fromkeys(rec.targets):
+                index.setdefault(t, []).append(rec)
+        self._indexed = len(audit)
+        return [
+            HistoryEntry(
+                when=rec.when,
+                actor=self.actor_name(rec.actor),
+                what=rec.what,
+                target=target,
+                details=rec.details,
+                position=rec.position,
+            )
+            for rec in index.get(target, ())
+        ]
 
     def actor_name(self, actor: str) -> str:
         if actor.startswith("user:"):
