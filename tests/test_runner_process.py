@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,24 @@ def _complete_and_compare(
     views.close()
     rebuilt.close()
 
+def _kill_when(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], never: str,
+    pause: float = 0.005,
+) -> None:
+    """SIGKILL ``process`` as soon as ``ready()``; fail if it dies or takes 60 s first."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, never
+            time.sleep(pause)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
@@ -65,17 +84,11 @@ def test_r30_a_runner_killed_mid_catch_up_resumes_to_views_equal_to_a_rebuild(
 
     views = SQLiteViewStore(views_path)
     runner = _project(db, views_path)
-    try:
-        deadline = time.monotonic() + 60
-        while (views.max_tracking_id("LicenseManagement") or 0) < 2_000:
-            assert runner.poll() is None, runner.stderr.read() if runner.stderr else ""
-            assert time.monotonic() < deadline, "the runner made no progress"
-            time.sleep(0.005)
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(10)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
+    _kill_when(
+        runner,
+        lambda: (views.max_tracking_id("LicenseManagement") or 0) >= 2_000,
+        "the runner made no progress",
+    )
     killed_at = views.max_tracking_id("LicenseManagement") or 0
     assert runner.returncode == -signal.SIGKILL
     assert 0 < killed_at < total, "killed before or after the catch-up, not during it"
@@ -107,17 +120,12 @@ def test_r30_a_rebuild_killed_at_any_moment_leaves_views_a_runner_completes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while views.max_tracking_id("LicenseManagement") is not None:  # not dropped yet
-            assert rebuild.poll() is None, rebuild.stderr.read() if rebuild.stderr else ""
-            assert time.monotonic() < deadline, "the rebuild never dropped the views"
-            time.sleep(0.002)
-        rebuild.send_signal(signal.SIGKILL)
-        rebuild.wait(10)
-    finally:
-        if rebuild.poll() is None:
-            rebuild.kill()
+    _kill_when(
+        rebuild,
+        lambda: views.max_tracking_id("LicenseManagement") is None,  # dropped
+        "the rebuild never dropped the views",
+        pause=0.002,
+    )
     position, rows = views.changes_since(0)
     if position == 0:
         assert views.max_tracking_id("LicenseManagement") is None
