@@ -68,6 +68,16 @@ def _kill_when(
         if process.poll() is None:
             process.kill()
 
+def _store_with_log(db: Path) -> tuple[dict[str, str], int]:
+    """A SQLite store at ``db`` holding a bulk log; its settings and last position."""
+    env = stores.sqlite_env(db)
+    app = LicenseManagement(env=env)
+    generate_log(app, events=EVENTS, licenses=2_000, computers=3_000)
+    total = app.recorder.max_notification_id() or 0
+    app.close()
+    return env, total
+
+
 
 
 
@@ -76,11 +86,7 @@ def test_r30_a_runner_killed_mid_catch_up_resumes_to_views_equal_to_a_rebuild(
     tmp_path: Path,
 ) -> None:
     db, views_path = tmp_path / "events.db", tmp_path / "views.db"
-    env = stores.sqlite_env(db)
-    app = LicenseManagement(env=env)
-    generate_log(app, events=EVENTS, licenses=2_000, computers=3_000)
-    total = app.recorder.max_notification_id()
-    app.close()
+    env, total = _store_with_log(db)
 
     views = SQLiteViewStore(views_path)
     runner = _project(db, views_path)
@@ -105,11 +111,7 @@ def test_r30_a_rebuild_killed_at_any_moment_leaves_views_a_runner_completes(
     empty without a tracking record (so a runner starts from the beginning)
     or complete -- never views that claim a position they do not hold."""
     db, views_path = tmp_path / "events.db", tmp_path / "views.db"
-    env = stores.sqlite_env(db)
-    app = LicenseManagement(env=env)
-    generate_log(app, events=EVENTS, licenses=2_000, computers=3_000)
-    total = app.recorder.max_notification_id()
-    app.close()
+    env, total = _store_with_log(db)
     views = SQLiteViewStore(views_path)
     rebuild_views(env, views)  # views at the end of the log, to be dropped
     assert views.max_tracking_id("LicenseManagement") == total
