@@ -508,6 +508,11 @@ def rebuild_views(
     true of them -- and a runner (or another rebuild) started afterwards
     applies the whole log; after a commit it resumes from that commit's
     tracking record like any runner. Returns the number of events applied.
+
+    Python's cyclic garbage collector is paused while the log is folded (for
+    the whole process: an application calling this from one of its threads
+    should know); reference counting frees everything as usual, and the
+    collector is restored, as it was, when the rebuild ends.
     """
     views.drop()
     runner = ViewRunner(views, env, app=app, fast=fast)
