@@ -130,3 +130,20 @@ def test_sqlite_application_recorder_topic_still_chooses_the_recorder(tmp_path: 
     assert type(app.recorder) is SQLiteApplicationRecorder
     assert app.position > 0
     app.close()
+
+
+def test_sqlite_in_memory_database_keeps_eventsourcings_write_path(vendor) -> None:
+    """An in-memory SQLite database shares one connection pool's read-write
+    interlock: the lean writer stands aside and eventsourcing's path records."""
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": f"file:lean{uuid.uuid4().hex}?mode=memory&cache=shared",
+    }
+    app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor))
+    assert isinstance(app.recorder, FastSQLiteApplicationRecorder)
+    assert not app.recorder.lean
+    before = app.position
+    app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D34"))
+    assert app.position > before
+    assert [v.public_id for v in app.licenses(app.administrator)] == ["3AB-C12-D34"]
+    app.close()
