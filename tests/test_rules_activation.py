@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -23,6 +25,7 @@ from esmc_licensing import (
 )
 from esmc_licensing.adapters.agents import InMemoryAgents
 from esmc_licensing.domain.client_tasks import AgentResult, TaskOrder
+from esmc_licensing.domain.ids import TaskId
 from esmc_licensing.projections.views import TargetState
 
 from .conftest import PRODUCT, AppFactory, Story, branch_story
@@ -343,3 +346,24 @@ def test_r23_usage_the_vendor_reports_counts_for_overuse_and_the_ceiling(
     assert overuse_facts(app, pid) == ["LicenseOverused", "LicenseBackWithinUnits"]
     app.run_product_activation(admin, pid, [c])
     assert app.license(admin, pid).used_units == 3  # the vendor's report already counts more
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_r21_task_ids_are_random_uuid4_and_a_forked_child_never_repeats_them() -> None:
+    """Task ids come from a pool of OS randomness fetched 256 at a time; a
+    forked child must not hand out the ids its parent still holds."""
+    ids = [TaskId.random() for _ in range(1_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(uuid.UUID(str(i)) == i for i in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, ",".join(str(TaskId.random()) for _ in range(300)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = set(pipe.read().split(","))
+    ours = {str(TaskId.random()) for _ in range(300)}
+    assert len(theirs) == 300 and not theirs & ours
