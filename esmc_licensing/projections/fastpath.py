@@ -130,12 +130,7 @@ def usage_reported(
         return None
     p["version"] = v
     p["vendor_used_units"] = data["used_units"]
-    refs = entities.refs.get(pid)
-    if refs is None:
-        entities.ref(pid, position)
-    else:  # one reference per event: the position is new to it
-        refs.append(position)
-        entities.pending_refs += 1
+    entities.ref(pid, position)
     return _NONE
 
 
@@ -257,12 +252,7 @@ def computer_connected(
     if pending is None or _fromiso(at) > _fromiso(pending):
         p[">last_connected"] = at
     p["version"] = v
-    refs = entities.refs.get(oid)
-    if refs is None:
-        entities.ref(oid, position)
-    else:  # one reference per event: the position is new to it
-        refs.append(position)
-        entities.pending_refs += 1
+    entities.ref(oid, position)
     return _NONE
 
 
