@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from esmc_licensing import (
     Adapters,
     GroupId,
+    InMemoryAccounts,
     InMemoryActivationServer,
     LicenseManagement,
     ManualClock,
@@ -57,6 +58,12 @@ def clock() -> ManualClock:
 @pytest.fixture
 def vendor(clock: ManualClock) -> InMemoryActivationServer:
     return InMemoryActivationServer(clock=clock)
+
+
+@pytest.fixture
+def accounts(vendor: InMemoryActivationServer) -> InMemoryAccounts:
+    """Vendor accounts (EMA2, EBA, ELA) over the test's activation server."""
+    return InMemoryAccounts(vendor)
 
 
 def _postgres_or_skip() -> None:

@@ -267,6 +267,14 @@ def test_r30_a_rebuild_over_live_views_equals_a_rebuild_into_new_ones(
         assert views.dump() == _rebuilt(store)
 
 
+def _live_and_deployed(store: Any) -> tuple[LicenseManagement, Any, LicenseManagement, World]:
+    """An embedded application, a runner following it into live views, an
+    application answering from those views, and the world driving them."""
+    app = store.app()
+    views = store.views("live")
+    return app, store.runner(views), store.app(views=views), World(app, store.vendor)
+
+
 # -- (c) as_of answers as the views answered then ---------------------------------------------
 
 
@@ -276,11 +284,7 @@ def test_r30_licenses_as_of_t_equal_what_the_views_answered_at_t(
     fresh_store: Any, sequence: list[Command]
 ) -> None:
     with fresh_store() as store:
-        app = store.app()
-        views = store.views("live")
-        runner = store.runner(views)
-        deployed = store.app(views=views)
-        world = World(app, store.vendor)
+        app, runner, deployed, world = _live_and_deployed(store)
         seen: dict[datetime, dict[UserId, Any]] = {}
 
         def snapshot() -> None:
@@ -318,11 +322,7 @@ def test_r14_no_query_from_the_views_shows_what_the_actor_may_not_see(
     fresh_store: Any, sequence: list[Command]
 ) -> None:
     with fresh_store() as store:
-        app = store.app()
-        views = store.views("live")
-        runner = store.runner(views)
-        deployed = store.app(views=views)
-        world = World(app, store.vendor)
+        app, runner, deployed, world = _live_and_deployed(store)
         _run(world, sequence, lambda: None)
         runner.run_once()
         deployed.wait_for(timeout=5)

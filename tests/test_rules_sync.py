@@ -26,11 +26,6 @@ ELA = Credentials("legacy-admin", "ela-Passw0rd!")
 
 
 @pytest.fixture
-def accounts(vendor) -> InMemoryAccounts:
-    return InMemoryAccounts(vendor)
-
-
-@pytest.fixture
 def app(make_app: AppFactory, accounts: InMemoryAccounts) -> LicenseManagement:
     return make_app(accounts=accounts)
 
