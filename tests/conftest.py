@@ -25,6 +25,7 @@ from esmc_licensing import (
     Permission,
     Policy,
     PoolId,
+    PublicId,
     UserId,
 )
 from esmc_licensing.testing import stores
@@ -171,6 +172,11 @@ def branch_story(app: LicenseManagement) -> Story:
 @pytest.fixture
 def story(app: LicenseManagement) -> Story:
     return branch_story(app)
+
+
+def seen_by(app: LicenseManagement, user: UserId) -> list[PublicId]:
+    """The Public IDs of the licenses ``user`` sees, in the order listed."""
+    return [v.public_id for v in app.licenses(user)]
 
 
 def issue(
