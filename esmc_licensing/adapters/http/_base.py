@@ -19,6 +19,7 @@ import attrs
 import httpx
 import orjson
 
+from ...domain.credentials import AccountRejected, Credentials
 from ...domain.errors import AdapterUnavailable
 from ...domain.values import LicenseDetails, LicenseType
 
@@ -106,6 +107,22 @@ class JsonClient:
                 f"the {self.service} answered {where} with a body that is not JSON "
                 "(truncated or malformed)"
             ) from None
+
+    def sign_in(self, path: str, credentials: Credentials, where: str) -> httpx.Response:
+        """POST the username and password; the 200 answer, else a clear refusal."""
+        response = self.request(
+            "POST",
+            path,
+            json={"username": credentials.username, "password": credentials.reveal_password()},
+        )
+        if response.status_code in (401, 403):
+            raise AccountRejected(
+                f"the {self.service} refused the credentials of {credentials.username!r}: "
+                "wrong username or password"
+            )
+        if response.status_code != 200:
+            raise self.unexpected(response, where)
+        return response
 
     def unexpected(self, response: httpx.Response, where: str) -> AdapterUnavailable:
         return AdapterUnavailable(

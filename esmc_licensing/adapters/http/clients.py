@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from ...domain.account import AccountCompany, AccountSnapshot
-from ...domain.credentials import AccountRejected, Credentials
+from ...domain.credentials import Credentials
 from ...domain.errors import AdapterUnavailable, LicenseKeyRejected, LicensingError, NotFound
 from ...domain.ids import LicenseKey, PublicId
 from ...domain.values import (
@@ -70,19 +70,7 @@ class Ema2Client:
 
     def login(self, credentials: Credentials) -> None:
         where = "Token/Get"
-        response = self.http.request(
-            "POST",
-            "/api/Token/Get",
-            json={"username": credentials.username, "password": credentials.reveal_password()},
-        )
-        if response.status_code in (401, 403):
-            raise AccountRejected(
-                f"the {self.service} refused the credentials of {credentials.username!r}: "
-                "wrong username or password"
-            )
-        if response.status_code != 200:
-            raise self.http.unexpected(response, where)
-        self._tokens(response, where)
+        self._tokens(self.http.sign_in("/api/Token/Get", credentials, where), where)
 
     def _renew(self) -> None:
         where = "Token/Renew"
@@ -212,18 +200,7 @@ class AccountApiClient:
         return self.http.body(response, path.strip("/"))
 
     def fetch(self, credentials: Credentials) -> AccountSnapshot:
-        response = self.http.request(
-            "POST",
-            self.prefix + "/Token",
-            json={"username": credentials.username, "password": credentials.reveal_password()},
-        )
-        if response.status_code in (401, 403):
-            raise AccountRejected(
-                f"the {self.service} refused the credentials of {credentials.username!r}: "
-                "wrong username or password"
-            )
-        if response.status_code != 200:
-            raise self.http.unexpected(response, "Token")
+        response = self.http.sign_in(self.prefix + "/Token", credentials, "Token")
         token = Reader(self.http.body(response, "Token"), "Token", self.service).text(
             "token", max_length=4096
         )
