@@ -45,6 +45,18 @@ from eventsourcing.utils import get_topic
 ROWS_PER_STATEMENT = 500
 
 
+def _persistence_error(e: sqlite3.Error) -> PersistenceError:
+    """eventsourcing's error for a sqlite3 one, as its own recorder maps them
+    (a duplicate (originator, version) is an ``IntegrityError``: a conflict)."""
+    if isinstance(e, sqlite3.IntegrityError):
+        return IntegrityError(e)
+    if isinstance(e, sqlite3.OperationalError):
+        return OperationalError(e)
+    if isinstance(e, sqlite3.DatabaseError):
+        return DatabaseError(e)
+    return PersistenceError(e)
+
+
 class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite application recorder with a lean insert (see module)."""
 
@@ -143,14 +155,8 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except sqlite3.IntegrityError as e:
-                raise IntegrityError(e) from e
-            except sqlite3.OperationalError as e:
-                raise OperationalError(e) from e
-            except sqlite3.DatabaseError as e:
-                raise DatabaseError(e) from e
             except sqlite3.Error as e:
-                raise PersistenceError(e) from e
+                raise _persistence_error(e) from e
             if ids and self._log_end is not None and ids[0] == self._log_end + 1:
                 # nobody wrote between what we knew and our rows: still known
                 self._log_end = ids[-1]
@@ -175,7 +181,7 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                     f"SELECT MAX(rowid) FROM {self.events_table_name}"
                 ).fetchone()
             except sqlite3.Error as e:
-                raise PersistenceError(e) from e
+                raise _persistence_error(e) from e
             self._data_version = version
             self._log_end = row[0]
             return self._log_end
