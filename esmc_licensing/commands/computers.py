@@ -88,6 +88,10 @@ class _Unit:
         self.states: dict[int, Any] = {}
         self.events = FoldedEvents()
 
+    def seed(self, aggregate_id: uuid.UUID, state: Any) -> None:
+        """Start from a state the caller already holds (saves loading it again)."""
+        self.states.setdefault(aggregate_id.int, state)
+
     def license(self, public_id: PublicId) -> LicenseState:
         key = license_aggregate_id(public_id).int
         state: LicenseState | None = self.states.get(key)
@@ -363,9 +367,9 @@ class ComputerCommands(ServiceBase):
             self._check_usable(lic, now)
             who = user_actor(uid)
             unit = _Unit(self)
-            unit.states[license_aggregate_id(pid).int] = lic  # loaded just above
+            unit.seed(license_aggregate_id(pid), lic)  # loaded just above
             # a fresh random id: never in the log, so nothing to load
-            unit.states[task_id.int] = task.initial(task_id)
+            unit.seed(task_id, task.initial(task_id))
             ceiling = self.policy.overuse.ceiling(lic.units)
             taken, refused, seat_events = license.take_seats(
                 lic,
