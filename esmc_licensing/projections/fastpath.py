@@ -112,36 +112,29 @@ def _computers(model: ReadModel) -> CodecDict:
 # -- licenses ---------------------------------------------------------------------
 
 
-def usage_reported(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
-) -> tuple[str, ...] | None:
-    if data.get("_v", 1) != _V_USAGE:
-        return None
-    pid = data["public_id"]
-    entities = _licenses(model)
-    p = entities.patch(pid)
-    if p is None:
-        return None
-    p["version"] = v
-    p["vendor_used_units"] = data["used_units"]
-    entities.ref(pid, position)
-    return _NONE
+def _license_field_fold(version: int, field: str, source: str) -> FastFold:
+    """The fold of an event that sets one field of a license from one of its own."""
+
+    def fold(
+        model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
+    ) -> tuple[str, ...] | None:
+        if data.get("_v", 1) != version:
+            return None
+        pid = data["public_id"]
+        entities = _licenses(model)
+        p = entities.patch(pid)
+        if p is None:
+            return None
+        p["version"] = v
+        p[field] = data[source]
+        entities.ref(pid, position)
+        return _NONE
+
+    return fold
 
 
-def expiration_changed(
-    model: ReadModel, oid: str, v: int, data: dict[str, Any], position: int
-) -> tuple[str, ...] | None:
-    if data.get("_v", 1) != _V_EXPIRATION:
-        return None
-    pid = data["public_id"]
-    entities = _licenses(model)
-    p = entities.patch(pid)
-    if p is None:
-        return None
-    p["version"] = v
-    p["expires"] = data["expires"]
-    entities.ref(pid, position)
-    return _NONE
+usage_reported = _license_field_fold(_V_USAGE, "vendor_used_units", "used_units")
+expiration_changed = _license_field_fold(_V_EXPIRATION, "expires", "expires")
 
 
 #: pending seats of a license merged into it past this many (its patch stays small)
