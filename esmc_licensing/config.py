@@ -26,25 +26,22 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from .adapters.http import (
-    AccountApiClient,
-    Ema2Client,
-    HttpAccounts,
-    HttpActivationServer,
-    RetryPolicy,
-)
-from .adapters.offline_file import Ed25519OfflineFileVerifier, load_public_key
-from .adapters.ports import ActivationServer, Clock
 from .domain.errors import InvalidInput
 from .domain.values import AccountKind
+
+# The HTTP clients (httpx), the offline-file code (cryptography), Redis and the
+# TOML parser are imported only when the configuration asks for them, so that a
+# command run against the demo vendor without a config file loads none of them.
+if TYPE_CHECKING:
+    from .adapters.http import RetryPolicy
+    from .adapters.ports import ActivationServer, Clock
 
 #: the config file read from the working directory when none is named
 DEFAULT_CONFIG_FILE = "esmc-licensing.toml"
@@ -124,6 +121,8 @@ def load_secrets(path: Path) -> Secrets:
     ``seal_key = "..."`` and one table per account kind mapping usernames to
     passwords: ``[accounts.EMA2]`` ``"msp@example.com" = "..."``.
     """
+    import tomllib
+
     check_private(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -200,6 +199,8 @@ class Config:
 
     @property
     def retry(self) -> RetryPolicy:
+        from .adapters.http import RetryPolicy
+
         return RetryPolicy(attempts=self.attempts, timeout=self.timeout)
 
     def describe(self) -> str:
@@ -241,6 +242,8 @@ def _secret_keys(data: Mapping[str, Any], where: str = "") -> list[str]:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -381,6 +384,8 @@ def build_adapters(
     """The CLI's adapters: the demo vendor without URLs, else the HTTP clients."""
     verifier = None
     if cfg.public_key_file is not None:
+        from .adapters.offline_file import Ed25519OfflineFileVerifier, load_public_key
+
         try:
             raw = cfg.public_key_file.read_bytes()
         except OSError as e:
@@ -392,6 +397,8 @@ def build_adapters(
     if cfg.uses_demo_vendor:
         return _with_agents(cfg, Wiring(activation_server=demo(clock), offline_verifier=verifier))
     assert cfg.activation_url is not None
+    from .adapters.http import AccountApiClient, Ema2Client, HttpAccounts, HttpActivationServer
+
     server = HttpActivationServer(cfg.activation_url, retry=cfg.retry)
     wiring = Wiring(activation_server=server, offline_verifier=verifier, closers=[server.close])
     clients: dict[str, Any] = {}

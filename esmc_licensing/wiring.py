@@ -2,19 +2,72 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import attrs
 
-from .adapters.memory import InMemoryActivationServer
-from .adapters.offline_file import Ed25519OfflineFileVerifier
 from .adapters.ports import ActivationServer, Clock, OfflineFileVerifier
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from .adapters.memory import InMemoryActivationServer
+    from .adapters.offline_file import Ed25519OfflineFileVerifier, OfflineLicense
+
+_MEMORY = "esmc_licensing.adapters.memory"
 
 
 def _default_clock() -> Clock:
     from .adapters.clock import SystemClock
 
     return SystemClock()
+
+
+def _is_in_memory_server(server: object) -> TypeGuard[InMemoryActivationServer]:
+    # Not imported to answer: a server cannot be an InMemoryActivationServer
+    # before its module is imported.
+    memory = sys.modules.get(_MEMORY)
+    return memory is not None and isinstance(server, memory.InMemoryActivationServer)
+
+
+class VendorKeyVerifier:
+    """An ``OfflineFileVerifier`` with the in-memory vendor's ``public_key``.
+
+    An ``Ed25519OfflineFileVerifier`` built on first use, so that an
+    application that never verifies an offline file neither imports the
+    offline-file code and its crypto nor derives the vendor's key.
+    """
+
+    def __init__(self, activation_server: InMemoryActivationServer) -> None:
+        self.activation_server = activation_server
+        self._verifier: Ed25519OfflineFileVerifier | None = None
+
+    @property
+    def verifier(self) -> Ed25519OfflineFileVerifier:
+        """The verifier itself (built now if not built yet)."""
+        verifier = self._verifier
+        if verifier is None:
+            from .adapters.offline_file import Ed25519OfflineFileVerifier
+
+            verifier = Ed25519OfflineFileVerifier(self.activation_server.public_key)
+            self._verifier = verifier  # a race only builds the same verifier twice
+        return verifier
+
+    def verify(self, content: bytes, console_token: str, now: datetime) -> OfflineLicense:
+        return self.verifier.verify(content, console_token, now)
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.verifier.public_key
+
+    @property
+    def key_id(self) -> str:
+        return self.verifier.key_id
+
+    def __repr__(self) -> str:
+        return f"VendorKeyVerifier({self.activation_server!r})"
 
 
 @attrs.define(kw_only=True)
@@ -38,16 +91,25 @@ class Adapters:
             server_clock = getattr(self.activation_server, "clock", None)
             self.clock = server_clock if server_clock is not None else _default_clock()
         if self.activation_server is None:
+            from .adapters.memory import InMemoryActivationServer
+
             self.activation_server = InMemoryActivationServer(clock=self.clock)
-        if self.accounts is None and isinstance(self.activation_server, InMemoryActivationServer):
+        server = self.activation_server
+        if self.accounts is None and _is_in_memory_server(server):
             from .adapters.accounts import InMemoryAccounts
 
-            self.accounts = InMemoryAccounts(self.activation_server)
+            self.accounts = InMemoryAccounts(server)
         if self.agents is None:
             from .adapters.agents import InMemoryAgents
 
             self.agents = InMemoryAgents()
         if self.offline_verifier is None:
-            vendor_key = getattr(self.activation_server, "public_key", None)
-            if vendor_key is not None:
-                self.offline_verifier = Ed25519OfflineFileVerifier(vendor_key)
+            if _is_in_memory_server(server):
+                # its key is always there: derive it (and import crypto) on first use
+                self.offline_verifier = VendorKeyVerifier(server)
+            else:
+                vendor_key = getattr(self.activation_server, "public_key", None)
+                if vendor_key is not None:
+                    from .adapters.offline_file import Ed25519OfflineFileVerifier
+
+                    self.offline_verifier = Ed25519OfflineFileVerifier(vendor_key)

@@ -10,18 +10,21 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import attrs
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
 
 from ..domain.credentials import Credentials
 from ..domain.errors import AdapterUnavailable, InvalidInput, LicenseKeyRejected, NotFound
 from ..domain.ids import LicenseKey, PublicId
 from ..domain.values import LicenseDetails, LicenseType
 from .ports import Clock
+
+if TYPE_CHECKING:  # cryptography is imported on first use of the vendor's key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 _ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
@@ -170,9 +173,13 @@ class InMemoryActivationServer:
 
     def _signing_key(self) -> Ed25519PrivateKey:
         # Derived from the seed, so files and keys are the same on every run;
-        # cached on first use (a race only computes the same key twice).
+        # cached on first use (a race only computes the same key twice). Built
+        # on first use, not at construction: a server that never signs a file
+        # never imports cryptography.
         key: Ed25519PrivateKey | None = self.__dict__.get("_offline_signing_key")
         if key is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
             secret = hashlib.sha256(f"esmc-offline-file-key:{self._seed}".encode()).digest()
             key = Ed25519PrivateKey.from_private_bytes(secret)
             self.__dict__["_offline_signing_key"] = key

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..domain.account import AccountSnapshot
 from ..domain.client_tasks import AgentResult, TaskOrder
 from ..domain.credentials import Credentials
 from ..domain.ids import LicenseKey, PublicId
 from ..domain.values import AccountKind, LicenseDetails
-from .offline_file import OfflineLicense
+
+if TYPE_CHECKING:  # the offline-file code (and its crypto) is imported only when used
+    from .offline_file import OfflineLicense
 
 
 @runtime_checkable
