@@ -26,6 +26,7 @@ credentials file with mode 0600 (:mod:`esmc_licensing.config`, docs/cli.md).
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import functools
 import json
@@ -39,16 +40,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 import typer
 from eventsourcing.domain import EventSourcingError
 from eventsourcing.persistence import InfrastructureFactoryError
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .adapters.clock import SystemClock
 from .adapters.memory import InMemoryActivationServer
@@ -68,6 +66,11 @@ from .domain.values import AccountKind, LicenseType, Permission, StatusLevel
 from .projections.views import ComputerView, HistoryEntry, LicenseView, PoolView, TaskView
 from .seals import HistoryReport, verify_store
 from .wiring import Adapters
+
+if TYPE_CHECKING:  # Rich is imported only when something is printed for a person
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -553,8 +556,24 @@ def _when(value: str | None, option: str, *, end_of_day: bool = False) -> dateti
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
     return Console(width=width, highlight=False)
+
+
+def _table(*args: Any, **kwargs: Any) -> Table:
+    """A Rich ``Table`` (``--json`` output never imports Rich)."""
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+def _text(*args: Any, **kwargs: Any) -> Text:
+    """A Rich ``Text``."""
+    from rich.text import Text
+
+    return Text(*args, **kwargs)
 
 
 def _say(message: str) -> None:
@@ -609,7 +628,7 @@ _LEVEL_STYLE = {
 
 def status_text(view: LicenseView) -> Text:
     status = view.status
-    text = Text(status.level.name, style=_LEVEL_STYLE[status.level])
+    text = _text(status.level.name, style=_LEVEL_STYLE[status.level])
     shown = sorted(r.name for r in status.reasons if r.name != status.level.name)
     if shown:
         text.append(" (" + ", ".join(r.lower().replace("_", " ") for r in shown) + ")")
@@ -624,7 +643,7 @@ def _expires(view: LicenseView) -> str:
 
 def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId], str],
                    title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = _table(title=title, title_justify="left")
     for column in ("Public ID", "Product", "Type", "Used/Units", "Expires", "Owner",
                    "Group", "Tags", "Status"):
         table.add_column(column, no_wrap=column in ("Public ID", "Used/Units"))
@@ -654,9 +673,101 @@ def _group_namer(app: LicenseManagement) -> Callable[[GroupId], str]:
     return name
 
 
+# -- a fast start -------------------------------------------------------------------------
+#
+# Typer (0.2x) coerces every parameter's value through a pydantic TypeAdapter it
+# builds on first use, even for a parameter left out, and importing pydantic
+# costs more than the rest of the command line's parsing. The groups below give
+# each parameter a coercion that builds Typer's own only for a value that needs
+# it, and does without it for ``str`` and ``list[str]`` values (nearly every
+# parameter here), whose coercion is ``str(value)``. So pydantic is imported only
+# when a number, an enum or a path is given.
+
+
+@functools.cache
+def _deferred_coercion() -> type | None:
+    """A Typer ``RuntimeParam`` as described above; None if this Typer has none
+    (then Typer does as it always does)."""
+    from dataclasses import dataclass
+
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+    except ImportError:  # pragma: no cover - another Typer
+        return None
+
+    @dataclass(frozen=True)
+    class DeferredCoercion(RuntimeParam):
+        #: the value is a str or a list of str, taken as they are (no parser, no file)
+        plain: bool = False
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if self.plain:
+                if self.annotation is str:
+                    return _cli_str(value)
+                items = value if isinstance(value, list | tuple) else [value]
+                return [_cli_str(item) for item in items]
+            typer_own = build_runtime_param(param.type_descriptor)
+            param._runtime_param = typer_own
+            return typer_own._coerce_value(value, param=param, ctx=ctx)
+
+    return DeferredCoercion
+
+
+def _cli_str(value: Any) -> str:
+    """What Typer makes of a str parameter's value."""
+    if not isinstance(value, bytes):
+        return str(value)
+    from typer._click._compat import _get_argv_encoding
+
+    encoding = _get_argv_encoding()
+    try:
+        return value.decode(encoding)
+    except UnicodeError:
+        fs_encoding = sys.getfilesystemencoding()
+        if fs_encoding != encoding:
+            with contextlib.suppress(UnicodeError):
+                return value.decode(fs_encoding)
+        return value.decode("utf-8", "replace")
+
+
+def _defer_coercion(command: Any, ctx: Any) -> None:
+    """Give the Typer parameters of ``command`` (its --help too) the coercion above."""
+    deferred = _deferred_coercion()
+    if deferred is None:
+        return
+    for param in command.get_params(ctx):
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+            continue  # not a Typer parameter, or its coercion is there already
+        annotation = descriptor.annotation
+        info = descriptor.parameter_info
+        plain = (
+            (annotation is str or annotation == list[str])
+            and descriptor.file_annotation is None
+            and getattr(info, "parser", None) is None
+            and getattr(info, "click_type", None) is None
+        )
+        param._runtime_param = deferred(parameter_info=info, annotation=annotation, plain=plain)
+
+
+class _Group(typer.core.TyperGroup):
+    """A Typer group whose parameters, and its commands', defer their coercion."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _defer_coercion(self, ctx)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _defer_coercion(command, ctx)
+        return name, command, rest
+
+
 # -- the application ------------------------------------------------------------------
 
 app = typer.Typer(
+    cls=_Group,
     name="esmc-licensing",
     help="Manage software licenses: pools, branch administrators, status and history.\n\n"
          "With no vendor URL configured (ESMC_ACTIVATION_URL, ESMC_ACCOUNTS_URL, ... or "
@@ -670,7 +781,7 @@ app = typer.Typer(
     add_completion=False,
 )
 tag_app = typer.Typer(help="Create, delete, assign and unassign tags (R28).",
-                      no_args_is_help=True)
+                      no_args_is_help=True, cls=_Group)
 app.add_typer(tag_app, name="tag")
 
 
@@ -841,7 +952,7 @@ def license_(
     if json_:
         _print_json(to_jsonable(view, names))
         return
-    table = Table(show_header=False, title=f"License {view.public_id}", title_justify="left")
+    table = _table(show_header=False, title=f"License {view.public_id}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     rows: list[tuple[str, str | Text]] = [
@@ -890,7 +1001,7 @@ def pools(
     if not views:
         _say(f"No license pools visible to {session.user_name}.")
         return
-    table = Table()
+    table = _table()
     for column in ("Pool", "Pool ID", "Group", "Source", "Licenses", "Tags"):
         table.add_column(column, no_wrap=column == "Pool ID")
     for v in views:
@@ -935,7 +1046,7 @@ def history(
                 return names(GroupId(value))
         return value
 
-    table = Table(title=f"History of {target}", title_justify="left")
+    table = _table(title=f"History of {target}", title_justify="left")
     for column in ("When (UTC)", "Who", "What", "Details"):
         table.add_column(column, no_wrap=column != "Details")
     for e in entries:
@@ -991,7 +1102,7 @@ def filters(ctx: typer.Context, json_: JsonOption = False) -> None:
     if not presets:
         _say("No saved filters; create one with save-filter.")
         return
-    table = Table()
+    table = _table()
     table.add_column("Name")
     table.add_column("Shows")
     for name, f in sorted(presets.items()):
@@ -1109,7 +1220,7 @@ def add_key(
              f"{view.owner or '-'}) to pool {view.pool_id} in {names(view.group)}.")
     else:
         _say(f"License {pid} is already present; nothing recorded.")
-    _console().print(Text("Status: ").append(status_text(view)))
+    _console().print(_text("Status: ").append(status_text(view)))
 
 
 def _pools_arg(lm: LicenseManagement, actor: UserId, pools: list[str]) -> list[PoolId]:
@@ -1226,22 +1337,13 @@ ViewsOption = Annotated[str | None, typer.Option(
     help="Where views persist: sqlite:PATH or postgres (default: beside the store).")]
 
 
-def _views_spec(store: Store, views: str | None) -> str:
+def _views_env(ctx: typer.Context, views: str | None) -> dict[str, str]:
+    """The store's settings, with ``--views`` as ``ESMC_VIEWS`` when given (by
+    default the views live beside the events)."""
+    env = dict(parse_store(_session(ctx).store).env)
     if views:
-        return views
-    if store.sqlite_path is not None:
-        return f"sqlite:{store.sqlite_path.with_name(store.sqlite_path.stem + '.views.db')}"
-    if store.env.get("PERSISTENCE_MODULE", "").endswith("postgres"):
-        return "postgres"
-    raise InvalidInput("persistent views need a SQLite or PostgreSQL store (use --store)")
-
-
-def _open_views(ctx: typer.Context, views: str | None) -> tuple[Store, Any]:
-    from .projections.store import open_view_store
-
-    store = parse_store(_session(ctx).store)
-    env = dict(store.env)
-    return store, open_view_store(_views_spec(store, views), env)
+        env["ESMC_VIEWS"] = views
+    return env
 
 
 @app.command()
@@ -1253,46 +1355,41 @@ def project(
     interval: Annotated[float, typer.Option(
         "--interval", metavar="SECONDS", help="Pause between polls of the log.")] = 0.2,
 ) -> None:
-    """Follow the store into persistent views (run it as a separate process)."""
+    """Keep the views current with the log (a separate process; optional)."""
     from .projections.runner import run_projections
 
-    store, view_store = _open_views(ctx, views)
+    env = _views_env(ctx, views)
     try:
-        position = run_projections(store.env, view_store, once=once, interval=interval)
+        position = run_projections(env, once=once, interval=interval)
     except KeyboardInterrupt:
         return
-    finally:
-        view_store.close()
     _say(f"Views are at log position {position}.")
 
 
 @app.command()
 @handled
 def rebuild(ctx: typer.Context, views: ViewsOption = None) -> None:
-    """Drop the persistent views and rebuild them from the log (R30)."""
+    """Empty the views and rebuild them from the log (R30)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .projections.runner import rebuild_views
 
-    store, view_store = _open_views(ctx, views)
+    env = _views_env(ctx, views)
     console = _console()
-    try:
-        if console.is_terminal:
-            with Progress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=console,
-            ) as bar:
-                task = bar.add_task("Rebuilding views", total=None)
+    if console.is_terminal:
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=console,
+        ) as bar:
+            task = bar.add_task("Rebuilding views", total=None)
 
-                def progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
 
-                count = rebuild_views(store.env, view_store, progress=progress)
-        else:
-            count = rebuild_views(store.env, view_store)
-    finally:
-        view_store.close()
-    _say(f"Rebuilt the views from {count} events.")
+            position = rebuild_views(env, progress=progress)
+    else:
+        position = rebuild_views(env)
+    _say(f"Rebuilt the views from the log up to position {position}.")
 
 
 @app.command("consume-results")
@@ -1389,7 +1486,7 @@ def add_file(
              f"{names(view.group)}.")
     else:
         _say(f"License {pid} is already present; nothing recorded.")
-    _console().print(Text("Status: ").append(status_text(view)))
+    _console().print(_text("Status: ").append(status_text(view)))
 
 
 @app.command()
@@ -1410,7 +1507,7 @@ def info(ctx: typer.Context, json_: JsonOption = False) -> None:
     if json_:
         _print_json(data)
         return
-    table = Table(show_header=False)
+    table = _table(show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in data.items():
@@ -1520,7 +1617,7 @@ def accounts(ctx: typer.Context, json_: JsonOption = False) -> None:
     if not views:
         _say("No accounts connected; connect one with connect-account.")
         return
-    table = Table()
+    table = _table()
     for column in ("Kind", "Username", "Type", "Connected", "Connected at (UTC)",
                    "Last synced (UTC)", "Pools"):
         table.add_column(column)
@@ -1545,15 +1642,15 @@ def _show_report(report: Any, json_: bool, due: list[str] | None = None) -> None
     if json_:
         _print_json(_report_json(report, due))
     else:
-        table = Table(title="Sync report", title_justify="left")
+        table = _table(title="Sync report", title_justify="left")
         for column in ("Source", "Result", "Added", "Changed", "Events"):
             table.add_column(column)
         for s in report.synced:
-            table.add_row(s.source, Text("synced", style="green"),
+            table.add_row(s.source, _text("synced", style="green"),
                           ", ".join(map(str, s.added)) or "-",
                           ", ".join(map(str, s.changed)) or "-", str(s.events))
         for f in report.failed:
-            table.add_row(f.source, Text("FAILED", style="bold red"), "-", "-", f.reason)
+            table.add_row(f.source, _text("FAILED", style="bold red"), "-", "-", f.reason)
         if report.synced or report.failed:
             _console().print(table)
         else:
@@ -1667,7 +1764,7 @@ def computers_(ctx: typer.Context, tag: TagOption = None, json_: JsonOption = Fa
     if not views:
         _say(f"No computers visible to {session.user_name}.")
         return
-    table = Table()
+    table = _table()
     for column in ("Name", "Computer ID", "Group", "Last connected (UTC)", "Products"):
         table.add_column(column, no_wrap=column == "Computer ID")
     for v in views:
@@ -1693,7 +1790,7 @@ def computer_(
     if json_:
         _print_json(to_jsonable(view, names))
         return
-    table = Table(show_header=False, title=f"Computer {view.name}", title_justify="left")
+    table = _table(show_header=False, title=f"Computer {view.name}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     for field, value in (
@@ -1759,14 +1856,14 @@ def _task_table(lm: LicenseManagement, actor: UserId, view: TaskView) -> Table:
     computer_names: dict[ComputerId, str] = {}
     with contextlib.suppress(LicensingError):
         computer_names = {c.computer_id: c.name for c in lm.computers(actor)}
-    table = Table()
+    table = _table()
     for column in ("Computer", "Computer ID", "Result", "Reason"):
         table.add_column(column, no_wrap=column == "Computer ID")
     styles = {"SUCCEEDED": "green", "FAILED": "bold red", "PENDING": "yellow",
               "DELIVERED": "yellow"}
     for cid, r in sorted(view.results.items(), key=lambda kv: str(kv[0])):
         table.add_row(computer_names.get(cid, "(removed)"), str(cid),
-                      Text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
+                      _text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
     return table
 
 
@@ -1858,7 +1955,7 @@ def installer(
     if json_:
         _print_json(shown)
         return
-    table = Table(show_header=False, title=f"Installer configuration for {lic.public_id}",
+    table = _table(show_header=False, title=f"Installer configuration for {lic.public_id}",
                   title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -2021,7 +2118,7 @@ def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
     elif report.ok:
         _say(str(report))
     else:
-        table = Table(title=f"{len(report.problems)} problem(s) in the history",
+        table = _table(title=f"{len(report.problems)} problem(s) in the history",
                       title_justify="left")
         for column in ("Position", "Problem", "Detail"):
             table.add_column(column)
@@ -2036,9 +2133,55 @@ def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
         raise typer.Exit(EXIT_REFUSED)
 
 
+#: the root options (see ``_root``) that take a value
+_ROOT_VALUE_OPTIONS = frozenset({"--store", "--as", "--config", "--credentials"})
+
+
+def _command_named(args: Sequence[str]) -> str | None:
+    """The command the arguments name after plain root options; None if unsure."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in _ROOT_VALUE_OPTIONS:
+            next(rest, None)
+        elif arg == "--debug" or arg.partition("=")[0] in _ROOT_VALUE_OPTIONS:
+            continue
+        elif arg == "--":
+            return next(rest, None)
+        elif arg.startswith("-"):
+            return None  # --help, or something Typer will explain
+        else:
+            return arg
+    return None
+
+
+def app_for(args: Sequence[str]) -> typer.Typer:
+    """``app`` with only the command ``args`` name (``app`` itself if unsure).
+
+    Typer builds every command it holds (their parameters from their
+    signatures) before it runs one; one command, with the same root, runs the
+    same and starts sooner. Help and errors about the commands themselves
+    (``--help``, an unknown command) come from the whole ``app``.
+    """
+    name = _command_named(args)
+    if name is None:
+        return app
+    commands = [
+        c for c in app.registered_commands
+        if c.callback is not None
+        and (c.name or typer.main.get_command_name(c.callback.__name__)) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if len(commands) + len(groups) != 1:
+        return app
+    one = copy.copy(app)
+    one.registered_commands = commands
+    one.registered_groups = groups
+    return one
+
+
 def main() -> None:
     """The console script ``esmc-licensing``."""
-    app()
+    app_for(sys.argv[1:])()
 
 
 __all__ = [

@@ -1,39 +1,94 @@
-"""Queries: each takes the acting user first and shows only what it may see (R14)."""
+"""Queries: each takes the acting user first and shows only what it may see (R14).
+
+They read the indexed views (:mod:`.projections.tables`) for the actor's
+visible groups only, and compute each license's status from today's date
+(R8): cost follows what they return, not the size of the store.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import date, datetime
+from typing import Any
 
-from .domain.errors import (
-    InvalidInput,
-    NotFound,
-)
+from .domain.directory import DirectoryState
+from .domain.errors import InvalidInput, NotFound
+from .domain.events import DomainEvent
 from .domain.filters import LicenseFilter
-from .domain.ids import (
-    PoolId,
-    PublicId,
-)
-from .projections.memory import (
-    ReadModel,
-    license_target,
-    pool_target,
-)
+from .domain.ids import GroupId, PoolId, PublicId, UserId
+from .domain.status import license_status
+from .domain.values import LicenseType, Policy, Source
+from .projections.fold import details, event_name, license_target, pool_target
+from .projections.tables import ViewStore
 from .projections.views import HistoryEntry, LicenseView, PoolView
 from .service import ServiceBase
 
 
+def visible_groups(d: DirectoryState, uid: UserId) -> frozenset[GroupId] | None:
+    """The groups a user sees (R11), or None when that is every group."""
+    groups = d.visible_groups(uid)
+    return None if len(groups) >= len(d.groups) else groups
+
+
+def license_view(
+    public_id: str,
+    group: str,
+    v: dict[str, Any],
+    tags: dict[str, frozenset[str]],
+    today: date,
+    policy: Policy,
+) -> LicenseView:
+    """A license's view from its row, with its status as of ``today`` (R8)."""
+    expires = date.fromisoformat(v["expires"]) if v["expires"] else None
+    empty: frozenset[str] = frozenset()
+    return LicenseView(
+        public_id=PublicId(public_id),
+        pool_id=PoolId(v["pool_id"]),
+        group=GroupId(group),
+        license_type=LicenseType(v["license_type"]),
+        product=v["product"],
+        units=v["units"],
+        used_units=v["used_units"],
+        offline_units=v["offline_units"],
+        subunits=v["subunits"],
+        expires=expires,
+        subscription=v["subscription"],
+        owner=v["owner"],
+        contact=v["contact"],
+        source=Source(v["source"]),
+        tags=tags.get(license_target(public_id), empty) | tags.get(
+            pool_target(v["pool_id"]), empty
+        ),
+        status=license_status(
+            units=v["units"],
+            used_units=v["used_units"],
+            expires=expires,
+            today=today,
+            policy=policy,
+            suspended=v["suspended"],
+            registered=v["registered"],
+            registration_url=v["registration_url"],
+            obsolete=v["obsolete"],
+        ),
+        product_code=v["product_code"],
+        license_user=v["license_user"],
+        key_last4=v["key_last4"],
+    )
+
+
+def actor_name(d: DirectoryState, actor: str) -> str:
+    if actor.startswith("user:"):
+        try:
+            u = d.users.get(UserId(actor[5:]))
+        except Exception:
+            u = None
+        if u is not None:
+            return u.name
+    return actor
+
+
 class Queries(ServiceBase):
-    # -- queries ----------------------------------------------------------------
-
-    def _today(self, as_of: datetime | int | None, model: ReadModel) -> datetime:
-        if isinstance(as_of, datetime):
-            return as_of.astimezone(UTC)
-        if isinstance(as_of, int) and model.audit:
-            return model.audit[-1].when
-        return self._now()
-
     def licenses(
         self,
         actor: object,
@@ -44,23 +99,24 @@ class Queries(ServiceBase):
         """The licenses the actor may see, ordered by Public ID (R11, R14)."""
         if filter is not None and not isinstance(filter, LicenseFilter):
             raise InvalidInput("filter must be a LicenseFilter")
-        model = self._model(as_of)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            today = self._today(as_of, model).date()
-            return model.licenses_for(uid, filter, today, self.policy)
+        with self._reading(as_of) as (views, d, today):
+            uid = self._actor(actor, d)
+            rows, tags = views.license_rows(visible_groups(d, uid), filter, today, self.policy)
+            return [license_view(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
 
     def license(
         self, actor: object, public_id: object, *, as_of: datetime | int | None = None
     ) -> LicenseView:
         pid = PublicId(public_id)
-        model = self._model(as_of)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            lic = model.license_visible(uid, pid)
-            if lic is None:
+        with self._reading(as_of) as (views, d, today):
+            uid = self._actor(actor, d)
+            rows, tags = views.license_rows(
+                visible_groups(d, uid), None, today, self.policy, public_id=str(pid)
+            )
+            if not rows:
                 raise NotFound("license", pid)
-            return model.license_view(lic, self._today(as_of, model).date(), self.policy)
+            found, group, v = rows[0]
+            return license_view(found, group, v, tags, today, self.policy)
 
     def pools(
         self,
@@ -71,18 +127,42 @@ class Queries(ServiceBase):
     ) -> list[PoolView]:
         """The pools the actor may see; with ``tags``, those carrying any of them (R28)."""
         wanted = _tag_set(tags)
-        model = self._model(as_of)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            rows = model.pools_for(uid)
-        return [p for p in rows if not wanted or _carries(p.tags, wanted)]
+        with self._reading(as_of) as (views, d, _):
+            uid = self._actor(actor, d)
+            states, tags_of = views.pool_rows(visible_groups(d, uid))
+        rows = []
+        for p in states:
+            assert p.group is not None and p.source is not None
+            carried = tags_of.get(pool_target(p.pool_id), frozenset())
+            if wanted and not _carries(carried, wanted):
+                continue
+            rows.append(
+                PoolView(
+                    pool_id=p.pool_id,
+                    name=p.name,
+                    group=p.group,
+                    source=p.source,
+                    tags=carried,
+                    public_ids=tuple(sorted(p.public_ids)),
+                    indivisible=p.indivisible,
+                    company=p.company,
+                )
+            )
+        return rows
 
     def filters(self, actor: object) -> dict[str, LicenseFilter]:
-        model = self._model(None)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            state = model.filters.get(uid)
-            return dict(state.presets) if state else {}
+        """The actor's saved filter presets by name (R8a)."""
+        with self._reading(None) as (views, d, _):
+            uid = self._actor(actor, d)
+            state = views.state("filters", str(uid))
+        return dict(state.presets) if state else {}
+
+    def _history(
+        self, views: ViewStore, d: DirectoryState, target: str
+    ) -> list[HistoryEntry]:
+        """The events naming ``target``, from the audit index and the log (R29)."""
+        positions = views.history_positions(target)
+        return [_entry(d, target, position, event) for position, event in self.event_log.at(positions)]
 
     def history(self, actor: object, target: object) -> list[HistoryEntry]:
         """What happened to a license or pool, oldest first (R29).
@@ -91,22 +171,32 @@ class Queries(ServiceBase):
         tags, removal). Removed objects keep their history, visible to whoever
         could see them where they were last.
         """
-        model = self._model(None)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            visible = model.visible_groups(uid)
+        with self._reading(None) as (views, d, _):
+            uid = self._actor(actor, d)
+            visible = d.visible_groups(uid)
             if isinstance(target, uuid.UUID):
                 pool_id = PoolId(target)
-                p = model.pools.get(pool_id)
+                p = views.state("pool", str(pool_id))
                 if p is None or p.group not in visible:
                     raise NotFound("license pool", pool_id)
-                return model.history_of(pool_target(pool_id))
+                return self._history(views, d, pool_target(pool_id))
             pid = PublicId(target)
-            lic = model.licenses.get(pid)
-            p = model.pools.get(lic.pool_id) if lic and lic.pool_id else None
+            lic = views.state("license", str(pid))
+            p = views.state("pool", str(lic.pool_id)) if lic and lic.pool_id else None
             if p is None or p.group not in visible:
                 raise NotFound("license", pid)
-            return model.history_of(license_target(pid))
+            return self._history(views, d, license_target(pid))
+
+
+def _entry(d: DirectoryState, target: str, position: int, event: DomainEvent) -> HistoryEntry:
+    return HistoryEntry(
+        when=event.timestamp,
+        actor=actor_name(d, event.actor),
+        what=event_name(event),
+        target=target,
+        details=details(event),
+        position=position,
+    )
 
 
 def _tag_set(tags: Iterable[str]) -> frozenset[str]:

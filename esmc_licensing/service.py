@@ -1,42 +1,49 @@
 """The service core every command and query stands on.
 
 One path for every command: validate input -> authorise against the
-directory -> ask adapters (before anything is saved) -> load aggregates ->
-``decide`` -> save all events of the command in one atomic call. A lost race
-on an aggregate version is retried from fresh state a bounded number of
-times. Queries answer from the read model, caught up with the log first, so a
-query after a command always sees it (and sees other processes' writes too).
+directory -> ask adapters (before anything is saved) -> load the aggregates
+it decides on -> ``decide`` -> save all events of the command in one atomic
+call -> apply them to the views. A lost race on an aggregate version is
+retried from fresh state a bounded number of times.
+
+Cost follows the work. An aggregate is loaded by id: from a bounded cache of
+recent states, else from its latest snapshot (kept every
+``ESMC_SNAPSHOT_EVERY`` events) and the events after it. Queries read the
+indexed views (:mod:`.projections.tables`), which every save updates and
+which catch up with other processes' writes (one read of the new events)
+before a query answers. Nothing folds the whole log except a rebuild or a
+replay "as of" a past moment, and those stream it.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import random
 import secrets
-import sqlite3
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application
 from eventsourcing.persistence import (
     Mapper,
-    Notification,
     PersistenceError,
     RecordConflictError,
-    Recording,
 )
 from eventsourcing.utils import Environment
 
-from . import seals
-from .adapters.mapper import EventMapper
 from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
 from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder
-from .domain import account, computer, directory, license, pool, saved_filters, tags, task
+from .adapters.mapper import EventMapper
+from .aggregates import EVOLVE, decode_state, encode_state
+from .domain import computer, directory, license, pool, tags
 from .domain.directory import DirectoryState
 from .domain.errors import (
     AdapterUnavailable,
@@ -45,7 +52,7 @@ from .domain.errors import (
     LicensingError,
     NotFound,
 )
-from .domain.events import DomainEvent, HistorySealed
+from .domain.events import DomainEvent
 from .domain.ids import (
     DIRECTORY_ID,
     TAGS_ID,
@@ -59,19 +66,9 @@ from .domain.ids import (
 from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import Permission, Policy
-from .projections.memory import (
-    ACCOUNT_EVENTS,
-    COMPUTER_EVENTS,
-    DIRECTORY_EVENTS,
-    FILTER_EVENTS,
-    LICENSE_EVENTS,
-    POOL_EVENTS,
-    TAG_EVENTS,
-    TASK_EVENTS,
-    Evolved,
-    ReadModel,
-)
-from .projections.store import ViewsReadModel, ViewStore, open_view_store
+from .eventlog import EventLog
+from .projections.runner import ViewUpdater, seeds_of
+from .projections.tables import SQLiteViews, ViewStore, open_views
 from .wiring import Adapters
 
 log = logging.getLogger("esmc_licensing")
@@ -81,13 +78,22 @@ S = TypeVar("S")
 
 Decision = tuple[R, list[DomainEvent]]
 
+__all__ = [
+    "ADMINISTRATOR_ID",
+    "ALL_GROUP_ID",
+    "EVOLVE",
+    "Decision",
+    "FoldedEvents",
+    "ServiceBase",
+]
+
 
 class FoldedEvents(list[DomainEvent]):
     """New events with the states their decision already folded from them.
 
-    ``folded`` maps id(event) to (event, state before, state after); after the
-    save the read model takes "after" instead of folding the event again when
-    its own state is that very "before" (``evolve`` is pure).
+    ``folded`` maps id(event) to (event, state before, state after): after the
+    save the aggregate cache takes "after", and the views start from
+    "before" instead of reading their rows back.
     """
 
     __slots__ = ("folded",)
@@ -97,78 +103,49 @@ class FoldedEvents(list[DomainEvent]):
         self.folded: dict[int, tuple[DomainEvent, Any, Any]] = {}
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _notification(
-    originator_id: uuid.UUID, version: int, topic: str, state: bytes, position: int
-) -> Notification:
-    """``Notification(...)`` without the frozen dataclass's per-field setattr
-    (the same object: a test compares them); one per saved event."""
-    n = _new(Notification)
-    _set(
-        n,
-        "__dict__",
-        {
-            "originator_id": originator_id,
-            "originator_version": version,
-            "topic": topic,
-            "state": state,
-            "id": position,
-        },
-    )
-    return n
-
-
-def _recording(event: DomainEvent, notification: Notification) -> Recording[uuid.UUID]:
-    """``Recording(event, notification)``, the same way as ``_notification``."""
-    r = _new(Recording)
-    _set(r, "__dict__", {"domain_event": event, "notification": notification})
-    return r
-
-
-def _notification_id(n: Notification) -> int:
-    return n.id
-
-
-EVOLVE: dict[type[DomainEvent], Callable[[Any, Any], Any]] = {
-    **dict.fromkeys(DIRECTORY_EVENTS, directory.evolve),
-    **dict.fromkeys(POOL_EVENTS, pool.evolve),
-    **dict.fromkeys(LICENSE_EVENTS, license.evolve),
-    **dict.fromkeys(TAG_EVENTS, tags.evolve),
-    **dict.fromkeys(FILTER_EVENTS, saved_filters.evolve),
-    **dict.fromkeys(ACCOUNT_EVENTS, account.evolve),
-    **dict.fromkeys(COMPUTER_EVENTS, computer.evolve),
-    **dict.fromkeys(TASK_EVENTS, task.evolve),
-    HistorySealed: seals.evolve,
-}
-
 #: "not asked yet" in the permission memo (None is an answer: no permission)
 _UNKNOWN: Any = object()
 
 ADMINISTRATOR_ID = UserId.derive("administrator")
 ALL_GROUP_ID = GroupId.derive("All")
 
+#: events per transaction of a replay's views
+REPLAY_BATCH = 50_000
+
+#: past this many new events, the aggregate cache is dropped rather than caught up
+CACHE_CATCH_UP_LIMIT = 5_000
+
+
+def _setting(env: Mapping[str, str] | Environment, name: str, default: int, low: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number, not {value!r}") from None
+    if number < low:
+        raise InvalidInput(f"{name} must be at least {low}, not {number}")
+    return number
+
 
 class ServiceBase(Application[uuid.UUID]):
     """The license management of one console installation, over one event store.
 
     ``env`` takes eventsourcing's settings (PERSISTENCE_MODULE, SQLITE_DBNAME,
-    POSTGRES_*, CIPHER_*, COMPRESSOR_TOPIC); with none it keeps everything in
-    memory. ``adapters`` defaults to in-memory doubles, ``policy`` to
-    ``Policy()``.
+    POSTGRES_*, CIPHER_*, COMPRESSOR_TOPIC) and the library's own:
+    ``ESMC_CACHE_SIZE`` (aggregate states kept in memory, default 10,000),
+    ``ESMC_SNAPSHOT_EVERY`` (events after which an aggregate's state is
+    snapshotted, default 100), ``ESMC_VIEWS`` (where the views live:
+    beside the events by default, or ``memory`` / ``sqlite:PATH``). With no
+    env it keeps everything in memory. ``adapters`` defaults to in-memory
+    doubles, ``policy`` to ``Policy()``.
     """
 
     name = "LicenseManagement"
     log_section_size = 1000
     #: how many times a command that lost a race is decided again
     max_attempts = 16
-    #: how many aggregate states the command side keeps in memory
-    cache_size = 200_000
-    #: how many of the newest notifications read from the store are kept for
-    #: sealing (R31); the events of an own save are kept until ``_after_save``
-    log_tail_limit = 10_000
 
     def __init__(
         self,
@@ -181,32 +158,51 @@ class ServiceBase(Application[uuid.UUID]):
         self._open_store(env)
         self.adapters = adapters or Adapters()
         self.policy = policy or Policy()
-        #: by aggregate id's ``.int`` (an int hashes in C, a UUID in Python)
-        self._cache: dict[int, Any] = {}
-        self._view_lock = threading.RLock()
-        self._view = ReadModel()
+        self.cache_size = _setting(self.env, "ESMC_CACHE_SIZE", 10_000, 1)
+        self.snapshot_every = _setting(self.env, "ESMC_SNAPSHOT_EVERY", 100, 1)
+        mapper = self.mapper
+        self.event_log = EventLog(self.recorder, mapper)  # type: ignore[arg-type]
+        self._own_views = views is None
+        self.views: ViewStore = (
+            views if views is not None else open_views(self._settings(), self.recorder)
+        )
+        self._updater = ViewUpdater(self.event_log, self.views)
+        self._lock = threading.RLock()
+        #: aggregate states by id's ``.int``, least recently used first
+        self._states: OrderedDict[int, Any] = OrderedDict()
+        #: the log position the cached states are current with
+        self._position = self.event_log.end()
+        #: where the views were last seen to stand (a lower bound)
+        self._views_position = 0
         #: (directory state, (user, group) -> permission) for ``_can``
         self._permission_memo: tuple[
             DirectoryState | None, dict[tuple[int, int], Permission | None]
         ] = (None, {})
-        self._log_end_probe = self._make_log_end_probe()
-        # The newest notifications the read model applied, in log order: every
-        # notification with an id in (_log_tail_from, view.position] is here, so
-        # sealing (R31) digests them without reading back what was just written.
-        self._log_tail: list[Notification] = []
-        self._log_tail_from = 0
-        # Deployed mode (issue 5): queries answer from persisted views that a
-        # projection runner keeps (``views=`` or the ESMC_VIEWS setting).
-        self._own_views = False
-        views_setting = self.env.get("ESMC_VIEWS") if views is None else None
-        if views_setting:
-            views = open_view_store(views_setting, dict(self.env))
-            self._own_views = True
-        self.views: ViewStore | None = views
-        self._views_model = (
-            ViewsReadModel(views, self) if views is not None else None
-        )
+        self._refresh()
         self._ensure_directory()
+
+    def _share_store(self, other: ServiceBase) -> None:
+        """Read and write ``other``'s store from now on (tests "reopen" an in-memory
+        store this way: its events live in the recorder object)."""
+        self.recorder = other.recorder
+        self.events = other.events
+        self.event_log = EventLog(other.recorder, self.event_log.mapper)
+        self._updater = ViewUpdater(self.event_log, self.views)
+        self.views.drop(snapshots=True)
+        with self._lock:
+            self._states.clear()
+            self._position = 0
+            self._views_position = 0
+        self._refresh()
+
+    def _settings(self) -> dict[str, str]:
+        """The settings as given (eventsourcing's Environment answers by several names)."""
+        names = (
+            "PERSISTENCE_MODULE", "SQLITE_DBNAME", "ESMC_VIEWS", "POSTGRES_HOST",
+            "POSTGRES_PORT", "POSTGRES_DBNAME", "POSTGRES_USER", "POSTGRES_PASSWORD",
+            "POSTGRES_SCHEMA", "POSTGRES_CONNECT_TIMEOUT",
+        )
+        return {n: str(v) for n in names if (v := self.env.get(n)) is not None}
 
     def _open_store(self, env: Mapping[str, str] | None) -> None:
         """Open the store, surviving other processes creating its tables at once.
@@ -286,51 +282,78 @@ class ServiceBase(Application[uuid.UUID]):
         initial: Callable[[], S],
         evolve: Callable[[S, DomainEvent], S],
     ) -> S:
-        """An aggregate's state, current as of the read model's position.
+        """An aggregate's current state, by id.
 
-        Every command catches the read model up with the log first, and the
-        read model folds directory, pools, licenses, tags, filters, accounts,
-        computers and tasks with the domain's own ``evolve``: those states are
-        read from it, with no query and no second fold. Other aggregates (the
-        seals) live in a cache that every applied event keeps current; a miss
-        folds the aggregate's events from the store. An aggregate the log has
-        never shown starts from its initial state without a query: a racing
-        writer makes our save conflict, and the retry catches up.
+        From the cache if it is there (kept current by every save and
+        catch-up), else from its latest snapshot and the events recorded
+        after it; a snapshot is written when more than ``snapshot_every``
+        events had to be folded.
         """
-        view = self._view
-        state = view.states.get(aggregate_id.int)
-        if state is not None:
-            # The read model folds this aggregate with the same evolve, in log
-            # order, up to its position: that is the state to decide on.
-            return state  # type: ignore[no-any-return]
-        state = self._cache.get(aggregate_id.int)
-        if state is not None:
-            return state  # type: ignore[no-any-return]
-        if aggregate_id.int not in view.seen:
-            # Never in the log as of the last catch-up: nothing to select. A
-            # racing writer makes our save conflict, and the retry catches up.
-            return initial()
+        key = aggregate_id.int
+        with self._lock:
+            state = self._states.get(key)
+            if state is not None:
+                self._states.move_to_end(key)
+                return state  # type: ignore[no-any-return]
         state = initial()
-        for event in self.events.get(aggregate_id):
-            state = evolve(state, event)  # type: ignore[arg-type]
-        with self._view_lock:
-            cached = self._cache.get(aggregate_id.int)
-            if cached is None or cached.version < state.version:  # type: ignore[attr-defined]
-                if len(self._cache) >= self.cache_size:
-                    self._cache.clear()
-                self._cache[aggregate_id.int] = state
+        snapshot = self.views.snapshot(aggregate_id)
+        if snapshot is not None:
+            state = decode_state(type(state), snapshot[1])
+        events = self.event_log.events_of(aggregate_id, state.version)  # type: ignore[attr-defined]
+        for event in events:
+            state = evolve(state, event)
+        if len(events) >= self.snapshot_every:
+            try:
+                self.views.put_snapshot(aggregate_id, state.version, encode_state(state).decode())  # type: ignore[attr-defined]
+            except Exception as e:  # a snapshot is an optimisation: never fail a command on it
+                log.warning("could not snapshot %s: %s", aggregate_id, e)
+        self._remember(key, state)
         return state
 
-    def _cache_apply(self, event: DomainEvent) -> None:
-        """Keep a cached aggregate state in step with an event the view applies."""
+    def _remember(self, key: int, state: Any) -> None:
+        with self._lock:
+            cached = self._states.get(key)
+            if cached is not None and cached.version >= state.version:
+                return
+            self._states[key] = state
+            self._states.move_to_end(key)
+            while len(self._states) > self.cache_size:
+                self._states.popitem(last=False)
+
+    def _cache_apply(self, event: DomainEvent, folded: Mapping[int, Any] | None = None) -> None:
+        """Keep a cached state in step with an event recorded after it (under the lock)."""
         key = event.originator_id.int
-        cached = self._cache.get(key)
+        cached = self._states.get(key)
         if cached is None:
             return
-        if event.originator_version == cached.version + 1:
-            self._cache[key] = EVOLVE[type(event)](cached, event)
-        elif event.originator_version > cached.version:
-            del self._cache[key]
+        version = event.originator_version
+        if version == cached.version + 1:
+            found = folded.get(id(event)) if folded else None
+            if found is not None and found[0] is event and found[1] is cached:
+                self._states[key] = found[2]
+            else:
+                self._states[key] = EVOLVE[type(event)](cached, event)
+        elif version > cached.version:
+            del self._states[key]
+
+    def _refresh(self) -> None:
+        """Catch up with what other processes recorded: the cached states and the views.
+
+        One read of the new events when there are any; a probe of the log's
+        end when there are none.
+        """
+        end = self.event_log.end()
+        with self._lock:
+            if end > self._position:
+                if self._states and end - self._position <= CACHE_CATCH_UP_LIMIT:
+                    for _, event in self.event_log.read(self._position, end):
+                        self._cache_apply(event)
+                else:
+                    self._states.clear()
+                self._position = max(self._position, end)
+        if end > self._views_position:
+            reached = self._updater.catch_up(stop=end)
+            self._views_position = max(self._views_position, reached)
 
     def _directory(self) -> DirectoryState:
         return self._load(DIRECTORY_ID, directory.initial, directory.evolve)
@@ -352,16 +375,16 @@ class ServiceBase(Application[uuid.UUID]):
     def _execute(self, decide: Callable[[], Decision[R]]) -> R:
         """Decide and save; on a lost race decide again from fresh state."""
         for attempt in range(self.max_attempts):
-            self._catch_up()
+            self._refresh()
             result, new_events = decide()
             if not new_events:
                 return result
             try:
                 self._save_events(new_events)
             except RecordConflictError:
-                with self._view_lock:
+                with self._lock:
                     for event in new_events:
-                        self._cache.pop(event.originator_id.int, None)
+                        self._states.pop(event.originator_id.int, None)
                 # a little random backoff, so that many racing writers of one
                 # aggregate (seats of one license) do not keep colliding
                 time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 8)))
@@ -372,180 +395,107 @@ class ServiceBase(Application[uuid.UUID]):
             "same objects; try again"
         )
 
-    def _save_events(self, new_events: list[DomainEvent]) -> list[Recording[uuid.UUID]]:
-        recorder = self.recorder
-        if isinstance(recorder, FastSQLiteApplicationRecorder) and recorder.lean:
-            recordings = self._record_rows(recorder, new_events)
-        else:
-            # Bypass Application.save's per-object Protocol checks (see performance notes).
-            processing = ProcessingEvent[uuid.UUID]()
-            processing.events.extend(new_events)
-            recordings = self._record(processing)
-        self._catch_up(recordings, getattr(new_events, "folded", None))
-        self._after_save(recordings)
-        return recordings
+    def _save_events(self, new_events: list[DomainEvent]) -> list[int]:
+        """Record a command's events in one atomic call, then bring the cache and views
+        up to them; returns their positions."""
+        positions = self.event_log.append(new_events)
+        folded = getattr(new_events, "folded", None)
+        with self._lock:
+            for event in new_events:
+                self._cache_apply(event, folded)
+            if positions and positions[0] == self._position + 1:
+                self._position = positions[-1]
+        pairs = list(zip(positions, new_events, strict=True))
+        reached = self._updater.apply_own(pairs, seeds_of(new_events, folded))
+        self._views_position = max(self._views_position, reached)
+        self._after_save(positions)
+        return positions
 
-    def _record_rows(
-        self, recorder: FastSQLiteApplicationRecorder, new_events: list[DomainEvent]
-    ) -> list[Recording[uuid.UUID]]:
-        """What ``Application._record`` does, encoding straight into the insert's
-        parameters (no ``StoredEvent`` per event; see adapters/sqlite_recorder.py)."""
-        to_row = self.mapper.to_row  # type: ignore[attr-defined]
-        rows = [to_row(e) for e in new_events]
-        params: list[Any] = []
-        for e, (topic, state) in zip(new_events, rows, strict=True):
-            params += (e.originator_id.hex, e.originator_version, topic, state)
-        ids = recorder.insert_rows(params)
-        return [
-            _recording(e, _notification(e.originator_id, e.originator_version, topic, state, i))
-            for e, (topic, state), i in zip(new_events, rows, ids, strict=True)
-        ]
-
-    def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
+    def _after_save(self, positions: list[int]) -> None:
         """A hook run after every save (the history area seals here, R31)."""
 
-    def _catch_up(
-        self,
-        recordings: list[Recording[uuid.UUID]] | None = None,
-        folded: Evolved | None = None,
-    ) -> ReadModel:
-        """Bring the read model (and the aggregate cache) up to the end of the log."""
-        with self._view_lock:
-            view = self._view
-            if recordings and recordings[0].notification.id == view.position + 1:
-                tail, apply, cache = self._log_tail, view.apply, self._cache
-                for r in recordings:
-                    event: DomainEvent = r.domain_event  # type: ignore[assignment]
-                    n = r.notification
-                    apply(n.id, event, folded)
-                    if event.originator_id.int in cache:
-                        self._cache_apply(event)
-                    tail.append(n)
-                return view
-            if self._log_end_probe is not None:
-                end = self._log_end_probe()
-                if end is not None and end <= view.position:
-                    return view  # nothing new: skip the recorder's full select
-            self._fold_log(view, stop=None, cache=True)
-            return view
+    @contextmanager
+    def _reading(
+        self, as_of: datetime | int | None
+    ) -> Iterator[tuple[ViewStore, DirectoryState, date]]:
+        """What a query reads: the views, the directory and today's date.
 
-    def _make_log_end_probe(self) -> Callable[[], int | None] | None:
-        """A cheap "where does the log end?" for the catch-up before every command.
-
-        eventsourcing's SQLite recorder spends most of a small select on its
-        connection pool and transaction handling. For a SQLite file, one
-        read-only connection per thread asks ``MAX(rowid)`` of the events
-        table directly (SQLite commits writers one at a time, so rowids become
-        visible in order); when nothing is new, the recorder is not asked at
-        all. Other stores answer through the recorder as before.
+        ``as_of`` (a datetime or a log position) replays the log up to then
+        into views of its own, dropped afterwards (R30).
         """
-        recorder = self.recorder
-        if isinstance(recorder, FastSQLiteApplicationRecorder):
-            # PRAGMA data_version on its writer connection: no select while
-            # nobody else has written (see adapters/sqlite_recorder.py)
-            return recorder.log_end
-        if (self.env.get("PERSISTENCE_MODULE") or "eventsourcing.popo").endswith("popo"):
-            # late-bound: tests share one in-memory recorder between applications
-            return lambda: self.recorder.max_notification_id()  # noqa: PLW0108
-        dbname = self.env.get("SQLITE_DBNAME", "")
-        table = getattr(recorder, "events_table_name", None)
-        if not dbname or table is None or "memory" in dbname or not str(table).isidentifier():
-            return None
-        local = threading.local()
-        statement = f"SELECT MAX(rowid) FROM {table}"
-        opened: list[sqlite3.Connection] = []
-
-        def probe() -> int | None:
-            conn = getattr(local, "conn", None)
-            if conn is None:
-                conn = sqlite3.connect(
-                    f"file:{dbname}?mode=ro", uri=True, timeout=5, check_same_thread=False
-                )
-                local.conn = conn
-                opened.append(conn)
-            row = conn.execute(statement).fetchone()
-            return None if row is None else row[0]
-
-        probe.connections = opened  # type: ignore[attr-defined]
-        return probe
-
-    def _fold_log(self, view: ReadModel, stop: int | None, cache: bool = False) -> None:
-        decode = self.mapper.to_domain_event
-        while True:
-            page = self.recorder.select_notifications(
-                start=view.position, limit=1000, stop=stop, inclusive_of_start=False
-            )
-            for n in page:
-                event: DomainEvent = decode(n)  # type: ignore[assignment]
-                view.apply(n.id, event)
-                if cache:
-                    self._cache_apply(event)
-            if cache and page:
-                self._log_tail.extend(page)
-                if len(self._log_tail) > self.log_tail_limit:
-                    self._drop_log_tail(len(self._log_tail) - self.log_tail_limit // 2)
-            if len(page) < 1000:
-                return
-
-    def _drop_log_tail(self, count: int) -> None:
-        """Forget the oldest ``count`` notifications of the log tail."""
-        tail = self._log_tail
-        count = min(count, len(tail))
-        if count > 0:
-            self._log_tail_from = tail[count - 1].id
-            del tail[:count]
-
-    def _log_tail_after(self, position: int) -> list[Notification] | None:
-        """The notifications after ``position`` up to the read model's position,
-        from memory, or None when the tail does not reach back to ``position``.
-
-        Those up to ``position`` are dropped from the tail (they are sealed).
-        """
-        with self._view_lock:
-            if position < self._log_tail_from:
-                return None
-            tail = self._log_tail
-            self._drop_log_tail(bisect.bisect_right(tail, position, key=_notification_id))
-            return list(tail)
-
-    def _model(self, as_of: datetime | int | None) -> ReadModel:
         if as_of is None:
-            if self._views_model is not None:
-                with self._view_lock:
-                    self._views_model.refresh()
-                return self._views_model
-            return self._catch_up()
+            self._refresh()
+            yield self.views, self._directory(), self._now().date()
+            return
+        views, path, d, today = self._replay(as_of)
+        try:
+            yield views, d, today
+        finally:
+            views.close()
+            if path != ":memory:":
+                Path(path).unlink(missing_ok=True)
+
+    def _replay(self, as_of: datetime | int) -> tuple[ViewStore, str, DirectoryState, date]:
+        """The views and directory as they were at ``as_of``: the log streamed through
+        the views' one fold into a fresh store (a temporary file for file and
+        server stores, so memory stays bounded however long the log)."""
         if isinstance(as_of, bool) or not isinstance(as_of, (datetime, int)):
             raise InvalidInput("as_of must be a timezone-aware datetime or a log position")
-        past = ReadModel()
-        if isinstance(as_of, int):
-            if as_of < 0:
-                raise InvalidInput("a log position is a whole number ≥ 0")
-            if as_of > 0:
-                self._fold_log(past, stop=as_of)
-            return past
-        if as_of.tzinfo is None:
+        if isinstance(as_of, int) and as_of < 0:
+            raise InvalidInput("a log position is a whole number ≥ 0")
+        if isinstance(as_of, datetime) and as_of.tzinfo is None:
             raise InvalidInput("as_of must be timezone-aware (UTC)")
-        decode = self.mapper.to_domain_event
-        start = 0
-        while True:
-            page = self.recorder.select_notifications(
-                start=start, limit=1000, inclusive_of_start=False
-            )
-            for n in page:
-                ev: DomainEvent = decode(n)  # type: ignore[assignment]
-                if ev.timestamp <= as_of:
-                    past.apply(n.id, ev)
-                start = n.id
-            if len(page) < 1000:
-                return past
+        from .projections.fold import apply
+
+        path = ":memory:"
+        if not (isinstance(self.views, SQLiteViews) and self.views.path == ":memory:"):
+            handle = tempfile.NamedTemporaryFile(prefix="esmc-replay-", suffix=".db", delete=False)
+            handle.close()
+            path = handle.name
+        views = SQLiteViews(path)
+        d = directory.initial()
+        last: datetime | None = None
+        try:
+            events = self.event_log.read(0, as_of if isinstance(as_of, int) else None)
+            pending = True
+            while pending:
+                with views.batch() as b:
+                    count = 0
+                    for position, event in events:
+                        if isinstance(as_of, datetime) and event.timestamp > as_of:
+                            continue
+                        apply(b, position, event)
+                        if event.originator_id == DIRECTORY_ID:
+                            d = directory.evolve(d, event)
+                        last = event.timestamp
+                        b.reached = position
+                        count += 1
+                        if count >= REPLAY_BATCH:
+                            break
+                    else:
+                        pending = False
+        except BaseException:
+            views.close()
+            if path != ":memory:":
+                Path(path).unlink(missing_ok=True)
+            raise
+        if isinstance(as_of, datetime):
+            today = as_of.astimezone(UTC).date()
+        elif last is not None:
+            today = last.date()
+        else:
+            today = self._now().date()
+        return views, path, d, today
 
     def _actor(self, actor: object, d: DirectoryState | None = None) -> UserId:
         uid = actor if isinstance(actor, UserId) else UserId(actor)
-        d = d or self._directory()
-        if uid not in d.users:
-            raise NotFound("user", uid)
-        return uid
+        if uid in (d or self._directory()).users:
+            return uid
+        if d is None:  # perhaps created by another process since we last looked
+            self._refresh()
+            if uid in self._directory().users:
+                return uid
+        raise NotFound("user", uid)
 
     def _can(self, d: DirectoryState, uid: UserId, group: GroupId, needed: Permission) -> bool:
         """``d.can(uid, group, needed)``, remembering each (user, group) answer per
@@ -591,12 +541,15 @@ class ServiceBase(Application[uuid.UUID]):
 
     def user_named(self, name: str) -> UserId:
         """The id of a user by name (case-insensitive), for tools and tests."""
+        self._refresh()
         uid = self._directory().user_named(name)
         if uid is None:
             raise NotFound("user", name)
         return uid
 
     def group_named(self, name: str) -> GroupId:
+        """The id of a static group by name (case-insensitive)."""
+        self._refresh()
         gid = self._directory().group_named(name)
         if gid is None:
             raise NotFound("static group", name)
@@ -612,29 +565,31 @@ class ServiceBase(Application[uuid.UUID]):
 
     @property
     def position(self) -> int:
-        """The log position the read model has reached (for ``as_of``)."""
-        return self._catch_up().position
-
-    # -- deployed mode: persisted views (issue 5) ------------------------------------
+        """The position of the last event recorded in the store (for ``as_of``)."""
+        self._refresh()
+        return self._position
 
     def wait_for(self, position: int | None = None, timeout: float = 10.0) -> None:
-        """Block until the views have applied the log up to ``position``.
+        """Block until the views have applied the log up to ``position`` (None: its end).
 
-        ``None`` waits for everything this application has seen in the log
-        (its own writes included). Embedded mode never waits: its queries
-        catch up by themselves. Raises ``TimeoutError``.
+        An application keeps its views current by itself, so this returns as
+        soon as they have caught up; it waits only for views that a separate
+        runner keeps. Raises ``TimeoutError``.
         """
-        if self.views is None:
-            return
-        if position is None:
-            position = self.position
-        self.views.wait(self.name, position, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        target = self.event_log.end() if position is None else position
+        while True:
+            self._refresh()
+            if self.views.position() >= target:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the views did not reach position {target} in {timeout} s")
+            time.sleep(0.05)
 
     def close(self) -> None:
-        if self._own_views and self.views is not None:
+        if self._own_views:
             self.views.close()
-        for conn in getattr(self._log_end_probe, "connections", ()):
-            conn.close()
-        if isinstance(self.recorder, FastSQLiteApplicationRecorder):
-            self.recorder.close()
+        recorder = self.recorder
+        if isinstance(recorder, FastSQLiteApplicationRecorder):
+            recorder.close()
         super().close()

@@ -120,11 +120,7 @@ def make_app(
         app = LicenseManagement(env=store_env, adapters=adapters, policy=policy)
         if store_env["PERSISTENCE_MODULE"].endswith("popo") and opened:
             first = opened[0]
-            app.recorder = first.recorder
-            app.events = first.events
-            app._cache.clear()
-            app._view = type(app._view)()
-            app._catch_up()
+            app._share_store(first)
         opened.append(app)
         # Hypothesis examples open an application each; keep the number of open
         # ones (and so PostgreSQL connections) bounded by closing the oldest.

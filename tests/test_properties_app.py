@@ -102,11 +102,7 @@ class Session:
         )
         if self.env["PERSISTENCE_MODULE"].endswith("popo") and self.opened:
             first = self.opened[0]
-            app.recorder = first.recorder
-            app.events = first.events
-            app._cache.clear()
-            app._view = type(app._view)()
-            app._catch_up()
+            app._share_store(first)
         self.opened.append(app)
         return app
 
@@ -208,7 +204,7 @@ def test_r30_rebuilt_state_equals_live_state(sessions: Any, sequence: list[Comma
             )
         assert rebuilt.position == live.position
         assert rebuilt._directory() == live._directory()
-        for key, state in list(live._cache.items()):
+        for key, state in list(live._states.items()):
             aggregate_id = uuid.UUID(int=key)
             stored = list(rebuilt.events.get(aggregate_id))
             assert _fold_like(state, stored) == state, aggregate_id

@@ -17,6 +17,8 @@ from esmc_licensing import (
     StatusReason,
 )
 from esmc_licensing.commands.accounts import KEY_LICENSES
+from esmc_licensing.projections.fold import event_name
+from esmc_licensing.queries import actor_name
 
 from .conftest import AppFactory, issue, recorded
 
@@ -44,8 +46,8 @@ def connected(app: LicenseManagement, vendor, accounts) -> LicenseManagement:
 
 
 def whats(app: LicenseManagement, since: int) -> list[tuple[str, str]]:
-    view = app._catch_up()
-    return [(r.what, view.actor_name(r.actor)) for r in view.audit if r.position > since]
+    d = app._directory()
+    return [(event_name(e), actor_name(d, e.actor)) for _, e in app.event_log.read(since)]
 
 
 # -- R18 ---------------------------------------------------------------------------------------

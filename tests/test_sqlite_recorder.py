@@ -29,7 +29,6 @@ from esmc_licensing.adapters.sqlite_recorder import (
     ROWS_PER_STATEMENT,
     FastSQLiteApplicationRecorder,
 )
-from esmc_licensing.service import _notification, _recording
 from esmc_licensing.testing import stores
 
 from .conftest import issue
@@ -93,17 +92,6 @@ def test_sqlite_log_end_sees_every_write_of_another_connection(tmp_path: Path) -
     fast.insert_events(_events(1))
     assert fast.log_end() == 7
     fast.close()
-
-
-def test_sqlite_fast_notification_equals_eventsourcings() -> None:
-    oid = uuid.uuid4()
-    made = _notification(oid, 3, "T", b"state", 42)
-    assert made == Notification(
-        originator_id=oid, originator_version=3, topic="T", state=b"state", id=42
-    )
-    assert (made.id, made.originator_id, made.state) == (42, oid, b"state")
-    recording = _recording("event", made)  # type: ignore[arg-type]
-    assert recording == Recording("event", made)  # type: ignore[arg-type]
 
 
 def test_sqlite_app_on_sqlite_writes_through_the_lean_recorder(tmp_path: Path, vendor) -> None:

@@ -21,6 +21,7 @@ restarted process syncs once more than strictly needed, which records nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -51,7 +52,7 @@ from ..domain.events import (
 from ..domain.ids import TAGS_ID, LicenseKey, PoolId, PublicId, pool_id_for
 from ..domain.license import LicenseState
 from ..domain.values import AccountKind, Ema2AccountType, LicenseDetails, Source
-from ..projections.memory import pool_target
+from ..projections.fold import pool_target
 from ..service import Decision, ServiceBase, log
 
 #: the report's name for the license-key licenses refreshed from the activation server
@@ -269,8 +270,8 @@ class AccountCommands(ServiceBase):
         """The accounts ever connected, for administrators (R12)."""
         uid = self._actor(actor)
         directory.require_administrator(self._directory(), uid, "listing accounts")
-        with self._view_lock:
-            states = list(self._catch_up().accounts.values())
+        self._refresh()
+        states = self.views.states("account")
         return sorted(
             (
                 AccountView(
@@ -306,12 +307,8 @@ class AccountCommands(ServiceBase):
         """The sources (account labels, ``"license keys"``) due for their daily sync."""
         now = now or self._now()
         runs = self._runs()
-        with self._view_lock:
-            view = self._catch_up()
-            accounts = [a for a in view.accounts.values() if a.connected]
-            has_keys = any(
-                lic.exists and lic.source is Source.LICENSE_KEY for lic in view.licenses.values()
-            )
+        accounts = self._connected_accounts()
+        has_keys = bool(self._key_licenses())
         due = []
         for acc in sorted(accounts, key=lambda a: a.label):
             last = max(filter(None, (runs.get(acc.label), acc.last_synced)), default=None)
@@ -491,14 +488,29 @@ class AccountCommands(ServiceBase):
             state = tags.evolve(state, emit(TagAssigned, name=existing, target=target))
         return state
 
+    def _connected_accounts(self) -> list[AccountState]:
+        """The connected accounts, loaded with their credentials (the views keep none)."""
+        self._refresh()
+        states = []
+        for key in self.views.keys("account", "WHERE connected = 1"):
+            acc_id = uuid.UUID(key)
+            acc = self._load(acc_id, lambda a=acc_id: account.initial(a), account.evolve)
+            if acc.connected:
+                states.append(acc)
+        return sorted(states, key=lambda a: a.label)
+
+    def _key_licenses(self) -> list[PublicId]:
+        """The licenses added by key (R18: each follows the activation server)."""
+        self._refresh()
+        keys = self.views.keys(
+            "license", "WHERE live = 1 AND source = {}", [Source.LICENSE_KEY.value]
+        )
+        return [PublicId(k) for k in keys]
+
     # -- the sync -------------------------------------------------------------------------
 
     def _sync(self, who: str, only: set[str] | None) -> SyncReport:
-        with self._view_lock:
-            accounts: list[AccountState] = sorted(
-                (a for a in self._catch_up().accounts.values() if a.connected),
-                key=lambda a: a.label,
-            )
+        accounts = self._connected_accounts()
         synced: list[SourceSync] = []
         failed: list[SyncFailure] = []
         runs = self._runs()
@@ -535,12 +547,7 @@ class AccountCommands(ServiceBase):
 
     def _sync_keys(self, who: str, synced: list[SourceSync], failed: list[SyncFailure]) -> None:
         """R18: license-key licenses follow the activation server, per license."""
-        with self._view_lock:
-            pids = sorted(
-                pid
-                for pid, lic in self._catch_up().licenses.items()
-                if lic.exists and lic.source is Source.LICENSE_KEY
-            )
+        pids = self._key_licenses()
         if not pids:
             return
         server = self.adapters.activation_server

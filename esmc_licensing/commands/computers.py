@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..domain import computer, license, task
@@ -54,7 +54,8 @@ from ..domain.ids import (
 from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
-from ..projections.memory import ReadModel, computer_target
+from ..projections.fold import computer_target
+from ..queries import visible_groups
 from ..projections.views import (
     ComputerView,
     HistoryEntry,
@@ -552,7 +553,7 @@ class ComputerCommands(ServiceBase):
         """A license for an all-in-one agent installer (USE needed, R22); records nothing."""
         uid = self._actor(actor)
         pid = PublicId(public_id)
-        self._catch_up()
+        self._refresh()
         d = self._directory()
         lic, group = self._visible_license(d, uid, pid)
         self._require(d, uid, group, Permission.USE, f"an installer with license {pid}")
@@ -640,7 +641,7 @@ class ComputerCommands(ServiceBase):
                 out.append((c, names))
             return d, out
 
-        self._catch_up()
+        self._refresh()
         self._deactivate_at_server(plan()[1])
 
         def decide() -> Decision[TaskId]:
@@ -706,7 +707,7 @@ class ComputerCommands(ServiceBase):
             self._require(d, uid, c.group, Permission.WRITE, f"removing computer {c.name!r}")
             return d, c
 
-        self._catch_up()
+        self._refresh()
         _, first = check()
         if deactivating:
             self._deactivate_at_server([(first, self._holding(first, first.products))])
@@ -760,15 +761,14 @@ class ComputerCommands(ServiceBase):
             )
             groups = d.subgroups(gid)
             cutoff = self._now() - timedelta(days=days)
-            with self._view_lock:
-                ids = sorted(
-                    (cid for cid, c in self._view.computers.items()
-                     if c.exists and c.group in groups),
-                    key=str,
-                )
+            marks = ", ".join(["{}"] * len(groups))
+            keys = self.views.keys(
+                "computer", f"WHERE live = 1 AND group_id IN ({marks})",
+                sorted(str(g) for g in groups),
+            )
             out = []
-            for cid in ids:
-                c = self._computer(cid)
+            for key in keys:
+                c = self._computer(ComputerId(key))
                 seen = c.last_seen
                 if not c.exists or c.group not in groups or seen is None:
                     continue
@@ -776,7 +776,7 @@ class ComputerCommands(ServiceBase):
                     out.append(c)
             return out
 
-        self._catch_up()
+        self._refresh()
         planned = candidates()
         if deactivating:
             self._deactivate_at_server([(c, self._holding(c, c.products)) for c in planned])
@@ -835,15 +835,18 @@ class ComputerCommands(ServiceBase):
     # -- queries -----------------------------------------------------------------------------
 
     @staticmethod
-    def _computer_view(model: ReadModel, c: ComputerState) -> ComputerView:
+    def _computer_view(
+        c: ComputerState, tags: Mapping[str, frozenset[str]], licenses: Mapping[str, Any]
+    ) -> ComputerView:
         assert c.group is not None
         products = []
         for name, p in sorted(c.products.items()):
             validity = None
             if p.public_id is not None:
-                lic = model.licenses.get(p.public_id)
-                if lic is not None and lic.exists:
-                    validity = Validity(valid_until=lic.expires, subscription=lic.subscription)
+                lic = licenses.get(str(p.public_id))
+                if lic is not None:
+                    expires = date.fromisoformat(lic["expires"]) if lic["expires"] else None
+                    validity = Validity(valid_until=expires, subscription=lic["subscription"])
             products.append(ProductView(
                 product=name, public_id=p.public_id, activated=p.activated,
                 validity=validity, suspended=p.suspended,
@@ -857,73 +860,68 @@ class ComputerCommands(ServiceBase):
             products=tuple(products),
             managed=c.managed,
             registered_at=c.registered_at,
-            tags=model.tags_of.get(computer_target(c.computer_id), frozenset()),
+            tags=tags.get(computer_target(c.computer_id), frozenset()),
         )
 
     def computer(self, actor: object, computer_id: object) -> ComputerView:
         """A computer with each product's license and its validity (R9, R20)."""
         cid = ComputerId(computer_id)
-        model = self._model(None)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            c = model.computers.get(cid)
-            if c is None or not c.exists or c.group not in model.visible_groups(uid):
-                raise NotFound("computer", cid)
-            return self._computer_view(model, c)
+        with self._reading(None) as (views, d, _):
+            uid = self._actor(actor, d)
+            states, tags, licenses = views.computer_rows(
+                visible_groups(d, uid), computer_id=str(cid)
+            )
+        if not states:
+            raise NotFound("computer", cid)
+        return self._computer_view(states[0], tags, licenses)
 
     def computers(self, actor: object, *, tags: Iterable[str] = ()) -> list[ComputerView]:
         """The computers the actor may see, by name; with ``tags``, those carrying any (R28)."""
         wanted = frozenset(
             str(t).strip().casefold() for t in ((tags,) if isinstance(tags, str) else tags)
         )
-        model = self._model(None)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            visible = model.visible_groups(uid)
-            rows = [
-                self._computer_view(model, c) for c in model.computers.values()
-                if c.exists and c.group in visible
-            ]
+        with self._reading(None) as (views, d, _):
+            uid = self._actor(actor, d)
+            states, tags_of, licenses = views.computer_rows(visible_groups(d, uid))
+        rows = [self._computer_view(c, tags_of, licenses) for c in states]
         if wanted:
             rows = [v for v in rows if any(t.casefold() in wanted for t in v.tags)]
-        return sorted(rows, key=lambda v: (v.name.casefold(), str(v.computer_id)))
+        return rows
 
     def task(self, actor: object, task_id: object) -> TaskView:
         """A client task and each target's result; visible to its creator and to
         users who see every group it acted on."""
         tid = TaskId(task_id)
-        model = self._model(None)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            t = model.tasks.get(tid)
-            visible = model.visible_groups(uid)
-            if t is None or not t.exists or t.kind is None or not (
-                t.user == uid or all(g in visible for g in t.scope)
-            ):
-                raise NotFound("client task", tid)
-            return TaskView(
-                task_id=tid,
-                kind=t.kind,
-                results={
-                    cid: TargetResult(state=r.state, reason=r.reason)
-                    for cid, r in t.targets.items()
-                },
-                public_id=t.public_id,
-                product=t.product,
-                created_at=t.created_at,
-            )
+        with self._reading(None) as (views, d, _):
+            uid = self._actor(actor, d)
+            t = views.state("task", str(tid))
+            visible = d.visible_groups(uid)
+        if t is None or not t.exists or t.kind is None or not (
+            t.user == uid or all(g in visible for g in t.scope)
+        ):
+            raise NotFound("client task", tid)
+        return TaskView(
+            task_id=tid,
+            kind=t.kind,
+            results={
+                cid: TargetResult(state=r.state, reason=r.reason)
+                for cid, r in t.targets.items()
+            },
+            public_id=t.public_id,
+            product=t.product,
+            created_at=t.created_at,
+        )
 
     def history(self, actor: object, target: object) -> list[HistoryEntry]:
         """Also a computer's history (R29): removed computers keep theirs."""
         if not isinstance(target, ComputerId):
             return super().history(actor, target)  # type: ignore[misc,no-any-return]
-        model = self._model(None)
-        with self._view_lock:
-            uid = self._actor(actor, model.directory)
-            c = model.computers.get(target)
-            if c is None or c.group not in model.visible_groups(uid):
+        with self._reading(None) as (views, d, _):
+            uid = self._actor(actor, d)
+            c = views.state("computer", str(target))
+            if c is None or c.group not in d.visible_groups(uid):
                 raise NotFound("computer", target)
-            return model.history_of(computer_target(target))
+            return self._history(views, d, computer_target(target))  # type: ignore[attr-defined,no-any-return]
 
 
 __all__ = ["ComputerCommands"]

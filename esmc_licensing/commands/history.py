@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Sequence
 
-from eventsourcing.persistence import (
-    Notification,
-    RecordConflictError,
-    Recording,
-)
+from eventsourcing.persistence import Notification, RecordConflictError
 
 from .. import seals
 from ..domain.events import SYSTEM_ACTOR, Emitter, HistorySealed
@@ -38,15 +33,12 @@ class HistoryCommands(ServiceBase):
     def _seals(self) -> seals.SealState:
         return self._load(SEALS_ID, seals.initial, seals.evolve)
 
-    def _after_save(self, recordings: list[Recording[uuid.UUID]]) -> None:
-        if self._sealing or not recordings:
+    def _after_save(self, positions: list[int]) -> None:
+        if self._sealing or not positions:
             return
         every = self._seal_every
-        if every > 0 and recordings[-1].notification.id - self._seals().sealed_up_to >= every:
+        if every > 0 and positions[-1] - self._seals().sealed_up_to >= every:
             self.seal_history()
-        if len(self._log_tail) > self.log_tail_limit:
-            with self._view_lock:
-                self._drop_log_tail(len(self._log_tail) - self.log_tail_limit // 2)
 
     def seal_history(self) -> int:
         """Seal every stored event not sealed yet; returns the last sealed position.
@@ -54,23 +46,18 @@ class HistoryCommands(ServiceBase):
         Called automatically every ``ESMC_SEAL_EVERY`` events (default 1000);
         call it before an audit so that nothing is left unsealed.
 
-        The events to seal are digested from the notifications the read model
-        has just applied (the log tail, complete and in log order up to the
-        read model's position), so what was just written is not read back;
-        when the tail does not reach back to the last seal, they are read from
-        the store a page at a time.
+        The events to seal are read from the store a page at a time after the
+        last seal.
         """
         key = self._seal_key()
         self._sealing = True
         try:
             for _ in range(10_000):
-                self._catch_up()
+                self._refresh()
                 state = self._seals()
-                rows: Sequence[Notification] | None = self._log_tail_after(state.sealed_up_to)
-                if rows is None:
-                    rows = self.recorder.select_notifications(
-                        start=state.sealed_up_to, limit=SEAL_PAGE, inclusive_of_start=False
-                    )
+                rows: Sequence[Notification] = self.recorder.select_notifications(
+                    start=state.sealed_up_to, limit=SEAL_PAGE, inclusive_of_start=False
+                )
                 if not rows:
                     break
                 # one HistorySealed per page of positions, all saved in one call
@@ -85,8 +72,8 @@ class HistoryCommands(ServiceBase):
                 try:
                     self._save_events(emit.events)
                 except RecordConflictError:
-                    with self._view_lock:
-                        self._cache.pop(SEALS_ID.int, None)  # someone else sealed: look again
+                    with self._lock:
+                        self._states.pop(SEALS_ID.int, None)  # someone else sealed: look again
                     continue
                 if len(rows) < SEAL_PAGE:
                     break

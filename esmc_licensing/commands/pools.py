@@ -16,7 +16,7 @@ from ..domain.ids import (
     GroupId,
     PoolId,
 )
-from ..projections.memory import (
+from ..projections.fold import (
     license_target,
     pool_target,
 )

@@ -21,7 +21,7 @@ from ..domain.ids import (
     filters_aggregate_id,
 )
 from ..domain.values import Permission
-from ..projections.memory import (
+from ..projections.fold import (
     computer_target,
     license_target,
     pool_target,

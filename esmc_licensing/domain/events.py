@@ -25,12 +25,20 @@ from .values import AccountKind, Ema2AccountType, LicenseType, Permission, Sourc
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+#: the aggregates events belong to; each event names one where it is declared
+AGGREGATE_NAMES: Final = frozenset(
+    {"directory", "pool", "license", "tags", "filters", "account", "computer", "task", "seals"}
+)
+
+
 @attrs.frozen
 class EventType:
     cls: type[DomainEvent]
     topic: str
     version: int
     upcasters: dict[int, Upcaster]
+    #: the aggregate whose ``evolve`` folds this event (and whose version it takes)
+    aggregate: str
 
 
 #: topic -> registration, and class -> registration
@@ -41,12 +49,20 @@ E = TypeVar("E", bound="type[DomainEvent]")
 
 
 def event(
-    topic: str, version: int = 1, upcasters: dict[int, Upcaster] | None = None
+    topic: str,
+    version: int = 1,
+    upcasters: dict[int, Upcaster] | None = None,
+    *,
+    aggregate: str,
 ) -> Callable[[E], E]:
-    """Register an event class under a stable topic.
+    """Register an event class under a stable topic, with the aggregate it belongs to.
 
     ``upcasters[n]`` turns stored state of schema version n into version n + 1.
+    Routing tables (which ``evolve`` folds the event, which views handle it)
+    are built from ``aggregate``, so an event is never left out of one.
     """
+    if aggregate not in AGGREGATE_NAMES:
+        raise ValueError(f"{topic}: unknown aggregate {aggregate!r}")
 
     def register(cls: E) -> E:
         if topic in TOPICS:
@@ -54,7 +70,7 @@ def event(
         missing = [n for n in range(1, version) if n not in (upcasters or {})]
         if missing:
             raise ValueError(f"{topic} v{version} lacks upcasters from versions {missing}")
-        registration = EventType(cls, topic, version, dict(upcasters or {}))
+        registration = EventType(cls, topic, version, dict(upcasters or {}), aggregate)
         TOPICS[topic] = registration
         CLASSES[cls] = registration
         return cls
@@ -87,7 +103,7 @@ class DomainEvent:
 # --- Directory: static groups, users, permission sets (R10, R11) ------------
 
 
-@event("DirectoryInitialised")
+@event("DirectoryInitialised", aggregate="directory")
 @attrs.frozen(kw_only=True)
 class DirectoryInitialised(DomainEvent):
     all_group: GroupId
@@ -96,7 +112,7 @@ class DirectoryInitialised(DomainEvent):
     console_token: str
 
 
-@event("GroupCreated")
+@event("GroupCreated", aggregate="directory")
 @attrs.frozen(kw_only=True)
 class GroupCreated(DomainEvent):
     group: GroupId
@@ -104,7 +120,7 @@ class GroupCreated(DomainEvent):
     parent: GroupId
 
 
-@event("UserCreated")
+@event("UserCreated", aggregate="directory")
 @attrs.frozen(kw_only=True)
 class UserCreated(DomainEvent):
     user: UserId
@@ -112,7 +128,7 @@ class UserCreated(DomainEvent):
     home_group: GroupId
 
 
-@event("PermissionGranted")
+@event("PermissionGranted", aggregate="directory")
 @attrs.frozen(kw_only=True)
 class PermissionGranted(DomainEvent):
     user: UserId
@@ -123,7 +139,7 @@ class PermissionGranted(DomainEvent):
 # --- Pools (R5, R7, R13, R19) ------------------------------------------------
 
 
-@event("PoolCreated")
+@event("PoolCreated", aggregate="pool")
 @attrs.frozen(kw_only=True)
 class PoolCreated(DomainEvent):
     name: str
@@ -133,20 +149,20 @@ class PoolCreated(DomainEvent):
     company: str | None = None
 
 
-@event("LicenseJoinedPool")
+@event("LicenseJoinedPool", aggregate="pool")
 @attrs.frozen(kw_only=True)
 class LicenseJoinedPool(DomainEvent):
     public_id: PublicId
 
 
-@event("PoolMoved")
+@event("PoolMoved", aggregate="pool")
 @attrs.frozen(kw_only=True)
 class PoolMoved(DomainEvent):
     from_group: GroupId
     to_group: GroupId
 
 
-@event("PoolRemoved")
+@event("PoolRemoved", aggregate="pool")
 @attrs.frozen(kw_only=True)
 class PoolRemoved(DomainEvent):
     public_ids: tuple[PublicId, ...]
@@ -162,7 +178,7 @@ def _license_added_v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-@event("LicenseAdded", version=2, upcasters={1: _license_added_v1_to_v2})
+@event("LicenseAdded", version=2, upcasters={1: _license_added_v1_to_v2}, aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseAdded(DomainEvent):
     public_id: PublicId
@@ -187,14 +203,14 @@ class LicenseAdded(DomainEvent):
     key: LicenseKey | None = attrs.field(default=None, repr=False)
 
 
-@event("LicenseRemoved")
+@event("LicenseRemoved", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseRemoved(DomainEvent):
     public_id: PublicId
     pool_id: PoolId
 
 
-@event("UnitsChangedByVendor")
+@event("UnitsChangedByVendor", aggregate="license")
 @attrs.frozen(kw_only=True)
 class UnitsChangedByVendor(DomainEvent):
     """R6: only the vendor changes units; it is a fact from the vendor."""
@@ -204,7 +220,7 @@ class UnitsChangedByVendor(DomainEvent):
     previous: int
 
 
-@event("ExpirationChanged")
+@event("ExpirationChanged", aggregate="license")
 @attrs.frozen(kw_only=True)
 class ExpirationChanged(DomainEvent):
     public_id: PublicId
@@ -212,31 +228,31 @@ class ExpirationChanged(DomainEvent):
     previous: date | None
 
 
-@event("LicenseSuspended")
+@event("LicenseSuspended", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseSuspended(DomainEvent):
     public_id: PublicId
 
 
-@event("LicenseUnsuspended")
+@event("LicenseUnsuspended", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseUnsuspended(DomainEvent):
     public_id: PublicId
 
 
-@event("LicenseRegistered")
+@event("LicenseRegistered", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseRegistered(DomainEvent):
     public_id: PublicId
 
 
-@event("LicenseObsoleted")
+@event("LicenseObsoleted", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseObsoleted(DomainEvent):
     public_id: PublicId
 
 
-@event("UsageReported")
+@event("UsageReported", aggregate="license")
 @attrs.frozen(kw_only=True)
 class UsageReported(DomainEvent):
     """Usage the vendor reports, counted beside seats taken here."""
@@ -245,7 +261,7 @@ class UsageReported(DomainEvent):
     used_units: int
 
 
-@event("LicenseOverused")
+@event("LicenseOverused", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseOverused(DomainEvent):
     public_id: PublicId
@@ -253,7 +269,7 @@ class LicenseOverused(DomainEvent):
     units: int
 
 
-@event("LicenseBackWithinUnits")
+@event("LicenseBackWithinUnits", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseBackWithinUnits(DomainEvent):
     public_id: PublicId
@@ -264,26 +280,26 @@ class LicenseBackWithinUnits(DomainEvent):
 # --- Tags (R28) -----------------------------------------------------------------
 
 
-@event("TagCreated")
+@event("TagCreated", aggregate="tags")
 @attrs.frozen(kw_only=True)
 class TagCreated(DomainEvent):
     name: str
 
 
-@event("TagDeleted")
+@event("TagDeleted", aggregate="tags")
 @attrs.frozen(kw_only=True)
 class TagDeleted(DomainEvent):
     name: str
 
 
-@event("TagAssigned")
+@event("TagAssigned", aggregate="tags")
 @attrs.frozen(kw_only=True)
 class TagAssigned(DomainEvent):
     name: str
     target: str  # "pool:<uuid>", "license:<public id>" or "computer:<uuid>"
 
 
-@event("TagUnassigned")
+@event("TagUnassigned", aggregate="tags")
 @attrs.frozen(kw_only=True)
 class TagUnassigned(DomainEvent):
     name: str
@@ -293,7 +309,7 @@ class TagUnassigned(DomainEvent):
 # --- Saved filters (R8a) -----------------------------------------------------------
 
 
-@event("FilterSaved")
+@event("FilterSaved", aggregate="filters")
 @attrs.frozen(kw_only=True)
 class FilterSaved(DomainEvent):
     user: UserId
@@ -301,7 +317,7 @@ class FilterSaved(DomainEvent):
     filter: LicenseFilter
 
 
-@event("FilterDeleted")
+@event("FilterDeleted", aggregate="filters")
 @attrs.frozen(kw_only=True)
 class FilterDeleted(DomainEvent):
     user: UserId
@@ -311,7 +327,7 @@ class FilterDeleted(DomainEvent):
 # --- Tamper evidence (R31) ---------------------------------------------------------
 
 
-@event("HistorySealed")
+@event("HistorySealed", aggregate="seals")
 @attrs.frozen(kw_only=True)
 class HistorySealed(DomainEvent):
     """Digests of stored events, so later changes to them can be detected.
@@ -329,7 +345,7 @@ class HistorySealed(DomainEvent):
 # --- Connected accounts (R17, R18) ----------------------------------------------------
 
 
-@event("AccountConnected")
+@event("AccountConnected", aggregate="account")
 @attrs.frozen(kw_only=True)
 class AccountConnected(DomainEvent):
     """An administrator connected an account (or gave it new credentials).
@@ -344,13 +360,13 @@ class AccountConnected(DomainEvent):
     account_type: Ema2AccountType | None = None
 
 
-@event("AccountDisconnected")
+@event("AccountDisconnected", aggregate="account")
 @attrs.frozen(kw_only=True)
 class AccountDisconnected(DomainEvent):
     username: str
 
 
-@event("AccountSynchronized")
+@event("AccountSynchronized", aggregate="account")
 @attrs.frozen(kw_only=True)
 class AccountSynchronized(DomainEvent):
     """A sync of the account recorded changes (a sync that changed nothing records nothing)."""
@@ -363,7 +379,7 @@ class AccountSynchronized(DomainEvent):
 # --- Computers, seats and client tasks (R20-R27) ---------------------------------
 
 
-@event("ComputerRegistered")
+@event("ComputerRegistered", aggregate="computer")
 @attrs.frozen(kw_only=True)
 class ComputerRegistered(DomainEvent):
     """R20. ``agent_id`` None: registered without an agent (known only by name, R26)."""
@@ -377,7 +393,7 @@ class ComputerRegistered(DomainEvent):
     activated_outside: tuple[str, ...] = ()
 
 
-@event("ComputerConnected")
+@event("ComputerConnected", aggregate="computer")
 @attrs.frozen(kw_only=True)
 class ComputerConnected(DomainEvent):
     """An agent check-in at ``at`` (R20, R26)."""
@@ -386,7 +402,7 @@ class ComputerConnected(DomainEvent):
     at: datetime
 
 
-@event("ProductInstalled")
+@event("ProductInstalled", aggregate="computer")
 @attrs.frozen(kw_only=True)
 class ProductInstalled(DomainEvent):
     computer_id: ComputerId
@@ -394,7 +410,7 @@ class ProductInstalled(DomainEvent):
     task_id: TaskId | None = None
 
 
-@event("ProductActivated")
+@event("ProductActivated", aggregate="computer")
 @attrs.frozen(kw_only=True)
 class ProductActivated(DomainEvent):
     """R21; ``reactivated``: by the unsuspension of its license (R27)."""
@@ -406,7 +422,7 @@ class ProductActivated(DomainEvent):
     reactivated: bool = False
 
 
-@event("ProductDeactivated")
+@event("ProductDeactivated", aggregate="computer")
 @attrs.frozen(kw_only=True)
 class ProductDeactivated(DomainEvent):
     """R24, R25, R26; ``suspended``: by a suspension of its license, the seat kept (R27)."""
@@ -418,7 +434,7 @@ class ProductDeactivated(DomainEvent):
     suspended: bool = False
 
 
-@event("ComputerRemoved")
+@event("ComputerRemoved", aggregate="computer")
 @attrs.frozen(kw_only=True)
 class ComputerRemoved(DomainEvent):
     """R25. ``seats_left``: "PUBLIC-ID product" of seats that stay used."""
@@ -428,7 +444,7 @@ class ComputerRemoved(DomainEvent):
     seats_left: tuple[str, ...] = ()
 
 
-@event("SeatTaken")
+@event("SeatTaken", aggregate="license")
 @attrs.frozen(kw_only=True)
 class SeatTaken(DomainEvent):
     """A seat (license, computer, product) taken on the License aggregate (R20, R23)."""
@@ -439,7 +455,7 @@ class SeatTaken(DomainEvent):
     task_id: TaskId | None = None
 
 
-@event("SeatReleased")
+@event("SeatReleased", aggregate="license")
 @attrs.frozen(kw_only=True)
 class SeatReleased(DomainEvent):
     public_id: PublicId
@@ -448,7 +464,7 @@ class SeatReleased(DomainEvent):
     reason: str
 
 
-@event("ClientTaskCreated")
+@event("ClientTaskCreated", aggregate="task")
 @attrs.frozen(kw_only=True)
 class ClientTaskCreated(DomainEvent):
     """A client task and its targets; ``new_seats``: targets it took a new seat for."""
@@ -463,21 +479,21 @@ class ClientTaskCreated(DomainEvent):
     new_seats: tuple[ComputerId, ...] = ()
 
 
-@event("TaskTargetsDelivered")
+@event("TaskTargetsDelivered", aggregate="task")
 @attrs.frozen(kw_only=True)
 class TaskTargetsDelivered(DomainEvent):
     task_id: TaskId
     computer_ids: tuple[ComputerId, ...]
 
 
-@event("TaskTargetSucceeded")
+@event("TaskTargetSucceeded", aggregate="task")
 @attrs.frozen(kw_only=True)
 class TaskTargetSucceeded(DomainEvent):
     task_id: TaskId
     computer_id: ComputerId
 
 
-@event("TaskTargetFailed")
+@event("TaskTargetFailed", aggregate="task")
 @attrs.frozen(kw_only=True)
 class TaskTargetFailed(DomainEvent):
     task_id: TaskId

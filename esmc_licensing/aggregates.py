@@ -1,0 +1,84 @@
+"""The aggregates of the model, and the routing built from each event's declaration.
+
+Every event names its aggregate where it is declared (``@event(...,
+aggregate="license")``); this module maps those names to the aggregate's
+``evolve`` and state class, so the command side (which folds an aggregate's
+events to decide on it) and the views (which fold the same events into rows)
+route an event the same way, from one table nobody keeps by hand.
+``tests/test_routing.py`` fails when an event class is not folded by its
+aggregate's ``evolve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+from . import seals
+from .adapters.mapper import converter
+from .domain import account, computer, directory, license, pool, saved_filters, tags, task
+from .domain.events import CLASSES, DomainEvent
+
+
+@attrs.frozen
+class AggregateKind:
+    """One aggregate of the model: how its state is folded and stored."""
+
+    name: str
+    evolve: Callable[[Any, DomainEvent], Any]
+    state_type: type
+
+
+AGGREGATES: Mapping[str, AggregateKind] = {
+    k.name: k
+    for k in (
+        AggregateKind("directory", directory.evolve, directory.DirectoryState),
+        AggregateKind("pool", pool.evolve, pool.PoolState),
+        AggregateKind("license", license.evolve, license.LicenseState),
+        AggregateKind("tags", tags.evolve, tags.TagsState),
+        AggregateKind("filters", saved_filters.evolve, saved_filters.FiltersState),
+        AggregateKind("account", account.evolve, account.AccountState),
+        AggregateKind("computer", computer.evolve, computer.ComputerState),
+        AggregateKind("task", task.evolve, task.TaskState),
+        AggregateKind("seals", seals.evolve, seals.SealState),
+    )
+}
+
+#: event class -> the aggregate kind it belongs to (from the event's declaration)
+KIND_OF: Mapping[type[DomainEvent], AggregateKind] = {
+    cls: AGGREGATES[registration.aggregate] for cls, registration in CLASSES.items()
+}
+
+#: event class -> its aggregate's ``evolve``
+EVOLVE: Mapping[type[DomainEvent], Callable[[Any, Any], Any]] = {
+    cls: kind.evolve for cls, kind in KIND_OF.items()
+}
+
+_STATE_KINDS: dict[type, AggregateKind] = {k.state_type: k for k in AGGREGATES.values()}
+
+
+def encode_state(state: Any) -> bytes:
+    """An aggregate state as JSON (snapshots), with cattrs' unstructure of its class."""
+    return orjson.dumps(converter.unstructure(state, type(state)))
+
+
+def decode_state(state_type: type, data: bytes | str) -> Any:
+    return converter.structure(orjson.loads(data), state_type)
+
+
+def kind_of_state(state: Any) -> AggregateKind:
+    return _STATE_KINDS[type(state)]
+
+
+__all__ = [
+    "AGGREGATES",
+    "EVOLVE",
+    "KIND_OF",
+    "AggregateKind",
+    "decode_state",
+    "encode_state",
+    "kind_of_state",
+]

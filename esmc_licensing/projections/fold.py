@@ -1,0 +1,239 @@
+"""The one fold of the views: per-event handlers over a small storage interface.
+
+Live updates after a save, catch-up with other processes' writes, the
+separate runner, a rebuild and a replay "as of" a past moment all apply
+events through :func:`apply`, writing to a :class:`Storage` (get an entity,
+put it, tag and untag, record an audit reference). Entity states are folded
+with the domain's own ``evolve`` -- the very function the command side
+decides on -- so a view cannot disagree with the deciders about what an
+event means. Handlers are chosen by the aggregate each event declares
+(``@event(..., aggregate=...)``); ``tests/test_routing.py`` fails when an
+aggregate has no handler here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from ..aggregates import KIND_OF
+from ..domain import account, computer, license, pool, saved_filters, task
+from ..domain.events import (
+    CLASSES,
+    ComputerRemoved,
+    DomainEvent,
+    LicenseJoinedPool,
+    LicenseRemoved,
+    PoolRemoved,
+    ProductActivated,
+    ProductDeactivated,
+    SeatReleased,
+    SeatTaken,
+    TagAssigned,
+    TagDeleted,
+    TagUnassigned,
+)
+from ..domain.ids import ComputerId, PoolId, TaskId, UserId
+
+
+class Storage(Protocol):
+    """What the fold writes to; :class:`~.tables.ViewBatch` is the implementation."""
+
+    def get(self, kind: str, key: str) -> Any | None: ...
+    def put(self, kind: str, key: str, state: Any) -> None: ...
+    def ref(self, target: str, position: int) -> None: ...
+    def tag(self, target: str, name: str) -> None: ...
+    def untag(self, target: str, name: str) -> None: ...
+    def untag_all(self, target: str) -> None: ...
+    def drop_tag(self, name: str) -> None: ...
+
+
+def pool_target(pool_id: object) -> str:
+    return f"pool:{pool_id}"
+
+
+def license_target(public_id: object) -> str:
+    return f"license:{public_id}"
+
+
+def computer_target(computer_id: object) -> str:
+    return f"computer:{computer_id}"
+
+
+def task_target(task_id: object) -> str:
+    return f"task:{task_id}"
+
+
+_ENTITY_KINDS = frozenset({"license", "pool", "computer", "task", "filters", "account"})
+
+
+def entity_key(event: DomainEvent) -> tuple[str, str] | None:
+    """The view row an event changes: (kind, key), or None for the singletons."""
+    kind = KIND_OF[type(event)].name
+    if kind not in _ENTITY_KINDS:
+        return None
+    if kind == "license":
+        return kind, str(event.public_id)  # type: ignore[attr-defined]
+    if kind == "filters":
+        return kind, str(event.user)  # type: ignore[attr-defined]
+    return kind, str(event.originator_id)
+
+
+_SEAT_EVENTS = (SeatTaken, SeatReleased)
+_PRODUCT_EVENTS = (ProductActivated, ProductDeactivated)
+
+
+def _license(s: Storage, position: int, e: Any) -> None:
+    pid = str(e.public_id)
+    before = s.get("license", pid) or license.initial(e.public_id)
+    s.put("license", pid, license.evolve(before, e))
+    target = license_target(pid)
+    s.ref(target, position)
+    if isinstance(e, _SEAT_EVENTS):
+        s.ref(computer_target(e.computer_id), position)
+    elif isinstance(e, LicenseRemoved):
+        s.untag_all(target)
+
+
+def _pool(s: Storage, position: int, e: Any) -> None:
+    key = str(e.originator_id)
+    before = s.get("pool", key) or pool.initial(PoolId(e.originator_id))
+    after = pool.evolve(before, e)
+    s.put("pool", key, after)
+    target = pool_target(key)
+    s.ref(target, position)
+    # another license joining does not affect this one's history (R29)
+    members = (
+        {e.public_id} if isinstance(e, LicenseJoinedPool) else before.public_ids | after.public_ids
+    )
+    for p in sorted(members):
+        s.ref(license_target(p), position)
+    if isinstance(e, PoolRemoved):
+        s.untag_all(target)
+
+
+def _tags(s: Storage, position: int, e: Any) -> None:
+    if isinstance(e, (TagAssigned, TagUnassigned)):
+        if isinstance(e, TagAssigned):
+            s.tag(e.target, e.name)
+        else:
+            s.untag(e.target, e.name)
+        s.ref(e.target, position)
+        if e.target.startswith("pool:"):
+            p = s.get("pool", e.target[5:])
+            if p is not None:
+                for pid in sorted(p.public_ids):
+                    s.ref(license_target(pid), position)
+    elif isinstance(e, TagDeleted):
+        s.drop_tag(e.name)
+    s.ref(f"tag:{e.name}", position)
+
+
+def _computer(s: Storage, position: int, e: Any) -> None:
+    key = str(e.originator_id)
+    before = s.get("computer", key) or computer.initial(ComputerId(e.originator_id))
+    s.put("computer", key, computer.evolve(before, e))
+    target = computer_target(key)
+    s.ref(target, position)
+    if isinstance(e, _PRODUCT_EVENTS) and e.public_id:
+        s.ref(license_target(e.public_id), position)
+    elif isinstance(e, ComputerRemoved):
+        s.untag_all(target)
+
+
+def _task(s: Storage, position: int, e: Any) -> None:
+    key = str(e.originator_id)
+    before = s.get("task", key) or task.initial(TaskId(e.originator_id))
+    s.put("task", key, task.evolve(before, e))
+    s.ref(task_target(key), position)
+
+
+def _filters(s: Storage, position: int, e: Any) -> None:
+    key = str(e.user)
+    before = s.get("filters", key) or saved_filters.initial(UserId(e.user))
+    s.put("filters", key, saved_filters.evolve(before, e))
+    s.ref(f"user:{key}", position)
+
+
+def _account(s: Storage, position: int, e: Any) -> None:
+    key = str(e.originator_id)
+    before = s.get("account", key) or account.initial(e.originator_id)
+    s.put("account", key, account.evolve(before, e))
+    s.ref(f"account:{key}", position)
+
+
+def _directory(s: Storage, position: int, e: Any) -> None:
+    # groups, users and permissions are read from the directory aggregate
+    # itself (snapshotted); the views only index its history
+    s.ref("directory", position)
+
+
+def _seals(s: Storage, position: int, e: Any) -> None:
+    """Seals are read from their aggregate; they name no target (R31)."""
+
+
+#: aggregate name -> the handler of its events
+HANDLERS: Mapping[str, Callable[[Storage, int, Any], None]] = {
+    "license": _license,
+    "pool": _pool,
+    "tags": _tags,
+    "computer": _computer,
+    "task": _task,
+    "filters": _filters,
+    "account": _account,
+    "directory": _directory,
+    "seals": _seals,
+}
+
+_BY_CLASS: dict[type, Callable[[Storage, int, Any], None]] = {
+    cls: HANDLERS[kind.name] for cls, kind in KIND_OF.items()
+}
+
+
+def apply(storage: Storage, position: int, event: DomainEvent) -> None:
+    """Fold one event, at its log position, into the views."""
+    _BY_CLASS[type(event)](storage, position, event)
+
+
+# -- what a history shows of an event (R29) ---------------------------------------------
+
+_HIDDEN_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "actor", "key", "credentials", "password"}
+)
+
+
+def event_name(event: DomainEvent) -> str:
+    return CLASSES[type(event)].topic
+
+
+def details(event: DomainEvent) -> dict[str, str]:
+    out = {}
+    for a in attrs.fields(type(event)):
+        if a.name in _HIDDEN_FIELDS:
+            continue
+        value = getattr(event, a.name)
+        if isinstance(value, enum.IntEnum):
+            value = value.name
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, tuple | list | set | frozenset):
+            value = ", ".join(sorted(str(v) for v in value))  # not the Python repr
+        out[a.name] = "" if value is None else str(value)
+    return out
+
+
+__all__ = [
+    "HANDLERS",
+    "Storage",
+    "apply",
+    "computer_target",
+    "details",
+    "entity_key",
+    "event_name",
+    "license_target",
+    "pool_target",
+    "task_target",
+]

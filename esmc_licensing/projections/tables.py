@@ -1,0 +1,929 @@
+"""Persistent, indexed views: SQL tables on SQLite (file or memory) and PostgreSQL.
+
+The views are written by one fold (:mod:`.fold`) through the small storage
+interface of :class:`ViewBatch` -- get an entity, put it, tag and untag a
+target, record an audit reference -- and committed with the position of the
+last event they include, in one transaction, compare-and-set on the previous
+position: a crash never applies an event twice or skips one, and two
+processes updating the same views cannot both apply the same events.
+
+Each entity row keeps the aggregate's state as JSON (what the fold reads
+back) beside the columns queries filter and join on: a license's pool, its
+facts that decide its status (R8: expiration, units, used units, flags, so
+the level filter runs in SQL against today's date), its type and product;
+a pool's and a computer's group (visibility, R11/R14). A query joins
+licenses to their pools and keeps the rows in the actor's visible groups,
+so it touches what it returns, not the whole store.
+
+The in-memory store uses the same SQL on an in-memory SQLite database: one
+implementation of the views for every store, and the in-memory one as fast
+as SQLite is.
+
+The tables never hold a license key (R2: only a stand-in with its last four
+characters) nor an account password. Snapshots of aggregates (what a command
+loads in about a millisecond however long the aggregate's history) are kept
+here too: derived data, like the views, rebuilt from the log when dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import Any
+
+import attrs
+import orjson
+
+from ..adapters.mapper import converter
+from ..domain import account, computer, license, pool, saved_filters, task
+from ..domain.filters import LicenseFilter
+from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
+from ..domain.values import Policy, StatusLevel, StatusReason
+
+log = logging.getLogger("esmc_licensing.views")
+
+#: the layout of the tables; a store whose recorded layout differs is dropped
+#: and rebuilt from the log (views are derived data)
+SCHEMA_VERSION = 3
+APPLICATION_NAME = "LicenseManagement"
+
+
+def _mask_key(data: dict[str, Any]) -> dict[str, Any]:
+    key = data.get("key")
+    if key:
+        data["key"] = "0000-0000-0000-0000-" + str(key)[-4:]
+    return data
+
+
+def _no_credentials(data: dict[str, Any]) -> dict[str, Any]:
+    data["credentials"] = None
+    return data
+
+
+def _flag(value: object) -> int:
+    return 1 if value else 0
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _license_columns(s: license.LicenseState) -> tuple[Any, ...]:
+    view = {
+        "pool_id": _text(s.pool_id),
+        "license_type": s.license_type.value,
+        "product": s.product,
+        "units": s.units,
+        "used_units": s.used_units,
+        "offline_units": s.offline_units,
+        "subunits": s.subunits,
+        "expires": None if s.expires is None else s.expires.isoformat(),
+        "subscription": s.subscription,
+        "owner": s.owner,
+        "contact": s.contact,
+        "source": None if s.source is None else s.source.value,
+        "product_code": s.product_code,
+        "license_user": s.license_user,
+        "key_last4": s.key.last4 if s.key is not None else None,
+        "registered": s.registered,
+        "registration_url": s.registration_url,
+        "suspended": s.suspended,
+        "obsolete": s.obsolete,
+    }
+    return (
+        _text(s.pool_id),
+        _flag(s.exists and s.pool_id is not None and s.source is not None),
+        view["source"],
+        view["license_type"],
+        s.product,
+        s.product.casefold(),
+        s.owner.casefold(),
+        str(s.public_id).casefold(),
+        s.units,
+        s.used_units,
+        view["expires"],
+        _flag(s.suspended),
+        _flag(s.registered),
+        _flag(s.obsolete),
+        orjson.dumps(view).decode(),
+    )
+
+
+@attrs.frozen
+class Table:
+    """How one aggregate kind is kept as rows."""
+
+    kind: str
+    name: str
+    key: str
+    state_type: type
+    initial: Callable[[str], Any]
+    #: (column name, SQL type) beside the key and the state
+    columns: tuple[tuple[str, str], ...] = ()
+    values: Callable[[Any], tuple[Any, ...]] = lambda s: ()
+    scrub: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    indexes: tuple[str, ...] = ()
+
+
+TABLES: Mapping[str, Table] = {
+    t.kind: t
+    for t in (
+        Table(
+            "license", "licenses", "public_id", license.LicenseState,
+            lambda k: license.initial(PublicId(k)),
+            (
+                ("pool_id", "TEXT"), ("live", "INTEGER"), ("source", "TEXT"),
+                ("license_type", "TEXT"), ("product", "TEXT"), ("product_cf", "TEXT"),
+                ("owner_cf", "TEXT"), ("public_id_cf", "TEXT"), ("units", "BIGINT"),
+                ("used_units", "BIGINT"), ("expires", "TEXT"), ("suspended", "INTEGER"),
+                ("registered", "INTEGER"), ("obsolete", "INTEGER"), ("view", "TEXT"),
+            ),
+            _license_columns,
+            _mask_key,
+            ("pool_id", "source"),
+        ),
+        Table(
+            "pool", "pools", "pool_id", pool.PoolState, lambda k: pool.initial(PoolId(k)),
+            (("group_id", "TEXT"), ("live", "INTEGER"), ("name_cf", "TEXT")),
+            lambda s: (_text(s.group), _flag(s.exists and s.group is not None), s.name.casefold()),
+            None,
+            ("group_id",),
+        ),
+        Table(
+            "computer", "computers", "computer_id", computer.ComputerState,
+            lambda k: computer.initial(ComputerId(k)),
+            (("group_id", "TEXT"), ("live", "INTEGER"), ("name_cf", "TEXT")),
+            lambda s: (_text(s.group), _flag(s.exists and s.group is not None), s.name.casefold()),
+            None,
+            ("group_id",),
+        ),
+        Table("task", "tasks", "task_id", task.TaskState, lambda k: task.initial(TaskId(k))),
+        Table(
+            "filters", "filters", "user_id", saved_filters.FiltersState,
+            lambda k: saved_filters.initial(UserId(k)),
+        ),
+        Table(
+            "account", "accounts", "account_id", account.AccountState,
+            lambda k: account.initial(uuid.UUID(k)),
+            (("connected", "INTEGER"),),
+            lambda s: (_flag(s.connected),),
+            _no_credentials,
+        ),
+    )
+}
+
+_UNSTRUCTURE = {t.kind: converter.get_unstructure_hook(t.state_type) for t in TABLES.values()}
+
+
+def encode_row_state(table: Table, state: Any) -> str:
+    data = _UNSTRUCTURE[table.kind](state)
+    if table.scrub is not None:
+        data = table.scrub(data)
+    return orjson.dumps(data).decode()
+
+
+def decode_row_state(table: Table, data: str | bytes) -> Any:
+    return converter.structure(orjson.loads(data), table.state_type)
+
+
+# -- dialects ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Dialect:
+    name: str
+    placeholder: str
+    #: position of a needle in a text: (haystack, needle) -> SQL
+    contains: Callable[[str, str], str]
+
+
+SQLITE = Dialect("sqlite", "?", lambda hay, needle: f"instr({hay}, {needle}) > 0")
+POSTGRES = Dialect("postgres", "%s", lambda hay, needle: f"strpos({hay}, {needle}) > 0")
+
+
+class ViewBatch:
+    """The storage interface the fold writes to, for one batch of events.
+
+    Entities read in the batch are kept decoded until it is written, so an
+    entity touched by many events of a batch is read and written once.
+    ``seed`` hands it states the caller already holds (the command side's
+    states just before its own events: the very rows the views hold).
+    """
+
+    def __init__(self, views: ViewStore, cursor: Any, cache: OrderedDict[Any, Any] | None) -> None:
+        self._views = views
+        self._c = cursor
+        self._states: dict[tuple[str, str], Any] = {}
+        self._dirty: dict[tuple[str, str], Any] = {}
+        self._refs: list[tuple[str, int]] = []
+        self._tag_ops: list[tuple[str, str, str | None]] = []
+        #: decoded states kept across batches (a single writer: rebuild, runner)
+        self._cache = cache
+        #: where the views stood when the batch began
+        self.position = 0
+        #: the last position folded into the batch (None: nothing to write)
+        self.reached: int | None = None
+
+    # -- the storage interface ---------------------------------------------------
+
+    def get(self, kind: str, key: str) -> Any | None:
+        k = (kind, key)
+        state = self._states.get(k)
+        if state is not None:
+            return state
+        if self._cache is not None:
+            state = self._cache.get(k)
+            if state is not None:
+                self._states[k] = state
+                return state
+        table = TABLES[kind]
+        row = self._views.fetch_one(
+            self._c, f"SELECT state FROM {self._views.t(table.name)} WHERE {table.key} = {{}}",
+            (key,),
+        )
+        if row is None:
+            return None
+        state = decode_row_state(table, row[0])
+        self._states[k] = state
+        return state
+
+    def put(self, kind: str, key: str, state: Any) -> None:
+        k = (kind, key)
+        self._states[k] = state
+        self._dirty[k] = state
+
+    def seed(self, kind: str, key: str, state: Any) -> None:
+        self._states.setdefault((kind, key), state)
+
+    def ref(self, target: str, position: int) -> None:
+        self._refs.append((target, position))
+
+    def tag(self, target: str, name: str) -> None:
+        self._tag_ops.append(("tag", target, name))
+
+    def untag(self, target: str, name: str) -> None:
+        self._tag_ops.append(("untag", target, name))
+
+    def untag_all(self, target: str) -> None:
+        self._tag_ops.append(("untag_all", target, None))
+
+    def drop_tag(self, name: str) -> None:
+        self._tag_ops.append(("drop_tag", name, None))
+
+    # -- writing -------------------------------------------------------------------
+
+    def write(self) -> None:
+        views, c = self._views, self._c
+        by_kind: dict[str, list[tuple[str, Any]]] = {}
+        for (kind, key), state in self._dirty.items():
+            by_kind.setdefault(kind, []).append((key, state))
+        for kind, items in by_kind.items():
+            table = TABLES[kind]
+            rows = [
+                (key, *table.values(state), encode_row_state(table, state))
+                for key, state in sorted(items, key=lambda i: i[0])
+            ]
+            views.upsert(c, table, rows)
+        if self._cache is not None:
+            cache = self._cache
+            for k, state in self._dirty.items():
+                cache[k] = state
+                cache.move_to_end(k)
+            while len(cache) > views.cache_size:
+                cache.popitem(last=False)
+        self._dirty.clear()
+        views.apply_tags(c, self._tag_ops)
+        self._tag_ops = []
+        if self._refs:
+            views.insert_refs(c, self._refs)
+            self._refs = []
+
+
+class ViewStore:
+    """The view tables of one store (see the module's docstring)."""
+
+    #: decoded entity states a single writer keeps across its batches
+    cache_size = 20_000
+
+    def __init__(self, dialect: Dialect, prefix: str = "esmc_") -> None:
+        self.dialect = dialect
+        self.prefix = prefix
+        self._lock = threading.RLock()
+        self._statements: dict[str, str] = {}
+
+    # -- backend hooks -----------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Any]:  # pragma: no cover
+        raise NotImplementedError
+        yield
+
+    def close(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _is_integrity_error(self, e: BaseException) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- SQL helpers -----------------------------------------------------------------
+
+    def t(self, name: str) -> str:
+        """A table's qualified name."""
+        return f"{self.prefix}{name}"
+
+    def sql(self, statement: str) -> str:
+        """``{}`` placeholders in the dialect's style (cached per statement)."""
+        out = self._statements.get(statement)
+        if out is None:
+            out = statement.replace("{}", self.dialect.placeholder)
+            self._statements[statement] = out
+        return out
+
+    def fetch_one(self, c: Any, statement: str, params: Sequence[Any]) -> Any:
+        c.execute(self.sql(statement), params)
+        return c.fetchone()
+
+    def fetch_all(self, c: Any, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        c.execute(self.sql(statement), params)
+        return list(c.fetchall())
+
+    # -- schema ------------------------------------------------------------------------
+
+    def create_statements(self) -> list[str]:
+        t = self.t
+        out = [
+            f"CREATE TABLE IF NOT EXISTS {t('meta')} (name TEXT PRIMARY KEY, value BIGINT)",
+            f"CREATE TABLE IF NOT EXISTS {t('tracking')} "
+            "(application_name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {t('tags')} (target TEXT NOT NULL, tag TEXT NOT NULL, "
+            "tag_cf TEXT NOT NULL, PRIMARY KEY (target, tag))",
+            f"CREATE INDEX IF NOT EXISTS {self.prefix}tags_by_tag ON {t('tags')} (tag_cf)",
+            f"CREATE TABLE IF NOT EXISTS {t('audit')} (target TEXT NOT NULL, "
+            "position BIGINT NOT NULL, PRIMARY KEY (target, position))",
+            f"CREATE TABLE IF NOT EXISTS {t('snapshots')} (aggregate_id TEXT PRIMARY KEY, "
+            "version BIGINT NOT NULL, state TEXT NOT NULL)",
+        ]
+        for table in TABLES.values():
+            cols = "".join(f", {name} {kind}" for name, kind in table.columns)
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {t(table.name)} "
+                f"({table.key} TEXT PRIMARY KEY{cols}, state TEXT NOT NULL)"
+            )
+            out += [
+                f"CREATE INDEX IF NOT EXISTS {self.prefix}{table.name}_by_{column} "
+                f"ON {t(table.name)} ({column})"
+                for column in table.indexes
+            ]
+        return out
+
+    def view_tables(self) -> list[str]:
+        """Every table the fold writes rows to (the snapshots are not views: they stay)."""
+        return [self.t(n) for n in ("tags", "audit")] + [
+            self.t(table.name) for table in TABLES.values()
+        ]
+
+    def _reset_tracking(self, c: Any, name: str = APPLICATION_NAME) -> None:
+        """The tracking row exists from the start (writers lock it), at 0 when empty."""
+        c.execute(
+            self.sql(
+                f"INSERT INTO {self.t('tracking')} (application_name, position) VALUES ({{}}, 0) "
+                "ON CONFLICT (application_name) DO UPDATE SET position = 0"
+            ),
+            (name,),
+        )
+
+    def create_tables(self) -> None:
+        with self._transaction(write=True) as c:
+            for statement in self.create_statements():
+                c.execute(statement)
+            row = self.fetch_one(
+                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("schema",)
+            )
+            if row is not None and row[0] == SCHEMA_VERSION:
+                return
+            if row is not None:
+                log.warning("view tables of layout %s dropped; rebuilding from the log", row[0])
+                for name in self.view_tables():
+                    c.execute(f"DELETE FROM {name}")
+            self._reset_tracking(c)
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {self.t('meta')} (name, value) VALUES ({{}}, {{}}) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                ),
+                ("schema", SCHEMA_VERSION),
+            )
+
+    def drop(self, *, snapshots: bool = False) -> None:
+        """Empty every view (position 0): what a rebuild starts from; with
+        ``snapshots`` the aggregate snapshots too."""
+        with self._lock, self._transaction(write=True) as c:
+            self.position_in(c, lock=True)
+            for name in self.view_tables() + ([self.t("snapshots")] if snapshots else []):
+                c.execute(f"DELETE FROM {name}")
+            self._reset_tracking(c)
+
+    # -- writing -----------------------------------------------------------------------
+
+    @contextmanager
+    def batch(
+        self, cache: OrderedDict[Any, Any] | None = None, name: str = APPLICATION_NAME
+    ) -> Iterator[ViewBatch]:
+        """A write transaction over the views.
+
+        ``batch.position`` is where the views stand; the caller folds events
+        after it and sets ``batch.reached`` to the last position it applied.
+        Rows, references and the tracking record then commit together; with
+        ``reached`` left None nothing is written.
+        """
+        with self._lock, self._transaction(write=True) as c:
+            b = ViewBatch(self, c, cache)
+            b.position = self.position_in(c, name, lock=True)
+            yield b
+            if b.reached is None or b.reached <= b.position:
+                return
+            b.write()
+            c.execute(
+                self.sql(
+                    f"UPDATE {self.t('tracking')} SET position = {{}} "
+                    "WHERE application_name = {}"
+                ),
+                (b.reached, name),
+            )
+
+    def position_in(self, c: Any, name: str = APPLICATION_NAME, *, lock: bool = False) -> int:
+        statement = f"SELECT position FROM {self.t('tracking')} WHERE application_name = {{}}"
+        if lock and self.dialect is POSTGRES:
+            statement += " FOR UPDATE"
+        row = self.fetch_one(c, statement, (name,))
+        return 0 if row is None else int(row[0])
+
+    def position(self, name: str = APPLICATION_NAME) -> int:
+        with self._lock, self._transaction(write=False) as c:
+            return self.position_in(c, name)
+
+    def upsert(self, c: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        names = [table.key, *(n for n, _ in table.columns), "state"]
+        marks = ", ".join(["{}"] * len(names))
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        statement = self.sql(
+            f"INSERT INTO {self.t(table.name)} ({', '.join(names)}) VALUES ({marks}) "
+            f"ON CONFLICT ({table.key}) DO UPDATE SET {updates}"
+        )
+        c.executemany(statement, rows)
+
+    def insert_refs(self, c: Any, refs: list[tuple[str, int]]) -> None:
+        c.executemany(
+            self.sql(
+                f"INSERT INTO {self.t('audit')} (target, position) VALUES ({{}}, {{}}) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            refs,
+        )
+
+    def apply_tags(self, c: Any, ops: list[tuple[str, str, str | None]]) -> None:
+        tags = self.t("tags")
+        for op, a, b in ops:
+            if op == "tag":
+                assert b is not None
+                c.execute(
+                    self.sql(
+                        f"INSERT INTO {tags} (target, tag, tag_cf) VALUES ({{}}, {{}}, {{}}) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    (a, b, b.casefold()),
+                )
+            elif op == "untag":
+                c.execute(
+                    self.sql(f"DELETE FROM {tags} WHERE target = {{}} AND tag_cf = {{}}"),
+                    (a, (b or "").casefold()),
+                )
+            elif op == "untag_all":
+                c.execute(self.sql(f"DELETE FROM {tags} WHERE target = {{}}"), (a,))
+            else:
+                c.execute(self.sql(f"DELETE FROM {tags} WHERE tag_cf = {{}}"), (a.casefold(),))
+
+    # -- snapshots (the command side's) --------------------------------------------------
+
+    def snapshot(self, aggregate_id: uuid.UUID) -> tuple[int, str] | None:
+        with self._lock, self._transaction(write=False) as c:
+            row = self.fetch_one(
+                c,
+                f"SELECT version, state FROM {self.t('snapshots')} WHERE aggregate_id = {{}}",
+                (aggregate_id.hex,),
+            )
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def put_snapshot(self, aggregate_id: uuid.UUID, version: int, state: str) -> None:
+        with self._lock, self._transaction(write=True) as c:
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {self.t('snapshots')} (aggregate_id, version, state) "
+                    "VALUES ({}, {}, {}) ON CONFLICT (aggregate_id) DO UPDATE SET "
+                    f"version = excluded.version, state = excluded.state "
+                    f"WHERE excluded.version > {self.t('snapshots')}.version"
+                ),
+                (aggregate_id.hex, version, state),
+            )
+
+    # -- reading -------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        with self._lock, self._transaction(write=False) as c:
+            yield c
+
+    def state(self, kind: str, key: str) -> Any | None:
+        """One entity's state as the views hold it (None if never seen)."""
+        table = TABLES[kind]
+        with self.reading() as c:
+            row = self.fetch_one(
+                c, f"SELECT state FROM {self.t(table.name)} WHERE {table.key} = {{}}", (key,)
+            )
+        return None if row is None else decode_row_state(table, row[0])
+
+    def states(self, kind: str, where: str = "", params: Sequence[Any] = ()) -> list[Any]:
+        table = TABLES[kind]
+        with self.reading() as c:
+            rows = self.fetch_all(
+                c,
+                f"SELECT state FROM {self.t(table.name)} {where} ORDER BY {table.key}",
+                params,
+            )
+        return [decode_row_state(table, r[0]) for r in rows]
+
+    def keys(self, kind: str, where: str = "", params: Sequence[Any] = ()) -> list[str]:
+        table = TABLES[kind]
+        with self.reading() as c:
+            rows = self.fetch_all(
+                c, f"SELECT {table.key} FROM {self.t(table.name)} {where} ORDER BY {table.key}",
+                params,
+            )
+        return [str(r[0]) for r in rows]
+
+    def in_groups(
+        self, column: str, groups: frozenset[GroupId] | None, alias: str
+    ) -> tuple[str, list[Any]]:
+        """A condition keeping rows whose ``column`` is one of ``groups`` (None: any)."""
+        if groups is None:
+            return "", []
+        if not groups:
+            return " AND 1 = 0", []
+        marks = ", ".join(["{}"] * len(groups))
+        return f" AND {alias}.{column} IN ({marks})", sorted(str(g) for g in groups)
+
+    def tags_of(self, c: Any, targets: Iterable[str]) -> dict[str, frozenset[str]]:
+        wanted = sorted(set(targets))
+        out: dict[str, set[str]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ", ".join(["{}"] * len(chunk))
+            for target, tag in self.fetch_all(
+                c, f"SELECT target, tag FROM {self.t('tags')} WHERE target IN ({marks})", chunk
+            ):
+                out.setdefault(target, set()).add(tag)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    def license_rows(
+        self,
+        groups: frozenset[GroupId] | None,
+        license_filter: LicenseFilter | None,
+        today: date,
+        policy: Policy,
+        public_id: str | None = None,
+    ) -> tuple[list[tuple[str, str, dict[str, Any]]], dict[str, frozenset[str]]]:
+        """(public id, group, view fields) of the live licenses in ``groups`` matching
+        the filter, by Public ID, and the tags of them and their pools."""
+        where, params = self.in_groups("group_id", groups, "p")
+        if public_id is not None:
+            where += " AND l.public_id = {}"
+            params.append(public_id)
+        if license_filter is not None:
+            more, more_params = self._filter_sql(license_filter, today, policy)
+            where += more
+            params += more_params
+        statement = (
+            f"SELECT l.public_id, p.group_id, l.view FROM {self.t('licenses')} l "
+            f"JOIN {self.t('pools')} p ON p.pool_id = l.pool_id "
+            f"WHERE l.live = 1 AND p.live = 1{where} ORDER BY l.public_id"
+        )
+        with self.reading() as c:
+            rows = self.fetch_all(c, statement, params)
+            out = [(str(pid), str(group), orjson.loads(view)) for pid, group, view in rows]
+            targets = [f"license:{pid}" for pid, _, _ in out]
+            targets += [f"pool:{v['pool_id']}" for _, _, v in out]
+            tags = self.tags_of(c, targets) if out else {}
+        return out, tags
+
+    def _filter_sql(
+        self, f: LicenseFilter, today: date, policy: Policy
+    ) -> tuple[str, list[Any]]:
+        """The filter as SQL over the license columns (R8a); the status conditions
+        mirror ``license_status`` (R8) for ``today`` and the policy, which
+        ``tests/test_views_sql.py`` checks against it for random facts."""
+        parts: list[str] = []
+        params: list[Any] = []
+        if f.levels or f.reasons:
+            t = today.isoformat()
+            soon = (today + timedelta(days=policy.expiring_days)).isoformat()
+            ratio = policy.at_risk_fraction
+            reason_sql = {
+                StatusReason.SUSPENDED: ("l.suspended = 1", []),
+                StatusReason.EXPIRED: ("(l.expires IS NOT NULL AND l.expires < {})", [t]),
+                StatusReason.EXPIRING: (
+                    "(l.expires IS NOT NULL AND l.expires >= {} AND l.expires <= {})", [t, soon]
+                ),
+                StatusReason.NOT_REGISTERED: ("l.registered = 0", []),
+                StatusReason.OBSOLETE: ("l.obsolete = 1", []),
+                StatusReason.OVERUSED: ("l.used_units > l.units", []),
+                StatusReason.AT_RISK_OF_OVERUSE: (
+                    "(l.used_units <= l.units AND l.used_units * {} > l.units * {})",
+                    [ratio.denominator, ratio.numerator],
+                ),
+            }
+
+            def any_of(reasons: Iterable[StatusReason]) -> tuple[str, list[Any]]:
+                sql, ps = [], []
+                for r in reasons:
+                    s, p = reason_sql[r]
+                    sql.append(s)
+                    ps += p
+                return "(" + " OR ".join(sql) + ")", ps
+
+            if f.reasons:
+                s, p = any_of(f.reasons)
+                parts.append(s)
+                params += p
+            if f.levels:
+                by_level = {
+                    level: [r for r in StatusReason if r.level is level] for level in StatusLevel
+                }
+                level_sql = []
+                worse: list[StatusReason] = []
+                for level in sorted(StatusLevel, reverse=True):
+                    if level is StatusLevel.OK:
+                        continue
+                    mine = by_level[level]
+                    if level in f.levels:
+                        s, p = any_of(mine)
+                        if worse:
+                            w, wp = any_of(worse)
+                            s, p = f"({s} AND NOT {w})", p + wp
+                        level_sql.append(s)
+                        params += p
+                    worse += mine
+                if StatusLevel.OK in f.levels:
+                    w, wp = any_of(worse)
+                    level_sql.append(f"NOT {w}")
+                    params += wp
+                parts.append("(" + " OR ".join(level_sql) + ")")
+        if f.types:
+            marks = ", ".join(["{}"] * len(f.types))
+            parts.append(f"l.license_type IN ({marks})")
+            params += [x.value for x in f.types]
+        if f.products:
+            marks = ", ".join(["{}"] * len(f.products))
+            parts.append(f"l.product IN ({marks})")
+            params += list(f.products)
+        if f.text is not None:
+            needle = f.text.casefold()
+            contains = self.dialect.contains
+            parts.append(
+                "(" + " OR ".join(
+                    contains(f"l.{col}", "{}") for col in ("public_id_cf", "product_cf", "owner_cf")
+                ) + ")"
+            )
+            params += [needle] * 3
+        if f.tags:
+            marks = ", ".join(["{}"] * len(f.tags))
+            tags = self.t("tags")
+            parts.append(
+                f"(EXISTS (SELECT 1 FROM {tags} t WHERE t.target = 'license:' || l.public_id "
+                f"AND t.tag_cf IN ({marks})) OR EXISTS (SELECT 1 FROM {tags} t "
+                f"WHERE t.target = 'pool:' || l.pool_id AND t.tag_cf IN ({marks})))"
+            )
+            folded = [x.casefold() for x in f.tags]
+            params += folded + folded
+        return "".join(f" AND {p}" for p in parts), params
+
+    def pool_rows(
+        self, groups: frozenset[GroupId] | None, pool_id: str | None = None
+    ) -> tuple[list[pool.PoolState], dict[str, frozenset[str]]]:
+        where, params = self.in_groups("group_id", groups, "p")
+        if pool_id is not None:
+            where += " AND p.pool_id = {}"
+            params.append(pool_id)
+        statement = (
+            f"SELECT p.state FROM {self.t('pools')} p WHERE p.live = 1{where} "
+            "ORDER BY p.name_cf, p.pool_id"
+        )
+        table = TABLES["pool"]
+        with self.reading() as c:
+            states = [decode_row_state(table, r[0]) for r in self.fetch_all(c, statement, params)]
+            tags = self.tags_of(c, [f"pool:{s.pool_id}" for s in states]) if states else {}
+        return states, tags
+
+    def computer_rows(
+        self, groups: frozenset[GroupId] | None, computer_id: str | None = None
+    ) -> tuple[list[computer.ComputerState], dict[str, frozenset[str]], dict[str, Any]]:
+        """Live computers in ``groups`` by name, their tags, and the
+        (expires, subscription) of the licenses their products name (R9)."""
+        where, params = self.in_groups("group_id", groups, "c")
+        if computer_id is not None:
+            where += " AND c.computer_id = {}"
+            params.append(computer_id)
+        statement = (
+            f"SELECT c.state FROM {self.t('computers')} c WHERE c.live = 1{where} "
+            "ORDER BY c.name_cf, c.computer_id"
+        )
+        table = TABLES["computer"]
+        with self.reading() as c:
+            states = [decode_row_state(table, r[0]) for r in self.fetch_all(c, statement, params)]
+            tags = (
+                self.tags_of(c, [f"computer:{s.computer_id}" for s in states]) if states else {}
+            )
+            pids = sorted(
+                {str(p.public_id) for s in states for p in s.products.values() if p.public_id}
+            )
+            validity: dict[str, Any] = {}
+            for i in range(0, len(pids), 500):
+                chunk = pids[i : i + 500]
+                marks = ", ".join(["{}"] * len(chunk))
+                for pid, view, live in self.fetch_all(
+                    c,
+                    f"SELECT public_id, view, live FROM {self.t('licenses')} "
+                    f"WHERE public_id IN ({marks})",
+                    chunk,
+                ):
+                    if live:
+                        validity[str(pid)] = orjson.loads(view)
+        return states, tags, validity
+
+    def history_positions(self, target: str) -> list[int]:
+        with self.reading() as c:
+            rows = self.fetch_all(
+                c,
+                f"SELECT position FROM {self.t('audit')} WHERE target = {{}} ORDER BY position",
+                (target,),
+            )
+        return [int(r[0]) for r in rows]
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every view row, in key order (tests compare live, rebuilt and replayed views)."""
+        out = {}
+        with self.reading() as c:
+            for name in self.view_tables():
+                rows = self.fetch_all(c, f"SELECT * FROM {name}")
+                out[name[len(self.prefix) :]] = sorted(tuple(r) for r in rows)
+        return out
+
+
+class SQLiteViews(ViewStore):
+    """Views in a SQLite database: the store's own file, another file, or memory.
+
+    Its connection runs with ``synchronous=NORMAL``: a view transaction does
+    not wait for the disk. After a power cut the views may have lost their
+    last transactions (rows and tracking together, WAL keeps them
+    consistent), and catch up from the log like any restart.
+    """
+
+    def __init__(self, path: str, *, prefix: str = "esmc_") -> None:
+        super().__init__(SQLITE, prefix)
+        self.path = path
+        memory = path == ":memory:" or "mode=memory" in path
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=30.0,
+            uri=path.startswith("file:"),
+        )
+        if not memory:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self.create_tables()
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            c = self._conn.cursor()
+            c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield c
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            else:
+                c.execute("COMMIT")
+            finally:
+                c.close()
+
+    def _is_integrity_error(self, e: BaseException) -> bool:
+        return isinstance(e, sqlite3.IntegrityError)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteViews({self.path!r})"
+
+
+class PostgresViews(ViewStore):
+    """Views in the store's PostgreSQL database (its schema), beside the events.
+
+    They borrow connections from the event store's own pool (eventsourcing's
+    ``PostgresDatastore``): no connection of their own per application.
+    """
+
+    def __init__(self, datastore: Any, *, schema: str = "public", prefix: str = "esmc_") -> None:
+        import psycopg
+        from psycopg import sql
+        from psycopg.rows import tuple_row
+
+        quoted = sql.Identifier(schema).as_string(None)
+        super().__init__(POSTGRES, f"{quoted}.{prefix}")
+        self.schema = schema
+        self.datastore = datastore
+        self._psycopg = psycopg
+        self._tuple_row = tuple_row
+        for attempt in range(5):  # racing CREATE ... IF NOT EXISTS can clash in the catalog
+            try:
+                self.create_tables()
+                break
+            except Exception as e:
+                cause = e.__cause__ or e
+                racing = isinstance(
+                    cause, (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
+                ) or "already exists" in str(e) or "concurrently" in str(e)
+                if not racing or attempt == 4:
+                    raise
+
+    def create_statements(self) -> list[str]:
+        # index names are not schema-qualified in PostgreSQL
+        unqualified = self.prefix.split(".", 1)[-1]
+        return [
+            s.replace(f"EXISTS {self.prefix}", f"EXISTS {unqualified}", 1)
+            if s.startswith("CREATE INDEX") else s
+            for s in super().create_statements()
+        ]
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Any]:
+        with self._lock, self.datastore.transaction(commit=True) as c:
+            c.row_factory = self._tuple_row
+            yield c
+
+    def _is_integrity_error(self, e: BaseException) -> bool:
+        return isinstance(e, self._psycopg.errors.IntegrityError)
+
+    def close(self) -> None:
+        """The connections are the event store's: nothing of its own to close."""
+
+    def __repr__(self) -> str:
+        return f"PostgresViews(schema={self.schema!r})"
+
+
+def open_views(env: Mapping[str, str], recorder: Any = None) -> ViewStore:
+    """The views of the store ``env`` names: beside its events unless ``ESMC_VIEWS``
+    says otherwise (``memory`` or ``sqlite:PATH``). ``recorder``: the store's
+    application recorder (PostgreSQL views use its connection pool)."""
+    spec = (env.get("ESMC_VIEWS") or "").strip()
+    if spec == "memory":
+        return SQLiteViews(":memory:")
+    if spec.startswith("sqlite:"):
+        return SQLiteViews(spec[len("sqlite:") :])
+    if spec and spec not in ("postgres", "postgresql"):
+        from ..domain.errors import InvalidInput
+
+        raise InvalidInput(f"ESMC_VIEWS is 'memory', 'sqlite:PATH' or 'postgres', not {spec!r}")
+    module = env.get("PERSISTENCE_MODULE") or "eventsourcing.popo"
+    if spec or module.endswith("postgres"):
+        datastore = getattr(recorder, "datastore", None)
+        if datastore is None:
+            from ..domain.errors import InvalidInput
+
+            raise InvalidInput("PostgreSQL views live beside a PostgreSQL event store")
+        return PostgresViews(datastore, schema=env.get("POSTGRES_SCHEMA") or "public")
+    if module.endswith("sqlite"):
+        name = env.get("SQLITE_DBNAME") or ""
+        if not name or name == ":memory:" or "mode=memory" in name:
+            return SQLiteViews(":memory:")
+        return SQLiteViews(name)
+    return SQLiteViews(":memory:")
+
+
+__all__ = [
+    "APPLICATION_NAME",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "PostgresViews",
+    "SQLiteViews",
+    "Table",
+    "ViewBatch",
+    "ViewStore",
+    "open_views",
+]
