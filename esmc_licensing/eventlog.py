@@ -121,7 +121,7 @@ class EventLog:
         if self.plain and topic in TOPICS:
             try:
                 return self.mapper.decode_state(topic, orjson.loads(state), oid, version)
-            except Exception:  # noqa: S110 - the mapper's path below says what is wrong
+            except Exception:
                 pass
         event: DomainEvent = self.mapper.to_domain_event(
             StoredEvent(originator_id=oid, originator_version=version, topic=topic, state=state)

@@ -162,7 +162,7 @@ class Queries(ServiceBase):
     ) -> list[HistoryEntry]:
         """The events naming ``target``, from the audit index and the log (R29)."""
         positions = views.history_positions(target)
-        return [_entry(d, target, position, event) for position, event in self.event_log.at(positions)]
+        return [_entry(d, target, p, event) for p, event in self.event_log.at(positions)]
 
     def history(self, actor: object, target: object) -> list[HistoryEntry]:
         """What happened to a license or pool, oldest first (R29).

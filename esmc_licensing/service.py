@@ -18,6 +18,7 @@ replay "as of" a past moment, and those stream it.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import secrets
 import tempfile
@@ -39,9 +40,9 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from .adapters.mapper import EventMapper
 from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
 from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder
-from .adapters.mapper import EventMapper
 from .aggregates import EVOLVE, decode_state, encode_state
 from .domain import computer, directory, license, pool, tags
 from .domain.directory import DirectoryState
@@ -449,9 +450,8 @@ class ServiceBase(Application[uuid.UUID]):
 
         path = ":memory:"
         if not (isinstance(self.views, SQLiteViews) and self.views.path == ":memory:"):
-            handle = tempfile.NamedTemporaryFile(prefix="esmc-replay-", suffix=".db", delete=False)
-            handle.close()
-            path = handle.name
+            fd, path = tempfile.mkstemp(prefix="esmc-replay-", suffix=".db")
+            os.close(fd)
         views = SQLiteViews(path)
         d = directory.initial()
         last: datetime | None = None

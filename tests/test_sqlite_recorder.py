@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 from eventsourcing.persistence import (
     IntegrityError,
-    Notification,
     RecordConflictError,
-    Recording,
     StoredEvent,
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore

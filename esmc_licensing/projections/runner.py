@@ -36,6 +36,8 @@ log = logging.getLogger("esmc_licensing.projections")
 CATCH_UP_BATCH = PAGE_SIZE
 #: events per transaction in a rebuild: fewer, larger writes
 REBUILD_BATCH = 50_000
+#: events per transaction of a long catch-up (a store opened after many writes)
+LONG_BATCH = 20_000
 
 
 class ViewUpdater:
@@ -74,21 +76,35 @@ class ViewUpdater:
         self,
         stop: int | None = None,
         *,
-        batch_size: int = CATCH_UP_BATCH,
+        batch_size: int | None = None,
         cache: OrderedDict[Any, Any] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Apply what the log holds after the views' position (up to ``stop``);
-        one transaction per ``batch_size`` events. Returns the position reached."""
+        one transaction per ``batch_size`` events (default: a page when little
+        is new, larger batches for a long catch-up). Returns the position reached.
+
+        Decoded entities are kept across the call's batches (bounded) as long
+        as nobody else writes the views in between: a batch that finds the
+        views elsewhere than where the previous one left them starts afresh.
+        """
+        cache = OrderedDict() if cache is None else cache
+        expected: int | None = None
         while True:
             with self.views.batch(cache) as b:
                 position = b.position
+                if expected is not None and position != expected:
+                    cache.clear()  # another writer moved the views: our states may be stale
                 if stop is not None and position >= stop:
                     return position
-                limit = batch_size if stop is None else min(batch_size, stop - position)
+                size = batch_size
+                if size is None:
+                    behind = (stop if stop is not None else self.log.end()) - position
+                    size = CATCH_UP_BATCH if behind <= 10 * CATCH_UP_BATCH else LONG_BATCH
+                limit = size if stop is None else min(size, stop - position)
                 count = 0
+                decode = self.log.decode
                 for page in self.log.pages(position, stop, min(PAGE_SIZE, limit)):
-                    decode = self.log.decode
                     for row in page:
                         apply(b, row[0], decode(row))
                     count += len(page)
@@ -98,6 +114,7 @@ class ViewUpdater:
                 reached = b.reached
             if reached is None:
                 return position
+            expected = reached
             if progress is not None:
                 progress(reached)
             if count < limit:

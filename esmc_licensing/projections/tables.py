@@ -399,17 +399,20 @@ class ViewStore:
 
     def create_tables(self) -> None:
         with self._transaction(write=True) as c:
-            for statement in self.create_statements():
-                c.execute(statement)
+            statements = self.create_statements()
+            c.execute(statements[0])  # the meta table: it records the layout of the others
             row = self.fetch_one(
                 c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("schema",)
             )
+            if row is not None and row[0] != SCHEMA_VERSION:
+                # tables of another layout may have other columns: dropped, not emptied
+                log.warning("view tables of layout %s dropped; rebuilding from the log", row[0])
+                for name in [*self.view_tables(), self.t("tracking"), self.t("snapshots")]:
+                    c.execute(f"DROP TABLE IF EXISTS {name}")
+            for statement in statements[1:]:
+                c.execute(statement)
             if row is not None and row[0] == SCHEMA_VERSION:
                 return
-            if row is not None:
-                log.warning("view tables of layout %s dropped; rebuilding from the log", row[0])
-                for name in self.view_tables():
-                    c.execute(f"DELETE FROM {name}")
             self._reset_tracking(c)
             c.execute(
                 self.sql(
@@ -623,65 +626,13 @@ class ViewStore:
     def _filter_sql(
         self, f: LicenseFilter, today: date, policy: Policy
     ) -> tuple[str, list[Any]]:
-        """The filter as SQL over the license columns (R8a); the status conditions
-        mirror ``license_status`` (R8) for ``today`` and the policy, which
-        ``tests/test_views_sql.py`` checks against it for random facts."""
+        """The filter as SQL over the license columns (R8a)."""
         parts: list[str] = []
         params: list[Any] = []
         if f.levels or f.reasons:
-            t = today.isoformat()
-            soon = (today + timedelta(days=policy.expiring_days)).isoformat()
-            ratio = policy.at_risk_fraction
-            reason_sql = {
-                StatusReason.SUSPENDED: ("l.suspended = 1", []),
-                StatusReason.EXPIRED: ("(l.expires IS NOT NULL AND l.expires < {})", [t]),
-                StatusReason.EXPIRING: (
-                    "(l.expires IS NOT NULL AND l.expires >= {} AND l.expires <= {})", [t, soon]
-                ),
-                StatusReason.NOT_REGISTERED: ("l.registered = 0", []),
-                StatusReason.OBSOLETE: ("l.obsolete = 1", []),
-                StatusReason.OVERUSED: ("l.used_units > l.units", []),
-                StatusReason.AT_RISK_OF_OVERUSE: (
-                    "(l.used_units <= l.units AND l.used_units * {} > l.units * {})",
-                    [ratio.denominator, ratio.numerator],
-                ),
-            }
-
-            def any_of(reasons: Iterable[StatusReason]) -> tuple[str, list[Any]]:
-                sql, ps = [], []
-                for r in reasons:
-                    s, p = reason_sql[r]
-                    sql.append(s)
-                    ps += p
-                return "(" + " OR ".join(sql) + ")", ps
-
-            if f.reasons:
-                s, p = any_of(f.reasons)
-                parts.append(s)
-                params += p
-            if f.levels:
-                by_level = {
-                    level: [r for r in StatusReason if r.level is level] for level in StatusLevel
-                }
-                level_sql = []
-                worse: list[StatusReason] = []
-                for level in sorted(StatusLevel, reverse=True):
-                    if level is StatusLevel.OK:
-                        continue
-                    mine = by_level[level]
-                    if level in f.levels:
-                        s, p = any_of(mine)
-                        if worse:
-                            w, wp = any_of(worse)
-                            s, p = f"({s} AND NOT {w})", p + wp
-                        level_sql.append(s)
-                        params += p
-                    worse += mine
-                if StatusLevel.OK in f.levels:
-                    w, wp = any_of(worse)
-                    level_sql.append(f"NOT {w}")
-                    params += wp
-                parts.append("(" + " OR ".join(level_sql) + ")")
+            status, status_params = _status_sql(f, today, policy)
+            parts += status
+            params += status_params
         if f.types:
             marks = ", ".join(["{}"] * len(f.types))
             parts.append(f"l.license_type IN ({marks})")
@@ -875,7 +826,7 @@ class PostgresViews(ViewStore):
     def _transaction(self, *, write: bool) -> Iterator[Any]:
         with self._lock, self.datastore.transaction(commit=True) as c:
             c.row_factory = self._tuple_row
-            yield c
+            yield _NulSafeCursor(c)
 
     def _is_integrity_error(self, e: BaseException) -> bool:
         return isinstance(e, self._psycopg.errors.IntegrityError)
@@ -885,6 +836,93 @@ class PostgresViews(ViewStore):
 
     def __repr__(self) -> str:
         return f"PostgresViews(schema={self.schema!r})"
+
+
+def _status_sql(f: LicenseFilter, today: date, policy: Policy) -> tuple[list[str], list[Any]]:
+    """The filter's levels and reasons as conditions on the license columns.
+
+    They mirror ``license_status`` (R8) for ``today`` and the policy, so the
+    level filter runs in SQL; ``tests/test_views_sql.py`` checks them against
+    ``license_status`` for random facts.
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    t = today.isoformat()
+    soon = (today + timedelta(days=policy.expiring_days)).isoformat()
+    ratio = policy.at_risk_fraction
+    reason_sql: dict[StatusReason, tuple[str, list[Any]]] = {
+        StatusReason.SUSPENDED: ("l.suspended = 1", []),
+        StatusReason.EXPIRED: ("(l.expires IS NOT NULL AND l.expires < {})", [t]),
+        StatusReason.EXPIRING: (
+            "(l.expires IS NOT NULL AND l.expires >= {} AND l.expires <= {})", [t, soon]
+        ),
+        StatusReason.NOT_REGISTERED: ("l.registered = 0", []),
+        StatusReason.OBSOLETE: ("l.obsolete = 1", []),
+        StatusReason.OVERUSED: ("l.used_units > l.units", []),
+        StatusReason.AT_RISK_OF_OVERUSE: (
+            "(l.used_units <= l.units AND l.used_units * {} > l.units * {})",
+            [ratio.denominator, ratio.numerator],
+        ),
+    }
+
+    def any_of(reasons: Iterable[StatusReason]) -> tuple[str, list[Any]]:
+        sql, ps = [], []
+        for r in reasons:
+            s, p = reason_sql[r]
+            sql.append(s)
+            ps += p
+        return "(" + " OR ".join(sql) + ")", ps
+
+    if f.reasons:
+        s, p = any_of(f.reasons)
+        parts.append(s)
+        params += p
+    if f.levels:
+        # a level is the worst reason present: one of its reasons and none worse
+        level_sql = []
+        worse: list[StatusReason] = []
+        for level in sorted(StatusLevel, reverse=True):
+            if level is StatusLevel.OK:
+                continue
+            mine = [r for r in StatusReason if r.level is level]
+            if level in f.levels:
+                s, p = any_of(mine)
+                if worse:
+                    w, wp = any_of(worse)
+                    s, p = f"({s} AND NOT {w})", p + wp
+                level_sql.append(s)
+                params += p
+            worse += mine
+        if StatusLevel.OK in f.levels:
+            w, wp = any_of(worse)
+            level_sql.append(f"NOT {w}")
+            params += wp
+        parts.append("(" + " OR ".join(level_sql) + ")")
+    return parts, params
+
+
+def _nul_safe(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+
+
+class _NulSafeCursor:
+    """PostgreSQL text cannot hold NUL: a stored fact with one keeps it in its JSON
+    state (escaped) and shows U+FFFD in the columns queries filter on."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._c = cursor
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        return self._c.execute(statement, [_nul_safe(p) for p in params])
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self._c.executemany(statement, [[_nul_safe(p) for p in r] for r in rows])
+
+    def fetchone(self) -> Any:
+        return self._c.fetchone()
+
+    def fetchall(self) -> Any:
+        return self._c.fetchall()
 
 
 def open_views(env: Mapping[str, str], recorder: Any = None) -> ViewStore:

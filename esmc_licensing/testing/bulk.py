@@ -117,7 +117,8 @@ def generate_log(  # noqa: PLR0915 - one story, told in order
             rows = []
             for e in batch:
                 topic, state = mapper.encode_state(e)
-                rows.append((str(e.originator_id), e.originator_version, topic, state))
+                # eventsourcing keeps UUIDs as their hex text (what select_events asks for)
+                rows.append((e.originator_id.hex, e.originator_version, topic, state))
             with rec.datastore.transaction(commit=True) as c:
                 c.executemany(f"INSERT INTO {rec.events_table_name} VALUES (?,?,?,?)", rows)
         else:
