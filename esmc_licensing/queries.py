@@ -7,7 +7,10 @@ visible groups only, and compute each license's status from today's date
 
 from __future__ import annotations
 
+import functools
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -88,7 +91,34 @@ def actor_name(d: DirectoryState, actor: str) -> str:
     return actor
 
 
+class _Answers:
+    """The last few license lists answered, by (views position, today, policy,
+    visible groups, filter): repeated queries on unchanged views cost a lookup."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._items: OrderedDict[Any, list[LicenseView]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> list[LicenseView] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: Any, answer: list[LicenseView]) -> None:
+        with self._lock:
+            self._items[key] = answer
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
 class Queries(ServiceBase):
+    @functools.cached_property
+    def _answers(self) -> _Answers:
+        return _Answers()
+
     def licenses(
         self,
         actor: object,
@@ -101,8 +131,18 @@ class Queries(ServiceBase):
             raise InvalidInput("filter must be a LicenseFilter")
         with self._reading(as_of) as (views, d, today):
             uid = self._actor(actor, d)
-            rows, tags = views.license_rows(visible_groups(d, uid), filter, today, self.policy)
-            return [license_view(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+            groups = visible_groups(d, uid)
+            # the views are a function of their position: an answer holds until they move
+            key = (self._views_position, today, self.policy, groups, filter)
+            if as_of is None:
+                found = self._answers.get(key)
+                if found is not None:
+                    return list(found)
+            rows, tags = views.license_rows(groups, filter, today, self.policy)
+            answer = [license_view(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+            if as_of is None:
+                self._answers.put(key, answer)
+            return list(answer)
 
     def license(
         self, actor: object, public_id: object, *, as_of: datetime | int | None = None

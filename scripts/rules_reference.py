@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate docs/rules.md: every domain rule (R1-R31) and the tests that check it.
+"""Generate docs/rules.md: every domain rule (R1-R37) and the tests that check it.
 
 The rules come from the design's ``domain.md`` (``../shared/design/domain.md``
 next to the repository, or the path given with ``--design``). When the design

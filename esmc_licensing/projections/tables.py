@@ -581,15 +581,30 @@ class ViewStore:
         return f" AND {alias}.{column} IN ({marks})", sorted(str(g) for g in groups)
 
     def tags_of(self, c: Any, targets: Iterable[str]) -> dict[str, frozenset[str]]:
-        wanted = sorted(set(targets))
+        """The tags carried by each of ``targets`` (those carrying none are left out)."""
+        wanted = set(targets)
         out: dict[str, set[str]] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ", ".join(["{}"] * len(chunk))
-            for target, tag in self.fetch_all(
-                c, f"SELECT target, tag FROM {self.t('tags')} WHERE target IN ({marks})", chunk
-            ):
-                out.setdefault(target, set()).add(tag)
+        if len(wanted) > 200:
+            # many rows: one range scan per kind of target beats IN-lists of them
+            prefixes = sorted({t.split(":", 1)[0] for t in wanted})
+            for prefix in prefixes:
+                for target, tag in self.fetch_all(
+                    c,
+                    f"SELECT target, tag FROM {self.t('tags')} WHERE target >= {{}} "
+                    "AND target < {}",
+                    (prefix + ":", prefix + ";"),
+                ):
+                    if target in wanted:
+                        out.setdefault(target, set()).add(tag)
+        else:
+            ordered = sorted(wanted)
+            for i in range(0, len(ordered), 200):
+                chunk = ordered[i : i + 200]
+                marks = ", ".join(["{}"] * len(chunk))
+                for target, tag in self.fetch_all(
+                    c, f"SELECT target, tag FROM {self.t('tags')} WHERE target IN ({marks})", chunk
+                ):
+                    out.setdefault(target, set()).add(tag)
         return {k: frozenset(v) for k, v in out.items()}
 
     def license_rows(
