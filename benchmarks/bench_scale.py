@@ -97,6 +97,11 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ESMC_LICENSING_USER", None)
     env.pop("ESMC_LICENSING_STORE", None)
+    # Python caches compiled modules as an installed package always has them
+    # (pip compiles site-packages); an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise recompile the package in every
+    # process and the cold start would measure the compiler
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

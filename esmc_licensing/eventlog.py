@@ -10,8 +10,9 @@ several objects per row).
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -40,11 +41,22 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------
 
-    def append(self, events: Sequence[DomainEvent]) -> list[int]:
+    @property
+    def writes_in_transaction(self) -> bool:
+        """Whether ``append`` can run more SQL in its own transaction (``then``)."""
+        return self._lean
+
+    def append(
+        self,
+        events: Sequence[DomainEvent],
+        then: Callable[[sqlite3.Connection, list[int]], None] | None = None,
+    ) -> list[int]:
         """Record events atomically; returns their positions.
 
         Raises eventsourcing's ``RecordConflictError`` (nothing recorded) when
-        another writer recorded one of these aggregate versions first.
+        another writer recorded one of these aggregate versions first. With
+        :attr:`writes_in_transaction`, ``then(connection, positions)`` runs
+        in the same transaction before it commits.
         """
         recorder = self.recorder
         if self._lean:
@@ -54,7 +66,7 @@ class EventLog:
             for e in events:
                 topic, state = to_row(e)
                 params += (e.originator_id.hex, e.originator_version, topic, state)
-            return recorder.insert_rows(params)
+            return recorder.insert_rows(params, then)
         ids = recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
         if ids is None:  # pragma: no cover - every application recorder returns ids
             raise RuntimeError("the recorder did not return the events' positions")

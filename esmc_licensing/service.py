@@ -168,6 +168,12 @@ class ServiceBase(Application[uuid.UUID]):
             views if views is not None else open_views(self._settings(), self.recorder)
         )
         self._updater = ViewUpdater(self.event_log, self.views)
+        #: views in the events' own SQLite file, written in the save's transaction
+        self._views_inline = (
+            self.event_log.writes_in_transaction
+            and isinstance(self.views, SQLiteViews)
+            and self.views.path == self.env.get("SQLITE_DBNAME")
+        )
         self._lock = threading.RLock()
         #: aggregate states by id's ``.int``, least recently used first
         self._states: OrderedDict[int, Any] = OrderedDict()
@@ -399,15 +405,31 @@ class ServiceBase(Application[uuid.UUID]):
     def _save_events(self, new_events: list[DomainEvent]) -> list[int]:
         """Record a command's events in one atomic call, then bring the cache and views
         up to them; returns their positions."""
-        positions = self.event_log.append(new_events)
         folded = getattr(new_events, "folded", None)
+        seeds = seeds_of(new_events, folded)
+        inline: list[int | None] = []
+        if self._views_inline:
+
+            def then(conn: Any, ids: list[int]) -> None:
+                pairs = list(zip(ids, new_events, strict=True))
+                cursor = conn.cursor()
+                try:
+                    inline.append(self._updater.apply_within(cursor, pairs, seeds))
+                finally:
+                    cursor.close()
+
+            positions = self.event_log.append(new_events, then)
+        else:
+            positions = self.event_log.append(new_events)
         with self._lock:
             for event in new_events:
                 self._cache_apply(event, folded)
             if positions and positions[0] == self._position + 1:
                 self._position = positions[-1]
-        pairs = list(zip(positions, new_events, strict=True))
-        reached = self._updater.apply_own(pairs, seeds_of(new_events, folded))
+        reached = inline[0] if inline else None
+        if reached is None:
+            pairs = list(zip(positions, new_events, strict=True))
+            reached = self._updater.apply_own(pairs, seeds)
         self._views_position = max(self._views_position, reached)
         self._after_save(positions)
         return positions

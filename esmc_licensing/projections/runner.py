@@ -72,6 +72,38 @@ class ViewUpdater:
                 return b.position  # another process applied them already
         return self.catch_up(stop=pairs[-1][0])
 
+    def apply_within(
+        self,
+        c: Any,
+        pairs: Sequence[tuple[int, DomainEvent]],
+        seeds: Sequence[tuple[str, str, Any]] = (),
+    ) -> int | None:
+        """Apply events being saved, inside the event writer's open transaction
+        (SQLite, views in the same file), so events, rows and tracking commit
+        together. Returns the position reached, or None when the views were
+        not just before these events or folding failed (the transaction then
+        carries the events alone; a catch-up applies them afterwards).
+        """
+        c.execute("SAVEPOINT esmc_views")
+        try:
+            b = self.views.batch_on(c)
+            if not pairs or pairs[0][0] != b.position + 1:
+                c.execute("RELEASE esmc_views")
+                return None
+            for kind, key, state in seeds:
+                b.seed(kind, key, state)
+            for position, event in pairs:
+                apply(b, position, event)
+            b.reached = pairs[-1][0]
+            self.views.commit_batch(c, b)
+            c.execute("RELEASE esmc_views")
+            return b.reached
+        except Exception:
+            log.exception("the views could not apply a save; they will catch up")
+            c.execute("ROLLBACK TO esmc_views")
+            c.execute("RELEASE esmc_views")
+            return None
+
     def catch_up(
         self,
         stop: int | None = None,
