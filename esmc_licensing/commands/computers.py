@@ -55,7 +55,6 @@ from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
 from ..projections.fold import computer_target
-from ..queries import visible_groups
 from ..projections.views import (
     ComputerView,
     HistoryEntry,
@@ -66,6 +65,7 @@ from ..projections.views import (
     TaskView,
     Validity,
 )
+from ..queries import visible_groups
 from ..service import EVOLVE, Decision, FoldedEvents, ServiceBase
 
 log = logging.getLogger("esmc_licensing.computers")
