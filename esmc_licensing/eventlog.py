@@ -10,9 +10,8 @@ several objects per row).
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -41,22 +40,11 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------
 
-    @property
-    def writes_in_transaction(self) -> bool:
-        """Whether ``append`` can run more SQL in its own transaction (``then``)."""
-        return self._lean
-
-    def append(
-        self,
-        events: Sequence[DomainEvent],
-        then: Callable[[sqlite3.Connection, list[int]], None] | None = None,
-    ) -> list[int]:
+    def append(self, events: Sequence[DomainEvent]) -> list[int]:
         """Record events atomically; returns their positions.
 
         Raises eventsourcing's ``RecordConflictError`` (nothing recorded) when
-        another writer recorded one of these aggregate versions first. With
-        :attr:`writes_in_transaction`, ``then(connection, positions)`` runs
-        in the same transaction before it commits.
+        another writer recorded one of these aggregate versions first.
         """
         recorder = self.recorder
         if self._lean:
@@ -66,7 +54,7 @@ class EventLog:
             for e in events:
                 topic, state = to_row(e)
                 params += (e.originator_id.hex, e.originator_version, topic, state)
-            return recorder.insert_rows(params, then)
+            return recorder.insert_rows(params)
         ids = recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
         if ids is None:  # pragma: no cover - every application recorder returns ids
             raise RuntimeError("the recorder did not return the events' positions")

@@ -68,7 +68,7 @@ from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import Permission, Policy
 from .eventlog import EventLog
-from .projections.runner import ViewUpdater, seeds_of
+from .projections.runner import ViewUpdater
 from .projections.tables import SQLiteViews, ViewStore, open_views
 from .wiring import Adapters
 
@@ -93,8 +93,7 @@ class FoldedEvents(list[DomainEvent]):
     """New events with the states their decision already folded from them.
 
     ``folded`` maps id(event) to (event, state before, state after): after the
-    save the aggregate cache takes "after", and the views start from
-    "before" instead of reading their rows back.
+    save the aggregate cache takes "after" instead of folding the event again.
     """
 
     __slots__ = ("folded",)
@@ -147,6 +146,9 @@ class ServiceBase(Application[uuid.UUID]):
     log_section_size = 1000
     #: how many times a command that lost a race is decided again
     max_attempts = 16
+    #: new events after which a save brings the views up to date itself
+    #: (otherwise the next query does, in one transaction for all of them)
+    views_lag = 1000
 
     def __init__(
         self,
@@ -168,12 +170,6 @@ class ServiceBase(Application[uuid.UUID]):
             views if views is not None else open_views(self._settings(), self.recorder)
         )
         self._updater = ViewUpdater(self.event_log, self.views)
-        #: views in the events' own SQLite file, written in the save's transaction
-        self._views_inline = (
-            self.event_log.writes_in_transaction
-            and isinstance(self.views, SQLiteViews)
-            and self.views.path == self.env.get("SQLITE_DBNAME")
-        )
         self._lock = threading.RLock()
         #: aggregate states by id's ``.int``, least recently used first
         self._states: OrderedDict[int, Any] = OrderedDict()
@@ -181,6 +177,9 @@ class ServiceBase(Application[uuid.UUID]):
         self._position = self.event_log.end()
         #: where the views were last seen to stand (a lower bound)
         self._views_position = 0
+        #: this application's own saved events the views have not applied yet
+        #: (in log order, following on from ``_views_position``)
+        self._pending: list[tuple[int, DomainEvent]] = []
         #: (directory state, (user, group) -> permission) for ``_can``
         self._permission_memo: tuple[
             DirectoryState | None, dict[tuple[int, int], Permission | None]
@@ -200,6 +199,7 @@ class ServiceBase(Application[uuid.UUID]):
             self._states.clear()
             self._position = 0
             self._views_position = 0
+            self._pending = []
         self._refresh()
 
     def _settings(self) -> dict[str, str]:
@@ -343,11 +343,13 @@ class ServiceBase(Application[uuid.UUID]):
         elif version > cached.version:
             del self._states[key]
 
-    def _refresh(self) -> None:
-        """Catch up with what other processes recorded: the cached states and the views.
+    def _refresh(self, *, views: bool = True) -> None:
+        """Catch up with what was recorded since we last looked (by other
+        processes, and for the views by this one too): the cached states and,
+        with ``views``, the views.
 
-        One read of the new events when there are any; a probe of the log's
-        end when there are none.
+        A probe of the log's end when nothing is new; otherwise one read of
+        the new events for the cache and one views transaction.
         """
         end = self.event_log.end()
         with self._lock:
@@ -358,9 +360,16 @@ class ServiceBase(Application[uuid.UUID]):
                 else:
                     self._states.clear()
                 self._position = max(self._position, end)
-        if end > self._views_position:
+        if views and end > self._views_position:
+            self._catch_up_views(end)
+
+    def _catch_up_views(self, end: int) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        reached = self._updater.apply_known(pending) if pending else None
+        if reached is None or reached < end:
             reached = self._updater.catch_up(stop=end)
-            self._views_position = max(self._views_position, reached)
+        self._views_position = max(self._views_position, reached)
 
     def _directory(self) -> DirectoryState:
         return self._load(DIRECTORY_ID, directory.initial, directory.evolve)
@@ -382,7 +391,7 @@ class ServiceBase(Application[uuid.UUID]):
     def _execute(self, decide: Callable[[], Decision[R]]) -> R:
         """Decide and save; on a lost race decide again from fresh state."""
         for attempt in range(self.max_attempts):
-            self._refresh()
+            self._refresh(views=False)
             result, new_events = decide()
             if not new_events:
                 return result
@@ -403,34 +412,31 @@ class ServiceBase(Application[uuid.UUID]):
         )
 
     def _save_events(self, new_events: list[DomainEvent]) -> list[int]:
-        """Record a command's events in one atomic call, then bring the cache and views
-        up to them; returns their positions."""
+        """Record a command's events in one atomic call and bring the cached
+        states up to them; returns their positions.
+
+        The views follow when a query (or a command that reads them) next
+        asks, in one transaction for everything new since -- or here, once
+        they are ``views_lag`` events behind -- so a command pays for its
+        own events only and many commands share one views transaction.
+        """
+        positions = self.event_log.append(new_events)
         folded = getattr(new_events, "folded", None)
-        seeds = seeds_of(new_events, folded)
-        inline: list[int | None] = []
-        if self._views_inline:
-
-            def then(conn: Any, ids: list[int]) -> None:
-                pairs = list(zip(ids, new_events, strict=True))
-                cursor = conn.cursor()
-                try:
-                    inline.append(self._updater.apply_within(cursor, pairs, seeds))
-                finally:
-                    cursor.close()
-
-            positions = self.event_log.append(new_events, then)
-        else:
-            positions = self.event_log.append(new_events)
         with self._lock:
             for event in new_events:
                 self._cache_apply(event, folded)
             if positions and positions[0] == self._position + 1:
                 self._position = positions[-1]
-        reached = inline[0] if inline else None
-        if reached is None:
-            pairs = list(zip(positions, new_events, strict=True))
-            reached = self._updater.apply_own(pairs, seeds)
-        self._views_position = max(self._views_position, reached)
+            # kept for the views while they follow on without a gap: they are
+            # then applied from memory instead of read back and decoded
+            pending = self._pending
+            follows = pending[-1][0] if pending else self._views_position
+            if positions and positions[0] == follows + 1:
+                pending.extend(zip(positions, new_events, strict=True))
+            else:
+                pending.clear()
+        if positions and positions[-1] - self._views_position >= self.views_lag:
+            self._catch_up_views(positions[-1])
         self._after_save(positions)
         return positions
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -129,20 +129,13 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """Whether :meth:`insert_rows` may be used (a file, not an in-memory database)."""
         return self._lean
 
-    def insert_rows(
-        self,
-        params: list[Any],
-        then: Callable[[sqlite3.Connection, list[int]], None] | None = None,
-    ) -> list[int]:
+    def insert_rows(self, params: list[Any]) -> list[int]:
         """Insert events given flat as (originator id hex, version, topic, state)
         four values each, in one transaction; returns their notification ids.
 
         The application's own save path encodes straight into this list, with
         no ``StoredEvent`` in between. A duplicate (originator id, version)
         raises eventsourcing's ``IntegrityError`` and nothing is written.
-        ``then(connection, ids)`` runs inside the same transaction before it
-        commits (the application updates its views there: one commit, one
-        fsync per command); it must leave the transaction open.
         """
         count = len(params) // 4
         ids: list[int] = []
@@ -157,8 +150,6 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                         # RETURNING's order is not promised: sort (rowids are
                         # given in insert order, one writer at a time)
                         ids += sorted([r[0] for r in conn.execute(self._statement(n), chunk)])
-                    if then is not None:
-                        then(conn, ids)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:

@@ -761,6 +761,7 @@ class ComputerCommands(ServiceBase):
             )
             groups = d.subgroups(gid)
             cutoff = self._now() - timedelta(days=days)
+            self._refresh()  # the views list the group's computers
             marks = ", ".join(["{}"] * len(groups))
             keys = self.views.keys(
                 "computer", f"WHERE live = 1 AND group_id IN ({marks})",

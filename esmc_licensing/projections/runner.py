@@ -3,8 +3,8 @@
 All four are :class:`ViewUpdater` applying events through the one fold
 (:func:`.fold.apply`) into a view store, each batch committed with its
 tracking position (compare-and-set: the store's tracking row is locked for
-the batch). An application updates its own views after each save and catches
-up with other processes' writes before it answers; ``esmc-licensing project``
+the batch). An application catches its views up with everything recorded
+since (its own saves and other processes') before a query answers; ``esmc-licensing project``
 (:func:`run_projections`) does the same continuously for deployments that
 read views somewhere the writers are not; ``esmc-licensing rebuild``
 (:func:`rebuild_views`) empties the views and applies the whole log, a page
@@ -27,7 +27,7 @@ from eventsourcing.persistence import Mapper
 from ..adapters.mapper import EventMapper
 from ..domain.events import DomainEvent
 from ..eventlog import PAGE_SIZE, EventLog
-from .fold import apply, entity_key
+from .fold import apply
 from .tables import APPLICATION_NAME, ViewStore, open_views
 
 log = logging.getLogger("esmc_licensing.projections")
@@ -47,62 +47,19 @@ class ViewUpdater:
         self.log = log
         self.views = views
 
-    def apply_own(
-        self,
-        pairs: Sequence[tuple[int, DomainEvent]],
-        seeds: Sequence[tuple[str, str, Any]] = (),
-    ) -> int:
-        """Apply events just saved (their positions given); returns the views' position.
-
-        When the views are behind those events (another process wrote in
-        between and nobody applied it yet), they catch up from the log
-        instead, which includes these events.
-        """
+    def apply_known(self, pairs: Sequence[tuple[int, DomainEvent]]) -> int | None:
+        """Apply events already in memory (an application's own saves, in log
+        order, no gap) in one batch; returns the position reached, or None --
+        nothing written -- when the views do not stand just before them."""
         if not pairs:
-            return self.views.position()
+            return None
         with self.views.batch() as b:
-            if pairs[0][0] == b.position + 1:
-                for kind, key, state in seeds:
-                    b.seed(kind, key, state)
-                for position, event in pairs:
-                    apply(b, position, event)
-                b.reached = pairs[-1][0]
-                return b.reached
-            if pairs[-1][0] <= b.position:
-                return b.position  # another process applied them already
-        return self.catch_up(stop=pairs[-1][0])
-
-    def apply_within(
-        self,
-        c: Any,
-        pairs: Sequence[tuple[int, DomainEvent]],
-        seeds: Sequence[tuple[str, str, Any]] = (),
-    ) -> int | None:
-        """Apply events being saved, inside the event writer's open transaction
-        (SQLite, views in the same file), so events, rows and tracking commit
-        together. Returns the position reached, or None when the views were
-        not just before these events or folding failed (the transaction then
-        carries the events alone; a catch-up applies them afterwards).
-        """
-        c.execute("SAVEPOINT esmc_views")
-        try:
-            b = self.views.batch_on(c)
-            if not pairs or pairs[0][0] != b.position + 1:
-                c.execute("RELEASE esmc_views")
+            if pairs[0][0] != b.position + 1:
                 return None
-            for kind, key, state in seeds:
-                b.seed(kind, key, state)
             for position, event in pairs:
                 apply(b, position, event)
             b.reached = pairs[-1][0]
-            self.views.commit_batch(c, b)
-            c.execute("RELEASE esmc_views")
             return b.reached
-        except Exception:
-            log.exception("the views could not apply a save; they will catch up")
-            c.execute("ROLLBACK TO esmc_views")
-            c.execute("RELEASE esmc_views")
-            return None
 
     def catch_up(
         self,
@@ -151,28 +108,6 @@ class ViewUpdater:
                 progress(reached)
             if count < limit:
                 return reached
-
-
-def seeds_of(events: Sequence[DomainEvent], folded: Mapping[int, Any] | None) -> list[
-    tuple[str, str, Any]
-]:
-    """The states a decision started from, for the entities its events change.
-
-    ``folded`` maps id(event) to (event, state before, state after); the
-    first event of each entity gives the state the views hold for it.
-    """
-    if not folded:
-        return []
-    out = []
-    seen: set[tuple[str, str]] = set()
-    for e in events:
-        found = folded.get(id(e))
-        key = entity_key(e)
-        if found is None or found[0] is not e or key is None or key in seen:
-            continue
-        seen.add(key)
-        out.append((key[0], key[1], found[1]))
-    return out
 
 
 class LogReader(Application[uuid.UUID]):
@@ -283,5 +218,4 @@ __all__ = [
     "ViewUpdater",
     "rebuild_views",
     "run_projections",
-    "seeds_of",
 ]

@@ -450,13 +450,6 @@ class ViewStore:
             yield b
             self.commit_batch(c, b, name)
 
-    def batch_on(self, c: Any, name: str = APPLICATION_NAME) -> ViewBatch:
-        """A batch in a transaction someone else holds open on this database
-        (the event writer's: events and views then commit together)."""
-        b = ViewBatch(self, c, None)
-        b.position = self.position_in(c, name, lock=True)
-        return b
-
     def commit_batch(self, c: Any, b: ViewBatch, name: str = APPLICATION_NAME) -> None:
         """Write what a batch folded, with its tracking position (in ``c``'s transaction)."""
         if b.reached is None or b.reached <= b.position:
