@@ -2,7 +2,7 @@
 
 It is composed of one mixin per area (``commands/``, ``queries.py``) over the
 service core (``service.py``), which holds the command path, the aggregate
-cache and the read model.
+cache and the views.
 """
 
 from __future__ import annotations

@@ -1330,7 +1330,7 @@ def tag_unassign(ctx: typer.Context, target: TargetArg,
     _say(f"Removed tag {name.strip()} from {target}.")
 
 
-# -- projections: the deployed runner and rebuild (issue 5) --------------------------------
+# -- views: the optional runner and the rebuild ----------------------------------------------
 
 ViewsOption = Annotated[str | None, typer.Option(
     "--views", envvar="ESMC_VIEWS", metavar="VIEWS",

@@ -17,7 +17,7 @@ from typing import Any
 
 from .domain.directory import DirectoryState
 from .domain.errors import InvalidInput, NotFound
-from .domain.events import DomainEvent
+from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool
 from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, UserId
 from .domain.status import license_status
@@ -148,7 +148,7 @@ class Queries(ServiceBase):
         self, actor: object, public_id: object, *, as_of: datetime | int | None = None
     ) -> LicenseView:
         pid = PublicId(public_id)
-        with self._reading(as_of) as (views, d, today):
+        with self._reading(as_of, lambda: self._targets_of_license(pid)) as (views, d, today):
             uid = self._actor(actor, d)
             rows, tags = views.license_rows(
                 visible_groups(d, uid), None, today, self.policy, public_id=str(pid)
@@ -157,6 +157,17 @@ class Queries(ServiceBase):
                 raise NotFound("license", pid)
             found, group, v = rows[0]
             return license_view(found, group, v, tags, today, self.policy)
+
+    def _targets_of_license(self, pid: PublicId) -> list[str]:
+        """The audit targets one license's view is folded from: the license and
+        every pool it has been in (their creation, moves and tags)."""
+        target = license_target(pid)
+        pools = {
+            str(e.pool_id) if isinstance(e, LicenseAdded) else str(e.originator_id)
+            for _, e in self.event_log.at(self.views.history_positions(target))
+            if isinstance(e, (LicenseAdded, LicenseJoinedPool))
+        }
+        return [target, *(pool_target(p) for p in sorted(pools))]
 
     def pools(
         self,

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -445,18 +445,20 @@ class ServiceBase(Application[uuid.UUID]):
 
     @contextmanager
     def _reading(
-        self, as_of: datetime | int | None
+        self, as_of: datetime | int | None, targets: Callable[[], Iterable[str]] | None = None
     ) -> Iterator[tuple[ViewStore, DirectoryState, date]]:
         """What a query reads: the views, the directory and today's date.
 
         ``as_of`` (a datetime or a log position) replays the log up to then
-        into views of its own, dropped afterwards (R30).
+        into views of their own, dropped afterwards (R30); with ``targets``
+        (the audit targets the query is about) only those targets' events
+        and the directory's are replayed, not the whole log.
         """
         if as_of is None:
             self._refresh()
             yield self.views, self._directory(), self._now().date()
             return
-        views, path, d, today = self._replay(as_of)
+        views, path, d, today = self._replay(as_of, targets)
         try:
             yield views, d, today
         finally:
@@ -464,10 +466,17 @@ class ServiceBase(Application[uuid.UUID]):
             if path != ":memory:":
                 Path(path).unlink(missing_ok=True)
 
-    def _replay(self, as_of: datetime | int) -> tuple[ViewStore, str, DirectoryState, date]:
-        """The views and directory as they were at ``as_of``: the log streamed through
-        the views' one fold into a fresh store (a temporary file for file and
-        server stores, so memory stays bounded however long the log)."""
+    def _replay(
+        self, as_of: datetime | int, targets: Callable[[], Iterable[str]] | None = None
+    ) -> tuple[ViewStore, str, DirectoryState, date]:
+        """The views and directory as they were at ``as_of``, through the views'
+        one fold into a fresh store.
+
+        With ``targets``, only the events the audit index lists for them and
+        for the directory are replayed (what one license's view needs);
+        otherwise the whole log is streamed, into a temporary file for file
+        and server stores so memory stays bounded however long the log.
+        """
         if isinstance(as_of, bool) or not isinstance(as_of, (datetime, int)):
             raise InvalidInput("as_of must be a timezone-aware datetime or a log position")
         if isinstance(as_of, int) and as_of < 0:
@@ -477,15 +486,26 @@ class ServiceBase(Application[uuid.UUID]):
         from .projections.fold import apply
 
         path = ":memory:"
-        if not (isinstance(self.views, SQLiteViews) and self.views.path == ":memory:"):
+        if targets is None and not (
+            isinstance(self.views, SQLiteViews) and self.views.path == ":memory:"
+        ):
             fd, path = tempfile.mkstemp(prefix="esmc-replay-", suffix=".db")
             os.close(fd)
+        stop = as_of if isinstance(as_of, int) else None
+        events: Iterable[tuple[int, DomainEvent]]
+        if targets is None:
+            events = self.event_log.read(0, stop)
+        else:
+            self._refresh()
+            positions: set[int] = set(self.views.history_positions("directory"))
+            for target in targets():
+                positions.update(self.views.history_positions(target))
+            events = self.event_log.at(sorted(p for p in positions if stop is None or p <= stop))
         views = SQLiteViews(path)
         d = directory.initial()
-        last: datetime | None = None
         try:
-            events = self.event_log.read(0, as_of if isinstance(as_of, int) else None)
             pending = True
+            events = iter(events)
             while pending:
                 with views.batch() as b:
                     count = 0
@@ -495,7 +515,6 @@ class ServiceBase(Application[uuid.UUID]):
                         apply(b, position, event)
                         if event.originator_id == DIRECTORY_ID:
                             d = directory.evolve(d, event)
-                        last = event.timestamp
                         b.reached = position
                         count += 1
                         if count >= REPLAY_BATCH:
@@ -509,11 +528,20 @@ class ServiceBase(Application[uuid.UUID]):
             raise
         if isinstance(as_of, datetime):
             today = as_of.astimezone(UTC).date()
-        elif last is not None:
-            today = last.date()
         else:
-            today = self._now().date()
+            today = self._time_at(as_of).date()
         return views, path, d, today
+
+    def _time_at(self, position: int) -> datetime:
+        """When the event at a log position was recorded (the last one's, past the
+        end; the clock's now before the first): "today" of a replay to a position."""
+        rows = self.event_log.rows(position - 1, position, 1) if position > 0 else []
+        if not rows and position > 0:
+            end = self.event_log.end()
+            rows = self.event_log.rows(end - 1, end, 1) if 0 < end < position else []
+        if rows:
+            return self.event_log.decode(rows[0]).timestamp
+        return self._now()
 
     def _actor(self, actor: object, d: DirectoryState | None = None) -> UserId:
         uid = actor if isinstance(actor, UserId) else UserId(actor)

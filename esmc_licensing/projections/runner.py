@@ -177,8 +177,9 @@ def rebuild_views(
     ``batch_size`` events and a bounded cache of decoded entities, so memory
     does not grow with the log. An interrupted rebuild is safe: the views
     were emptied (position 0) in a transaction of their own, and each batch
-    commits with its position, so a runner or a new rebuild resumes from the
-    last batch. Returns the position reached.
+    commits with its position, so an application or a runner catching up
+    afterwards resumes from the last batch (a new rebuild starts over).
+    Returns the position reached.
 
     Python's cyclic garbage collector is paused while the log is folded (for
     the whole process); reference counting frees everything as usual.

@@ -959,10 +959,13 @@ def open_views(env: Mapping[str, str], recorder: Any = None) -> ViewStore:
     module = env.get("PERSISTENCE_MODULE") or "eventsourcing.popo"
     if spec or module.endswith("postgres"):
         datastore = getattr(recorder, "datastore", None)
-        if datastore is None:
+        if not module.endswith("postgres") or datastore is None:
             from ..domain.errors import InvalidInput
 
-            raise InvalidInput("PostgreSQL views live beside a PostgreSQL event store")
+            raise InvalidInput(
+                "views in PostgreSQL live beside a PostgreSQL store: use --views sqlite:PATH "
+                "or memory for this store, or leave --views out to keep them beside it"
+            )
         return PostgresViews(datastore, schema=env.get("POSTGRES_SCHEMA") or "public")
     if module.endswith("sqlite"):
         name = env.get("SQLITE_DBNAME") or ""
