@@ -360,8 +360,13 @@ class ServiceBase(Application[uuid.UUID]):
                 else:
                     self._states.clear()
                 self._position = max(self._position, end)
-        if views and end > self._views_position:
-            self._catch_up_views(end)
+        if views:
+            # the views' own position, not a remembered one: another process may
+            # have emptied them (a rebuild) since we last looked
+            current = self.views.position()
+            self._views_position = current
+            if end > current:
+                self._catch_up_views(end)
 
     def _catch_up_views(self, end: int) -> None:
         with self._lock:
@@ -369,7 +374,7 @@ class ServiceBase(Application[uuid.UUID]):
         reached = self._updater.apply_known(pending) if pending else None
         if reached is None or reached < end:
             reached = self._updater.catch_up(stop=end)
-        self._views_position = max(self._views_position, reached)
+        self._views_position = reached
 
     def _directory(self) -> DirectoryState:
         return self._load(DIRECTORY_ID, directory.initial, directory.evolve)

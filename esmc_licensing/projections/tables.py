@@ -44,6 +44,7 @@ from ..adapters.mapper import converter
 from ..domain import account, computer, license, pool, saved_filters, task
 from ..domain.filters import LicenseFilter
 from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
+from ..domain.status import license_status
 from ..domain.values import Policy, StatusLevel, StatusReason
 
 log = logging.getLogger("esmc_licensing.views")
@@ -624,8 +625,9 @@ class ViewStore:
         if public_id is not None:
             where += " AND l.public_id = {}"
             params.append(public_id)
+        exact = _exact_in_sql(policy)
         if license_filter is not None:
-            more, more_params = self._filter_sql(license_filter, today, policy)
+            more, more_params = self._filter_sql(license_filter, today, policy, status=exact)
             where += more
             params += more_params
         statement = (
@@ -636,18 +638,23 @@ class ViewStore:
         with self.reading() as c:
             rows = self.fetch_all(c, statement, params)
             out = [(str(pid), str(group), orjson.loads(view)) for pid, group, view in rows]
+            if license_filter is not None and not exact and (
+                license_filter.levels or license_filter.reasons
+            ):
+                out = [r for r in out if _status_matches(license_filter, r[2], today, policy)]
             targets = [f"license:{pid}" for pid, _, _ in out]
             targets += [f"pool:{v['pool_id']}" for _, _, v in out]
             tags = self.tags_of(c, targets) if out else {}
         return out, tags
 
     def _filter_sql(
-        self, f: LicenseFilter, today: date, policy: Policy
+        self, f: LicenseFilter, today: date, policy: Policy, *, status: bool = True
     ) -> tuple[str, list[Any]]:
-        """The filter as SQL over the license columns (R8a)."""
+        """The filter as SQL over the license columns (R8a); with ``status`` False
+        its levels and reasons are left out (the caller checks them)."""
         parts: list[str] = []
         params: list[Any] = []
-        if f.levels or f.reasons:
+        if status and (f.levels or f.reasons):
             status, status_params = _status_sql(f, today, policy)
             parts += status
             params += status_params
@@ -917,6 +924,33 @@ def _status_sql(f: LicenseFilter, today: date, policy: Policy) -> tuple[list[str
             params += wp
         parts.append("(" + " OR ".join(level_sql) + ")")
     return parts, params
+
+
+#: the at-risk ratio's terms up to which ``used * denominator`` stays exact in
+#: SQL's 64-bit integers for any realistic unit count (below 2**43 units)
+_EXACT_TERM = 1 << 20
+
+
+def _exact_in_sql(policy: Policy) -> bool:
+    """Whether the status conditions can run in SQL with exact integers.
+
+    A ratio given as a float of many digits (1/3 is 3333333333333333/10**16)
+    would overflow them; its levels and reasons are then checked in Python.
+    """
+    ratio = policy.at_risk_fraction
+    return ratio.denominator <= _EXACT_TERM and ratio.numerator <= _EXACT_TERM
+
+
+def _status_matches(f: LicenseFilter, v: dict[str, Any], today: date, policy: Policy) -> bool:
+    expires = date.fromisoformat(v["expires"]) if v["expires"] else None
+    status = license_status(
+        units=v["units"], used_units=v["used_units"], expires=expires, today=today,
+        policy=policy, suspended=v["suspended"], registered=v["registered"],
+        obsolete=v["obsolete"],
+    )
+    if f.levels and status.level not in f.levels:
+        return False
+    return not (f.reasons and status.reasons.isdisjoint(f.reasons))
 
 
 def _nul_safe(value: Any) -> Any:
