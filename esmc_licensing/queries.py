@@ -92,11 +92,17 @@ def actor_name(d: DirectoryState, actor: str) -> str:
 
 
 class _Answers:
-    """The last few license lists answered, by (views position, today, policy,
-    visible groups, filter): repeated queries on unchanged views cost a lookup."""
+    """The last license lists answered, by (views position, today, policy,
+    visible groups, filter): repeated queries on unchanged views cost a lookup.
 
-    def __init__(self, size: int = 32) -> None:
-        self._size = size
+    Bounded by the license views they hold in all (``rows``), so memory does
+    not grow with the number of licenses a store holds beyond one or two
+    answers' worth.
+    """
+
+    def __init__(self, rows: int = 20_000) -> None:
+        self._rows = rows
+        self._held = 0
         self._items: OrderedDict[Any, list[LicenseView]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -109,9 +115,13 @@ class _Answers:
 
     def put(self, key: Any, answer: list[LicenseView]) -> None:
         with self._lock:
+            if len(answer) > self._rows or key in self._items:
+                return
             self._items[key] = answer
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            self._held += len(answer)
+            while self._held > self._rows:
+                _, dropped = self._items.popitem(last=False)
+                self._held -= len(dropped)
 
 
 class Queries(ServiceBase):
