@@ -302,20 +302,22 @@ class ServiceBase(Application[uuid.UUID]):
             if state is not None:
                 self._states.move_to_end(key)
                 return state  # type: ignore[no-any-return]
-        state = initial()
+        loaded: Any = initial()
         snapshot = self.views.snapshot(aggregate_id)
         if snapshot is not None:
-            state = decode_state(type(state), snapshot[1])
-        events = self.event_log.events_of(aggregate_id, state.version)  # type: ignore[attr-defined]
+            loaded = decode_state(type(loaded), snapshot[1])
+        events = self.event_log.events_of(aggregate_id, loaded.version)
         for event in events:
-            state = evolve(state, event)
+            loaded = evolve(loaded, event)
         if len(events) >= self.snapshot_every:
             try:
-                self.views.put_snapshot(aggregate_id, state.version, encode_state(state).decode())  # type: ignore[attr-defined]
+                self.views.put_snapshot(
+                    aggregate_id, loaded.version, encode_state(loaded).decode()
+                )
             except Exception as e:  # a snapshot is an optimisation: never fail a command on it
                 log.warning("could not snapshot %s: %s", aggregate_id, e)
-        self._remember(key, state)
-        return state
+        self._remember(key, loaded)
+        return loaded  # type: ignore[no-any-return]
 
     def _remember(self, key: int, state: Any) -> None:
         with self._lock:

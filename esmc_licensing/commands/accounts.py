@@ -494,7 +494,7 @@ class AccountCommands(ServiceBase):
         states = []
         for key in self.views.keys("account", "WHERE connected = 1"):
             acc_id = uuid.UUID(key)
-            acc = self._load(acc_id, lambda a=acc_id: account.initial(a), account.evolve)
+            acc = self._load(acc_id, partial(account.initial, acc_id), account.evolve)
             if acc.connected:
                 states.append(acc)
         return sorted(states, key=lambda a: a.label)

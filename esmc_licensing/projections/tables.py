@@ -655,8 +655,8 @@ class ViewStore:
         parts: list[str] = []
         params: list[Any] = []
         if status and (f.levels or f.reasons):
-            status, status_params = _status_sql(f, today, policy)
-            parts += status
+            status_parts, status_params = _status_sql(f, today, policy)
+            parts += status_parts
             params += status_params
         if f.types:
             marks = ", ".join(["{}"] * len(f.types))

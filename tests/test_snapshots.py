@@ -1,0 +1,77 @@
+"""Aggregates load by id: from the cache, or from a snapshot and the events after it.
+
+R30: whatever path a state comes by (cache, snapshot plus later events, or
+the whole fold), it is the fold of the aggregate's events. The cache is
+bounded (``ESMC_CACHE_SIZE``) and snapshots are kept every
+``ESMC_SNAPSHOT_EVERY`` events.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from esmc_licensing import Adapters, InvalidInput, LicenseManagement
+from esmc_licensing.domain import computer
+from esmc_licensing.domain.ids import ComputerId
+from esmc_licensing.testing import stores
+
+from .conftest import START
+
+
+def _fold(app: LicenseManagement, cid: ComputerId) -> computer.ComputerState:
+    state = computer.initial(cid)
+    for event in app.event_log.events_of(cid):
+        state = computer.evolve(state, event)
+    return state
+
+
+def test_r30_a_state_from_a_snapshot_and_later_events_equals_the_whole_fold(
+    tmp_path: Path, vendor, clock
+) -> None:
+    env = {**stores.sqlite_env(tmp_path / "store.db"), "ESMC_SNAPSHOT_EVERY": "20"}
+    app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
+    cid = app.register_computer(app.administrator, "pc", app.all_group, fingerprint="hw-1")
+    for i in range(45):
+        app.computer_connected(cid, at=START + timedelta(minutes=i))
+    app.close()
+
+    fresh = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
+    assert fresh.views.snapshot(cid) is None  # never loaded by id yet
+    loaded = fresh._computer(cid)  # 46 events folded: a snapshot is kept
+    snapshot = fresh.views.snapshot(cid)
+    assert snapshot is not None and snapshot[0] == loaded.version == 46
+    for i in range(5):
+        fresh.computer_connected(cid, at=START + timedelta(hours=1, minutes=i))
+    fresh.close()
+
+    again = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
+    from_snapshot = again._computer(cid)  # the snapshot (v46) and the 5 events after it
+    assert from_snapshot == _fold(again, cid)
+    assert from_snapshot.last_connected == START + timedelta(hours=1, minutes=4)
+    again.close()
+
+
+def test_r30_the_aggregate_cache_is_bounded(tmp_path: Path, vendor, clock) -> None:
+    env = {**stores.sqlite_env(tmp_path / "store.db"), "ESMC_CACHE_SIZE": "5"}
+    app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
+    ids = [
+        app.register_computer(app.administrator, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}")
+        for i in range(20)
+    ]
+    assert len(app._states) <= 5
+    for cid in ids:  # loaded again from the store, each equal to its fold
+        assert app._computer(cid) == _fold(app, cid)
+    assert len(app._states) <= 5
+    app.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ESMC_CACHE_SIZE", "abc"), ("ESMC_CACHE_SIZE", "0"), ("ESMC_SNAPSHOT_EVERY", "-3")],
+)
+def test_r30_cache_and_snapshot_settings_are_checked(name: str, value: str) -> None:
+    with pytest.raises(InvalidInput, match=name):
+        LicenseManagement(env={name: value})
