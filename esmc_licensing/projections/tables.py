@@ -687,20 +687,26 @@ class ViewStore:
             params += folded + folded
         return "".join(f" AND {p}" for p in parts), params
 
+    def _live_states(
+        self, c: Any, kind: str, groups: frozenset[GroupId] | None, key: str | None
+    ) -> list[Any]:
+        """Live pools or computers in ``groups`` (one, with ``key``), by name."""
+        table = TABLES[kind]
+        where, params = self.in_groups("group_id", groups, "e")
+        if key is not None:
+            where += f" AND e.{table.key} = {{}}"
+            params.append(key)
+        statement = (
+            f"SELECT e.state FROM {self.t(table.name)} e WHERE e.live = 1{where} "
+            f"ORDER BY e.name_cf, e.{table.key}"
+        )
+        return [decode_row_state(table, r[0]) for r in self.fetch_all(c, statement, params)]
+
     def pool_rows(
         self, groups: frozenset[GroupId] | None, pool_id: str | None = None
     ) -> tuple[list[pool.PoolState], dict[str, frozenset[str]]]:
-        where, params = self.in_groups("group_id", groups, "p")
-        if pool_id is not None:
-            where += " AND p.pool_id = {}"
-            params.append(pool_id)
-        statement = (
-            f"SELECT p.state FROM {self.t('pools')} p WHERE p.live = 1{where} "
-            "ORDER BY p.name_cf, p.pool_id"
-        )
-        table = TABLES["pool"]
         with self.reading() as c:
-            states = [decode_row_state(table, r[0]) for r in self.fetch_all(c, statement, params)]
+            states = self._live_states(c, "pool", groups, pool_id)
             tags = self.tags_of(c, [f"pool:{s.pool_id}" for s in states]) if states else {}
         return states, tags
 
@@ -709,17 +715,8 @@ class ViewStore:
     ) -> tuple[list[computer.ComputerState], dict[str, frozenset[str]], dict[str, Any]]:
         """Live computers in ``groups`` by name, their tags, and the
         (expires, subscription) of the licenses their products name (R9)."""
-        where, params = self.in_groups("group_id", groups, "c")
-        if computer_id is not None:
-            where += " AND c.computer_id = {}"
-            params.append(computer_id)
-        statement = (
-            f"SELECT c.state FROM {self.t('computers')} c WHERE c.live = 1{where} "
-            "ORDER BY c.name_cf, c.computer_id"
-        )
-        table = TABLES["computer"]
         with self.reading() as c:
-            states = [decode_row_state(table, r[0]) for r in self.fetch_all(c, statement, params)]
+            states = self._live_states(c, "computer", groups, computer_id)
             tags = (
                 self.tags_of(c, [f"computer:{s.computer_id}" for s in states]) if states else {}
             )
