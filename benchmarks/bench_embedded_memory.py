@@ -40,6 +40,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -251,7 +252,8 @@ def run(args: argparse.Namespace, db: Path) -> None:
     def create_group() -> None:
         nonlocal created
         created += 1
-        groups.append(app.create_group(admin, f"Embedded bench {created} {rnd.getrandbits(32)}"))
+        # a fresh name on every run: a reused store keeps the groups of earlier runs
+        groups.append(app.create_group(admin, f"Embedded bench {created} {secrets.token_hex(4)}"))
 
     actions: dict[str, Callable[[], object]] = {
         "computer_connected": lambda: app.computer_connected(rnd.choice(computers)[0]),
