@@ -34,6 +34,15 @@ def visible_groups(d: DirectoryState, uid: UserId) -> frozenset[GroupId] | None:
     return None if len(groups) >= len(d.groups) else groups
 
 
+#: ids by their text: every query makes one per row, and the same ones again
+_public_id = functools.lru_cache(maxsize=1 << 17)(PublicId)
+_pool_id = functools.lru_cache(maxsize=1 << 16)(PoolId)
+_group_id = functools.lru_cache(maxsize=1 << 12)(GroupId)
+_license_type = functools.lru_cache(maxsize=None)(LicenseType)
+_source = functools.lru_cache(maxsize=None)(Source)
+_date = functools.lru_cache(maxsize=1 << 14)(date.fromisoformat)
+
+
 def license_view(
     public_id: str,
     group: str,
@@ -43,13 +52,13 @@ def license_view(
     policy: Policy,
 ) -> LicenseView:
     """A license's view from its row, with its status as of ``today`` (R8)."""
-    expires = date.fromisoformat(v["expires"]) if v["expires"] else None
+    expires = _date(v["expires"]) if v["expires"] else None
     empty: frozenset[str] = frozenset()
     return LicenseView(
-        public_id=PublicId(public_id),
-        pool_id=PoolId(v["pool_id"]),
-        group=GroupId(group),
-        license_type=LicenseType(v["license_type"]),
+        public_id=_public_id(public_id),
+        pool_id=_pool_id(v["pool_id"]),
+        group=_group_id(group),
+        license_type=_license_type(v["license_type"]),
         product=v["product"],
         units=v["units"],
         used_units=v["used_units"],
@@ -59,7 +68,7 @@ def license_view(
         subscription=v["subscription"],
         owner=v["owner"],
         contact=v["contact"],
-        source=Source(v["source"]),
+        source=_source(v["source"]),
         tags=tags.get(license_target(public_id), empty) | tags.get(
             pool_target(v["pool_id"]), empty
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import date
 from fractions import Fraction
 
@@ -146,7 +147,9 @@ MANAGEABLE_PRODUCTS: frozenset[str] = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=64)
 def _ratio(value: float) -> Fraction:
+    """The ratio as the exact decimal it is written as (asked for every status)."""
     ratio = Fraction(str(value))
     if not 0 < ratio <= 1:
         raise InvalidInput(f"at_risk_ratio must be in (0, 1], got {value}")

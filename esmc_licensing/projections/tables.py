@@ -588,8 +588,8 @@ class ViewStore:
         """The tags carried by each of ``targets`` (those carrying none are left out)."""
         wanted = set(targets)
         out: dict[str, set[str]] = {}
-        if len(wanted) > 200:
-            # many rows: one range scan per kind of target beats IN-lists of them
+        if len(wanted) > 20_000:
+            # most of a big store: one range scan per kind of target beats IN-lists
             prefixes = sorted({t.split(":", 1)[0] for t in wanted})
             for prefix in prefixes:
                 for target, tag in self.fetch_all(
@@ -602,8 +602,8 @@ class ViewStore:
                         out.setdefault(target, set()).add(tag)
         else:
             ordered = sorted(wanted)
-            for i in range(0, len(ordered), 200):
-                chunk = ordered[i : i + 200]
+            for i in range(0, len(ordered), 500):
+                chunk = ordered[i : i + 500]
                 marks = ", ".join(["{}"] * len(chunk))
                 for target, tag in self.fetch_all(
                     c, f"SELECT target, tag FROM {self.t('tags')} WHERE target IN ({marks})", chunk
@@ -631,9 +631,12 @@ class ViewStore:
             where += more
             params += more_params
         statement = (
-            f"SELECT l.public_id, p.group_id, l.view FROM {self.t('licenses')} l "
-            f"JOIN {self.t('pools')} p ON p.pool_id = l.pool_id "
-            f"WHERE l.live = 1 AND p.live = 1{where} ORDER BY l.public_id"
+            # pools first (CROSS JOIN fixes SQLite's join order): the visible
+            # groups' pools by index, then their licenses by pool
+            f"SELECT l.public_id, p.group_id, l.view FROM {self.t('pools')} p "
+            f"CROSS JOIN {self.t('licenses')} l "
+            f"WHERE l.pool_id = p.pool_id AND l.live = 1 AND p.live = 1{where} "
+            "ORDER BY l.public_id"
         )
         with self.reading() as c:
             rows = self.fetch_all(c, statement, params)
