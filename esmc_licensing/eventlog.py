@@ -75,6 +75,38 @@ class EventLog:
         decode = self.mapper.to_domain_event
         return [decode(s) for s in stored]
 
+    def events_of_many(
+        self, aggregate_ids: Sequence[uuid.UUID], after_versions: Sequence[int]
+    ) -> dict[uuid.UUID, list[DomainEvent]]:
+        """Several aggregates' events after their versions, in one query per 500
+        of them on SQLite (a sync loads thousands of licenses at once)."""
+        r = self.recorder
+        if not isinstance(r, SQLiteApplicationRecorder):
+            pairs = zip(aggregate_ids, after_versions, strict=True)
+            return {a: self.events_of(a, v) for a, v in pairs}
+        after = {a.hex: v for a, v in zip(aggregate_ids, after_versions, strict=True)}
+        by_hex = {a.hex: a for a in aggregate_ids}
+        out: dict[uuid.UUID, list[DomainEvent]] = {a: [] for a in aggregate_ids}
+        keys = sorted(after)
+        decode = self.decode
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            with r.datastore.transaction(commit=False) as c:
+                cursor = c.sqlite_cursor
+                cursor.row_factory = None
+                cursor.execute(
+                    "SELECT 0, originator_id, originator_version, topic, state "
+                    f"FROM {r.events_table_name} WHERE originator_id IN "
+                    f"({', '.join('?' * len(chunk))}) ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                rows = cursor.fetchall()
+            for row in rows:
+                key = row[1]
+                if row[2] > after[key]:
+                    out[by_hex[key]].append(decode(row))
+        return out
+
     def rows(self, after: int, stop: int | None = None, limit: int = PAGE_SIZE) -> list[LogRow]:
         """One page of stored rows after ``after`` (exclusive) up to ``stop`` (inclusive)."""
         r = self.recorder

@@ -75,3 +75,32 @@ def test_r30_the_aggregate_cache_is_bounded(tmp_path: Path, vendor, clock) -> No
 def test_r30_cache_and_snapshot_settings_are_checked(name: str, value: str) -> None:
     with pytest.raises(InvalidInput, match=name):
         LicenseManagement(env={name: value})
+
+
+def test_r30_aggregates_prefetched_together_equal_those_loaded_one_by_one(
+    tmp_path: Path, vendor, clock
+) -> None:
+    from functools import partial
+
+    env = {**stores.sqlite_env(tmp_path / "store.db"), "ESMC_SNAPSHOT_EVERY": "3"}
+    app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
+    ids = [
+        app.register_computer(app.administrator, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}")
+        for i in range(6)
+    ]
+    for n, cid in enumerate(ids):  # 1 to 6 check-ins each: some snapshotted, some not
+        for i in range(n + 1):
+            app.computer_connected(cid, at=START + timedelta(minutes=i))
+    for cid in ids[::2]:
+        app._states.clear()
+        app._computer(cid)  # leaves a snapshot where the history is long enough
+    app._states.clear()
+    unknown = ComputerId.derive("never registered")
+    app._prefetch(
+        [(c, partial(computer.initial, c), computer.evolve) for c in [*ids, unknown]]
+    )
+    prefetched = {c: app._states[c.int] for c in [*ids, unknown]}
+    for cid, state in prefetched.items():
+        assert state == _fold(app, cid)
+    assert not prefetched[unknown].exists
+    app.close()

@@ -49,7 +49,14 @@ from ..domain.events import (
     TagCreated,
     user_actor,
 )
-from ..domain.ids import TAGS_ID, LicenseKey, PoolId, PublicId, pool_id_for
+from ..domain.ids import (
+    TAGS_ID,
+    LicenseKey,
+    PoolId,
+    PublicId,
+    license_aggregate_id,
+    pool_id_for,
+)
 from ..domain.license import LicenseState
 from ..domain.values import AccountKind, Ema2AccountType, LicenseDetails, Source
 from ..projections.fold import pool_target
@@ -427,6 +434,11 @@ class AccountCommands(ServiceBase):
         pool_id = self._pool_key(kind, creds.username, company.company_id)
         manageable = self.policy.manageable_products
         new: list[tuple[LicenseDetails, LicenseState]] = []
+        self._prefetch([
+            (license_aggregate_id(d.public_id), partial(license.initial, d.public_id),
+             license.evolve)
+            for d in company.licenses
+        ])
         for details in company.licenses:
             pid = details.public_id
             if pid in plan.seen:

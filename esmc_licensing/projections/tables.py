@@ -526,6 +526,24 @@ class ViewStore:
             )
         return None if row is None else (int(row[0]), str(row[1]))
 
+    def snapshots(self, aggregate_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+        """The snapshots of several aggregates (those that have one)."""
+        by_hex = {a.hex: a for a in aggregate_ids}
+        keys = sorted(by_hex)
+        out: dict[uuid.UUID, tuple[int, str]] = {}
+        with self.reading() as c:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ", ".join(["{}"] * len(chunk))
+                for key, version, state in self.fetch_all(
+                    c,
+                    f"SELECT aggregate_id, version, state FROM {self.t('snapshots')} "
+                    f"WHERE aggregate_id IN ({marks})",
+                    chunk,
+                ):
+                    out[by_hex[key]] = (int(version), str(state))
+        return out
+
     def put_snapshot(self, aggregate_id: uuid.UUID, version: int, state: str) -> None:
         with self._lock, self._transaction(write=True) as c:
             c.execute(
