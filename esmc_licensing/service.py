@@ -68,7 +68,8 @@ from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import Permission, Policy
 from .eventlog import EventLog
-from .projections.runner import ViewUpdater
+from .projections.fold import entity_key
+from .projections.runner import ViewUpdater, seeds_of
 from .projections.tables import SQLiteViews, ViewStore, open_views
 from .wiring import Adapters
 
@@ -180,6 +181,10 @@ class ServiceBase(Application[uuid.UUID]):
         #: this application's own saved events the views have not applied yet
         #: (in log order, following on from ``_views_position``)
         self._pending: list[tuple[int, DomainEvent]] = []
+        #: (kind, key) -> the state of a view row just before ``_pending``
+        self._pending_seeds: dict[tuple[str, str], Any] = {}
+        #: the view rows ``_pending`` changes
+        self._pending_touched: set[tuple[str, str]] = set()
         #: (directory state, (user, group) -> permission) for ``_can``
         self._permission_memo: tuple[
             DirectoryState | None, dict[tuple[int, int], Permission | None]
@@ -200,6 +205,8 @@ class ServiceBase(Application[uuid.UUID]):
             self._position = 0
             self._views_position = 0
             self._pending = []
+            self._pending_seeds = {}
+            self._pending_touched = set()
         self._refresh()
 
     def _settings(self) -> dict[str, str]:
@@ -400,7 +407,9 @@ class ServiceBase(Application[uuid.UUID]):
     def _catch_up_views(self, end: int) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
-        reached = self._updater.apply_known(pending) if pending else None
+            seeds, self._pending_seeds = self._pending_seeds, {}
+            self._pending_touched = set()
+        reached = self._updater.apply_known(pending, seeds) if pending else None
         if reached is None or reached < end:
             reached = self._updater.catch_up(stop=end)
         self._views_position = reached
@@ -467,8 +476,18 @@ class ServiceBase(Application[uuid.UUID]):
             follows = pending[-1][0] if pending else self._views_position
             if positions and positions[0] == follows + 1:
                 pending.extend(zip(positions, new_events, strict=True))
+                # the states the decision started from are the views' rows of
+                # those entities, when this save is the first of the waiting
+                # ones to change them: no read back
+                seeds, touched = self._pending_seeds, self._pending_touched
+                for kind, key, state in seeds_of(new_events, folded):
+                    if (kind, key) not in touched:
+                        seeds[(kind, key)] = state
+                touched.update(k for e in new_events if (k := entity_key(e)) is not None)
             else:
                 pending.clear()
+                self._pending_seeds.clear()
+                self._pending_touched.clear()
         if positions and positions[-1] - self._views_position >= self.views_lag:
             self._catch_up_views(positions[-1])
         self._after_save(positions)

@@ -33,7 +33,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -870,3 +870,62 @@ def test_r30_in_memory_views_follow_an_in_memory_application() -> None:
         assert key not in str(app.views.dump())
     finally:
         app.close()
+
+
+@settings(max_examples=max(5, int(settings().max_examples * 0.4)), deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["activate", "check-in", "deactivate", "query"]),
+                  st.integers(0, 5), st.integers(0, 2)),
+        min_size=1, max_size=30,
+    ),
+    lag=st.integers(1, 40),
+)
+def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
+    steps: list[tuple[str, int, int]], lag: int
+) -> None:
+    """Activations save the states their decisions started from beside their
+    events; the views start from those instead of reading their rows back.
+    Whatever the mix and however often the views follow, they equal a rebuild."""
+    from esmc_licensing import InMemoryAgents, Permission
+    from esmc_licensing.projections.tables import SQLiteViews
+
+    clock = ManualClock(START)
+    vendor = InMemoryActivationServer(clock=clock)
+    app = LicenseManagement(
+        adapters=Adapters(activation_server=vendor, clock=clock, agents=InMemoryAgents())
+    )
+    app.views_lag = lag
+    admin = app.administrator
+    product = "ESET Endpoint Security"
+    pids = [
+        app.add_license_key(admin, vendor.issue(
+            public_id=f"ACT-000-00{i}", product=product, units=3, owner=f"Owner {i}",
+            expires=(START + timedelta(days=365)).date()))
+        for i in range(3)
+    ]
+    cids = [
+        app.register_computer(admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}",
+                              products=[product])
+        for i in range(6)
+    ]
+    assert Permission.WRITE  # the administrator acts throughout
+    for what, c, p in steps:
+        cid, pid = cids[c], pids[p]
+        try:
+            if what == "activate":
+                app.run_product_activation(admin, pid, [cid])
+            elif what == "check-in":
+                clock.advance(timedelta(minutes=1))
+                app.computer_connected(cid)
+            elif what == "deactivate":
+                app.deactivate_products(admin, [cid])
+            else:
+                app.licenses(admin)
+        except LicensingError:
+            pass  # a full license refuses; nothing recorded
+    app.licenses(admin)  # the views follow before answering
+    rebuilt = SQLiteViews(":memory:")
+    ViewUpdater(app.event_log, rebuilt).catch_up()
+    assert _rows(app.views) == _rows(rebuilt)
+    app.close()

@@ -27,7 +27,7 @@ from eventsourcing.persistence import Mapper
 from ..adapters.mapper import EventMapper
 from ..domain.events import DomainEvent
 from ..eventlog import PAGE_SIZE, EventLog
-from .fold import apply
+from .fold import apply, entity_key
 from .tables import APPLICATION_NAME, ViewStore, open_views
 
 log = logging.getLogger("esmc_licensing.projections")
@@ -47,15 +47,25 @@ class ViewUpdater:
         self.log = log
         self.views = views
 
-    def apply_known(self, pairs: Sequence[tuple[int, DomainEvent]]) -> int | None:
+    def apply_known(
+        self,
+        pairs: Sequence[tuple[int, DomainEvent]],
+        seeds: Mapping[tuple[str, str], Any] | None = None,
+    ) -> int | None:
         """Apply events already in memory (an application's own saves, in log
         order, no gap) in one batch; returns the position reached, or None --
-        nothing written -- when the views do not stand just before them."""
+        nothing written -- when the views do not stand just before them.
+
+        ``seeds``: the rows of entities as they stand just before ``pairs``
+        (the states the deciders started from), so they are not read back.
+        """
         if not pairs:
             return None
         with self.views.batch() as b:
             if pairs[0][0] != b.position + 1:
                 return None
+            for (kind, key), state in (seeds or {}).items():
+                b.seed(kind, key, state)
             for position, event in pairs:
                 apply(b, position, event)
             b.reached = pairs[-1][0]
@@ -108,6 +118,28 @@ class ViewUpdater:
                 progress(reached)
             if count < limit:
                 return reached
+
+
+def seeds_of(
+    events: Sequence[DomainEvent], folded: Mapping[int, Any] | None
+) -> list[tuple[str, str, Any]]:
+    """The states a decision started from, for the view rows its events change.
+
+    ``folded`` maps id(event) to (event, state before, state after); the
+    first event of each entity gives the state its row holds before them.
+    """
+    if not folded:
+        return []
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for e in events:
+        found = folded.get(id(e))
+        key = entity_key(e)
+        if found is None or found[0] is not e or key is None or key in seen:
+            continue
+        seen.add(key)
+        out.append((key[0], key[1], found[1]))
+    return out
 
 
 class LogReader(Application[uuid.UUID]):
@@ -219,4 +251,5 @@ __all__ = [
     "ViewUpdater",
     "rebuild_views",
     "run_projections",
+    "seeds_of",
 ]
