@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from .adapters.mapper import EventMapper
@@ -106,6 +106,12 @@ class EventLog:
                 if row[2] > after[key]:
                     out[by_hex[key]].append(decode(row))
         return out
+
+    def notifications(self, after: int, limit: int = PAGE_SIZE) -> Sequence[Notification]:
+        """eventsourcing's notifications after a position (what seals digest, R31)."""
+        return self.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
 
     def rows(self, after: int, stop: int | None = None, limit: int = PAGE_SIZE) -> list[LogRow]:
         """One page of stored rows after ``after`` (exclusive) up to ``stop`` (inclusive)."""

@@ -14,6 +14,7 @@ the runtime ``Protocol`` checks of the stock mapper.
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 import uuid
@@ -40,12 +41,18 @@ from ..domain.ids import LicenseKey, PublicId
 converter = make_converter(detailed_validation=False)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _parsed(cls: type[uuid.UUID], text: str) -> uuid.UUID:
+    """Ids are immutable: one object per (type, text) serves every event naming it."""
+    return cls(text)
+
+
 def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
     if type(value) is cls:
         return value
     if isinstance(value, uuid.UUID):
         return cls(int=value.int) if cls is uuid.UUID else cls(str(value))
-    return cls(str(value))
+    return _parsed(cls, str(value))  # type: ignore[arg-type]
 
 
 converter.register_unstructure_hook(PublicId, str)
@@ -166,6 +173,10 @@ class _NoTranscoder(Transcoder):
         return orjson.loads(data)
 
 
+#: aggregate ids by their stored text: a log names the same aggregates many times
+_uuid = functools.lru_cache(maxsize=1 << 16)(uuid.UUID)
+
+
 class EventMapper(Mapper[uuid.UUID]):
     """eventsourcing ``Mapper`` for the library's attrs events."""
 
@@ -237,7 +248,7 @@ class EventMapper(Mapper[uuid.UUID]):
             data = registration.upcasters[version](data)
             version += 1
         data["originator_id"] = (
-            originator_id if isinstance(originator_id, uuid.UUID) else uuid.UUID(str(originator_id))
+            originator_id if isinstance(originator_id, uuid.UUID) else _uuid(str(originator_id))
         )
         data["originator_version"] = originator_version
         try:

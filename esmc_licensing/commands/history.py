@@ -55,8 +55,8 @@ class HistoryCommands(ServiceBase):
             for _ in range(10_000):
                 self._refresh()
                 state = self._seals()
-                rows: Sequence[Notification] = self.recorder.select_notifications(
-                    start=state.sealed_up_to, limit=SEAL_PAGE, inclusive_of_start=False
+                rows: Sequence[Notification] = self.event_log.notifications(
+                    state.sealed_up_to, SEAL_PAGE
                 )
                 if not rows:
                     break
