@@ -1,0 +1,92 @@
+"""History is forever: a store written by the previous version opens and shows the same facts.
+
+``tests/fixtures/store-8f60be7.*`` was written by the version before the
+views were redesigned (commit 8f60be7), with
+``scripts/make_previous_store_fixture.py``: every stored event row, and what
+that version's queries answered. Loaded into a new SQLite file, the store
+must open with this version -- building its views from the log on first
+open -- and answer exactly the same (R29, R30).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esmc_licensing import Adapters, InMemoryActivationServer, LicenseManagement, ManualClock
+from esmc_licensing.projections.runner import LogReader
+from esmc_licensing.testing import stores
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PREVIOUS = FIXTURES / "store-8f60be7"
+
+
+def _answers_of() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "make_previous_store_fixture",
+        Path(__file__).parents[1] / "scripts" / "make_previous_store_fixture.py",
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.answers
+
+
+@pytest.fixture
+def previous_store(tmp_path: Path) -> dict[str, str]:
+    env = stores.sqlite_env(tmp_path / "previous.db")
+    LogReader(env=env).close()  # eventsourcing's tables, empty
+    rows = [
+        json.loads(line)
+        for line in (PREVIOUS.with_suffix(".events.jsonl")).read_text().splitlines()
+    ]
+    with sqlite3.connect(tmp_path / "previous.db") as conn:
+        conn.executemany(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (r["position"], r["originator_id"], r["originator_version"], r["topic"],
+                 r["state"].encode())
+                for r in rows
+            ],
+        )
+    return env
+
+
+def test_r30_a_store_of_the_previous_version_answers_as_that_version_did(
+    previous_store: dict[str, str],
+) -> None:
+    recorded = json.loads(PREVIOUS.with_suffix(".answers.json").read_text())
+    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
+    app = LicenseManagement(
+        env=previous_store,
+        adapters=Adapters(activation_server=InMemoryActivationServer(clock=clock), clock=clock),
+    )
+    now = _answers_of()(app)
+    assert now.keys() == recorded["answers"].keys()
+    for query, answer in recorded["answers"].items():
+        assert now[query] == answer, query
+    app.close()
+
+
+def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
+    previous_store: dict[str, str],
+) -> None:
+    """The first open built the views from the log; the second reads them as they are."""
+    recorded = json.loads(PREVIOUS.with_suffix(".answers.json").read_text())
+    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
+    for _ in range(2):
+        app = LicenseManagement(
+            env=previous_store,
+            adapters=Adapters(
+                activation_server=InMemoryActivationServer(clock=clock), clock=clock
+            ),
+        )
+        assert _answers_of()(app) == recorded["answers"]
+        app.close()
