@@ -41,7 +41,7 @@ from ..domain.ids import LicenseKey, PublicId
 converter = make_converter(detailed_validation=False)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 12)
 def _parsed(cls: type[uuid.UUID], text: str) -> uuid.UUID:
     """Ids are immutable: one object per (type, text) serves every event naming it."""
     return cls(text)
@@ -174,7 +174,7 @@ class _NoTranscoder(Transcoder):
 
 
 #: aggregate ids by their stored text: a log names the same aggregates many times
-_uuid = functools.lru_cache(maxsize=1 << 16)(uuid.UUID)
+_uuid = functools.lru_cache(maxsize=1 << 12)(uuid.UUID)
 
 
 class EventMapper(Mapper[uuid.UUID]):
