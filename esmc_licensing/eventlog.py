@@ -87,24 +87,13 @@ class EventLog:
         after = {a.hex: v for a, v in zip(aggregate_ids, after_versions, strict=True)}
         by_hex = {a.hex: a for a in aggregate_ids}
         out: dict[uuid.UUID, list[DomainEvent]] = {a: [] for a in aggregate_ids}
-        keys = sorted(after)
         decode = self.decode
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            with r.datastore.transaction(commit=False) as c:
-                cursor = c.sqlite_cursor
-                cursor.row_factory = None
-                cursor.execute(
-                    "SELECT 0, originator_id, originator_version, topic, state "
-                    f"FROM {r.events_table_name} WHERE originator_id IN "
-                    f"({', '.join('?' * len(chunk))}) ORDER BY originator_id, originator_version",
-                    chunk,
-                )
-                rows = cursor.fetchall()
-            for row in rows:
-                key = row[1]
-                if row[2] > after[key]:
-                    out[by_hex[key]].append(decode(row))
+        for row in self._sqlite_rows_in(
+            "originator_id", sorted(after), "originator_id, originator_version"
+        ):
+            key = row[1]
+            if row[2] > after[key]:
+                out[by_hex[key]].append(decode(row))
         return out
 
     def notifications(self, after: int, limit: int = PAGE_SIZE) -> Sequence[Notification]:
@@ -112,6 +101,25 @@ class EventLog:
         return self.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False
         )
+
+    def _sqlite_rows_in(self, column: str, values: Sequence[Any], order: str) -> list[LogRow]:
+        """SQLite rows whose ``column`` is one of ``values``, 500 to a query."""
+        r = self.recorder
+        assert isinstance(r, SQLiteApplicationRecorder)
+        rows: list[LogRow] = []
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            with r.datastore.transaction(commit=False) as c:
+                cursor = c.sqlite_cursor
+                cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row
+                cursor.execute(
+                    "SELECT rowid, originator_id, originator_version, topic, state "
+                    f"FROM {r.events_table_name} WHERE {column} IN "
+                    f"({', '.join('?' * len(chunk))}) ORDER BY {order}",
+                    list(chunk),
+                )
+                rows.extend(cursor.fetchall())
+        return rows
 
     def rows(self, after: int, stop: int | None = None, limit: int = PAGE_SIZE) -> list[LogRow]:
         """One page of stored rows after ``after`` (exclusive) up to ``stop`` (inclusive)."""
@@ -181,18 +189,7 @@ class EventLog:
         rows: list[LogRow] = []
         r = self.recorder
         if isinstance(r, SQLiteApplicationRecorder):
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                with r.datastore.transaction(commit=False) as c:
-                    cursor = c.sqlite_cursor
-                    cursor.row_factory = None
-                    cursor.execute(
-                        "SELECT rowid, originator_id, originator_version, topic, state "
-                        f"FROM {r.events_table_name} WHERE rowid IN "
-                        f"({', '.join('?' * len(chunk))}) ORDER BY rowid",
-                        chunk,
-                    )
-                    rows.extend(cursor.fetchall())
+            rows = self._sqlite_rows_in("rowid", wanted, "rowid")
         else:
             # runs of consecutive positions are read as one page
             i = 0

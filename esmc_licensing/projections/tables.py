@@ -535,16 +535,11 @@ class ViewStore:
         keys = sorted(by_hex)
         out: dict[uuid.UUID, tuple[int, str]] = {}
         with self.reading() as c:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ", ".join(["{}"] * len(chunk))
-                for key, version, state in self.fetch_all(
-                    c,
-                    f"SELECT aggregate_id, version, state FROM {self.t('snapshots')} "
-                    f"WHERE aggregate_id IN ({marks})",
-                    chunk,
-                ):
-                    out[by_hex[key]] = (int(version), str(state))
+            for key, version, state in self.fetch_in(
+                c, f"SELECT aggregate_id, version, state FROM {self.t('snapshots')}",
+                "aggregate_id", keys,
+            ):
+                out[by_hex[key]] = (int(version), str(state))
         return out
 
     def put_snapshot(self, aggregate_id: uuid.UUID, version: int, state: str) -> None:
@@ -605,6 +600,18 @@ class ViewStore:
         marks = ", ".join(["{}"] * len(groups))
         return f" AND {alias}.{column} IN ({marks})", sorted(str(g) for g in groups)
 
+    def fetch_in(
+        self, c: Any, select: str, column: str, values: Sequence[Any]
+    ) -> list[Any]:
+        """Rows of ``select`` (a statement without WHERE) whose ``column`` is one
+        of ``values``, 500 to a query."""
+        out: list[Any] = []
+        for i in range(0, len(values), 500):
+            chunk = list(values[i : i + 500])
+            marks = ", ".join(["{}"] * len(chunk))
+            out += self.fetch_all(c, f"{select} WHERE {column} IN ({marks})", chunk)
+        return out
+
     def tags_of(self, c: Any, targets: Iterable[str]) -> dict[str, frozenset[str]]:
         """The tags carried by each of ``targets`` (those carrying none are left out)."""
         wanted = set(targets)
@@ -622,14 +629,10 @@ class ViewStore:
                     if target in wanted:
                         out.setdefault(target, set()).add(tag)
         else:
-            ordered = sorted(wanted)
-            for i in range(0, len(ordered), 500):
-                chunk = ordered[i : i + 500]
-                marks = ", ".join(["{}"] * len(chunk))
-                for target, tag in self.fetch_all(
-                    c, f"SELECT target, tag FROM {self.t('tags')} WHERE target IN ({marks})", chunk
-                ):
-                    out.setdefault(target, set()).add(tag)
+            for target, tag in self.fetch_in(
+                c, f"SELECT target, tag FROM {self.t('tags')}", "target", sorted(wanted)
+            ):
+                out.setdefault(target, set()).add(tag)
         return {k: frozenset(v) for k, v in out.items()}
 
     def license_rows(
@@ -748,17 +751,11 @@ class ViewStore:
                 {str(p.public_id) for s in states for p in s.products.values() if p.public_id}
             )
             validity: dict[str, Any] = {}
-            for i in range(0, len(pids), 500):
-                chunk = pids[i : i + 500]
-                marks = ", ".join(["{}"] * len(chunk))
-                for pid, view, live in self.fetch_all(
-                    c,
-                    f"SELECT public_id, view, live FROM {self.t('licenses')} "
-                    f"WHERE public_id IN ({marks})",
-                    chunk,
-                ):
-                    if live:
-                        validity[str(pid)] = orjson.loads(view)
+            for pid, view, live in self.fetch_in(
+                c, f"SELECT public_id, view, live FROM {self.t('licenses')}", "public_id", pids
+            ):
+                if live:
+                    validity[str(pid)] = orjson.loads(view)
         return states, tags, validity
 
     def history_positions(self, target: str) -> list[int]:
