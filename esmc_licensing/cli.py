@@ -1427,7 +1427,7 @@ def consume_results(
     _say(f"Settled {count} task result(s).")
 
 
-# -- more of the public API: files, accounts, sync, computers, tasks, history (issue 6) -----
+# -- more of the public API: files, accounts, sync, computers, tasks, history --------------
 
 
 def _read_file_arg(path: str) -> bytes:

@@ -7,7 +7,9 @@ long tail of daily life (usage reports, agent check-ins, pool moves,
 expiration changes). Events are built as the deciders would build them
 (versions numbered per aggregate) and inserted in bulk -- raw ``executemany``
 on SQLite, the recorder's ``insert_events`` elsewhere -- never one command at a
-time.
+time. The events go around the application, so its views and cached states
+follow them the next time it is asked (a query, ``app.wait_for()``): one
+catch-up of everything written, like a store another process wrote to.
 """
 
 from __future__ import annotations
