@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import attrs
 
 from ..aggregates import KIND_OF
-from ..domain import account, computer, license, pool, saved_filters, task
 from ..domain.events import (
     CLASSES,
     ComputerRemoved,
@@ -36,7 +35,7 @@ from ..domain.events import (
     TagDeleted,
     TagUnassigned,
 )
-from ..domain.ids import ComputerId, PoolId, TaskId, UserId
+from .tables import TABLES
 
 
 class Storage(Protocol):
@@ -86,11 +85,21 @@ _SEAT_EVENTS = (SeatTaken, SeatReleased)
 _PRODUCT_EVENTS = (ProductActivated, ProductDeactivated)
 
 
+def _evolve_row(s: Storage, e: Any) -> tuple[str, Any, Any]:
+    """Fold an event into its entity's row with the aggregate's own ``evolve``;
+    returns (key, state before, state after)."""
+    found = entity_key(e)
+    assert found is not None
+    kind, key = found
+    before = s.get(kind, key) or TABLES[kind].initial(key)
+    after = KIND_OF[type(e)].evolve(before, e)
+    s.put(kind, key, after)
+    return key, before, after
+
+
 def _license(s: Storage, position: int, e: Any) -> None:
-    pid = str(e.public_id)
-    before = s.get("license", pid) or license.initial(e.public_id)
-    s.put("license", pid, license.evolve(before, e))
-    target = license_target(pid)
+    key, _, _ = _evolve_row(s, e)
+    target = license_target(key)
     s.ref(target, position)
     if isinstance(e, _SEAT_EVENTS):
         s.ref(computer_target(e.computer_id), position)
@@ -99,10 +108,7 @@ def _license(s: Storage, position: int, e: Any) -> None:
 
 
 def _pool(s: Storage, position: int, e: Any) -> None:
-    key = str(e.originator_id)
-    before = s.get("pool", key) or pool.initial(PoolId(e.originator_id))
-    after = pool.evolve(before, e)
-    s.put("pool", key, after)
+    key, before, after = _evolve_row(s, e)
     target = pool_target(key)
     s.ref(target, position)
     # another license joining does not affect this one's history (R29)
@@ -133,9 +139,7 @@ def _tags(s: Storage, position: int, e: Any) -> None:
 
 
 def _computer(s: Storage, position: int, e: Any) -> None:
-    key = str(e.originator_id)
-    before = s.get("computer", key) or computer.initial(ComputerId(e.originator_id))
-    s.put("computer", key, computer.evolve(before, e))
+    key, _, _ = _evolve_row(s, e)
     target = computer_target(key)
     s.ref(target, position)
     if isinstance(e, _PRODUCT_EVENTS) and e.public_id:
@@ -145,23 +149,17 @@ def _computer(s: Storage, position: int, e: Any) -> None:
 
 
 def _task(s: Storage, position: int, e: Any) -> None:
-    key = str(e.originator_id)
-    before = s.get("task", key) or task.initial(TaskId(e.originator_id))
-    s.put("task", key, task.evolve(before, e))
+    key, _, _ = _evolve_row(s, e)
     s.ref(task_target(key), position)
 
 
 def _filters(s: Storage, position: int, e: Any) -> None:
-    key = str(e.user)
-    before = s.get("filters", key) or saved_filters.initial(UserId(e.user))
-    s.put("filters", key, saved_filters.evolve(before, e))
+    key, _, _ = _evolve_row(s, e)
     s.ref(f"user:{key}", position)
 
 
 def _account(s: Storage, position: int, e: Any) -> None:
-    key = str(e.originator_id)
-    before = s.get("account", key) or account.initial(e.originator_id)
-    s.put("account", key, account.evolve(before, e))
+    key, _, _ = _evolve_row(s, e)
     s.ref(f"account:{key}", position)
 
 
