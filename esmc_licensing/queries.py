@@ -20,10 +20,9 @@ from .domain.errors import InvalidInput, NotFound
 from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool
 from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, UserId
-from .domain.status import license_status
 from .domain.values import LicenseType, Policy, Source
 from .projections.fold import details, event_name, license_target, pool_target
-from .projections.tables import ViewStore
+from .projections.tables import ViewStore, row_expires, row_status
 from .projections.views import HistoryEntry, LicenseView, PoolView
 from .service import ServiceBase
 
@@ -40,7 +39,6 @@ _pool_id = functools.lru_cache(maxsize=1 << 16)(PoolId)
 _group_id = functools.lru_cache(maxsize=1 << 12)(GroupId)
 _license_type = functools.lru_cache(maxsize=None)(LicenseType)
 _source = functools.lru_cache(maxsize=None)(Source)
-_date = functools.lru_cache(maxsize=1 << 14)(date.fromisoformat)
 
 
 def license_view(
@@ -52,7 +50,6 @@ def license_view(
     policy: Policy,
 ) -> LicenseView:
     """A license's view from its row, with its status as of ``today`` (R8)."""
-    expires = _date(v["expires"]) if v["expires"] else None
     empty: frozenset[str] = frozenset()
     return LicenseView(
         public_id=_public_id(public_id),
@@ -64,7 +61,7 @@ def license_view(
         used_units=v["used_units"],
         offline_units=v["offline_units"],
         subunits=v["subunits"],
-        expires=expires,
+        expires=row_expires(v),
         subscription=v["subscription"],
         owner=v["owner"],
         contact=v["contact"],
@@ -72,17 +69,7 @@ def license_view(
         tags=tags.get(license_target(public_id), empty) | tags.get(
             pool_target(v["pool_id"]), empty
         ),
-        status=license_status(
-            units=v["units"],
-            used_units=v["used_units"],
-            expires=expires,
-            today=today,
-            policy=policy,
-            suspended=v["suspended"],
-            registered=v["registered"],
-            registration_url=v["registration_url"],
-            obsolete=v["obsolete"],
-        ),
+        status=row_status(v, today, policy),
         product_code=v["product_code"],
         license_user=v["license_user"],
         key_last4=v["key_last4"],

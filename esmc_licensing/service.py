@@ -303,55 +303,57 @@ class ServiceBase(Application[uuid.UUID]):
         after it; a snapshot is written when more than ``snapshot_every``
         events had to be folded.
         """
-        key = aggregate_id.int
         with self._lock:
-            state = self._states.get(key)
+            state = self._states.get(aggregate_id.int)
             if state is not None:
-                self._states.move_to_end(key)
+                self._states.move_to_end(aggregate_id.int)
                 return state  # type: ignore[no-any-return]
-        loaded: Any = initial()
-        snapshot = self.views.snapshot(aggregate_id)
-        if snapshot is not None:
-            loaded = decode_state(type(loaded), snapshot[1])
-        events = self.event_log.events_of(aggregate_id, loaded.version)
-        for event in events:
-            loaded = evolve(loaded, event)
-        if len(events) >= self.snapshot_every:
-            try:
-                self.views.put_snapshot(
-                    aggregate_id, loaded.version, encode_state(loaded).decode()
-                )
-            except Exception as e:  # a snapshot is an optimisation: never fail a command on it
-                log.warning("could not snapshot %s: %s", aggregate_id, e)
-        self._remember(key, loaded)
-        return loaded  # type: ignore[no-any-return]
+        loaded: S = self._load_many([(aggregate_id, initial, evolve)])[0]
+        return loaded
 
     def _prefetch(
         self, wanted: Sequence[tuple[uuid.UUID, Callable[[], Any], Callable[[Any, Any], Any]]]
     ) -> None:
-        """Load many aggregates into the cache at once (``_load`` of each, in a
-        few queries instead of two per aggregate): for a sync of thousands of
-        licenses. At most the cache's size are kept."""
+        """Bring many aggregates into the cache at once (a sync of thousands of
+        licenses): a few queries instead of two per aggregate. At most the
+        cache's size are loaded."""
         with self._lock:
             missing = [w for w in wanted if w[0].int not in self._states]
-        missing = missing[: self.cache_size]
-        if not missing:
-            return
-        ids = [w[0] for w in missing]
+        if missing:
+            self._load_many(missing[: self.cache_size])
+
+    def _load_many(
+        self, wanted: Sequence[tuple[uuid.UUID, Callable[[], Any], Callable[[Any, Any], Any]]]
+    ) -> list[Any]:
+        """Aggregates' states from their snapshots and the events after them, in
+        the order asked; each is cached, and snapshotted when more than
+        ``snapshot_every`` events had to be folded."""
+        ids = [w[0] for w in wanted]
         snapshots = self.views.snapshots(ids)
-        states: dict[uuid.UUID, Any] = {}
-        for aggregate_id, initial, _ in missing:
+        states = []
+        for aggregate_id, initial, _ in wanted:
             state = initial()
             snapshot = snapshots.get(aggregate_id)
             if snapshot is not None:
                 state = decode_state(type(state), snapshot[1])
-            states[aggregate_id] = state
-        events = self.event_log.events_of_many(ids, [states[a].version for a in ids])
-        for aggregate_id, _, evolve in missing:
-            state = states[aggregate_id]
-            for event in events[aggregate_id]:
+            states.append(state)
+        events = self.event_log.events_of_many(ids, [s.version for s in states])
+        out = []
+        for (aggregate_id, _, evolve), start in zip(wanted, states, strict=True):
+            state = start
+            folded = events[aggregate_id]
+            for event in folded:
                 state = evolve(state, event)
+            if len(folded) >= self.snapshot_every:
+                try:
+                    self.views.put_snapshot(
+                        aggregate_id, state.version, encode_state(state).decode()
+                    )
+                except Exception as e:  # a snapshot is an optimisation: never fail on it
+                    log.warning("could not snapshot %s: %s", aggregate_id, e)
             self._remember(aggregate_id.int, state)
+            out.append(state)
+        return out
 
     def _remember(self, key: int, state: Any) -> None:
         with self._lock:

@@ -39,9 +39,9 @@ def test_r30_a_state_from_a_snapshot_and_later_events_equals_the_whole_fold(
     app.close()
 
     fresh = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
-    assert fresh.views.snapshot(cid) is None  # never loaded by id yet
+    assert fresh.views.snapshots([cid]).get(cid) is None  # never loaded by id yet
     loaded = fresh._computer(cid)  # 46 events folded: a snapshot is kept
-    snapshot = fresh.views.snapshot(cid)
+    snapshot = fresh.views.snapshots([cid]).get(cid)
     assert snapshot is not None and snapshot[0] == loaded.version == 46
     for i in range(5):
         fresh.computer_connected(cid, at=START + timedelta(hours=1, minutes=i))

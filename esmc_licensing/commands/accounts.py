@@ -504,7 +504,7 @@ class AccountCommands(ServiceBase):
         """The connected accounts, loaded with their credentials (the views keep none)."""
         self._refresh()
         states = []
-        for key in self.views.keys("account", "WHERE connected = 1"):
+        for key in self.views.connected_accounts():
             acc_id = uuid.UUID(key)
             acc = self._load(acc_id, partial(account.initial, acc_id), account.evolve)
             if acc.connected:
@@ -514,10 +514,7 @@ class AccountCommands(ServiceBase):
     def _key_licenses(self) -> list[PublicId]:
         """The licenses added by key (R18: each follows the activation server)."""
         self._refresh()
-        keys = self.views.keys(
-            "license", "WHERE live = 1 AND source = {}", [Source.LICENSE_KEY.value]
-        )
-        return [PublicId(k) for k in keys]
+        return [PublicId(k) for k in self.views.licenses_from(Source.LICENSE_KEY)]
 
     # -- the sync -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..domain import computer, license, task
@@ -55,6 +55,7 @@ from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
 from ..projections.fold import computer_target
+from ..projections.tables import row_expires
 from ..projections.views import (
     ComputerView,
     HistoryEntry,
@@ -762,13 +763,8 @@ class ComputerCommands(ServiceBase):
             groups = d.subgroups(gid)
             cutoff = self._now() - timedelta(days=days)
             self._refresh()  # the views list the group's computers
-            marks = ", ".join(["{}"] * len(groups))
-            keys = self.views.keys(
-                "computer", f"WHERE live = 1 AND group_id IN ({marks})",
-                sorted(str(g) for g in groups),
-            )
             out = []
-            for key in keys:
+            for key in self.views.computers_in(groups):
                 c = self._computer(ComputerId(key))
                 seen = c.last_seen
                 if not c.exists or c.group not in groups or seen is None:
@@ -846,8 +842,9 @@ class ComputerCommands(ServiceBase):
             if p.public_id is not None:
                 lic = licenses.get(str(p.public_id))
                 if lic is not None:
-                    expires = date.fromisoformat(lic["expires"]) if lic["expires"] else None
-                    validity = Validity(valid_until=expires, subscription=lic["subscription"])
+                    validity = Validity(
+                        valid_until=row_expires(lic), subscription=lic["subscription"]
+                    )
             products.append(ProductView(
                 product=name, public_id=p.public_id, activated=p.activated,
                 validity=validity, suspended=p.suspended,

@@ -27,6 +27,7 @@ here too: derived data, like the views, rebuilt from the log when dropped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -44,8 +45,8 @@ from ..adapters.mapper import converter
 from ..domain import account, computer, license, pool, saved_filters, task
 from ..domain.filters import LicenseFilter
 from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
-from ..domain.status import license_status
-from ..domain.values import Policy, StatusLevel, StatusReason
+from ..domain.status import Status, license_status
+from ..domain.values import Policy, Source, StatusLevel, StatusReason
 
 log = logging.getLogger("esmc_licensing.views")
 
@@ -328,9 +329,6 @@ class ViewStore:
     def close(self) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def _is_integrity_error(self, e: BaseException) -> bool:  # pragma: no cover
-        raise NotImplementedError
-
     # -- SQL helpers -----------------------------------------------------------------
 
     def t(self, name: str) -> str:
@@ -520,15 +518,6 @@ class ViewStore:
 
     # -- snapshots (the command side's) --------------------------------------------------
 
-    def snapshot(self, aggregate_id: uuid.UUID) -> tuple[int, str] | None:
-        with self._lock, self._transaction(write=False) as c:
-            row = self.fetch_one(
-                c,
-                f"SELECT version, state FROM {self.t('snapshots')} WHERE aggregate_id = {{}}",
-                (aggregate_id.hex,),
-            )
-        return None if row is None else (int(row[0]), str(row[1]))
-
     def snapshots(self, aggregate_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
         """The snapshots of several aggregates (those that have one)."""
         by_hex = {a.hex: a for a in aggregate_ids}
@@ -580,7 +569,7 @@ class ViewStore:
             )
         return [decode_row_state(table, r[0]) for r in rows]
 
-    def keys(self, kind: str, where: str = "", params: Sequence[Any] = ()) -> list[str]:
+    def _keys(self, kind: str, where: str = "", params: Sequence[Any] = ()) -> list[str]:
         table = TABLES[kind]
         with self.reading() as c:
             rows = self.fetch_all(
@@ -588,6 +577,22 @@ class ViewStore:
                 params,
             )
         return [str(r[0]) for r in rows]
+
+    def computers_in(self, groups: Iterable[GroupId]) -> list[str]:
+        """The ids of the live computers in these groups."""
+        wanted = sorted(str(g) for g in groups)
+        if not wanted:
+            return []
+        marks = ", ".join(["{}"] * len(wanted))
+        return self._keys("computer", f"WHERE live = 1 AND group_id IN ({marks})", wanted)
+
+    def connected_accounts(self) -> list[str]:
+        """The ids of the accounts connected now (R17)."""
+        return self._keys("account", "WHERE connected = 1")
+
+    def licenses_from(self, source: Source) -> list[str]:
+        """The Public IDs of the live licenses added from ``source``."""
+        return self._keys("license", "WHERE live = 1 AND source = {}", [source.value])
 
     def in_groups(
         self, column: str, groups: frozenset[GroupId] | None, alias: str
@@ -815,9 +820,6 @@ class SQLiteViews(ViewStore):
             finally:
                 c.close()
 
-    def _is_integrity_error(self, e: BaseException) -> bool:
-        return isinstance(e, sqlite3.IntegrityError)
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -842,7 +844,6 @@ class PostgresViews(ViewStore):
         super().__init__(POSTGRES, f"{quoted}.{prefix}")
         self.schema = schema
         self.datastore = datastore
-        self._psycopg = psycopg
         self._tuple_row = tuple_row
         for attempt in range(5):  # racing CREATE ... IF NOT EXISTS can clash in the catalog
             try:
@@ -870,9 +871,6 @@ class PostgresViews(ViewStore):
         with self._lock, self.datastore.transaction(commit=True) as c:
             c.row_factory = self._tuple_row
             yield _NulSafeCursor(c)
-
-    def _is_integrity_error(self, e: BaseException) -> bool:
-        return isinstance(e, self._psycopg.errors.IntegrityError)
 
     def close(self) -> None:
         """The connections are the event store's: nothing of its own to close."""
@@ -959,13 +957,26 @@ def _exact_in_sql(policy: Policy) -> bool:
     return ratio.denominator <= _EXACT_TERM and ratio.numerator <= _EXACT_TERM
 
 
-def _status_matches(f: LicenseFilter, v: dict[str, Any], today: date, policy: Policy) -> bool:
-    expires = date.fromisoformat(v["expires"]) if v["expires"] else None
-    status = license_status(
-        units=v["units"], used_units=v["used_units"], expires=expires, today=today,
+#: expiration dates by their text: many licenses share one
+_date = functools.lru_cache(maxsize=1 << 14)(date.fromisoformat)
+
+
+def row_expires(v: Mapping[str, Any]) -> date | None:
+    """A license row's expiration date (its ``view`` column, parsed)."""
+    return _date(v["expires"]) if v["expires"] else None
+
+
+def row_status(v: Mapping[str, Any], today: date, policy: Policy) -> Status:
+    """A license row's status as of ``today`` (R8): the domain's ``license_status``."""
+    return license_status(
+        units=v["units"], used_units=v["used_units"], expires=row_expires(v), today=today,
         policy=policy, suspended=v["suspended"], registered=v["registered"],
-        obsolete=v["obsolete"],
+        registration_url=v["registration_url"], obsolete=v["obsolete"],
     )
+
+
+def _status_matches(f: LicenseFilter, v: dict[str, Any], today: date, policy: Policy) -> bool:
+    status = row_status(v, today, policy)
     if f.levels and status.level not in f.levels:
         return False
     return not (f.reasons and status.reasons.isdisjoint(f.reasons))
