@@ -538,8 +538,6 @@ class ServiceBase(Application[uuid.UUID]):
             raise InvalidInput("a log position is a whole number ≥ 0")
         if isinstance(as_of, datetime) and as_of.tzinfo is None:
             raise InvalidInput("as_of must be timezone-aware (UTC)")
-        from .projections.fold import apply
-
         path = ":memory:"
         if targets is None and not (
             isinstance(self.views, SQLiteViews) and self.views.path == ":memory:"
@@ -558,24 +556,18 @@ class ServiceBase(Application[uuid.UUID]):
             events = self.event_log.at(sorted(p for p in positions if stop is None or p <= stop))
         views = SQLiteViews(path)
         d = directory.initial()
+
+        def kept() -> Iterator[tuple[int, DomainEvent]]:
+            nonlocal d
+            for position, event in events:
+                if isinstance(as_of, datetime) and event.timestamp > as_of:
+                    continue
+                if event.originator_id == DIRECTORY_ID:
+                    d = directory.evolve(d, event)
+                yield position, event
+
         try:
-            pending = True
-            events = iter(events)
-            while pending:
-                with views.batch() as b:
-                    count = 0
-                    for position, event in events:
-                        if isinstance(as_of, datetime) and event.timestamp > as_of:
-                            continue
-                        apply(b, position, event)
-                        if event.originator_id == DIRECTORY_ID:
-                            d = directory.evolve(d, event)
-                        b.reached = position
-                        count += 1
-                        if count >= REPLAY_BATCH:
-                            break
-                    else:
-                        pending = False
+            ViewUpdater(self.event_log, views).apply_stream(kept(), REPLAY_BATCH)
         except BaseException:
             views.close()
             if path != ":memory:":

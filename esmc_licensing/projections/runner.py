@@ -14,11 +14,12 @@ at a time, in bounded memory.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.application import Application
@@ -70,6 +71,23 @@ class ViewUpdater:
                 apply(b, position, event)
             b.reached = pairs[-1][0]
             return b.reached
+
+    def apply_stream(
+        self, pairs: Iterable[tuple[int, DomainEvent]], batch_size: int
+    ) -> int | None:
+        """Apply events in log order, ``batch_size`` to a transaction, whatever
+        the views' position (a replay into fresh views); returns the last
+        position applied, or None for none."""
+        events = iter(pairs)
+        reached = None
+        while True:
+            with self.views.batch() as b:
+                for position, event in itertools.islice(events, batch_size):
+                    apply(b, position, event)
+                    b.reached = position
+                if b.reached is None:
+                    return reached
+                reached = b.reached
 
     def catch_up(
         self,
