@@ -36,7 +36,7 @@ from eventsourcing.persistence import (
 
 from ..domain.credentials import Credentials
 from ..domain.events import CLASSES, TOPICS, DomainEvent
-from ..domain.ids import LicenseKey, PublicId
+from ..domain.ids import LicenseKey, PublicId, _Id
 
 converter = make_converter(detailed_validation=False)
 
@@ -90,6 +90,7 @@ def _iso(value: datetime) -> str:
     text = value.isoformat()
     _last_iso[0] = (value, text)
     return text
+
 
 Encoder = Callable[[Any], dict[str, Any]]
 
@@ -161,6 +162,102 @@ def slow_encode_state(domain_event: Any) -> tuple[str, bytes]:
 ENCODERS: dict[type[Any], tuple[str, Encoder]] = {
     cls: (r.topic, _fast_encoder(cls, r.version)) for cls, r in CLASSES.items()
 }
+
+Decoder = Callable[[dict[str, Any]], Any]
+
+
+def _typed_id(cls: type[uuid.UUID]) -> Callable[[object], uuid.UUID]:
+    """``value -> cls`` for an id field: stored text, or the envelope's UUID."""
+    if issubclass(cls, _Id):
+        id_type: Any = cls
+
+        def typed(value: object) -> uuid.UUID:
+            if type(value) is cls:
+                return value
+            if isinstance(value, uuid.UUID):
+                return cls(value)  # an _Id takes a UUID without reparsing text
+            return _parsed(id_type, str(value))
+
+        return typed
+    return lambda value: _to_uuid(value, cls)
+
+
+def _structure_expression(tp: Any, value: str, hooks: dict[str, Any]) -> str:
+    """Python source giving what ``converter.structure(value, tp)`` gives.
+
+    The inverse of :func:`_field_expression`: plain JSON data in, the field's
+    type out. Types with their own hooks call the cattrs hook, so a hook
+    registered for them (``LicenseKey``, ``Credentials``, filters) is the one
+    used.
+    """
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            inner = _structure_expression(rest[0], value, hooks)
+            return f"(None if {value} is None else {inner})"
+    if tp is datetime:
+        hooks["_dt"] = datetime.fromisoformat
+        return f"_dt({value})"
+    if tp is date:
+        hooks["_date"] = date.fromisoformat
+        return f"_date({value})"
+    if isinstance(tp, type) and issubclass(tp, uuid.UUID):
+        name = f"_h{len(hooks)}"
+        hooks[name] = _typed_id(tp)
+        return f"{name}({value})"
+    if tp in (str, int, bool):
+        # cattrs calls the type: a value already of it passes untouched
+        return f"({value} if type({value}) is {tp.__name__} else {tp.__name__}({value}))"
+    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        inner = _structure_expression(args[0], "x", hooks)
+        return f"tuple([{inner} for x in {value}])"
+    name = f"_h{len(hooks)}"
+    hooks[name] = converter.get_structure_hook(tp)
+    hooks[f"{name}t"] = tp
+    return f"{name}({value}, {name}t)"
+
+
+def _fast_decoder(cls: type[Any]) -> Decoder:
+    """A generated ``dict -> event`` for one event class (envelope included).
+
+    It gives what ``converter.structure(data, cls)`` gives (a property test
+    checks every registered class): cattrs dispatches on each field's type at
+    each call, this decides once per class.
+    """
+    hints = typing.get_type_hints(cls)
+    hooks: dict[str, Any] = {"cls": cls}
+    items = []
+    for f in attrs.fields(cls):
+        if not f.init:
+            continue
+        expression = _structure_expression(hints[f.name], f"d[{f.name!r}]", hooks)
+        if f.default is not attrs.NOTHING:
+            name = f"_default{len(hooks)}"
+            if isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+                hooks[name] = f.default.factory
+                fallback = f"{name}()"
+            else:
+                hooks[name] = f.default
+                fallback = name
+            expression = f"({expression} if {f.name!r} in d else {fallback})"
+        items.append(f"{f.alias}={expression}")
+    source = "def decode(d):\n    return cls(" + ", ".join(items) + ")\n"
+    namespace: dict[str, Any] = dict(hooks)
+    exec(compile(source, f"<esmc decoder {cls.__name__}>", "exec"), namespace)
+    decode: Decoder = namespace["decode"]
+    return decode
+
+
+#: made on first use, after every structure hook is registered
+_DECODERS: dict[type[Any], Decoder] = {}
+
+
+def decoder(cls: type[Any]) -> Decoder:
+    found = _DECODERS.get(cls)
+    if found is None:
+        found = _DECODERS[cls] = _fast_decoder(cls)
+    return found
 
 
 class _NoTranscoder(Transcoder):
@@ -252,7 +349,10 @@ class EventMapper(Mapper[uuid.UUID]):
         )
         data["originator_version"] = originator_version
         try:
-            return converter.structure(data, registration.cls)
+            event: DomainEvent = (_DECODERS.get(registration.cls) or decoder(registration.cls))(
+                data
+            )
+            return event
         except Exception as e:
             raise MapperDeserialisationError(
                 f"cannot rebuild {topic} {originator_id}#{originator_version}: {e}"
