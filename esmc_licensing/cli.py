@@ -63,7 +63,14 @@ from .domain.errors import (
 from .domain.filters import LicenseFilter
 from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from .domain.values import AccountKind, LicenseType, Permission, StatusLevel
-from .projections.views import ComputerView, HistoryEntry, LicenseView, PoolView, TaskView
+from .projections.views import (
+    ComputerView,
+    HistoryEntry,
+    LicenseView,
+    MoveImpact,
+    PoolView,
+    TaskView,
+)
 from .seals import HistoryReport, verify_store
 from .wiring import Adapters
 
@@ -1234,13 +1241,55 @@ def move(
     pools: Annotated[list[str], typer.Argument(
         metavar="POOL...", help="Pools by id, id prefix or name.")],
     to: Annotated[str, typer.Option("--to", metavar="GROUP", help="The target group.")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show who would gain or lose which licenses, and which "
+        "activations would use a license outside their computer's group; move nothing.")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="With --dry-run: JSON output.")] = False,
 ) -> None:
-    """Move license pools to a static group (administrators, R13)."""
+    """Move license pools to a static group (administrators)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     ids = _pools_arg(lm, actor, pools)
+    if dry_run:
+        _print_impact(lm, actor, lm.preview_move(actor, ids, _group(lm, to)), to, json_)
+        return
     lm.move_pools(actor, ids, _group(lm, to))
     _say(f"Moved {len(ids)} license pool(s) to {to}.")
+
+
+def _print_impact(
+    lm: LicenseManagement, actor: UserId, impact: MoveImpact, to: str, as_json: bool
+) -> None:
+    users = lm._directory().users
+    computers = {c: lm.computer(actor, c).name for c in impact.activations_outside}
+
+    def by_user(side: Mapping[UserId, frozenset[PublicId]]) -> dict[str, list[str]]:
+        ordered = sorted(side, key=lambda u: users[u].name)
+        return {users[u].name: sorted(map(str, side[u])) for u in ordered}
+
+    data = {
+        "to_group": to,
+        "pools": [str(p) for p in impact.pool_ids],
+        "gains": by_user(impact.gains),
+        "loses": by_user(impact.loses),
+        "activations_outside": {
+            computers[c]: sorted(map(str, impact.activations_outside[c]))
+            for c in sorted(impact.activations_outside, key=lambda c: computers[c])
+        },
+    }
+    if as_json:
+        _print_json(data)
+        return
+    if impact.changes_nothing:
+        _say(f"Moving {len(impact.pool_ids)} license pool(s) to {to} would change nothing.")
+        return
+    _say(f"Moving {len(impact.pool_ids)} license pool(s) to {to} would (nothing moved yet):")
+    for label, side in (("gain", data["gains"]), ("lose", data["loses"])):
+        for name, pids in side.items():
+            _say(f"  {name} would {label} {', '.join(pids)}")
+    for name, pids in data["activations_outside"].items():
+        _say(f"  computer {name} would use {', '.join(pids)} from outside its group")
 
 
 def _stdin_is_tty() -> bool:

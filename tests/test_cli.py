@@ -326,6 +326,18 @@ def test_r13_move_pools_by_name_id_and_prefix(demo: Run) -> None:
     refused(demo("move", str(uuid.uuid4()), "--to", "Tokyo"), 1, "not found")
 
 
+def test_r37_move_dry_run_shows_the_impact_and_moves_nothing(demo: Run) -> None:
+    before = js(demo("pools", "--json"))
+    shown = js(demo("move", "Acme Corp", "--to", "Sydney", "--dry-run", "--json"))
+    assert shown["gains"] == {"Larry": ["DMO-SDG-001", "DMO-SDG-002"]}  # type: ignore[index]
+    assert shown["loses"] == {"John": ["DMO-SDG-001", "DMO-SDG-002"]}  # type: ignore[index]
+    assert js(demo("pools", "--json")) == before
+    text = ok(demo("move", "Acme Corp", "--to", "Sydney", "--dry-run")).stdout
+    assert "Larry would gain DMO-SDG-001, DMO-SDG-002" in text
+    assert "nothing moved" in text
+    refused(demo("--as", "John", "move", "Acme Corp", "--to", "Sydney", "--dry-run"), 1)
+
+
 def test_r19_remove_asks_for_confirmation(demo: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "_stdin_is_tty", lambda: True)
     declined = demo("remove", "Initech", input="n\n")

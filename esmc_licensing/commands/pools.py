@@ -6,20 +6,26 @@ import uuid
 from collections.abc import Iterable
 
 from ..domain import directory, license, pool, tags
+from ..domain.directory import DirectoryState
 from ..domain.errors import (
     ConfirmationRequired,
     InvalidInput,
 )
-from ..domain.events import DomainEvent, Emitter, user_actor
+from ..domain.events import DomainEvent, Emitter, PoolMoved, user_actor
 from ..domain.ids import (
     TAGS_ID,
+    ComputerId,
     GroupId,
     PoolId,
+    PublicId,
+    UserId,
 )
+from ..domain.pool import PoolState
 from ..projections.fold import (
     license_target,
     pool_target,
 )
+from ..projections.views import MoveImpact
 from ..service import Decision, ServiceBase
 
 
@@ -38,6 +44,20 @@ class PoolCommands(ServiceBase):
             raise InvalidInput("name at least one license pool")
         return ids
 
+    def _move(
+        self, uid: UserId, ids: list[PoolId], target: GroupId
+    ) -> tuple[DirectoryState, list[PoolState], list[DomainEvent]]:
+        """The decision of a move (R13), shared by the move and its preview (R37)."""
+        d = self._directory()
+        states = [self._visible_pool(d, uid, i) for i in ids]
+        directory.require_administrator(d, uid, "moving license pools")
+        directory.require_group(d, target)
+        now, who = self._now(), user_actor(uid)
+        out: list[DomainEvent] = []
+        for p in states:
+            out += pool.move(p, target, now, who)
+        return d, states, out
+
     def move_pools(self, actor: object, pool_ids: Iterable[object], to_group: object) -> None:
         """R13: distribute pools to a static group (administrators only)."""
         uid = self._actor(actor)
@@ -45,17 +65,50 @@ class PoolCommands(ServiceBase):
         target = GroupId(to_group)
 
         def decide() -> Decision[None]:
-            d = self._directory()
-            states = [self._visible_pool(d, uid, i) for i in ids]
-            directory.require_administrator(d, uid, "moving license pools")
-            directory.require_group(d, target)
-            now, who = self._now(), user_actor(uid)
-            out: list[DomainEvent] = []
-            for p in states:
-                out += pool.move(p, target, now, who)
-            return None, out
+            return None, self._move(uid, ids, target)[2]
 
         self._execute(decide)
+
+    def preview_move(
+        self, actor: object, pool_ids: Iterable[object], to_group: object
+    ) -> MoveImpact:
+        """R37: what :meth:`move_pools` with the same arguments would change, recording
+        nothing; it refuses what the move would refuse, with the same errors."""
+        uid = self._actor(actor)
+        ids = self._pool_ids(pool_ids)
+        target = GroupId(to_group)
+        self._refresh(views=False)
+        d, states, events = self._move(uid, ids, target)
+        moved = {e.originator_id for e in events if isinstance(e, PoolMoved)}
+        sight = {u: d.visible_groups(u) for u in sorted(d.users, key=str)}
+        gains: dict[UserId, set[PublicId]] = {}
+        loses: dict[UserId, set[PublicId]] = {}
+        outside: dict[ComputerId, set[PublicId]] = {}
+        inside_target = d.subgroups(target)
+        for p in states:
+            if p.pool_id not in moved or p.group is None:
+                continue
+            for u, groups in sight.items():
+                before, after = p.group in groups, target in groups
+                if before != after:
+                    (gains if after else loses).setdefault(u, set()).update(p.public_ids)
+            for pid in sorted(p.public_ids):
+                for computer_id in sorted({c for c, _ in self._license(pid).seats}):
+                    c = self._computer(ComputerId(computer_id))
+                    if (
+                        c.exists
+                        and not c.removed
+                        and c.group not in inside_target
+                        and any(i.public_id == pid and i.activated for i in c.products.values())
+                    ):
+                        outside.setdefault(c.computer_id, set()).add(pid)
+        return MoveImpact(
+            to_group=target,
+            pool_ids=tuple(ids),
+            gains={u: frozenset(v) for u, v in gains.items()},
+            loses={u: frozenset(v) for u, v in loses.items()},
+            activations_outside={c: frozenset(v) for c, v in outside.items()},
+        )
 
     def remove_pools(self, actor: object, pool_ids: Iterable[object], *, confirm: bool) -> None:
         """R19: remove pools and their licenses; activated products stay activated."""

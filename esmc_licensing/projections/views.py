@@ -8,7 +8,7 @@ from datetime import date, datetime
 import attrs
 
 from ..domain.client_tasks import TargetState, TaskKind
-from ..domain.ids import ComputerId, GroupId, LicenseKey, PoolId, PublicId, TaskId
+from ..domain.ids import ComputerId, GroupId, LicenseKey, PoolId, PublicId, TaskId, UserId
 from ..domain.status import Status
 from ..domain.values import LicenseType, Source
 
@@ -47,6 +47,28 @@ class PoolView:
     public_ids: tuple[PublicId, ...]
     indivisible: bool = False
     company: str | None = None
+
+
+@attrs.frozen
+class MoveImpact:
+    """What moving pools would change (R37), computed before anything is recorded.
+
+    ``gains`` and ``loses``: per user, the licenses they would start or stop
+    seeing (users whose sight does not change are left out).
+    ``activations_outside``: per computer, the moved licenses its products are
+    activated with whose new group is neither the computer's group nor above
+    it, so the activation would use a license from outside its group.
+    """
+
+    to_group: GroupId
+    pool_ids: tuple[PoolId, ...]
+    gains: Mapping[UserId, frozenset[PublicId]]
+    loses: Mapping[UserId, frozenset[PublicId]]
+    activations_outside: Mapping[ComputerId, frozenset[PublicId]]
+
+    @property
+    def changes_nothing(self) -> bool:
+        return not (self.gains or self.loses or self.activations_outside)
 
 
 @attrs.frozen
