@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .projections.tables import PostgresViews, SQLiteViews, ViewStore, open_views
     from .projections.views import (
         ComputerView,
+        GroupView,
         HistoryEntry,
         InstallerLicense,
         LicenseView,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         RemovalResult,
         TargetResult,
         TaskView,
+        UserView,
         Validity,
     )
     from .seals import HistoryProblem, HistoryReport
@@ -145,7 +147,9 @@ _LAZY: dict[str, str] = {
     "HistoryEntry": ".projections.views",
     "InstallerLicense": ".projections.views",
     "LicenseView": ".projections.views",
+    "GroupView": ".projections.views",
     "MoveImpact": ".projections.views",
+    "UserView": ".projections.views",
     "PoolView": ".projections.views",
     "ProductView": ".projections.views",
     "RemovalResult": ".projections.views",
@@ -231,6 +235,7 @@ __all__ = [
     "Policy",
     "PoolId",
     "PoolIsIndivisible",
+    "GroupView",
     "MoveImpact",
     "PoolView",
     "PublicId",
@@ -242,6 +247,7 @@ __all__ = [
     "UnsupportedAccount",
     "UnsupportedProduct",
     "UserId",
+    "UserView",
     "ViewUpdater",
     "ViewStore",
     "license_status",

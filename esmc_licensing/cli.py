@@ -1117,6 +1117,116 @@ def filters(ctx: typer.Context, json_: JsonOption = False) -> None:
     _console().print(table)
 
 
+@app.command()
+@handled
+def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The static groups you see, by path (All/San Diego)."""
+    session = _session(ctx)
+    views = session.app.groups(session.actor)
+    if json_:
+        _print_json([
+            {"group_id": str(g.group_id), "name": g.name, "path": g.path,
+             "parent": None if g.parent is None else str(g.parent)}
+            for g in views
+        ])
+        return
+    table = _table()
+    table.add_column("Group")
+    table.add_column("Group ID", no_wrap=True)
+    for g in views:
+        table.add_row(_text(g.path), str(g.group_id))
+    _console().print(table)
+
+
+def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, str]) -> Any:
+    return {paths.get(g, str(g)): p.name for g, p in sorted(
+        grants.items(), key=lambda item: paths.get(item[0], str(item[0])).casefold())}
+
+
+@app.command()
+@handled
+def users(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The users of the groups you see, with the permissions granted to them."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    paths = {g.group_id: g.path for g in lm.groups(actor)}
+    views = lm.users(actor)
+    if json_:
+        _print_json([
+            {"user_id": str(u.user_id), "name": u.name,
+             "home_group": paths.get(u.home_group, str(u.home_group)),
+             "grants": _grants_json(u.grants, paths)}
+            for u in views
+        ])
+        return
+    table = _table()
+    table.add_column("User")
+    table.add_column("Home group")
+    table.add_column("Granted")
+    for u in views:
+        granted = ", ".join(f"{p} on {g}" for g, p in _grants_json(u.grants, paths).items())
+        table.add_row(_text(u.name), _text(paths.get(u.home_group, "-")), _text(granted or "-"))
+    _console().print(table)
+
+
+@app.command()
+@handled
+def permissions(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    json_: JsonOption = False,
+) -> None:
+    """What a user may do on each group you see: granted there, or inherited
+    from a grant on a group above."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    wanted = _user(lm, user)
+    paths = {g.group_id: g.path for g in lm.groups(actor)}
+    view = next((u for u in lm.users(actor) if u.user_id == wanted), None)
+    if view is None:
+        raise NotFound("user", user)
+    rows = []
+    for g, p in sorted(view.effective.items(), key=lambda i: paths.get(i[0], "").casefold()):
+        inherited = g not in view.grants
+        rows.append((paths.get(g, str(g)), p.name, inherited))
+    if json_:
+        _print_json([{"group": g, "permission": p, "inherited": i} for g, p, i in rows])
+        return
+    if not rows:
+        _say(f"{view.name} has no permission on the groups you see.")
+        return
+    table = _table()
+    table.add_column("Group")
+    table.add_column("Permission")
+    table.add_column("How")
+    for g, p, i in rows:
+        table.add_row(_text(g), p, "inherited from a group above" if i else "granted here")
+    _console().print(table)
+
+
+@app.command()
+@handled
+def revoke(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    group: Annotated[str, typer.Argument(
+        metavar="GROUP", help="The group the permission was granted on.")],
+) -> None:
+    """Take back the permission granted to a user on a group (administrators).
+
+    What the user holds there through a grant on a group above stays: revoke
+    that one instead (see permissions USER)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    uid, gid = _user(lm, user), _group(lm, group)
+    held = next((u.grants for u in lm.users(actor) if u.user_id == uid), {})
+    lm.revoke(actor, uid, gid)
+    if gid in held:
+        _say(f"Revoked {held[gid].name} on {group} from {user}.")
+    else:
+        _say(f"{user} had no permission granted on {group}; nothing changed.")
+
+
 @app.command("save-filter")
 @handled
 def save_filter(
@@ -1342,6 +1452,21 @@ def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
     session = _session(ctx)
     session.app.create_tag(session.actor, name)
     _say(f"Created tag {name.strip()}.")
+
+
+@tag_app.command("list")
+@handled
+def tag_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The tag catalogue (shared by every user)."""
+    session = _session(ctx)
+    names = session.app.tags(session.actor)
+    if json_:
+        _print_json(names)
+    elif not names:
+        _say("No tags; create one with tag create NAME.")
+    else:
+        for name in names:
+            _say(name)
 
 
 @tag_app.command("delete")

@@ -507,3 +507,21 @@ def test_store_from_the_environment(store: Path) -> None:
     result = runner.invoke(cli.app, ["--as", "Makio", "licenses", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert {r["public_id"] for r in json.loads(result.stdout)} == {"DMO-TYO-001"}
+
+
+def test_r11_groups_users_permissions_and_revoke_on_the_command_line(demo: Run) -> None:
+    paths = [g["path"] for g in js(demo("groups", "--json"))]  # type: ignore[union-attr]
+    assert paths == ["All", "All/San Diego", "All/Sydney", "All/Tokyo"]
+    assert [g["path"] for g in js(demo("--as", "Larry", "groups", "--json"))] == [  # type: ignore[union-attr]
+        "All/Sydney"
+    ]
+    users = {u["name"]: u for u in js(demo("users", "--json"))}  # type: ignore[union-attr]
+    assert users["Larry"]["grants"] == {"All/Sydney": "USE"}
+    ok(demo("create-group", "Lab", "--parent", "Sydney"))
+    shown = js(demo("permissions", "Larry", "--json"))
+    assert {"group": "All/Sydney/Lab", "permission": "USE", "inherited": True} in shown  # type: ignore[operator]
+    refused(demo("--as", "John", "revoke", "Larry", "Sydney"), 1, "administrator")
+    assert "Revoked USE on Sydney from Larry" in ok(demo("revoke", "Larry", "Sydney")).stdout
+    assert "nothing changed" in ok(demo("revoke", "Larry", "Sydney")).stdout
+    assert ids(demo("--as", "Larry", "licenses", "--json")) == set()
+    assert js(demo("tag", "list", "--json")) == []

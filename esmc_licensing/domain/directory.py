@@ -19,6 +19,7 @@ from .events import (
     Emitter,
     GroupCreated,
     PermissionGranted,
+    PermissionRevoked,
     UserCreated,
     user_actor,
 )
@@ -169,6 +170,10 @@ def evolve(state: DirectoryState, event: DomainEvent) -> DirectoryState:
         mine = dict(state.grants.get(event.user, {}))
         mine[event.group] = event.permission
         return replace(state, version=v, grants={**state.grants, event.user: mine})
+    if isinstance(event, PermissionRevoked):
+        mine = dict(state.grants.get(event.user, {}))
+        mine.pop(event.group, None)
+        return replace(state, version=v, grants={**state.grants, event.user: mine})
     return replace(state, version=v)
 
 
@@ -272,4 +277,28 @@ def grant(
         return []  # permission sets add up: a lower or equal grant changes nothing
     emit = Emitter(DIRECTORY_ID, state.version, now, user_actor(actor))
     emit(PermissionGranted, user=uid, group=gid, permission=permission)
+    return emit.events
+
+
+def revoke(
+    state: DirectoryState, actor: UserId, user: UserId, group: GroupId, now: datetime
+) -> list[DomainEvent]:
+    """R11: take back the permission set granted to ``user`` on ``group``.
+
+    Only what was granted on that very group: what the user holds there through
+    a grant on a group above stays (revoke that one instead). Revoking nothing
+    records nothing, as granting what is already held does.
+    """
+    require_administrator(state, actor, "revoking permissions")
+    uid = require_user(state, user)
+    gid = require_group(state, group)
+    if gid not in state.grants.get(uid, {}):
+        return []
+    if uid == state.administrator and gid == state.all_group:
+        raise PermissionDenied(
+            "the Administrator's permission on All cannot be revoked: it is what lets "
+            "someone manage this console"
+        )
+    emit = Emitter(DIRECTORY_ID, state.version, now, user_actor(actor))
+    emit(PermissionRevoked, user=uid, group=gid)
     return emit.events
