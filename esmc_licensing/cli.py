@@ -645,11 +645,10 @@ def _user(app: LicenseManagement, name: str) -> UserId:
         return app.user_named(name)
 
 
-def _group(app: LicenseManagement, name: str) -> GroupId:
-    try:
-        return GroupId(uuid.UUID(name))
-    except ValueError:
-        return app.group_named(name)
+def _group(app: LicenseManagement, actor: UserId, name: str) -> GroupId:
+    """A group the actor sees; one outside its visibility is "not found", by the
+    name given, exactly as one that does not exist (R14)."""
+    return app.visible_group_named(actor, name)
 
 
 def _pick(kind: str, text: str, candidates: Sequence[tuple[uuid.UUID, str]]) -> uuid.UUID:
@@ -1067,10 +1066,11 @@ TextOption = Annotated[str | None, typer.Option(
 @app.command()
 @handled
 def demo(ctx: typer.Context) -> None:
-    """Play the branch-administrator story on the store and show what each user sees."""
+    """Play the branch-administrator story on the store and show what each user sees
+    (as --as, which must be an administrator: the story creates users and groups)."""
     session = _session(ctx)
     lm = session.app
-    admin = lm.administrator
+    admin = session.actor  # R12/R14: the demo acts as who it is told to, never above that
     vendor = lm.adapters.activation_server
     _say(f"Branch-administrator demo on {parse_store(session.store).description}")
     for user, branch, permission in DEMO_BRANCHES:
@@ -1373,7 +1373,7 @@ def create_group(
     """Create a static group (R10)."""
     session = _session(ctx)
     lm = session.app
-    parent_id = None if parent is None else _group(lm, parent)
+    parent_id = None if parent is None else _group(lm, session.actor, parent)
     lm.create_group(session.actor, name, parent_id)
     _say(f"Created static group {name.strip()} under {parent or 'All'}.")
 
@@ -1388,7 +1388,7 @@ def create_user(
     """Create a user with a home group (R10); grant permissions with `grant`."""
     session = _session(ctx)
     lm = session.app
-    lm.create_user(session.actor, name, _group(lm, home))
+    lm.create_user(session.actor, name, _group(lm, session.actor, home))
     _say(f"Created user {name.strip()} with home group {home}.")
 
 
@@ -1410,19 +1410,37 @@ def grant(
     """Grant a user a permission on licenses in a group and its subgroups (R11)."""
     session = _session(ctx)
     lm = session.app
-    lm.grant(session.actor, _user(lm, user), _group(lm, group), Permission[permission.value])
+    lm.grant(session.actor, _user(lm, user), _group(lm, session.actor, group),
+             Permission[permission.value])
     _say(f"{user} has {permission.value} (at least) on licenses in {group}.")
 
 
-def _read_key(key: str | None) -> str:
+def _read_key(key: str | None, key_file: Path | None) -> str:
+    """The license key: from stdin (``-``), from a file, or asked for without echo.
+
+    Never from the command line: an argument is seen by every user of the
+    machine (``ps``) and kept in shell history (R2). It is refused without being
+    repeated.
+    """
     if key is not None and key != "-":
-        return key
-    if key is None and sys.stdin.isatty():
+        raise InvalidInput(
+            "a license key is not taken from the command line (other users see it in "
+            "the process list, and it stays in shell history): give it on stdin with "
+            "'add-key -', from a file with 'add-key --file PATH', or run 'add-key' "
+            "to be asked for it"
+        )
+    if key_file is not None:
+        if key == "-":
+            raise InvalidInput("give the license key on stdin (-) or with --file, not both")
+        lines = _read_file_arg(str(key_file)).decode("utf-8", "replace").splitlines()
+    elif key is None and sys.stdin.isatty():
         return str(typer.prompt("License key", hide_input=True))
-    for line in sys.stdin:
+    else:
+        lines = list(sys.stdin)
+    for line in lines:
         if line.strip():
             return line.strip()
-    raise InvalidInput("no license key on stdin")
+    raise InvalidInput("no license key " + ("in the file" if key_file else "on stdin"))
 
 
 @app.command("add-key")
@@ -1430,14 +1448,16 @@ def _read_key(key: str | None) -> str:
 def add_key(
     ctx: typer.Context,
     key: Annotated[str | None, typer.Argument(
-        metavar="KEY", help="The license key, or - to read it from stdin "
-                            "(omitted: asked for without echo).")] = None,
+        metavar="-", help="- to read the key from stdin (omitted: asked for without echo). "
+                          "The key itself is never taken as an argument.")] = None,
+    key_file: Annotated[Path | None, typer.Option(
+        "--file", metavar="PATH", help="Read the license key from this file.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Add a license by its key (R15); the key is never printed (R2)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    secret = _read_key(key)
+    secret = _read_key(key, key_file)
     before = lm.position
     pid = lm.add_license_key(actor, secret)
     del secret
@@ -1472,7 +1492,7 @@ def move(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     ids = _pools_arg(lm, actor, pools)
-    lm.move_pools(actor, ids, _group(lm, to))
+    lm.move_pools(actor, ids, _group(lm, actor, to))
     _say(f"Moved {len(ids)} license pool(s) to {to}.")
 
 
@@ -2067,14 +2087,23 @@ def register_computer(
     """Register a computer in a static group (WRITE there, R20)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
+    before = lm.position
     cid = lm.register_computer(
-        actor, name, _group(lm, group), fingerprint=fingerprint, products=list(product or ()),
-        activated_outside=list(activated_outside or ()), managed=not unmanaged,
+        actor, name, _group(lm, actor, group), fingerprint=fingerprint,
+        products=list(product or ()), activated_outside=list(activated_outside or ()),
+        managed=not unmanaged,
     )
+    registered = lm.position != before
     if json_:
-        _print_json({"computer_id": str(cid)})
+        _print_json({"computer_id": str(cid), "registered": registered})
         return
-    _say(f"Registered computer {name.strip()} ({cid}) in {group}.")
+    if registered:
+        _say(f"Registered computer {name.strip()} ({cid}) in {group.strip()}.")
+        return
+    # R20: the same hardware again records nothing; say what is there, not a success
+    view = lm.computer(actor, cid)
+    _say(f"Nothing recorded: this computer is already registered as {view.name} ({cid}) "
+         f"in {lm.group_name(view.group)}.")
 
 
 def _show_task(lm: LicenseManagement, actor: UserId, task_id: TaskId, json_: bool,
@@ -2286,7 +2315,7 @@ def delete_not_connecting(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = lm.delete_not_connecting_computers(
-        actor, _group(lm, group), days, deactivate_license=deactivate_license,
+        actor, _group(lm, actor, group), days, deactivate_license=deactivate_license,
         remove_unmanaged=remove_unmanaged,
     )
     view = lm.task(actor, tid)

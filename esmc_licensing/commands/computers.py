@@ -29,6 +29,7 @@ from ..domain.client_tasks import AgentResult, TaskKind, TaskOrder
 from ..domain.computer import ComputerState, computer_id_for
 from ..domain.directory import DirectoryState
 from ..domain.errors import (
+    AlreadyExists,
     InvalidInput,
     LicenseUnusable,
     LicensingError,
@@ -262,6 +263,14 @@ class ComputerCommands(ServiceBase):
             self._visible_group(d, uid, gid)
             self._require(d, uid, gid, Permission.WRITE, "registering a computer")
             c = self._computer(cid)
+            if c.exists and (c.group is None or not self._can(d, uid, c.group, Permission.READ)):
+                # R14: the hardware is registered where the actor cannot see; saying
+                # where (or answering with its id, as if registered) would leak it
+                raise AlreadyExists(
+                    "this hardware fingerprint is already registered to a computer outside "
+                    "the groups you can see; nothing was recorded (an administrator can "
+                    "move or remove that computer)"
+                )
             return cid, computer.register(
                 c,
                 name=computer_name,
