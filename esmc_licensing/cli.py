@@ -7,13 +7,19 @@ closes the store again. Queries print Rich tables, or JSON with ``--json``
 - 0: done;
 - 1: refused by a rule (``PermissionDenied``, ``NotFound``, ``AlreadyExists``,
   ``ConfirmationRequired``, ``LicenseKeyRejected``, … any ``LicensingError``);
-- 2: bad input (``InvalidInput`` and its subclasses, usage errors, bad settings);
-- 3: an adapter is unavailable (``AdapterUnavailable``, an unreachable
-  PostgreSQL, a store path that cannot be written).
+- 2: bad input (``InvalidInput`` and its subclasses, usage errors, bad settings,
+  a value out of range);
+- 3: a store or adapter cannot be used (``AdapterUnavailable``, an unreachable
+  PostgreSQL, a store that cannot be opened, read or written: corrupt, another
+  application's, a full disk, read-only for a change);
+- 4: an unexpected internal error (a bug: the line asks for ``--debug``).
+
+A store file that cannot be written is opened read-only and answers queries.
 
 Errors are one line on stderr; ``--debug`` adds the traceback and the
-library's log. A license key is a secret (R2): it is read from the argument or
-from stdin and never printed, only its last four characters.
+library's log. A license key is a secret (R2): it is read from stdin, a file or
+a prompt (never from an argument) and never printed, only its last four
+characters. Text from outside is printed with control characters escaped (R33).
 
 The vendor: with no vendor URL configured, the activation server is an
 in-memory one pre-seeded with the demo licenses (:data:`DEMO_LICENSES`, see
@@ -1006,7 +1012,8 @@ app = typer.Typer(
          "a TOML file: --config, ./esmc-licensing.toml) it talks to an in-memory demo "
          "vendor. Secrets (account passwords, the seal key) come only from the "
          "environment or a credentials file with mode 0600, never from the command line. "
-         "Exit codes: 0 done, 1 refused by a rule, 2 bad input, 3 adapter unavailable. "
+         "Exit codes: 0 done, 1 refused by a rule, 2 bad input, 3 store or adapter "
+         "unavailable, 4 internal error. "
          "See docs/cli.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

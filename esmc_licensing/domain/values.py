@@ -301,15 +301,15 @@ def check_name(
     """
     if not isinstance(value, str):
         raise InvalidInput(f"a {kind} name must be text")
-    bad = refused_character(value)
+    name = normalise_name(value)
+    if not name:
+        raise InvalidInput(f"a {kind} name cannot be empty")
+    bad = refused_character(name)
     if bad is not None:
         raise InvalidInput(
             f"a {kind} name cannot contain control, format or bidirectional characters "
             f"({describe_character(bad)})"
         )
-    name = normalise_name(value)
-    if not name:
-        raise InvalidInput(f"a {kind} name cannot be empty")
     if len(name) > max_length:
         raise InvalidInput(
             f"a {kind} name can have at most {max_length} characters, this one has {len(name)}"
