@@ -365,3 +365,25 @@ def test_api_a_reader_that_goes_away_ends_the_command_quietly(store: Path) -> No
     assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE
     assert err == b""
     assert _opens(store)
+
+
+def test_api_the_library_refuses_a_foreign_sqlite_database_before_touching_it(
+    tmp_path: Path,
+) -> None:
+    from esmc_licensing import AdapterUnavailable, LicenseManagement
+    from esmc_licensing.testing import stores
+
+    path = tmp_path / "other-app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    before = path.read_bytes()
+    for name in (str(path), f"{path.as_uri()}?mode=rw"):
+        with pytest.raises(AdapterUnavailable, match="another application"):
+            LicenseManagement(env={**stores.sqlite_env(path), "SQLITE_DBNAME": name})
+    assert path.read_bytes() == before  # not even switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other-app.db"]
+    # an empty file and a store of ours open
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    LicenseManagement(env=stores.sqlite_env(empty)).close()
+    LicenseManagement(env=stores.sqlite_env(empty)).close()

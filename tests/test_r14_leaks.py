@@ -32,7 +32,7 @@ from esmc_licensing.domain.ids import DIRECTORY_ID, GroupId
 from esmc_licensing.testing import stores
 
 from .cli_support import js, ok, refused
-from .conftest import PRODUCT, AppFactory, branch_story, recorded
+from .conftest import PRODUCT, branch_story, recorded
 from .seats_support import add_license
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -248,9 +248,7 @@ def _strings(data: object) -> list[str]:
     return []
 
 
-def test_r33_names_stored_before_the_rule_are_printed_escaped(
-    make_app: AppFactory, tmp_path: Path
-) -> None:
+def test_r33_names_stored_before_the_rule_are_printed_escaped(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     app = LicenseManagement(env=stores.sqlite_env(db))
     emit = Emitter(
