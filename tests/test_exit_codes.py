@@ -28,6 +28,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from esmc_licensing import cli
+from esmc_licensing.testing import stores
 
 from .cli_support import _script, js, ok, refused
 
@@ -115,11 +116,27 @@ def test_api_exit_3_a_damaged_store_and_the_copy_still_opens(store: Path, tmp_pa
     assert _opens(store) == good
 
 
-def test_api_exit_3_unreachable_postgresql_says_so_and_stays_usable(store: Path) -> None:
-    result = run("postgresql://nobody@127.0.0.1:1/none", "licenses")
-    err = refused(result, 3, "cannot open the store")
-    plain_line(err)
-    assert _opens(store)
+def test_api_exit_3_unreachable_postgresql_says_so_and_the_store_still_opens(
+    postgres_env: dict[str, str],
+) -> None:
+    schema = postgres_env["POSTGRES_SCHEMA"]
+    user, host, db = stores.POSTGRES_USER, stores.POSTGRES_HOST, stores.POSTGRES_DB
+    good = f"postgresql://{user}@{host}:{stores.POSTGRES_PORT}/{db}?schema={schema}"
+    ok(run(good, "demo"))
+    before = _opens_at(good)
+    for wrong in (
+        f"postgresql://{user}@{host}:1/{db}?schema={schema}",
+        f"postgresql://{user}@{host}:{stores.POSTGRES_PORT}/no_such_db_12h",
+    ):
+        err = refused(run(wrong, "licenses"), 3, "cannot open the store", "PostgreSQL")
+        plain_line(err)
+    assert _opens_at(good) == before
+
+
+def _opens_at(store: str) -> set[str]:
+    rows = js(run(store, "licenses", "--json"))
+    assert isinstance(rows, list) and rows
+    return {r["public_id"] for r in rows}
 
 
 # -- a full disk -------------------------------------------------------------------------------
@@ -371,7 +388,6 @@ def test_api_the_library_refuses_a_foreign_sqlite_database_before_touching_it(
     tmp_path: Path,
 ) -> None:
     from esmc_licensing import AdapterUnavailable, LicenseManagement
-    from esmc_licensing.testing import stores
 
     path = tmp_path / "other-app.db"
     with sqlite3.connect(path) as conn:
