@@ -233,11 +233,16 @@ def _script(char: str) -> str | None:
 
 
 def mixed_script_word(name: str) -> str | None:
-    """A word of ``name`` mixing letters of two look-alike scripts, if any."""
-    for word in name.split():
-        scripts = {_script(c) for c in word} & _CONFUSABLE_SCRIPTS
-        if len(scripts) > 1:
-            return word
+    """A word of ``name`` (a run of letters and marks) mixing letters of two
+    look-alike scripts, if any: ``PC-Москва`` is two words, ``Аdmin`` one."""
+    word: list[str] = []
+    for char in (*name, " "):
+        if unicodedata.category(char)[0] in "LM":
+            word.append(char)
+            continue
+        if len({_script(c) for c in word} & _CONFUSABLE_SCRIPTS) > 1:
+            return "".join(word)
+        word = []
     return None
 
 
