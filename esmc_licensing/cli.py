@@ -559,7 +559,9 @@ def failure(e: BaseException, session: Session | None = None) -> tuple[int, str]
                 f"{store} is read-only: it answers queries but cannot record anything; "
                 "nothing was recorded"
             )
-        if "full" in text.lower() or (isinstance(e, OSError) and e.errno == errno.ENOSPC):
+        low = text.lower()
+        if ("is full" in low or "no space left" in low
+                or (isinstance(e, OSError) and e.errno == errno.ENOSPC)):
             return EXIT_UNAVAILABLE, (
                 f"{store} is full (no space left on its disk): nothing was recorded; "
                 "free some space and try again"
