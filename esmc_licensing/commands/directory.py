@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 from ..domain import directory
 from ..domain.directory import DirectoryState
+from ..domain.errors import NotFound
 from ..domain.ids import (
     GroupId,
     UserId,
 )
-from ..domain.values import Permission
+from ..domain.values import Permission, lookup_name
 from ..projections.views import GroupView, UserView
 from ..service import Decision, ServiceBase
 
@@ -131,3 +134,21 @@ class DirectoryCommands(ServiceBase):
         self._refresh(views=False)
         directory.require_user(self._directory(), uid)
         return sorted(self._tags().tags, key=str.casefold)
+
+    def visible_group_named(self, actor: object, name: str) -> GroupId:
+        """A static group the actor sees (READ, R11), by name or id.
+
+        A group outside the actor's visibility answers exactly as one that does
+        not exist, with the name as given (R14): never its id.
+        """
+        uid = self._actor(actor)
+        text = lookup_name("static group", name)
+        self._refresh()
+        d = self._directory()
+        try:
+            gid: GroupId | None = GroupId(uuid.UUID(text))
+        except ValueError:
+            gid = d.group_named(text)
+        if gid is None or gid not in d.groups or not self._can(d, uid, gid, Permission.READ):
+            raise NotFound("static group", text)
+        return gid

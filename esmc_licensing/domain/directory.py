@@ -25,7 +25,7 @@ from .events import (
 )
 from .evolving import replace
 from .ids import DIRECTORY_ID, GroupId, UserId
-from .values import Permission, check_name
+from .values import Permission, check_name, name_key
 
 ALL_GROUP_NAME = "All"
 ADMINISTRATOR_NAME = "Administrator"
@@ -127,16 +127,16 @@ class DirectoryState:
         return frozenset(seen)
 
     def user_named(self, name: str) -> UserId | None:
-        key = name.strip().casefold()
+        key = name_key(name)
         for uid, u in self.users.items():
-            if u.name.casefold() == key:
+            if name_key(u.name) == key:
                 return uid
         return None
 
     def group_named(self, name: str) -> GroupId | None:
-        key = name.strip().casefold()
+        key = name_key(name)
         for gid, g in self.groups.items():
-            if g.name.casefold() == key:
+            if name_key(g.name) == key:
                 return gid
         return None
 
@@ -228,6 +228,10 @@ def create_group(
     state: DirectoryState, actor: UserId, name: str, parent: GroupId | None, now: datetime
 ) -> tuple[GroupId, list[DomainEvent]]:
     name = check_name("static group", name)
+    if name.casefold() == ALL_GROUP_NAME.casefold():
+        # R10/R33: ``All`` is the root; a second one would make "the group All"
+        # mean two groups (All/All)
+        raise InvalidInput(f"{ALL_GROUP_NAME!r} is the root group's name; choose another name")
     require_administrator(state, actor, "creating a static group")
     assert state.all_group is not None
     parent_id = state.all_group if parent is None else require_group(state, parent)
