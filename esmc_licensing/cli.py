@@ -802,7 +802,13 @@ def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
     return Text(escape_controls(text), *args, **kwargs)
 
 
+#: --quiet: what a command did is not told, only what it answers
+_QUIET = [False]
+
+
 def _say(message: str) -> None:
+    if _QUIET[0]:
+        return
     _console().print(message, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -1026,7 +1032,7 @@ app = typer.Typer(
          "See docs/cli.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 tag_app = typer.Typer(help="Create, delete, assign and unassign tags (R28).",
                       no_args_is_help=True, cls=_Group)
@@ -1058,8 +1064,27 @@ def _root(
         "--credentials", envvar="ESMC_CREDENTIALS_FILE", metavar="PATH",
         help="A TOML file with account passwords and the seal key; must have mode 0600.",
     )] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only results and errors, not what was done.",
+    )] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=lambda shown: _show_version(shown),
+        help="Print the version and exit.",
+    )] = False,
 ) -> None:
+    _QUIET[0] = quiet
     ctx.obj = Session(store, as_user, debug, config, credentials)
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"esmc-licensing {version('esmc-licensing')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+            typer.echo("esmc-licensing (not installed: version unknown)")
+        raise typer.Exit()
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -1727,8 +1752,8 @@ def tag_list(ctx: typer.Context, json_: JsonOption = False) -> None:
     elif not names:
         _say("No tags; create one with tag create NAME.")
     else:
-        for name in names:
-            _say(name)
+        for name in names:  # the answer itself: printed under --quiet too
+            _console().print(name, markup=False, highlight=False, soft_wrap=True)
 
 
 @tag_app.command("delete")

@@ -528,3 +528,12 @@ def test_r11_groups_users_permissions_and_revoke_on_the_command_line(demo: Run) 
     assert "nothing changed" in ok(demo("revoke", "Larry", "Sydney")).stdout
     assert ids(demo("--as", "Larry", "licenses", "--json")) == set()
     assert js(demo("tag", "list", "--json")) == []
+
+
+def test_version_quiet_and_completion(run: Run) -> None:
+    from importlib.metadata import version
+
+    assert ok(run("--version")).stdout.strip() == f"esmc-licensing {version('esmc-licensing')}"
+    assert ok(run("-q", "tag", "create", "renewal")).stdout == ""
+    assert ok(run("--quiet", "tag", "list")).stdout.strip() == "renewal"
+    assert "--install-completion" in ok(run("--help")).stdout
