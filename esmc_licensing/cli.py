@@ -1039,6 +1039,17 @@ tag_app = typer.Typer(help="Create, delete, assign and unassign tags (R28).",
 app.add_typer(tag_app, name="tag")
 
 
+def _show_version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"esmc-licensing {version('esmc-licensing')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+            typer.echo("esmc-licensing (not installed: version unknown)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -1068,23 +1079,13 @@ def _root(
         "--quiet", "-q", help="Print only results and errors, not what was done.",
     )] = False,
     version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=lambda shown: _show_version(shown),
+        "--version", is_eager=True, callback=_show_version,
         help="Print the version and exit.",
     )] = False,
 ) -> None:
     _QUIET[0] = quiet
     ctx.obj = Session(store, as_user, debug, config, credentials)
 
-
-def _show_version(shown: bool) -> None:
-    if shown:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            typer.echo(f"esmc-licensing {version('esmc-licensing')}")
-        except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-            typer.echo("esmc-licensing (not installed: version unknown)")
-        raise typer.Exit()
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
