@@ -420,6 +420,8 @@ class Session:
     read_only: bool = False
     #: the store as the user named it, for messages
     description: str | None = None
+    #: the command only reads: a store that does not exist is not created for it
+    queries_only: bool = False
     _config: Config | None = None
     _secrets: Secrets | None = None
     _wiring: Wiring | None = None
@@ -448,6 +450,17 @@ class Session:
             cfg, secrets = self.config, self.secrets
             self.description = store.description
             env = dict(store.env)
+            if (
+                self.queries_only
+                and store.sqlite_path is not None
+                and not Path(store.sqlite_path).exists()
+            ):
+                raise AdapterUnavailable(
+                    f"the store ({store.description}) does not exist, and a query does not "
+                    "create one: check --store (or ESMC_LICENSING_STORE), or create it with a "
+                    "command that records something (esmc-licensing demo, create-group NAME, "
+                    "add-key -)"
+                )
             if store.sqlite_path is not None and not _store_access(store.sqlite_path):
                 self.read_only = True
                 env = _read_only_env(env, store.sqlite_path)
@@ -1085,6 +1098,15 @@ def _root(
 ) -> None:
     _QUIET[0] = quiet
     ctx.obj = Session(store, as_user, debug, config, credentials)
+    ctx.obj.queries_only = ctx.invoked_subcommand in QUERY_COMMANDS
+
+
+#: commands that only read: on a store that does not exist they fail (exit 3)
+#: instead of creating an empty one and answering "nothing"
+QUERY_COMMANDS = frozenset({
+    "licenses", "license", "pools", "history", "filters", "computers", "computer",
+    "task", "groups", "users", "permissions", "installer", "accounts",
+})
 
 
 

@@ -537,3 +537,15 @@ def test_version_quiet_and_completion(run: Run) -> None:
     assert ok(run("-q", "tag", "create", "renewal")).stdout == ""
     assert ok(run("--quiet", "tag", "list")).stdout.strip() == "renewal"
     assert "--install-completion" in ok(run("--help")).stdout
+
+
+def test_a_query_on_a_store_that_does_not_exist_fails_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "esmc-licensing.dbb"
+    runner = CliRunner()
+    for query in (["licenses", "--json"], ["pools"], ["groups"]):
+        result = runner.invoke(cli.app, ["--store", str(missing), *query])
+        err = refused(result, 3, "does not exist", "does not create")
+        assert str(missing) in err
+    assert not missing.exists()
+    ok(runner.invoke(cli.app, ["--store", str(missing), "create-group", "Lab"]))
+    assert missing.exists()
