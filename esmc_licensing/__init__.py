@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .adapters.accounts import InMemoryAccounts
+    from .adapters.field_cipher import data_key_file
     from .adapters.agents import InMemoryAgents
     from .adapters.memory import InMemoryActivationServer, ManualClock
     from .application import LicenseManagement
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         AlreadyExists,
         ConcurrencyConflict,
         ConfirmationRequired,
+        DataKeyMissing,
         InvalidInput,
         InvalidLicenseFile,
         InvalidLicenseKey,
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         PermissionDenied,
         PoolIsIndivisible,
         UnsupportedAccount,
+        SecretUnavailable,
         UnsupportedProduct,
     )
     from .domain.filters import LicenseFilter
@@ -79,6 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
 #: exported name -> the module (relative to this package) that defines it
 _LAZY: dict[str, str] = {
     "InMemoryAccounts": ".adapters.accounts",
+    "data_key_file": ".adapters.field_cipher",
     "InMemoryAgents": ".adapters.agents",
     "InMemoryActivationServer": ".adapters.memory",
     "ManualClock": ".adapters.memory",
@@ -99,6 +103,8 @@ _LAZY: dict[str, str] = {
     "AlreadyExists": ".domain.errors",
     "ConcurrencyConflict": ".domain.errors",
     "ConfirmationRequired": ".domain.errors",
+    "DataKeyMissing": ".domain.errors",
+    "SecretUnavailable": ".domain.errors",
     "InvalidInput": ".domain.errors",
     "InvalidLicenseFile": ".domain.errors",
     "InvalidLicenseKey": ".domain.errors",
@@ -199,6 +205,9 @@ __all__ = [
     "ComputerId",
     "ConcurrencyConflict",
     "ConfirmationRequired",
+    "DataKeyMissing",
+    "SecretUnavailable",
+    "data_key_file",
     "Ema2AccountType",
     "GroupId",
     "HistoryEntry",

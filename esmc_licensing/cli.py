@@ -274,6 +274,39 @@ def _check_writable(path: Path) -> None:
         raise AdapterUnavailable(f"cannot open the store at {path}: {target} is not writable")
 
 
+def data_key_file_of(sqlite_path: Path) -> Path:
+    """Where the CLI keeps a SQLite store's data key when none is configured (R32)."""
+    return sqlite_path.with_name(sqlite_path.name + ".datakey")
+
+
+def _data_key_setting(store: Store, env: dict[str, str]) -> None:
+    """Point a SQLite store without a configured data key at the key file beside it,
+    creating that file (0600) for a new store and saying so once (R32).
+
+    A PostgreSQL store gets no key made for it: several machines share it, so
+    its key must be configured (``ESMC_DATA_KEY`` or ``ESMC_DATA_KEY_FILE``).
+    """
+    from .adapters.field_cipher import DATA_KEY_FILE_VARIABLE, DATA_KEY_VARIABLE
+
+    names = (DATA_KEY_VARIABLE, DATA_KEY_FILE_VARIABLE)
+    if store.sqlite_path is None or any(os.environ.get(n) or env.get(n) for n in names):
+        return
+    path = data_key_file_of(store.sqlite_path)
+    if not path.exists():
+        if store.sqlite_path.exists() and store.sqlite_path.stat().st_size > 0:
+            return  # an older store: `rotate-data-key` or `migrate-secrets` makes its key
+        from .keyring import create_key_file
+
+        create_key_file(path, "data")
+        typer.echo(
+            f"Created the data key file {path} (readable by you only): license keys and "
+            "passwords in the store are encrypted with it. Back it up apart from the "
+            "store; without it they cannot be read.",
+            err=True,
+        )
+    env[DATA_KEY_FILE_VARIABLE] = str(path)
+
+
 # -- a session: one command's application -----------------------------------------
 
 
@@ -321,6 +354,7 @@ class Session:
                 agents=wiring.agents, clock=clock, offline_verifier=wiring.offline_verifier,
             )
             env = dict(store.env)
+            _data_key_setting(store, env)
             if secrets.seal_key is not None and not os.environ.get("ESMC_SEAL_KEY"):
                 env["ESMC_SEAL_KEY"] = secrets.seal_key
             try:

@@ -40,11 +40,13 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from .adapters.field_cipher import cipher_for
 from .adapters.mapper import EventMapper
 from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
 from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder
 from .aggregates import EVOLVE, decode_state, encode_state
 from .domain import computer, directory, license, pool, tags
+from .keyring import create_private_file
 from .domain.directory import DirectoryState
 from .domain.errors import (
     AdapterUnavailable,
@@ -226,6 +228,11 @@ class ServiceBase(Application[uuid.UUID]):
         concurrent creator ("duplicate key … pg_type", "tuple concurrently
         updated"). The loser simply opens again: by then the tables exist.
         """
+        settings = {**os.environ, **(env or {})}
+        if (settings.get("PERSISTENCE_MODULE") or "").endswith("sqlite"):
+            name = settings.get("SQLITE_DBNAME") or ""
+            if name and ":memory:" not in name and "mode=memory" not in name:
+                create_private_file(name.removeprefix("file:").split("?")[0])
         for attempt in range(5):
             try:
                 super().__init__(env=dict(env) if env is not None else None)
@@ -248,7 +255,11 @@ class ServiceBase(Application[uuid.UUID]):
         return environment
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
-        return EventMapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
+        return EventMapper(
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+            secrets=cipher_for(self.env),
+        )
 
     # -- the installation -------------------------------------------------------
 
@@ -335,7 +346,9 @@ class ServiceBase(Application[uuid.UUID]):
             state = initial()
             snapshot = snapshots.get(aggregate_id)
             if snapshot is not None:
-                state = decode_state(type(state), snapshot[1])
+                state = decode_state(
+                    type(state), snapshot[1], self.event_log.mapper.secrets, aggregate_id
+                )
             states.append(state)
         events = self.event_log.events_of_many(ids, [s.version for s in states])
         out = []
@@ -347,7 +360,9 @@ class ServiceBase(Application[uuid.UUID]):
             if len(folded) >= self.snapshot_every:
                 try:
                     self.views.put_snapshot(
-                        aggregate_id, state.version, encode_state(state).decode()
+                        aggregate_id,
+                        state.version,
+                        encode_state(state, self.event_log.mapper.secrets, aggregate_id).decode(),
                     )
                 except Exception as e:  # a snapshot is an optimisation: never fail on it
                     log.warning("could not snapshot %s: %s", aggregate_id, e)

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from esmc_licensing.adapters.mapper import EventMapper, slow_encode_state
+import orjson
+
+from esmc_licensing.adapters.mapper import SECRETS_BY_CLASS, EventMapper, slow_encode_state
 from esmc_licensing.domain.events import CLASSES, DomainEvent
 from esmc_licensing.testing.strategies import event_classes, events_of
 
@@ -28,5 +30,8 @@ def test_fast_encoding_is_byte_identical_to_cattrs(
     cls: type[DomainEvent], data: st.DataObject
 ) -> None:
     event = data.draw(events_of(cls))
-    assert MAPPER.encode_state(event) == slow_encode_state(event)
-    assert MAPPER.to_stored_event(event).state == slow_encode_state(event)[1]
+    topic, encode = MAPPER._encoders[cls]
+    assert (topic, orjson.dumps(encode(event))) == slow_encode_state(event)
+    if cls not in SECRETS_BY_CLASS:  # events with secrets are sealed after encoding (R32)
+        assert MAPPER.encode_state(event) == slow_encode_state(event)
+        assert MAPPER.to_stored_event(event).state == slow_encode_state(event)[1]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from esmc_licensing.adapters.field_cipher import FieldCipher, process_keyring
 from esmc_licensing.adapters.mapper import EventMapper
 from esmc_licensing.domain.events import CLASSES, TOPICS, DomainEvent
 from esmc_licensing.testing.strategies import (
@@ -20,7 +21,7 @@ from esmc_licensing.testing.strategies import (
 
 from .conftest import AppFactory
 
-MAPPER = EventMapper()
+MAPPER = EventMapper(secrets=FieldCipher(process_keyring()))
 
 
 def _scaled(fraction: float) -> settings:

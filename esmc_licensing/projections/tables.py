@@ -42,6 +42,7 @@ import attrs
 import orjson
 
 from ..adapters.mapper import converter
+from ..keyring import create_private_file
 from ..domain import account, computer, license, pool, saved_filters, task
 from ..domain.filters import LicenseFilter
 from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
@@ -58,7 +59,7 @@ APPLICATION_NAME = "LicenseManagement"
 
 def _mask_key(data: dict[str, Any]) -> dict[str, Any]:
     key = data.get("key")
-    if key:
+    if key and isinstance(key, str):  # not an unavailable key's marker (R32)
         data["key"] = "0000-0000-0000-0000-" + str(key)[-4:]
     return data
 
@@ -795,6 +796,8 @@ class SQLiteViews(ViewStore):
         super().__init__(SQLITE, prefix)
         self.path = path
         memory = path == ":memory:" or "mode=memory" in path
+        if not memory:
+            create_private_file(path.removeprefix("file:").split("?")[0])  # R32: 0600
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0,
             uri=path.startswith("file:"),
