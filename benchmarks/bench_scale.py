@@ -45,6 +45,7 @@ Administrator on the store given with ``--store``.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import resource
@@ -84,6 +85,9 @@ class Figures:
     peak_mib: float  # max
     out_kib: float
     failure: str | None
+
+#: the data key sealing license keys at rest (R32): one per run
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 def cli_argv() -> list[str]:
@@ -176,7 +180,11 @@ def build_child(db: Path, events: int, licenses: int, computers: int) -> None:
 
     clock = ManualClock(datetime(2026, 1, 1, 8, 0, tzinfo=UTC))  # before the log's first day
     app = LicenseManagement(
-        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)},
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(db),
+            "ESMC_DATA_KEY": DATA_KEY,
+        },
         adapters=Adapters(activation_server=InMemoryActivationServer(clock=clock), clock=clock),
     )
     sizes = {"events": events, "licenses": licenses}
