@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .adapters.accounts import InMemoryAccounts
-    from .adapters.field_cipher import data_key_file
     from .adapters.agents import InMemoryAgents
+    from .adapters.field_cipher import data_key_file
     from .adapters.memory import InMemoryActivationServer, ManualClock
     from .application import LicenseManagement
     from .commands.accounts import AccountView, SourceSync, SyncFailure, SyncReport
@@ -42,8 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         OveruseRefused,
         PermissionDenied,
         PoolIsIndivisible,
-        UnsupportedAccount,
         SecretUnavailable,
+        UnsupportedAccount,
         UnsupportedProduct,
     )
     from .domain.filters import LicenseFilter

@@ -1374,7 +1374,9 @@ ViewsOption = Annotated[str | None, typer.Option(
 def _views_env(ctx: typer.Context, views: str | None) -> dict[str, str]:
     """The store's settings, with ``--views`` as ``ESMC_VIEWS`` when given (by
     default the views live beside the events)."""
-    env = dict(parse_store(_session(ctx).store).env)
+    store = parse_store(_session(ctx).store)
+    env = dict(store.env)
+    _data_key_setting(store, env)  # license rows show a key's last four (R32)
     if views:
         env["ESMC_VIEWS"] = views
     return env

@@ -46,7 +46,6 @@ from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
 from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder
 from .aggregates import EVOLVE, decode_state, encode_state
 from .domain import computer, directory, license, pool, tags
-from .keyring import create_private_file
 from .domain.directory import DirectoryState
 from .domain.errors import (
     AdapterUnavailable,
@@ -70,6 +69,7 @@ from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import Permission, Policy
 from .eventlog import EventLog
+from .keyring import create_private_file
 from .projections.fold import entity_key
 from .projections.runner import ViewUpdater, seeds_of
 from .projections.tables import SQLiteViews, ViewStore, open_views

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from typer.testing import Result
 
-
 DATA_KEY_NOTICE = "Created the data key file"
 
 

@@ -7,11 +7,10 @@ keep working across versions.
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import orjson
 
 from esmc_licensing.adapters.mapper import SECRETS_BY_CLASS, EventMapper, slow_encode_state
 from esmc_licensing.domain.events import CLASSES, DomainEvent

@@ -34,6 +34,8 @@ from esmc_licensing.testing import stores
 from .conftest import AppFactory, branch_story
 from .seats_support import add_computers, add_license, topics
 
+#: the key the console shares with its agents to seal orders' license keys (R32)
+AGENT_KEY = "YWdlbnQga2V5IGZvciB0ZXN0cyBvbmx5LCBwdWJsaWM="
 REDIS_URL = os.environ.get("ESMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PID = "3AB-C12-D34"
 
@@ -71,7 +73,7 @@ def prefix(redis_client: Any) -> Iterator[str]:
 
 def _setup(make_app: AppFactory, vendor: InMemoryActivationServer, client: Any, prefix: str,
            n: int = 2) -> tuple[LicenseManagement, list[Any], Any]:
-    app = make_app(agents=RedisAgents(client, prefix=prefix))
+    app = make_app(agents=RedisAgents(client, prefix=prefix, agent_key=AGENT_KEY))
     story = branch_story(app)
     pid = add_license(app, vendor, PID, group=story.sydney)
     computers = add_computers(app, story.sydney, n)
@@ -87,7 +89,7 @@ def test_r21_orders_go_to_each_agents_stream_and_results_come_back(
     assert {r.state for r in app.task(admin, task_id).results.values()} == {TargetState.DELIVERED}
     consumer = ResultConsumer(app, redis_client, prefix=prefix, consumer="c1")
     for cid in computers:
-        agent = RedisAgent(redis_client, str(cid), prefix=prefix)
+        agent = RedisAgent(redis_client, str(cid), prefix=prefix, agent_key=AGENT_KEY)
         [order] = agent.receive()
         assert (order.task_id, order.computer_id, order.kind) == (
             task_id, cid, TaskKind.PRODUCT_ACTIVATION,
@@ -249,7 +251,7 @@ def test_r21_the_consume_results_command_records_waiting_results(
     lm = LicenseManagement(
         env=stores.sqlite_env(path),
         adapters=Adapters(activation_server=vendor, clock=clock,
-                          agents=RedisAgents(redis_client, prefix=prefix)),
+                          agents=RedisAgents(redis_client, prefix=prefix, agent_key=AGENT_KEY)),
     )
     try:
         add_license(lm, vendor, PID)

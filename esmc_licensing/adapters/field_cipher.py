@@ -196,6 +196,7 @@ def open_fields(
         value = holder.get(path[-1])
         if not is_sealed(value):
             continue  # plain text from before R32, a marker, or absent
+        assert isinstance(value, dict)
         plain = None if cipher is None else cipher.open(value, _context(where, path))
         holder[path[-1]] = lost(value["kid"]) if plain is None else plain
 
@@ -245,7 +246,7 @@ def process_keyring() -> Keyring:
     return Keyring.of(PURPOSE, _process_key[0])
 
 
-def keyring_from_setting(value: str) -> Keyring:
+def keyring_from_setting(value: str, variable: str = DATA_KEY_VARIABLE) -> Keyring:
     """``ESMC_DATA_KEY``: base64 keys of 32 bytes, separated by commas, oldest first."""
     keys = []
     for part in value.split(","):
@@ -256,13 +257,13 @@ def keyring_from_setting(value: str) -> Keyring:
             raw = b""
         if len(raw) != KEY_BYTES:
             raise KeyringError(
-                f"{DATA_KEY_VARIABLE} must be base64 keys of 32 bytes separated by commas "
+                f"{variable} must be base64 keys of 32 bytes separated by commas "
                 '(make one with: python -c "import base64,os;'
                 'print(base64.b64encode(os.urandom(32)).decode())")'
             )
         keys.append(raw)
     if not keys:
-        raise KeyringError(f"{DATA_KEY_VARIABLE} is set but empty; unset it or give it a key")
+        raise KeyringError(f"{variable} is set but empty; unset it or give it a key")
     return Keyring.of(PURPOSE, *keys)
 
 

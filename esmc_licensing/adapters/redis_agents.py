@@ -32,14 +32,19 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..domain.client_tasks import AgentResult, TaskKind, TaskOrder
 from ..domain.errors import (
     AdapterUnavailable,
     ConcurrencyConflict,
+    DataKeyMissing,
     InvalidInput,
     LicensingError,
 )
 from ..domain.ids import ComputerId, LicenseKey, PublicId, TaskId
+from ..keyring import Keyring
+from .field_cipher import FieldCipher, is_sealed, keyring_from_setting
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis
@@ -65,7 +70,33 @@ def _text(fields: Mapping[str, str], name: str) -> str:
     return value
 
 
-def order_fields(order: TaskOrder) -> dict[str, str]:
+AGENT_KEY_VARIABLE = "ESMC_AGENT_KEY"
+
+
+def agent_cipher(key: Keyring | FieldCipher | str | None = None) -> FieldCipher | None:
+    """The key sealing license keys in task orders (R32): given, or from
+    ``ESMC_AGENT_KEY`` (base64 keys of 32 bytes, comma separated, the last
+    current). The console and its agents share it; it is not the data key, so
+    an agent never holds what decrypts the store."""
+    if isinstance(key, FieldCipher):
+        return key
+    if key is None:
+        key = os.environ.get(AGENT_KEY_VARIABLE) or None
+    if key is None:
+        return None
+    ring = key if isinstance(key, Keyring) else keyring_from_setting(key, AGENT_KEY_VARIABLE)
+    return FieldCipher(ring)
+
+
+def _order_name(task_id: object, computer_id: object) -> str:
+    return f"{task_id}|{computer_id}"
+
+
+def _order_context(order_agent: str, task_id: str, computer_id: str) -> bytes:
+    return f"esmc-licensing/order/v1|{order_agent}|{task_id}|{computer_id}|license_key".encode()
+
+
+def order_fields(order: TaskOrder, cipher: FieldCipher | None = None) -> dict[str, str]:
     fields = {
         "task_id": str(order.task_id),
         "kind": order.kind.value,
@@ -76,13 +107,45 @@ def order_fields(order: TaskOrder) -> dict[str, str]:
     if order.public_id is not None:
         fields["public_id"] = str(order.public_id)
     if order.key is not None:
-        # the agent activates the product with it; Redis is the console's own broker
-        fields["license_key"] = order.key.reveal()
+        # the agent activates the product with it: sealed, never in plain text (R32)
+        if cipher is None:
+            raise DataKeyMissing(
+                f"no agent key is configured ({AGENT_KEY_VARIABLE}), so a license key "
+                "cannot be sent to an agent: orders carry it encrypted with the key the "
+                "console shares with its agents"
+            )
+        sealed = cipher.seal(
+            order.key.reveal(),
+            _order_context(order.agent_id, fields["task_id"], fields["computer_id"]),
+        )
+        fields["license_key"] = orjson.dumps(sealed).decode()
     return fields
 
 
-def order_from_fields(fields: Mapping[str, str]) -> TaskOrder:
-    key = fields.get("license_key")
+def _opened_key(fields: Mapping[str, str], cipher: FieldCipher | None) -> LicenseKey | None:
+    value = fields.get("license_key")
+    if not value:
+        return None
+    if not value.startswith("{"):
+        return LicenseKey(value)  # an order written before R32
+    try:
+        sealed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the order's license key is neither a key nor a sealed key") from None
+    context = _order_context(
+        _text(fields, "agent_id"), _text(fields, "task_id"), _text(fields, "computer_id")
+    )
+    plain = None if cipher is None or not is_sealed(sealed) else cipher.open(sealed, context)
+    if plain is None:
+        raise InvalidInput(
+            "the order's license key cannot be decrypted with this agent's key "
+            f"({AGENT_KEY_VARIABLE})"
+        )
+    return LicenseKey(plain)
+
+
+def order_from_fields(fields: Mapping[str, str], cipher: FieldCipher | None = None) -> TaskOrder:
+    key = _opened_key(fields, cipher)
     pid = fields.get("public_id")
     return TaskOrder(
         task_id=TaskId(_text(fields, "task_id")),
@@ -91,7 +154,7 @@ def order_from_fields(fields: Mapping[str, str]) -> TaskOrder:
         agent_id=_text(fields, "agent_id"),
         product=_text(fields, "product"),
         public_id=PublicId(pid) if pid else None,
-        key=LicenseKey(key) if key else None,
+        key=key,
     )
 
 
@@ -128,10 +191,13 @@ class RedisAgents:
         url: str = DEFAULT_URL,
         prefix: str = DEFAULT_PREFIX,
         maxlen: int | None = 100_000,
+        agent_key: Keyring | FieldCipher | str | None = None,
     ) -> None:
         self.client: Any = client if client is not None else connect(url)
         self.prefix = prefix
         self.maxlen = maxlen
+        #: seals the license keys of orders (R32); None: orders with a key are refused
+        self.cipher = agent_cipher(agent_key)
 
     def agent_stream(self, agent_id: str) -> str:
         return f"{self.prefix}:agent:{agent_id}"
@@ -140,18 +206,40 @@ class RedisAgents:
     def results_stream(self) -> str:
         return f"{self.prefix}:results"
 
+    @property
+    def orders_index(self) -> str:
+        """A hash: task and target -> the agent stream and id of its order."""
+        return f"{self.prefix}:orders"
+
+    def trim(self, task_id: object, computer_id: object) -> None:
+        """Delete a settled target's order from its agent's stream."""
+        name = _order_name(task_id, computer_id)
+        where = self.client.hget(self.orders_index, name)
+        if where:
+            agent_id, _, message_id = where.partition(" ")
+            self.client.xdel(self.agent_stream(agent_id), message_id)
+        self.client.hdel(self.orders_index, name)
+
     def immediate_results(self, orders: Sequence[TaskOrder]) -> list[AgentResult]:
         return []  # results come back through the results stream
 
     def deliver(self, orders: Sequence[TaskOrder]) -> None:
+        for o in orders:  # refused before anything is sent: no key, no plain text
+            if o.key is not None and self.cipher is None:
+                order_fields(o, None)
         try:
             pipe = self.client.pipeline(transaction=True)
             for o in orders:
                 pipe.xadd(
-                    self.agent_stream(o.agent_id), order_fields(o),
+                    self.agent_stream(o.agent_id), order_fields(o, self.cipher),
                     maxlen=self.maxlen, approximate=True,
                 )
-            pipe.execute()
+            ids = pipe.execute()
+            # where each order is, so it is trimmed once its result is settled
+            self.client.hset(self.orders_index, mapping={
+                _order_name(o.task_id, o.computer_id): f"{o.agent_id} {message_id}"
+                for o, message_id in zip(orders, ids, strict=True)
+            })
         except Exception as e:
             raise AdapterUnavailable(
                 f"the agent broker (Redis) could not take the task ({type(e).__name__})"
@@ -161,10 +249,17 @@ class RedisAgents:
 class RedisAgent:
     """One agent's end of the streams: receive orders, report results (tools, tests)."""
 
-    def __init__(self, client: redis.Redis, agent_id: str, *, prefix: str = DEFAULT_PREFIX):
+    def __init__(
+        self,
+        client: redis.Redis,
+        agent_id: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        agent_key: Keyring | FieldCipher | str | None = None,
+    ):
         self.client: Any = client
         self.agent_id = agent_id
-        self.transport = RedisAgents(client, prefix=prefix)
+        self.transport = RedisAgents(client, prefix=prefix, agent_key=agent_key)
         self._last = "0"
 
     def receive(self, count: int = 100, block_ms: int | None = None) -> list[TaskOrder]:
@@ -174,7 +269,7 @@ class RedisAgent:
         for _, messages in answer or []:
             for message_id, fields in messages:
                 self._last = message_id
-                orders.append(order_from_fields(fields))
+                orders.append(order_from_fields(fields, self.transport.cipher))
         return orders
 
     def report(self, result: AgentResult) -> str:
@@ -216,6 +311,9 @@ class ResultConsumer:
         self.repeated = 0
         self.dead = 0
         self._group_ready = False
+        #: targets whose result was recorded (or repeated) in this round: their
+        #: orders are trimmed once the result is acknowledged
+        self._settled: dict[tuple[str, str], bool] = {}
 
     @property
     def stream(self) -> str:
@@ -260,6 +358,7 @@ class ResultConsumer:
             self.recorded += 1
         else:
             self.repeated += 1
+        self._settled[(str(result.task_id), str(result.computer_id))] = True
         if self.after_save is not None:
             self.after_save(message_id, result)
         return True
@@ -271,7 +370,12 @@ class ResultConsumer:
                 self.client.xack(self.stream, self.group, message_id)
                 continue
             if self._handle(message_id, fields):
+                # settled: acknowledged, then trimmed with the order it answers
                 self.client.xack(self.stream, self.group, message_id)
+                self.client.xdel(self.stream, message_id)
+                task_id, computer_id = fields.get("task_id"), fields.get("computer_id")
+                if task_id and computer_id and self._settled.pop((task_id, computer_id), False):
+                    self.transport.trim(task_id, computer_id)
                 done += 1
         return done
 
@@ -359,9 +463,13 @@ def run_result_consumer(
 
 
 __all__ = [
+    "AGENT_KEY_VARIABLE",
     "RedisAgent",
     "RedisAgents",
     "ResultConsumer",
+    "agent_cipher",
     "connect",
+    "order_fields",
+    "order_from_fields",
     "run_result_consumer",
 ]

@@ -109,5 +109,5 @@ class UnavailableCredentials(Credentials):
     def __hash__(self) -> int:
         return hash(("UnavailableCredentials", self._username, self.key_id))
 
-    def __reduce__(self) -> tuple[type[UnavailableCredentials], tuple[str, str]]:  # type: ignore[override]
+    def __reduce__(self) -> tuple[type[UnavailableCredentials], tuple[str, str]]:
         return (UnavailableCredentials, (self._username, self.key_id))

@@ -148,7 +148,7 @@ class UnavailableLicenseKey(LicenseKey):
     def __hash__(self) -> int:
         return hash(("UnavailableLicenseKey", self.key_id))
 
-    def __reduce__(self) -> tuple[type[UnavailableLicenseKey], tuple[str]]:  # type: ignore[override]
+    def __reduce__(self) -> tuple[type[UnavailableLicenseKey], tuple[str]]:
         return (UnavailableLicenseKey, (self.key_id,))
 
 

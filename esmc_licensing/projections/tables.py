@@ -42,12 +42,12 @@ import attrs
 import orjson
 
 from ..adapters.mapper import converter
-from ..keyring import create_private_file
 from ..domain import account, computer, license, pool, saved_filters, task
 from ..domain.filters import LicenseFilter
 from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from ..domain.status import Status, license_status
 from ..domain.values import Policy, Source, StatusLevel, StatusReason
+from ..keyring import create_private_file
 
 log = logging.getLogger("esmc_licensing.views")
 
