@@ -2125,6 +2125,120 @@ def task_(
     _console().print(_task_table(lm, actor, view))
 
 
+# -- the data keys (R32) ------------------------------------------------------------------------
+
+
+def _data_key_file(ctx: typer.Context) -> Path:
+    """The data key file this store uses: ESMC_DATA_KEY_FILE, else the file
+    beside a SQLite store."""
+    from .adapters.field_cipher import DATA_KEY_FILE_VARIABLE, DATA_KEY_VARIABLE
+
+    if os.environ.get(DATA_KEY_VARIABLE):
+        raise InvalidInput(
+            f"{DATA_KEY_VARIABLE} is set: its keys live in the environment, not in a file. "
+            "Rotate by appending a new key after a comma (oldest first, the last is "
+            f"current), or move the keys to a key file ({DATA_KEY_FILE_VARIABLE})"
+        )
+    configured = os.environ.get(DATA_KEY_FILE_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    store = parse_store(_session(ctx).store)
+    if store.sqlite_path is None:
+        raise InvalidInput(
+            f"this store has no key file beside it: set {DATA_KEY_FILE_VARIABLE} to the "
+            "data key file it uses"
+        )
+    return data_key_file_of(store.sqlite_path)
+
+
+@app.command("rotate-data-key")
+@handled
+def rotate_data_key(ctx: typer.Context) -> None:
+    """Add a new data key for new secrets; older keys stay to read older ones (R32).
+
+    Creates the key file (mode 0600) when there is none. Run `migrate-secrets`
+    afterwards to re-state the current secrets with the new key.
+    """
+    from .keyring import create_key_file, read_key_file, write_key_file
+
+    path = _data_key_file(ctx)
+    if not path.exists():
+        ring = create_key_file(path, "data")
+        _say(f"Created the data key file {path} with key {ring.current_id} (mode 0600).")
+        return
+    ring = read_key_file(path, "data").rotated()
+    write_key_file(path, ring)
+    older = ", ".join(ring.ids[:-1])
+    _say(
+        f"Data key {ring.current_id} is now current in {path}; {older} stay to read "
+        "older secrets. Run `esmc-licensing migrate-secrets` to re-state the current "
+        "secrets with the new key."
+    )
+
+
+@app.command("forget-data-key")
+@handled
+def forget_data_key(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The id of the data key to forget.")],
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Confirm: what only this key protects becomes unreadable.")] = False,
+) -> None:
+    """Forget a data key ("crypto-shredding", R32): every secret only it protects
+    becomes unavailable; every other fact stays readable."""
+    from .keyring import read_key_file, write_key_file
+
+    path = _data_key_file(ctx)
+    ring = read_key_file(path, "data")
+    if key_id not in ring:
+        raise NotFound("data key", key_id)
+    if len(ring.ids) == 1:
+        raise InvalidInput(
+            f"{key_id} is the only data key in {path}: run `rotate-data-key` first, so "
+            "that new secrets have a key"
+        )
+    if not yes:
+        raise ConfirmationRequired(
+            f"forgetting data key {key_id} makes the secrets only it protects unreadable "
+            "for good; run again with --yes to confirm"
+        )
+    write_key_file(path, ring.without(key_id))
+    _say(f"Forgot data key {key_id}; {path} keeps {', '.join(k for k in ring.ids if k != key_id)}.")
+
+
+@app.command("migrate-secrets")
+@handled
+def migrate_secrets(ctx: typer.Context) -> None:
+    """Re-state every license key and password not sealed with the current data key
+    (plain text from before R32, or an older key) as new events (R32).
+
+    History is not rewritten: the older rows keep what they held.
+    """
+    session = _session(ctx)
+    store = parse_store(session.store)
+    if store.sqlite_path is not None and store.sqlite_path.exists():
+        from .adapters.field_cipher import DATA_KEY_FILE_VARIABLE, DATA_KEY_VARIABLE
+
+        path = data_key_file_of(store.sqlite_path)
+        configured = os.environ.get(DATA_KEY_VARIABLE) or os.environ.get(DATA_KEY_FILE_VARIABLE)
+        if not configured and not path.exists():
+            from .keyring import create_key_file
+
+            create_key_file(path, "data")
+            typer.echo(
+                f"Created the data key file {path} (readable by you only): license keys and "
+                "passwords in the store are encrypted with it. Back it up apart from the "
+                "store; without it they cannot be read.",
+                err=True,
+            )
+    app_ = session.app
+    count = app_.migrate_secrets(session.actor)
+    _say(
+        f"Re-stated {count} secret(s) sealed with the current data key. Rows written "
+        "before stay as they were (history is not rewritten)."
+    )
+
+
 # -- the history's seals (R31) ----------------------------------------------------------------
 
 

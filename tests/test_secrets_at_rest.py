@@ -390,3 +390,115 @@ def test_r32_unavailable_values_never_reveal_and_say_which_key() -> None:
     with pytest.raises(SecretUnavailable, match="abc123"):
         key.reveal()
     assert "abc123" in key.masked and "abc123" in repr(key)
+
+
+# -- the command line: an older store, migrated; rotation and forgetting -------------------
+
+PREVIOUS = Path(__file__).parent / "fixtures" / "store-8f60be7"
+PREVIOUS_SECRETS = (
+    "6YN4-7Q8W-60FU-3YNU-63HW",
+    "8PZA-PCRD-RD33-BAY3-RK32",
+    "C63L-MWVD-4FUA-JNDB-K8GG",
+    "fixture-password",
+)
+
+
+def _previous_store(path: Path) -> None:
+    """The store of the version before R32 (plain-text secrets in its rows)."""
+    import sqlite3
+
+    from esmc_licensing.projections.runner import LogReader
+
+    LogReader(env=stores.sqlite_env(path)).close()  # eventsourcing's tables, empty
+    rows = [
+        orjson.loads(line)
+        for line in PREVIOUS.with_suffix(".events.jsonl").read_text().splitlines()
+    ]
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    r["position"],
+                    r["originator_id"],
+                    r["originator_version"],
+                    r["topic"],
+                    r["state"].encode(),
+                )
+                for r in rows
+            ],
+        )
+    conn.close()
+
+
+def test_r32_migrate_secrets_restates_an_older_stores_secrets_then_rotation_and_forgetting(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from esmc_licensing import cli
+
+    store = tmp_path / "old.db"
+    _previous_store(store)
+    runner = CliRunner()
+    env: dict[str, str | None] = {
+        name: None
+        for name in (
+            "ESMC_LICENSING_STORE",
+            "ESMC_LICENSING_USER",
+            "ESMC_DATA_KEY",
+            "ESMC_DATA_KEY_FILE",
+            "ESMC_CONFIG",
+            "ESMC_CREDENTIALS_FILE",
+            "ESMC_ACTIVATION_URL",
+            "ESMC_ACCOUNTS_URL",
+            "ESMC_SEAL_KEY",
+        )
+    }
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(cli.app, ["--store", str(store), *args], env=env)
+        for secret in PREVIOUS_SECRETS:
+            assert secret not in result.output
+        return result
+
+    listed = run("licenses", "--json")
+    assert listed.exit_code == 0, listed.output  # an older store reads without a key
+    key_file = tmp_path / "old.db.datakey"
+    assert not key_file.exists()  # an existing store gets no key made behind its back
+
+    migrated = run("migrate-secrets")
+    assert migrated.exit_code == 0, migrated.output
+    # two live licenses' keys and the account's password (a removed license has
+    # no current key to re-state)
+    assert "Re-stated 3 secret(s)" in migrated.stdout
+    assert "Created the data key file" in migrated.stderr
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert run("migrate-secrets").stdout.startswith("Re-stated 0 secret(s)")
+    assert run("licenses", "--json").stdout == listed.stdout
+
+    first = Keyring.of("x", *[k for _, k in _ring(key_file)]).current_id
+    rotated = run("rotate-data-key")
+    assert rotated.exit_code == 0 and first in rotated.stdout, rotated.output
+    second = Keyring.of("x", *[k for _, k in _ring(key_file)]).current_id
+    assert second != first
+    assert run("migrate-secrets").stdout.startswith("Re-stated 3 secret(s)")
+
+    unconfirmed = run("forget-data-key", first)
+    assert unconfirmed.exit_code == 1 and "--yes" in unconfirmed.stderr
+    assert run("forget-data-key", "nonexistent0").exit_code == 1
+    forgot = run("forget-data-key", first, "--yes")
+    assert forgot.exit_code == 0, forgot.output
+    assert [kid for kid, _ in _ring(key_file)] == [second]
+    # the current secrets were re-stated under the second key: nothing is lost
+    assert run("migrate-secrets").stdout.startswith("Re-stated 0 secret(s)")
+    assert run("licenses", "--json").stdout == listed.stdout
+    # history is not rewritten: the rows from before R32 still hold their plain text
+    assert PREVIOUS_SECRETS[0].encode() in store.read_bytes()
+
+
+def _ring(path: Path) -> Keyring:
+    from esmc_licensing.keyring import read_key_file
+
+    return read_key_file(path, "data")
