@@ -59,6 +59,7 @@ from .domain.errors import (
     InvalidInput,
     LicensingError,
     NotFound,
+    PermissionDenied,
 )
 from .domain.filters import LicenseFilter
 from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
@@ -171,7 +172,7 @@ def activation_server(clock: Clock) -> ActivationServer:
 # -- the store -------------------------------------------------------------------
 
 _SETTING = re.compile(r"[A-Z][A-Z0-9_]*=")
-_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY")
+_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY", "DATA_KEY", "AGENT_KEY")
 
 
 @attrs.frozen
@@ -1843,6 +1844,34 @@ def computer_(
         table.add_row(f"Product {p.product}", _products_text(
             attrs.evolve(view, products=(p,))).split(": ", 1)[1])
     _console().print(table)
+
+
+@app.command("agent-secret")
+@handled
+def agent_secret(
+    ctx: typer.Context,
+    computer: Annotated[str, typer.Argument(metavar="COMPUTER",
+                                            help="A computer by id, id prefix or name.")],
+) -> None:
+    """Print the secret to provision a computer's agent with (R34; administrators).
+
+    Derived from ESMC_AGENT_KEY and the agent's id, it is stored nowhere: the
+    agent signs its results and opens its orders with it. Run it when the
+    computer is registered, and again after the agent key is rotated.
+    """
+    from .adapters.redis_agents import AGENT_KEY_VARIABLE, agent_keys
+
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    view = lm.computer(actor, _computer(lm, actor, computer))
+    if actor != lm.administrator:
+        raise PermissionDenied("issuing agent secrets is for the administrator")
+    if not view.managed:
+        raise InvalidInput(f"computer {view.name} has no agent to provision")
+    keys = agent_keys()
+    if keys is None:
+        raise InvalidInput(f"no agent key is configured: set {AGENT_KEY_VARIABLE}")
+    typer.echo(keys.secret(str(view.computer_id)).text)
 
 
 @app.command("register-computer")

@@ -188,9 +188,10 @@ def test_r32_no_license_key_or_password_in_any_byte_of_the_stores_views_or_redis
         for i in range(2)
     ]
     task_id = app.run_product_activation(admin, pids[0], computers)
-    consumer = ResultConsumer(app, client, prefix=prefix, consumer="c1")
+    consumer = ResultConsumer(app, client, prefix=prefix, consumer="c1", agent_key=AGENT_KEY)
     for cid in computers[:1]:  # one result settled (trimmed), one order left in its stream
-        agent = RedisAgent(client, str(cid), prefix=prefix, agent_key=AGENT_KEY)
+        secret = agents.agent_secret(str(cid))
+        agent = RedisAgent(client, str(cid), prefix=prefix, secret=secret)
         [order] = agent.receive()
         assert order.key is not None and order.key.reveal() == keys[0]
         agent.report(AgentResult(task_id, cid, succeeded=True))

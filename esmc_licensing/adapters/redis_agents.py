@@ -7,9 +7,21 @@ Layout (``prefix`` defaults to ``esmc``):
 - ``{prefix}:results``: agents append their results here. A consumer group
   (``ResultConsumer``) reads them; each message is acknowledged (XACK) only
   after its result is saved in the event store.
-- ``{prefix}:results:dead``: results the library refused for good (unknown
-  task or target, malformed), with the reason, acknowledged so they stop
-  coming back.
+- ``{prefix}:results:dead``: results the library refused for good (not
+  signed by the agent of the computer they name, unknown task or target,
+  malformed), with the reason, acknowledged so they stop coming back; they
+  are recorded nowhere (R34).
+- ``{prefix}:orders``: a hash from task and target to its order's stream
+  and id, so that a settled target's order is deleted with its result.
+
+Authentication (R34): each agent's secret is derived from the console's agent
+key (``ESMC_AGENT_KEY``) and the agent's id, so nothing about it is stored;
+an agent is provisioned with it when its computer is registered
+(``esmc-licensing agent-secret``). Orders are signed (HMAC-SHA256) for one
+agent and carry the license key sealed with that agent's secret (AES-GCM,
+R32); results are signed by the agent and must name its own computer. Settled
+results (recorded, repeated or refused) are acknowledged and then deleted
+from the results stream, with the order they answer.
 
 Exactly once, end to end: delivery is at least once (a consumer that dies
 between reading and acknowledging leaves the message pending; it is read
@@ -25,6 +37,11 @@ message unacknowledged: it is retried.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
 import logging
 import os
 import socket
@@ -32,6 +49,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import orjson
 
 from ..domain.client_tasks import AgentResult, TaskKind, TaskOrder
@@ -43,7 +61,7 @@ from ..domain.errors import (
     LicensingError,
 )
 from ..domain.ids import ComputerId, LicenseKey, PublicId, TaskId
-from ..keyring import Keyring
+from ..keyring import KEY_BYTES, Keyring
 from .field_cipher import FieldCipher, is_sealed, keyring_from_setting
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,21 +89,95 @@ def _text(fields: Mapping[str, str], name: str) -> str:
 
 
 AGENT_KEY_VARIABLE = "ESMC_AGENT_KEY"
+_SECRET_LABEL = b"esmc-licensing agent secret v1|"
 
 
-def agent_cipher(key: Keyring | FieldCipher | str | None = None) -> FieldCipher | None:
-    """The key sealing license keys in task orders (R32): given, or from
-    ``ESMC_AGENT_KEY`` (base64 keys of 32 bytes, comma separated, the last
-    current). The console and its agents share it; it is not the data key, so
-    an agent never holds what decrypts the store."""
-    if isinstance(key, FieldCipher):
+@attrs.frozen(repr=False)
+class AgentSecret:
+    """One agent's secret (R34): it signs the agent's results and checks the
+    console's orders, and opens the license keys sealed for this agent (R32).
+
+    Derived from the console's agent key and the agent's id, so the store
+    keeps nothing about it and an agent's secret tells nothing about another
+    agent's; ``text`` is what an agent is provisioned with when its computer
+    is registered (``esmc-licensing agent-secret``). Its repr shows ids only.
+    """
+
+    agent_id: str
+    key_id: str
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"AgentSecret({self.agent_id!r}, key_id={self.key_id!r})"
+
+    @property
+    def text(self) -> str:
+        return f"{self.key_id}:{base64.b64encode(self.key).decode()}"
+
+    @classmethod
+    def parse(cls, agent_id: str, text: str) -> AgentSecret:
+        key_id_, _, encoded = text.partition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not key_id_ or len(key) != KEY_BYTES:
+            raise InvalidInput("an agent secret is KEYID:BASE64 as `agent-secret` printed it")
+        return cls(agent_id, key_id_, key)
+
+    @functools.cached_property
+    def cipher(self) -> FieldCipher:
+        return FieldCipher(Keyring.of("agent", self.key))
+
+    def sign(self, fields: Mapping[str, str]) -> str:
+        return hmac.new(self.key, _canonical(fields), hashlib.sha256).hexdigest()
+
+    def verifies(self, fields: Mapping[str, str]) -> bool:
+        signature = fields.get("sig")
+        return isinstance(signature, str) and hmac.compare_digest(signature, self.sign(fields))
+
+
+def _canonical(fields: Mapping[str, str]) -> bytes:
+    """What is signed: every field but the signature, in a fixed order."""
+    return orjson.dumps({k: fields[k] for k in sorted(fields) if k != "sig"})
+
+
+class AgentKeys:
+    """The console's agent key (``ESMC_AGENT_KEY``): each agent's secret is
+    derived from it, so rotating it (a new key after a comma) re-issues them."""
+
+    def __init__(self, ring: Keyring) -> None:
+        self.ring = ring
+
+    def __repr__(self) -> str:
+        return f"AgentKeys(ids={self.ring.ids!r})"
+
+    def secret(self, agent_id: str, key_id_: str | None = None) -> AgentSecret:
+        kid = self.ring.current_id if key_id_ is None else key_id_
+        master = self.ring.key(kid)  # UnknownKey (InvalidInput) for a key not held
+        key = hmac.new(master, _SECRET_LABEL + agent_id.encode(), hashlib.sha256).digest()
+        return AgentSecret(agent_id, kid, key)
+
+
+def agent_keys(key: AgentKeys | Keyring | str | None = None) -> AgentKeys | None:
+    """The console's agent key: given, or from ``ESMC_AGENT_KEY`` (base64 keys of
+    32 bytes, comma separated, the last current). It is not the data key: an
+    agent never holds what decrypts the store."""
+    if isinstance(key, AgentKeys):
         return key
     if key is None:
         key = os.environ.get(AGENT_KEY_VARIABLE) or None
     if key is None:
         return None
     ring = key if isinstance(key, Keyring) else keyring_from_setting(key, AGENT_KEY_VARIABLE)
-    return FieldCipher(ring)
+    return AgentKeys(ring)
+
+
+def _no_agent_key(what: str) -> DataKeyMissing:
+    return DataKeyMissing(
+        f"no agent key is configured ({AGENT_KEY_VARIABLE}), so {what}: orders and "
+        "results are signed, and license keys sealed, with each agent's secret (R32, R34)"
+    )
 
 
 def _order_name(task_id: object, computer_id: object) -> str:
@@ -96,56 +188,54 @@ def _order_context(order_agent: str, task_id: str, computer_id: str) -> bytes:
     return f"esmc-licensing/order/v1|{order_agent}|{task_id}|{computer_id}|license_key".encode()
 
 
-def order_fields(order: TaskOrder, cipher: FieldCipher | None = None) -> dict[str, str]:
+def order_fields(order: TaskOrder, secret: AgentSecret | None = None) -> dict[str, str]:
+    """An order as stream fields, signed with the agent's secret (R34), its
+    license key sealed for that agent only (R32)."""
+    if secret is None:
+        raise _no_agent_key("a task cannot be sent to an agent")
     fields = {
         "task_id": str(order.task_id),
         "kind": order.kind.value,
         "computer_id": str(order.computer_id),
         "agent_id": order.agent_id,
         "product": order.product,
+        "kid": secret.key_id,
     }
     if order.public_id is not None:
         fields["public_id"] = str(order.public_id)
     if order.key is not None:
-        # the agent activates the product with it: sealed, never in plain text (R32)
-        if cipher is None:
-            raise DataKeyMissing(
-                f"no agent key is configured ({AGENT_KEY_VARIABLE}), so a license key "
-                "cannot be sent to an agent: orders carry it encrypted with the key the "
-                "console shares with its agents"
-            )
-        sealed = cipher.seal(
+        sealed = secret.cipher.seal(
             order.key.reveal(),
             _order_context(order.agent_id, fields["task_id"], fields["computer_id"]),
         )
         fields["license_key"] = orjson.dumps(sealed).decode()
+    fields["sig"] = secret.sign(fields)
     return fields
 
 
-def _opened_key(fields: Mapping[str, str], cipher: FieldCipher | None) -> LicenseKey | None:
+def _opened_key(fields: Mapping[str, str], secret: AgentSecret) -> LicenseKey | None:
     value = fields.get("license_key")
     if not value:
         return None
-    if not value.startswith("{"):
-        return LicenseKey(value)  # an order written before R32
     try:
         sealed = orjson.loads(value)
     except orjson.JSONDecodeError:
-        raise InvalidInput("the order's license key is neither a key nor a sealed key") from None
+        raise InvalidInput("the order's license key is not a sealed key") from None
     context = _order_context(
         _text(fields, "agent_id"), _text(fields, "task_id"), _text(fields, "computer_id")
     )
-    plain = None if cipher is None or not is_sealed(sealed) else cipher.open(sealed, context)
+    plain = secret.cipher.open(sealed, context) if is_sealed(sealed) else None
     if plain is None:
-        raise InvalidInput(
-            "the order's license key cannot be decrypted with this agent's key "
-            f"({AGENT_KEY_VARIABLE})"
-        )
+        raise InvalidInput("the order's license key cannot be opened with this agent's secret")
     return LicenseKey(plain)
 
 
-def order_from_fields(fields: Mapping[str, str], cipher: FieldCipher | None = None) -> TaskOrder:
-    key = _opened_key(fields, cipher)
+def order_from_fields(fields: Mapping[str, str], secret: AgentSecret) -> TaskOrder:
+    """An order as its agent reads it: refused unless the console signed it for
+    this agent (``InvalidInput``)."""
+    if fields.get("agent_id") != secret.agent_id or not secret.verifies(fields):
+        raise InvalidInput("the order is not signed by the console for this agent")
+    key = _opened_key(fields, secret)
     pid = fields.get("public_id")
     return TaskOrder(
         task_id=TaskId(_text(fields, "task_id")),
@@ -158,7 +248,8 @@ def order_from_fields(fields: Mapping[str, str], cipher: FieldCipher | None = No
     )
 
 
-def result_fields(result: AgentResult) -> dict[str, str]:
+def result_fields(result: AgentResult, secret: AgentSecret | None = None) -> dict[str, str]:
+    """A result as stream fields, signed by its agent (R34)."""
     fields = {
         "task_id": str(result.task_id),
         "computer_id": str(result.computer_id),
@@ -166,6 +257,10 @@ def result_fields(result: AgentResult) -> dict[str, str]:
     }
     if result.reason is not None:
         fields["reason"] = result.reason
+    if secret is not None:
+        fields["agent_id"] = secret.agent_id
+        fields["kid"] = secret.key_id
+        fields["sig"] = secret.sign(fields)
     return fields
 
 
@@ -181,6 +276,30 @@ def result_from_fields(fields: Mapping[str, str]) -> AgentResult:
     )
 
 
+class Unauthenticated(InvalidInput):
+    """A result not signed by the agent of the computer it names (R34)."""
+
+
+def authenticate(fields: Mapping[str, str], keys: AgentKeys | None) -> AgentResult:
+    """The result a message carries, if the agent of the computer it names
+    signed it (R34); else ``Unauthenticated`` (the message is kept aside)."""
+    if keys is None:
+        raise _no_agent_key("results cannot be authenticated")
+    result = result_from_fields(fields)
+    agent_id = fields.get("agent_id")
+    if not agent_id or not fields.get("kid"):
+        raise Unauthenticated("the result is not signed by an agent")
+    if agent_id != str(result.computer_id):
+        raise Unauthenticated("the result names another computer than its agent's")
+    try:
+        secret = keys.secret(agent_id, fields["kid"])
+    except InvalidInput:
+        raise Unauthenticated("the result is signed with an agent key not held") from None
+    if not secret.verifies(fields):
+        raise Unauthenticated("the result's signature does not verify")
+    return result
+
+
 class RedisAgents:
     """The ``AgentTransport`` port over Redis Streams (see the module docs)."""
 
@@ -191,13 +310,19 @@ class RedisAgents:
         url: str = DEFAULT_URL,
         prefix: str = DEFAULT_PREFIX,
         maxlen: int | None = 100_000,
-        agent_key: Keyring | FieldCipher | str | None = None,
+        agent_key: AgentKeys | Keyring | str | None = None,
     ) -> None:
         self.client: Any = client if client is not None else connect(url)
         self.prefix = prefix
         self.maxlen = maxlen
-        #: seals the license keys of orders (R32); None: orders with a key are refused
-        self.cipher = agent_cipher(agent_key)
+        #: derives each agent's secret (R34); None: no order is sent
+        self.keys = agent_keys(agent_key)
+
+    def agent_secret(self, agent_id: str) -> AgentSecret:
+        """The secret to provision an agent with (its orders and results use it)."""
+        if self.keys is None:
+            raise _no_agent_key("no agent secret can be issued")
+        return self.keys.secret(agent_id)
 
     def agent_stream(self, agent_id: str) -> str:
         return f"{self.prefix}:agent:{agent_id}"
@@ -224,14 +349,16 @@ class RedisAgents:
         return []  # results come back through the results stream
 
     def deliver(self, orders: Sequence[TaskOrder]) -> None:
-        for o in orders:  # refused before anything is sent: no key, no plain text
-            if o.key is not None and self.cipher is None:
-                order_fields(o, None)
+        # signed and sealed before anything is sent: no agent key, nothing sent
+        messages = [
+            order_fields(o, None if self.keys is None else self.keys.secret(o.agent_id))
+            for o in orders
+        ]
         try:
             pipe = self.client.pipeline(transaction=True)
-            for o in orders:
+            for o, fields in zip(orders, messages, strict=True):
                 pipe.xadd(
-                    self.agent_stream(o.agent_id), order_fields(o, self.cipher),
+                    self.agent_stream(o.agent_id), fields,
                     maxlen=self.maxlen, approximate=True,
                 )
             ids = pipe.execute()
@@ -247,7 +374,11 @@ class RedisAgents:
 
 
 class RedisAgent:
-    """One agent's end of the streams: receive orders, report results (tools, tests)."""
+    """One agent's end of the streams: receive orders, report results (tools, tests).
+
+    ``secret`` is the agent's own (``AgentSecret`` or its ``text``): orders not
+    signed by the console for this agent are set aside in ``refused``.
+    """
 
     def __init__(
         self,
@@ -255,11 +386,17 @@ class RedisAgent:
         agent_id: str,
         *,
         prefix: str = DEFAULT_PREFIX,
-        agent_key: Keyring | FieldCipher | str | None = None,
+        secret: AgentSecret | str,
     ):
         self.client: Any = client
         self.agent_id = agent_id
-        self.transport = RedisAgents(client, prefix=prefix, agent_key=agent_key)
+        self.secret = secret if isinstance(secret, AgentSecret) else AgentSecret.parse(
+            agent_id, secret
+        )
+        if self.secret.agent_id != agent_id:
+            raise InvalidInput("that agent secret was issued to another agent")
+        self.transport = RedisAgents(client, prefix=prefix)
+        self.refused: list[tuple[str, str]] = []
         self._last = "0"
 
     def receive(self, count: int = 100, block_ms: int | None = None) -> list[TaskOrder]:
@@ -269,11 +406,17 @@ class RedisAgent:
         for _, messages in answer or []:
             for message_id, fields in messages:
                 self._last = message_id
-                orders.append(order_from_fields(fields, self.transport.cipher))
+                try:
+                    orders.append(order_from_fields(fields, self.secret))
+                except LicensingError as e:
+                    log.warning("order %s refused by agent %s: %s", message_id, self.agent_id, e)
+                    self.refused.append((message_id, str(e)))
         return orders
 
     def report(self, result: AgentResult) -> str:
-        message_id: str = self.client.xadd(self.transport.results_stream, result_fields(result))
+        message_id: str = self.client.xadd(
+            self.transport.results_stream, result_fields(result, self.secret)
+        )
         return message_id
 
 
@@ -299,10 +442,11 @@ class ResultConsumer:
         consumer: str | None = None,
         claim_idle_ms: int = 60_000,
         after_save: Callable[[str, AgentResult], None] | None = None,
+        agent_key: AgentKeys | Keyring | str | None = None,
     ) -> None:
         self.app = app
         self.client: Any = client if client is not None else connect(url)
-        self.transport = RedisAgents(self.client, prefix=prefix)
+        self.transport = RedisAgents(self.client, prefix=prefix, agent_key=agent_key)
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
@@ -334,7 +478,7 @@ class ResultConsumer:
     def _handle(self, message_id: str, fields: Mapping[str, str]) -> bool:
         """Record one message; True when it may be acknowledged."""
         try:
-            result = result_from_fields(fields)
+            result = authenticate(fields, self.transport.keys)
             recorded = self.app.record_task_result(
                 result.task_id, result.computer_id,
                 succeeded=result.succeeded, reason=result.reason,
@@ -464,10 +608,14 @@ def run_result_consumer(
 
 __all__ = [
     "AGENT_KEY_VARIABLE",
+    "AgentKeys",
+    "AgentSecret",
     "RedisAgent",
     "RedisAgents",
     "ResultConsumer",
-    "agent_cipher",
+    "Unauthenticated",
+    "agent_keys",
+    "authenticate",
     "connect",
     "order_fields",
     "order_from_fields",

@@ -7,7 +7,7 @@ current key makes the state (and every snapshot written from now on) depend
 only on the current key, so an older key can then be forgotten without losing
 the current secrets. The older rows still hold what they held: a copy of the
 store keeps plain text from before R32 until the store itself is retired
-(see docs/security.md).
+(see docs/cli.md, "Secrets at rest").
 """
 
 from __future__ import annotations
