@@ -1006,7 +1006,9 @@ def license_(
         ("Pool", str(view.pool_id)),
         ("Group", names(view.group)),
         ("Tags", ", ".join(sorted(view.tags))),
-        ("Key", f"XXXX-XXXX-XXXX-XXXX-{view.key_last4}" if view.key_last4 else "-"),
+        ("Key", "-" if view.key_last4 is None else (
+            f"XXXX-XXXX-XXXX-XXXX-{view.key_last4}" if view.key_last4
+            else "(unavailable: its data key is not configured)")),
     ]
     if view.status.registration_url:
         rows.append(("Register at", view.status.registration_url))

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 from hypothesis import given
@@ -42,6 +43,7 @@ from esmc_licensing.adapters.redis_agents import RedisAgent, RedisAgents, Result
 from esmc_licensing.domain.client_tasks import AgentResult
 from esmc_licensing.domain.ids import UnavailableLicenseKey
 from esmc_licensing.keyring import Keyring, key_id
+from esmc_licensing.projections.runner import rebuild_views
 from esmc_licensing.testing import stores
 
 from .conftest import START, issue
@@ -330,6 +332,16 @@ def test_r32_forgetting_a_key_leaves_every_other_fact_and_reports_the_secret_una
         assert forgot.synchronize(admin).ok
     finally:
         forgot.close()
+    # views rebuilt without the old key: the shredded key shows as unavailable ("")
+    rebuild_views({**env, "ESMC_DATA_KEY": new})
+    again = _app({**env, "ESMC_DATA_KEY": new}, vendor, accounts)
+    try:
+        views = {v.public_id: v for v in again.licenses(again.administrator)}
+        assert views[shredded].key_last4 == ""
+        assert views[kept].key_last4 == kept_key[-4:]
+        assert attrs.evolve(views[shredded], key_last4=facts[0].key_last4) == facts[0]
+    finally:
+        again.close()
 
 
 def test_r32_an_embedding_application_without_a_data_key_is_refused_before_recording_a_secret(
