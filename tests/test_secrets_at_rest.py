@@ -36,6 +36,7 @@ from esmc_licensing import (
     InMemoryActivationServer,
     LicenseManagement,
     ManualClock,
+    PublicId,
     SecretUnavailable,
 )
 from esmc_licensing.adapters.field_cipher import FieldCipher, sealed_key_id
@@ -480,6 +481,8 @@ def test_r32_migrate_secrets_restates_an_older_stores_secrets_then_rotation_and_
     assert listed.exit_code == 0, listed.output  # an older store reads without a key
     key_file = tmp_path / "old.db.datakey"
     assert not key_file.exists()  # an existing store gets no key made behind its back
+    _plain_snapshot(store, "PRV-SDG-001")  # as an older version wrote snapshots
+    assert PREVIOUS_SECRETS[1] in _snapshot_texts(store)
 
     migrated = run("migrate-secrets")
     assert migrated.exit_code == 0, migrated.output
@@ -488,6 +491,8 @@ def test_r32_migrate_secrets_restates_an_older_stores_secrets_then_rotation_and_
     assert "Re-stated 3 secret(s)" in migrated.stdout
     assert "Created the data key file" in migrated.stderr
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    snapshots = _snapshot_texts(store)
+    assert snapshots and not any(secret in snapshots for secret in PREVIOUS_SECRETS)
     assert run("migrate-secrets").stdout.startswith("Re-stated 0 secret(s)")
     assert run("licenses", "--json").stdout == listed.stdout
 
@@ -509,6 +514,34 @@ def test_r32_migrate_secrets_restates_an_older_stores_secrets_then_rotation_and_
     assert run("licenses", "--json").stdout == listed.stdout
     # history is not rewritten: the rows from before R32 still hold their plain text
     assert PREVIOUS_SECRETS[0].encode() in store.read_bytes()
+
+
+def _plain_snapshot(store: Path, public_id: str) -> None:
+    """A snapshot with the license key in plain text, as versions before R32 wrote."""
+    from esmc_licensing.adapters.mapper import converter
+    from esmc_licensing.domain import license
+    from esmc_licensing.domain.ids import license_aggregate_id
+
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(store)}
+    app = LicenseManagement(env=env)
+    try:
+        aggregate_id = license_aggregate_id(PublicId(public_id))
+        state = app._load(
+            aggregate_id, lambda: license.initial(PublicId(public_id)), license.evolve
+        )
+        plain = orjson.dumps(converter.unstructure(state, type(state))).decode()
+        app.views.put_snapshot(aggregate_id, state.version, plain)
+    finally:
+        app.close()
+
+
+def _snapshot_texts(store: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        rows = conn.execute("SELECT state FROM esmc_snapshots").fetchall()
+    conn.close()
+    return "\n".join(str(row[0]) for row in rows)
 
 
 def _ring(path: Path) -> Keyring:

@@ -20,6 +20,7 @@ import orjson
 
 from ..adapters.field_cipher import sealed_key_id
 from ..adapters.mapper import SECRETS_BY_TOPIC
+from ..aggregates import encode_state
 from ..domain import account, directory, license
 from ..domain.errors import DataKeyMissing, LicensingError
 from ..domain.events import TOPICS, DomainEvent, user_actor
@@ -80,8 +81,21 @@ class SecretCommands(ServiceBase):
         ]
         done = 0
         for i in range(0, len(stale), BATCH):
-            done += self._reseal(stale[i : i + BATCH], uid)
+            batch = stale[i : i + BATCH]
+            done += self._reseal(batch, uid)
+            self._resnapshot([uuid.UUID(oid) for oid, _, _ in batch])
         return done
+
+    def _resnapshot(self, ids: list[uuid.UUID]) -> None:
+        """Replace the snapshots of re-stated aggregates (an older version wrote
+        them with plain-text secrets) with their current state, sealed."""
+        cipher = self.event_log.mapper.secrets
+        for aggregate_id, _ in self.views.snapshots(ids).items():
+            with self._lock:
+                state = self._states.get(aggregate_id.int)
+            if state is not None:
+                encoded = encode_state(state, cipher, aggregate_id).decode()
+                self.views.put_snapshot(aggregate_id, state.version, encoded)
 
     def _reseal(self, batch: list[tuple[str, str, dict[str, Any]]], uid: Any) -> int:
         def decide() -> Decision[int]:
