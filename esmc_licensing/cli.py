@@ -2223,10 +2223,10 @@ def forget_data_key(
     ring = read_key_file(path, "data")
     if key_id not in ring:
         raise NotFound("data key", key_id)
-    if len(ring.ids) == 1:
+    if key_id == ring.current_id:
         raise InvalidInput(
-            f"{key_id} is the only data key in {path}: run `rotate-data-key` first, so "
-            "that new secrets have a key"
+            f"{key_id} is the current data key in {path}: run `rotate-data-key` first, so "
+            "that new secrets have another key"
         )
     if not yes:
         raise ConfirmationRequired(

@@ -503,6 +503,7 @@ def test_r32_migrate_secrets_restates_an_older_stores_secrets_then_rotation_and_
     assert second != first
     assert run("migrate-secrets").stdout.startswith("Re-stated 3 secret(s)")
 
+    assert run("forget-data-key", second, "--yes").exit_code == 2  # the current key
     unconfirmed = run("forget-data-key", first)
     assert unconfirmed.exit_code == 1 and "--yes" in unconfirmed.stderr
     assert run("forget-data-key", "nonexistent0").exit_code == 1
