@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,7 +24,7 @@ from typing import Any
 import attrs
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from esmc_licensing import (
@@ -549,3 +550,35 @@ def _ring(path: Path) -> Keyring:
     from esmc_licensing.keyring import read_key_file
 
     return read_key_file(path, "data")
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    # any text, after a marker that cannot be in the store by chance
+    password=st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=64).map(
+        lambda text: "pw\u2603" + text
+    )
+)
+def test_r32_any_password_and_key_recorded_leave_no_trace_in_the_store_file(
+    tmp_path: Path, password: str
+) -> None:
+    where = Path(tempfile.mkdtemp(dir=tmp_path))
+    vendor = InMemoryActivationServer(clock=ManualClock(START))
+    accounts = InMemoryAccounts(vendor)
+    key = issue(vendor, "3AB-C12-D34")
+    issue(vendor, "E01-000-001")
+    credentials = Credentials("someone@example.com", password)
+    accounts.add_eba_account(credentials, "Acme", ["E01-000-001"])
+    env = {**stores.sqlite_env(where / "s.db"), "ESMC_SNAPSHOT_EVERY": "1"}
+    app = _app(env, vendor, accounts)
+    app.add_license_key(app.administrator, key)
+    app.connect_account(app.administrator, AccountKind.EBA, credentials)
+    app.synchronize(app.administrator)
+    app.close()
+    kept = b"".join(p.read_bytes() for p in where.iterdir() if p.is_file())
+    assert b"someone@example.com" in kept  # the facts are there to be found
+    for secret in (key, password):
+        assert secret.encode() not in kept
+        assert orjson.dumps(secret)[1:-1] not in kept  # nor as JSON writes it
