@@ -13,6 +13,7 @@ The ratio is the figure to compare (issue target: ≥ 0.5 of raw).
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import statistics
 import tempfile
@@ -32,12 +33,19 @@ from esmc_licensing import (
 
 PRODUCT = "ESET Endpoint Security"
 
+#: the data key sealing license keys at rest (R32): one per run
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
+
 
 def bench_activation(path: Path, n: int) -> float:
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     vendor = InMemoryActivationServer(clock=clock)
     app = LicenseManagement(
-        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)},
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "ESMC_DATA_KEY": DATA_KEY,
+        },
         adapters=Adapters(activation_server=vendor, clock=clock, agents=InMemoryAgents()),
     )
     admin = app.administrator
@@ -45,8 +53,11 @@ def bench_activation(path: Path, n: int) -> float:
     pids = []
     for i in range((n + per_license - 1) // per_license):
         key = vendor.issue(
-            public_id=f"BEN-{i // 1000:03d}-{i % 1000:03d}", product=PRODUCT, units=per_license,
-            expires=date(2027, 1, 1), owner=f"Owner {i}",
+            public_id=f"BEN-{i // 1000:03d}-{i % 1000:03d}",
+            product=PRODUCT,
+            units=per_license,
+            expires=date(2027, 1, 1),
+            owner=f"Owner {i}",
         )
         pids.append(app.add_license_key(admin, key))
     computers = [

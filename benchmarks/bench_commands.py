@@ -12,6 +12,7 @@ transaction and one INSERT transaction, with the settings eventsourcing uses
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sqlite3
 import statistics
@@ -26,6 +27,9 @@ from esmc_licensing import (
     LicenseManagement,
     ManualClock,
 )
+
+#: the data key sealing license keys at rest (R32): one per run
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 def raw_sqlite(path: Path, n: int) -> float:
@@ -57,7 +61,11 @@ def raw_sqlite(path: Path, n: int) -> float:
 
 def open_app(path: Path, clock: ManualClock, vendor: InMemoryActivationServer) -> LicenseManagement:
     return LicenseManagement(
-        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)},
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "ESMC_DATA_KEY": DATA_KEY,
+        },
         adapters=Adapters(activation_server=vendor, clock=clock),
     )
 

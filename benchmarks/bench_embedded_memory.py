@@ -36,6 +36,7 @@ with ``--reuse`` an existing ``DIR/embedded.db`` is used as it is.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -89,9 +90,16 @@ EXPECTED_REFUSALS = frozenset({
     "run_product_activation: OveruseRefused",
 })
 
+#: the data key sealing license keys at rest (R32): one per run
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
+
 
 def env_of(db: Path) -> dict[str, str]:
-    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(db),
+        "ESMC_DATA_KEY": DATA_KEY,
+    }
 
 
 def cli_argv() -> list[str]:

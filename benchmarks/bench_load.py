@@ -14,6 +14,8 @@ about a millisecond (p50) however long the history.
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import statistics
 import tempfile
 import time
@@ -22,6 +24,9 @@ from pathlib import Path
 
 from esmc_licensing import Adapters, InMemoryActivationServer, LicenseManagement, ManualClock
 from esmc_licensing.domain.ids import ComputerId
+
+#: the data key sealing license keys at rest (R32): one per run
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 def timed_loads(app: LicenseManagement, cid: ComputerId, runs: int) -> tuple[float, float]:
@@ -41,7 +46,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
     where = Path(tempfile.mkdtemp(prefix="esmc-load-"))
-    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(where / "s.db")}
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(where / "s.db"),
+        "ESMC_DATA_KEY": DATA_KEY,
+    }
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     vendor = InMemoryActivationServer(clock=clock)
     app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
@@ -57,12 +66,16 @@ def main() -> None:
     print(f"{args.events:,} check-ins of one computer written in {time.perf_counter() - t:.1f} s")
     app.close()
 
-    for label, extra in (("snapshots (default)", {}), ("no snapshots", {
-        "ESMC_SNAPSHOT_EVERY": str(10**9)})):
+    for label, extra in (
+        ("snapshots (default)", {}),
+        ("no snapshots", {"ESMC_SNAPSHOT_EVERY": str(10**9)}),
+    ):
         reader = LicenseManagement(env={**env, **extra})
         reader._computer(long_id)  # with snapshots on, this load writes the snapshot
-        for name, cid in (("short history (10 events)", short_id),
-                          (f"long history ({args.events + 1:,} events)", long_id)):
+        for name, cid in (
+            ("short history (10 events)", short_id),
+            (f"long history ({args.events + 1:,} events)", long_id),
+        ):
             p50, p99 = timed_loads(reader, cid, args.runs)
             print(f"{label:20} {name:32} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
         reader.views.drop(snapshots=True)

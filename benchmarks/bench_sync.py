@@ -13,6 +13,7 @@ Where the time goes is printed with ``--profile``.
 from __future__ import annotations
 
 import argparse
+import base64
 import cProfile
 import os
 import pstats
@@ -34,6 +35,9 @@ from esmc_licensing import (
     LicenseManagement,
     ManualClock,
 )
+
+#: the data key sealing license keys at rest (R32): one per run
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 
 
 def build_vendor(companies: int, per: int) -> tuple[InMemoryActivationServer, InMemoryAccounts]:
@@ -91,7 +95,11 @@ def one_run(companies: int, per: int, profile: bool) -> tuple[float, float, floa
     vendor, accounts = build_vendor(companies, per)
     creds = Credentials("msp@example", "pw")
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": f"{tmp}/lic.db"}
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": f"{tmp}/lic.db",
+            "ESMC_DATA_KEY": DATA_KEY,
+        }
         app = LicenseManagement(
             env=env, adapters=Adapters(activation_server=vendor, accounts=accounts)
         )

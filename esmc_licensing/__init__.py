@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .adapters.accounts import InMemoryAccounts
     from .adapters.agents import InMemoryAgents
+    from .adapters.field_cipher import data_key_file
     from .adapters.memory import InMemoryActivationServer, ManualClock
     from .application import LicenseManagement
     from .commands.accounts import AccountView, SourceSync, SyncFailure, SyncReport
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         AlreadyExists,
         ConcurrencyConflict,
         ConfirmationRequired,
+        DataKeyMissing,
         InvalidInput,
         InvalidLicenseFile,
         InvalidLicenseKey,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         OveruseRefused,
         PermissionDenied,
         PoolIsIndivisible,
+        SecretUnavailable,
         UnsupportedAccount,
         UnsupportedProduct,
     )
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
 #: exported name -> the module (relative to this package) that defines it
 _LAZY: dict[str, str] = {
     "InMemoryAccounts": ".adapters.accounts",
+    "data_key_file": ".adapters.field_cipher",
     "InMemoryAgents": ".adapters.agents",
     "InMemoryActivationServer": ".adapters.memory",
     "ManualClock": ".adapters.memory",
@@ -102,6 +106,8 @@ _LAZY: dict[str, str] = {
     "AlreadyExists": ".domain.errors",
     "ConcurrencyConflict": ".domain.errors",
     "ConfirmationRequired": ".domain.errors",
+    "DataKeyMissing": ".domain.errors",
+    "SecretUnavailable": ".domain.errors",
     "InvalidInput": ".domain.errors",
     "InvalidLicenseFile": ".domain.errors",
     "InvalidLicenseKey": ".domain.errors",
@@ -205,6 +211,9 @@ __all__ = [
     "ComputerId",
     "ConcurrencyConflict",
     "ConfirmationRequired",
+    "DataKeyMissing",
+    "SecretUnavailable",
+    "data_key_file",
     "Ema2AccountType",
     "GroupId",
     "HistoryEntry",

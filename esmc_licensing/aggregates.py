@@ -18,6 +18,7 @@ import attrs
 import orjson
 
 from . import seals
+from .adapters.field_cipher import FieldCipher, open_fields, seal_fields, secret_paths
 from .adapters.mapper import converter
 from .domain import account, computer, directory, license, pool, saved_filters, tags, task
 from .domain.events import CLASSES, DomainEvent
@@ -60,13 +61,38 @@ EVOLVE: Mapping[type[DomainEvent], Callable[[Any, Any], Any]] = {
 _STATE_KINDS: dict[type, AggregateKind] = {k.state_type: k for k in AGGREGATES.values()}
 
 
-def encode_state(state: Any) -> bytes:
-    """An aggregate state as JSON (snapshots), with cattrs' unstructure of its class."""
-    return orjson.dumps(converter.unstructure(state, type(state)))
+def _snapshot_context(state_type: type, aggregate_id: object) -> str:
+    return f"snapshot|{state_type.__qualname__}|{aggregate_id}"
 
 
-def decode_state(state_type: type, data: bytes | str) -> Any:
-    return converter.structure(orjson.loads(data), state_type)
+def encode_state(
+    state: Any, secrets: FieldCipher | None = None, aggregate_id: object = None
+) -> bytes:
+    """An aggregate state as JSON (snapshots), with cattrs' unstructure of its class.
+
+    Its secrets (a license key, an account's password) are sealed with the
+    data keys like those of events (R32); with no data key, a state holding a
+    secret raises ``DataKeyMissing`` rather than be written in plain text.
+    """
+    state_type = type(state)
+    data = converter.unstructure(state, state_type)
+    paths = secret_paths(state_type)
+    if paths:
+        seal_fields(secrets, data, paths, _snapshot_context(state_type, aggregate_id))
+    return orjson.dumps(data)
+
+
+def decode_state(
+    state_type: type,
+    data: bytes | str,
+    secrets: FieldCipher | None = None,
+    aggregate_id: object = None,
+) -> Any:
+    plain = orjson.loads(data)
+    paths = secret_paths(state_type)
+    if paths:
+        open_fields(secrets, plain, paths, _snapshot_context(state_type, aggregate_id))
+    return converter.structure(plain, state_type)
 
 
 def kind_of_state(state: Any) -> AggregateKind:

@@ -13,6 +13,7 @@ from .commands.directory import DirectoryCommands
 from .commands.history import HistoryCommands
 from .commands.intake import IntakeCommands
 from .commands.pools import PoolCommands
+from .commands.secrets import SecretCommands
 from .commands.tags import TagCommands
 from .queries import Queries
 from .service import ADMINISTRATOR_ID, ALL_GROUP_ID, EVOLVE
@@ -28,6 +29,7 @@ class LicenseManagement(
     AccountCommands,
     ComputerCommands,
     HistoryCommands,
+    SecretCommands,
     Queries,
 ):
     """The license management of one console installation, over one event store.

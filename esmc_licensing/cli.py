@@ -66,6 +66,7 @@ from .domain.errors import (
     InvalidInput,
     LicensingError,
     NotFound,
+    PermissionDenied,
 )
 from .domain.filters import LicenseFilter
 from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
@@ -192,7 +193,7 @@ def activation_server(clock: Clock) -> ActivationServer:
 # -- the store -------------------------------------------------------------------
 
 _SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*=")
-_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY", "DATA_KEY")
+_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY", "DATA_KEY", "AGENT_KEY")
 
 #: the settings ``--store KEY=VALUE,...`` takes (case-sensitive, as eventsourcing
 #: and the library read them); anything else is refused rather than ignored
@@ -404,6 +405,39 @@ def _read_only_env(env: Mapping[str, str], path: Path) -> dict[str, str]:
     return out
 
 
+def data_key_file_of(sqlite_path: Path) -> Path:
+    """Where the CLI keeps a SQLite store's data key when none is configured (R32)."""
+    return sqlite_path.with_name(sqlite_path.name + ".datakey")
+
+
+def _data_key_setting(store: Store, env: dict[str, str]) -> None:
+    """Point a SQLite store without a configured data key at the key file beside it,
+    creating that file (0600) for a new store and saying so once (R32).
+
+    A PostgreSQL store gets no key made for it: several machines share it, so
+    its key must be configured (``ESMC_DATA_KEY`` or ``ESMC_DATA_KEY_FILE``).
+    """
+    from .adapters.field_cipher import DATA_KEY_FILE_VARIABLE, DATA_KEY_VARIABLE
+
+    names = (DATA_KEY_VARIABLE, DATA_KEY_FILE_VARIABLE)
+    if store.sqlite_path is None or any(os.environ.get(n) or env.get(n) for n in names):
+        return
+    path = data_key_file_of(store.sqlite_path)
+    if not path.exists():
+        if store.sqlite_path.exists() and store.sqlite_path.stat().st_size > 0:
+            return  # an older store: `rotate-data-key` or `migrate-secrets` makes its key
+        from .keyring import create_key_file
+
+        create_key_file(path, "data")
+        typer.echo(
+            f"Created the data key file {path} (readable by you only): license keys and "
+            "passwords in the store are encrypted with it. Back it up apart from the "
+            "store; without it they cannot be read.",
+            err=True,
+        )
+    env[DATA_KEY_FILE_VARIABLE] = str(path)
+
+
 # -- a session: one command's application -----------------------------------------
 
 
@@ -470,6 +504,7 @@ class Session:
                 activation_server=wiring.activation_server, accounts=wiring.accounts,
                 agents=wiring.agents, clock=clock, offline_verifier=wiring.offline_verifier,
             )
+            _data_key_setting(store, env)
             if secrets.seal_key is not None and not os.environ.get("ESMC_SEAL_KEY"):
                 env["ESMC_SEAL_KEY"] = secrets.seal_key
             try:
@@ -1304,7 +1339,9 @@ def license_(
         ("Pool", str(view.pool_id)),
         ("Group", names(view.group)),
         ("Tags", ", ".join(sorted(view.tags))),
-        ("Key", f"XXXX-XXXX-XXXX-XXXX-{view.key_last4}" if view.key_last4 else "-"),
+        ("Key", "-" if view.key_last4 is None else (
+            f"XXXX-XXXX-XXXX-XXXX-{view.key_last4}" if view.key_last4
+            else "(unavailable: its data key is not configured)")),
     ]
     if view.status.registration_url:
         rows.append(("Register at", view.status.registration_url))
@@ -1860,7 +1897,9 @@ ViewsOption = Annotated[str | None, typer.Option(
 def _views_env(ctx: typer.Context, views: str | None) -> dict[str, str]:
     """The store's settings, with ``--views`` as ``ESMC_VIEWS`` when given (by
     default the views live beside the events)."""
-    env = dict(parse_store(_session(ctx).store).env)
+    store = parse_store(_session(ctx).store)
+    env = dict(store.env)
+    _data_key_setting(store, env)  # license rows show a key's last four (R32)
     if views:
         env["ESMC_VIEWS"] = views
     return env
@@ -2331,6 +2370,34 @@ def computer_(
     _console().print(table)
 
 
+@app.command("agent-secret")
+@handled
+def agent_secret(
+    ctx: typer.Context,
+    computer: Annotated[str, typer.Argument(metavar="COMPUTER",
+                                            help="A computer by id, id prefix or name.")],
+) -> None:
+    """Print the secret to provision a computer's agent with (R34; administrators).
+
+    Derived from ESMC_AGENT_KEY and the agent's id, it is stored nowhere: the
+    agent signs its results and opens its orders with it. Run it when the
+    computer is registered, and again after the agent key is rotated.
+    """
+    from .adapters.redis_agents import AGENT_KEY_VARIABLE, agent_keys
+
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    view = lm.computer(actor, _computer(lm, actor, computer))
+    if actor != lm.administrator:
+        raise PermissionDenied("issuing agent secrets is for the administrator")
+    if not view.managed:
+        raise InvalidInput(f"computer {view.name} has no agent to provision")
+    keys = agent_keys()
+    if keys is None:
+        raise InvalidInput(f"no agent key is configured: set {AGENT_KEY_VARIABLE}")
+    typer.echo(keys.secret(str(view.computer_id)).text)
+
+
 @app.command("register-computer")
 @handled
 def register_computer(
@@ -2618,6 +2685,120 @@ def task_(
     _say(f"Task {tid}: {what}" + (f" ({extra})" if extra else "") +
          f", created {_when_text(view.created_at)} UTC.")
     _console().print(_task_table(lm, actor, view))
+
+
+# -- the data keys (R32) ------------------------------------------------------------------------
+
+
+def _data_key_file(ctx: typer.Context) -> Path:
+    """The data key file this store uses: ESMC_DATA_KEY_FILE, else the file
+    beside a SQLite store."""
+    from .adapters.field_cipher import DATA_KEY_FILE_VARIABLE, DATA_KEY_VARIABLE
+
+    if os.environ.get(DATA_KEY_VARIABLE):
+        raise InvalidInput(
+            f"{DATA_KEY_VARIABLE} is set: its keys live in the environment, not in a file. "
+            "Rotate by appending a new key after a comma (oldest first, the last is "
+            f"current), or move the keys to a key file ({DATA_KEY_FILE_VARIABLE})"
+        )
+    configured = os.environ.get(DATA_KEY_FILE_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    store = parse_store(_session(ctx).store)
+    if store.sqlite_path is None:
+        raise InvalidInput(
+            f"this store has no key file beside it: set {DATA_KEY_FILE_VARIABLE} to the "
+            "data key file it uses"
+        )
+    return data_key_file_of(store.sqlite_path)
+
+
+@app.command("rotate-data-key")
+@handled
+def rotate_data_key(ctx: typer.Context) -> None:
+    """Add a new data key for new secrets; older keys stay to read older ones (R32).
+
+    Creates the key file (mode 0600) when there is none. Run `migrate-secrets`
+    afterwards to re-state the current secrets with the new key.
+    """
+    from .keyring import create_key_file, read_key_file, write_key_file
+
+    path = _data_key_file(ctx)
+    if not path.exists():
+        ring = create_key_file(path, "data")
+        _say(f"Created the data key file {path} with key {ring.current_id} (mode 0600).")
+        return
+    ring = read_key_file(path, "data").rotated()
+    write_key_file(path, ring)
+    older = ", ".join(ring.ids[:-1])
+    _say(
+        f"Data key {ring.current_id} is now current in {path}; {older} stay to read "
+        "older secrets. Run `esmc-licensing migrate-secrets` to re-state the current "
+        "secrets with the new key."
+    )
+
+
+@app.command("forget-data-key")
+@handled
+def forget_data_key(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The id of the data key to forget.")],
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Confirm: what only this key protects becomes unreadable.")] = False,
+) -> None:
+    """Forget a data key ("crypto-shredding", R32): every secret only it protects
+    becomes unavailable; every other fact stays readable."""
+    from .keyring import read_key_file, write_key_file
+
+    path = _data_key_file(ctx)
+    ring = read_key_file(path, "data")
+    if key_id not in ring:
+        raise NotFound("data key", key_id)
+    if key_id == ring.current_id:
+        raise InvalidInput(
+            f"{key_id} is the current data key in {path}: run `rotate-data-key` first, so "
+            "that new secrets have another key"
+        )
+    if not yes:
+        raise ConfirmationRequired(
+            f"forgetting data key {key_id} makes the secrets only it protects unreadable "
+            "for good; run again with --yes to confirm"
+        )
+    write_key_file(path, ring.without(key_id))
+    _say(f"Forgot data key {key_id}; {path} keeps {', '.join(k for k in ring.ids if k != key_id)}.")
+
+
+@app.command("migrate-secrets")
+@handled
+def migrate_secrets(ctx: typer.Context) -> None:
+    """Re-state every license key and password not sealed with the current data key
+    (plain text from before R32, or an older key) as new events (R32).
+
+    History is not rewritten: the older rows keep what they held.
+    """
+    session = _session(ctx)
+    store = parse_store(session.store)
+    if store.sqlite_path is not None and store.sqlite_path.exists():
+        from .adapters.field_cipher import DATA_KEY_FILE_VARIABLE, DATA_KEY_VARIABLE
+
+        path = data_key_file_of(store.sqlite_path)
+        configured = os.environ.get(DATA_KEY_VARIABLE) or os.environ.get(DATA_KEY_FILE_VARIABLE)
+        if not configured and not path.exists():
+            from .keyring import create_key_file
+
+            create_key_file(path, "data")
+            typer.echo(
+                f"Created the data key file {path} (readable by you only): license keys and "
+                "passwords in the store are encrypted with it. Back it up apart from the "
+                "store; without it they cannot be read.",
+                err=True,
+            )
+    app_ = session.app
+    count = app_.migrate_secrets(session.actor)
+    _say(
+        f"Re-stated {count} secret(s) sealed with the current data key. Rows written "
+        "before stay as they were (history is not rewritten)."
+    )
 
 
 # -- the history's seals (R31) ----------------------------------------------------------------

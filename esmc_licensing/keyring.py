@@ -200,6 +200,23 @@ def write_key_file(path: Path, ring: Keyring) -> None:
         raise
 
 
+def create_private_file(path: str | Path) -> bool:
+    """Create ``path`` empty and readable by its owner only (0600), unless it exists.
+
+    Why: SQLite creates a database with the process umask (usually 0644), and
+    its WAL and shared-memory files copy the database's mode; creating the file
+    first makes the store and its companions private from the start (R32).
+    Returns whether it was created. Errors (no such directory, read-only) are
+    left for the caller's open to report.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return False
+    os.close(descriptor)
+    return True
+
+
 def create_key_file(path: Path, purpose: str) -> Keyring:
     """A new key file holding one generated key; refuses to overwrite a file."""
     if path.exists():

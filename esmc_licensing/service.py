@@ -40,6 +40,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from .adapters.field_cipher import cipher_for
 from .adapters.mapper import EventMapper
 from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
 from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder, refuse_foreign_database
@@ -68,6 +69,7 @@ from .domain.license import LicenseState
 from .domain.pool import PoolState
 from .domain.values import Permission, Policy
 from .eventlog import EventLog
+from .keyring import create_private_file
 from .projections.fold import entity_key
 from .projections.runner import ViewUpdater, seeds_of
 from .projections.tables import SQLiteViews, ViewStore, open_views
@@ -228,9 +230,12 @@ class ServiceBase(Application[uuid.UUID]):
         """
         settings = self.construct_env(self.name, dict(env) if env is not None else None)
         if (settings.get("PERSISTENCE_MODULE") or "").endswith("sqlite"):
+            name = settings.get("SQLITE_DBNAME") or ""
             # before eventsourcing connects: it would switch the file to WAL
             # and add its table to another application's database
-            refuse_foreign_database(settings.get("SQLITE_DBNAME") or "")
+            refuse_foreign_database(name)
+            if name and ":memory:" not in name and "mode=memory" not in name:
+                create_private_file(name.removeprefix("file:").split("?")[0])
         for attempt in range(5):
             try:
                 super().__init__(env=dict(env) if env is not None else None)
@@ -253,7 +258,11 @@ class ServiceBase(Application[uuid.UUID]):
         return environment
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
-        return EventMapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
+        return EventMapper(
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+            secrets=cipher_for(self.env),
+        )
 
     # -- the installation -------------------------------------------------------
 
@@ -340,7 +349,9 @@ class ServiceBase(Application[uuid.UUID]):
             state = initial()
             snapshot = snapshots.get(aggregate_id)
             if snapshot is not None:
-                state = decode_state(type(state), snapshot[1])
+                state = decode_state(
+                    type(state), snapshot[1], self.event_log.mapper.secrets, aggregate_id
+                )
             states.append(state)
         events = self.event_log.events_of_many(ids, [s.version for s in states])
         out = []
@@ -352,7 +363,9 @@ class ServiceBase(Application[uuid.UUID]):
             if len(folded) >= self.snapshot_every:
                 try:
                     self.views.put_snapshot(
-                        aggregate_id, state.version, encode_state(state).decode()
+                        aggregate_id,
+                        state.version,
+                        encode_state(state, self.event_log.mapper.secrets, aggregate_id).decode(),
                     )
                 except Exception as e:  # a snapshot is an optimisation: never fail on it
                     log.warning("could not snapshot %s: %s", aggregate_id, e)

@@ -106,7 +106,11 @@ def test_demo_runs_twice_in_a_subprocess_on_the_default_store(tmp_path: Path) ->
     assert first.stdout[first.stdout.index("Administrator ("):] == (
         second.stdout[second.stdout.index("Administrator ("):]
     )
-    assert first.stderr == second.stderr == ""
+    # R32: the new store's data key file is announced once, then used silently
+    assert first.stderr.count("Created the data key file") == 1, first.stderr
+    assert second.stderr == ""
+    assert (tmp_path / "esmc-licensing.db.datakey").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "esmc-licensing.db").stat().st_mode & 0o777 == 0o600
 
 
 def test_r13_demo_distributes_one_pool_to_each_branch(demo: Run) -> None:
@@ -448,7 +452,7 @@ def test_store_settings_and_secrets(run: Run, tmp_path: Path) -> None:
     assert "hunter2" not in err
 
 
-def test_demo_on_postgres(run: Run) -> None:
+def test_demo_on_postgres(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     reason = stores.postgres_unavailable_reason()
     if reason is not None:
         if stores.REQUIRE_SERVICES:
@@ -457,6 +461,11 @@ def test_demo_on_postgres(run: Run) -> None:
     with stores.postgres_schema() as schema:
         url = (f"postgresql://{stores.POSTGRES_USER}@{stores.POSTGRES_HOST}:"
                f"{stores.POSTGRES_PORT}/{stores.POSTGRES_DB}?schema={schema}")
+        # R32: a PostgreSQL store gets no key made for it: one must be configured
+        monkeypatch.delenv("ESMC_DATA_KEY", raising=False)
+        monkeypatch.delenv("ESMC_DATA_KEY_FILE", raising=False)
+        refused(run("demo", store_arg=url), 2, "no data key is configured", "ESMC_DATA_KEY")
+        monkeypatch.setenv("ESMC_DATA_KEY", stores.TEST_DATA_KEY)
         ok(run("demo", store_arg=url))
         ok(run("demo", store_arg=url))
         assert ids(run("--as", "John", "licenses", "--json", store_arg=url)) == {

@@ -30,7 +30,7 @@ from typer.testing import CliRunner, Result
 from esmc_licensing import cli
 from esmc_licensing.testing import stores
 
-from .cli_support import _script, js, ok, refused
+from .cli_support import DATA_KEY_NOTICE, _script, js, ok, refused
 
 ENV = {
     "COLUMNS": "200",
@@ -40,8 +40,12 @@ ENV = {
 }
 
 
-def run(store: str | Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli.app, ["--store", str(store), *args], input=input, env=ENV)
+def run(
+    store: str | Path, *args: str, input: str | None = None, key: str | None = None
+) -> Result:
+    """``key``: a data key (R32), which a PostgreSQL store needs to record secrets."""
+    env = ENV if key is None else {**ENV, "ESMC_DATA_KEY": key}
+    return CliRunner().invoke(cli.app, ["--store", str(store), *args], input=input, env=env)
 
 
 def plain_line(err: str) -> None:
@@ -122,7 +126,7 @@ def test_api_exit_3_unreachable_postgresql_says_so_and_the_store_still_opens(
     schema = postgres_env["POSTGRES_SCHEMA"]
     user, host, db = stores.POSTGRES_USER, stores.POSTGRES_HOST, stores.POSTGRES_DB
     good = f"postgresql://{user}@{host}:{stores.POSTGRES_PORT}/{db}?schema={schema}"
-    ok(run(good, "demo"))
+    ok(run(good, "demo", key=stores.TEST_DATA_KEY))
     before = _opens_at(good)
     for wrong in (
         f"postgresql://{user}@{host}:1/{db}?schema={schema}",
@@ -228,7 +232,11 @@ def test_api_exit_3_a_full_disk_records_nothing_and_the_store_still_opens(
     fresh = tmp_path / "fresh.db"
     limited = _size_limited(16 * 1024, "--store", str(fresh), "demo")
     assert limited.returncode == 3, limited.stderr
-    err = limited.stderr.strip()
+    # the first command on a new store announces its data key file (R32) first
+    err = "\n".join(
+        line for line in limited.stderr.strip().splitlines()
+        if not line.startswith(DATA_KEY_NOTICE)
+    ).strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     plain_line(err)
     assert "demo" in ok(run(fresh, "demo")).stdout  # the store opens and works afterwards

@@ -37,6 +37,16 @@ from eventsourcing.persistence import (
 from ..domain.credentials import Credentials
 from ..domain.events import CLASSES, TOPICS, DomainEvent
 from ..domain.ids import LicenseKey, PublicId, _Id
+from .field_cipher import (
+    FieldCipher,
+    credentials_data,
+    credentials_from_data,
+    license_key_data,
+    license_key_from_data,
+    open_fields,
+    seal_fields,
+    secret_paths,
+)
 
 converter = make_converter(detailed_validation=False)
 
@@ -57,14 +67,10 @@ def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
 
 converter.register_unstructure_hook(PublicId, str)
 converter.register_structure_hook(PublicId, lambda v, _: PublicId(v))
-converter.register_unstructure_hook(LicenseKey, LicenseKey.reveal)
-converter.register_structure_hook(LicenseKey, lambda v, _: LicenseKey(v))
-converter.register_unstructure_hook(
-    Credentials, lambda c: {"username": c.username, "password": c.reveal_password()}
-)
-converter.register_structure_hook(
-    Credentials, lambda v, _: Credentials(v["username"], v["password"])
-)
+converter.register_unstructure_hook(LicenseKey, license_key_data)
+converter.register_structure_hook(LicenseKey, lambda v, _: license_key_from_data(v))
+converter.register_unstructure_hook(Credentials, credentials_data)
+converter.register_structure_hook(Credentials, lambda v, _: credentials_from_data(v))
 converter.register_unstructure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), str
 )
@@ -260,6 +266,20 @@ def decoder(cls: type[Any]) -> Decoder:
     return found
 
 
+#: the secret fields (R32) of each event that has any, by class and by topic
+SECRETS_BY_CLASS: dict[type[Any], tuple[tuple[str, ...], ...]] = {
+    cls: paths for cls in CLASSES if (paths := secret_paths(cls))
+}
+SECRETS_BY_TOPIC: dict[str, tuple[tuple[str, ...], ...]] = {
+    CLASSES[cls].topic: paths for cls, paths in SECRETS_BY_CLASS.items()
+}
+
+
+def event_context(topic: str, originator_id: uuid.UUID, originator_version: int) -> str:
+    """Where a sealed field of an event belongs (its associated data, R32)."""
+    return f"event|{topic}|{originator_id.hex}|{originator_version}"
+
+
 class _NoTranscoder(Transcoder):
     """The mapper does its own encoding; eventsourcing insists on a transcoder."""
 
@@ -282,18 +302,32 @@ class EventMapper(Mapper[uuid.UUID]):
         transcoder: Transcoder | None = None,
         compressor: Compressor | None = None,
         cipher: Cipher | None = None,
+        secrets: FieldCipher | None = None,
     ) -> None:
         super().__init__(transcoder or _NoTranscoder(), compressor=compressor, cipher=cipher)
         self._encoders = ENCODERS
+        #: the data keys sealing secret fields (R32); None: none configured
+        self.secrets = secrets
+
+    def _data(self, domain_event: Any) -> tuple[str, dict[str, Any]]:
+        topic, encode = self._encoders[type(domain_event)]
+        data = encode(domain_event)
+        paths = SECRETS_BY_CLASS.get(type(domain_event))
+        if paths is not None:
+            where = event_context(
+                topic, domain_event.originator_id, domain_event.originator_version
+            )
+            seal_fields(self.secrets, data, paths, where)
+        return topic, data
 
     def encode_state(self, domain_event: DomainEvent) -> tuple[str, bytes]:
-        topic, encode = self._encoders[type(domain_event)]
-        return topic, orjson.dumps(encode(domain_event))
+        topic, data = self._data(domain_event)
+        return topic, orjson.dumps(data)
 
     def to_row(self, domain_event: Any) -> tuple[str, bytes]:
         """(topic, stored state) of an event: what a recorder writes beside its ids."""
-        topic, encode = self._encoders[type(domain_event)]
-        state = orjson.dumps(encode(domain_event))
+        topic, data = self._data(domain_event)
+        state = orjson.dumps(data)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
@@ -348,6 +382,10 @@ class EventMapper(Mapper[uuid.UUID]):
             originator_id if isinstance(originator_id, uuid.UUID) else _uuid(str(originator_id))
         )
         data["originator_version"] = originator_version
+        paths = SECRETS_BY_TOPIC.get(topic)
+        if paths is not None:
+            where = event_context(topic, data["originator_id"], originator_version)
+            open_fields(self.secrets, data, paths, where)
         try:
             event: DomainEvent = (_DECODERS.get(registration.cls) or decoder(registration.cls))(
                 data

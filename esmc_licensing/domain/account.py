@@ -23,6 +23,7 @@ from .credentials import AccountRejected, Credentials
 from .errors import UnsupportedAccount
 from .events import (
     AccountConnected,
+    AccountCredentialsResealed,
     AccountDisconnected,
     AccountSynchronized,
     DomainEvent,
@@ -144,6 +145,8 @@ def evolve(state: AccountState, event: DomainEvent) -> AccountState:
         )
     if isinstance(event, AccountDisconnected):
         return replace(state, version=v, connected=False)
+    if isinstance(event, AccountCredentialsResealed):
+        return replace(state, version=v, credentials=event.credentials)
     if isinstance(event, AccountSynchronized):
         return replace(
             state,
@@ -194,6 +197,16 @@ def synchronized(
         changed=changed,
         pools=tuple(sorted(set(pools) - state.pools, key=str)),
     )
+
+
+def reseal(state: AccountState, now: datetime, actor: str) -> list[DomainEvent]:
+    """R32: state the credentials again (sealed with the current data key)."""
+    if state.credentials is None:
+        return []
+    state.credentials.reveal_password()  # an unavailable password cannot be re-stated
+    emit = Emitter(state.account_id, state.version, now, actor)
+    emit(AccountCredentialsResealed, username=state.username, credentials=state.credentials)
+    return emit.events
 
 
 def disconnect(state: AccountState, now: datetime, actor: str) -> list[DomainEvent]:

@@ -72,3 +72,42 @@ class Credentials:
 
     def __reduce__(self) -> tuple[type[Credentials], tuple[str, str]]:
         return (Credentials, (self._username, self._password))
+
+
+class UnavailableCredentials(Credentials):
+    """Credentials whose password was recorded with a data key that is not
+    configured (R32): the account and its username stay, the password cannot
+    be revealed, so a sync asks for the account to be connected again."""
+
+    __slots__ = ("key_id",)
+    key_id: str
+
+    def __init__(self, username: str, key_id: object) -> None:
+        object.__setattr__(self, "_username", username)
+        object.__setattr__(self, "_password", "")
+        object.__setattr__(self, "key_id", str(key_id))
+
+    def reveal_password(self) -> str:
+        from .errors import SecretUnavailable
+
+        raise SecretUnavailable(
+            f"the password of account {self._username!r} was recorded with data key "
+            f"{self.key_id}, which is not configured (forgotten or missing); connect "
+            "the account again with its password"
+        )
+
+    def __repr__(self) -> str:
+        return f"UnavailableCredentials(username={self._username!r}, key_id={self.key_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, UnavailableCredentials)
+            and other._username == self._username
+            and other.key_id == self.key_id
+        )
+
+    def __hash__(self) -> int:
+        return hash(("UnavailableCredentials", self._username, self.key_id))
+
+    def __reduce__(self) -> tuple[type[UnavailableCredentials], tuple[str, str]]:
+        return (UnavailableCredentials, (self._username, self.key_id))

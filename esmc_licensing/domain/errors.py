@@ -83,3 +83,19 @@ class ConcurrencyConflict(LicensingError):
 
 class AlreadyExists(LicensingError):
     """A name that must be unique (group, user, tag) is taken."""
+
+
+class SecretUnavailable(LicensingError):
+    """A secret was recorded encrypted with a data key this process does not hold (R32).
+
+    Either the key was forgotten on purpose (crypto-shredding) or it is not
+    configured here; every other fact about the object stays readable.
+    """
+
+
+class DataKeyMissing(InvalidInput):
+    """A secret would be recorded but no data key is configured (R32).
+
+    Raised before anything is written, so the store is unchanged; a store
+    never keeps a license key or a password in plain text.
+    """

@@ -212,6 +212,21 @@ class LicenseAdded(DomainEvent):
     key: LicenseKey | None = attrs.field(default=None, repr=False)
 
 
+@event("LicenseKeyResealed", aggregate="license")
+@attrs.frozen(kw_only=True)
+class LicenseKeyResealed(DomainEvent):
+    """R32: the license's key stated again, so that the store holds it sealed
+    with the current data key (``migrate-secrets``).
+
+    Why an event and not an update: history is not rewritten; the older event
+    keeps what it held (plain text in a store written before R32, or a
+    ciphertext of an older key), and the state follows this one.
+    """
+
+    public_id: PublicId
+    key: LicenseKey = attrs.field(repr=False)
+
+
 @event("LicenseRemoved", aggregate="license")
 @attrs.frozen(kw_only=True)
 class LicenseRemoved(DomainEvent):
@@ -367,6 +382,16 @@ class AccountConnected(DomainEvent):
     username: str
     credentials: Credentials = attrs.field(repr=False)
     account_type: Ema2AccountType | None = None
+
+
+@event("AccountCredentialsResealed", aggregate="account")
+@attrs.frozen(kw_only=True)
+class AccountCredentialsResealed(DomainEvent):
+    """R32: the account's credentials stated again, sealed with the current
+    data key (``migrate-secrets``); see ``LicenseKeyResealed``."""
+
+    username: str
+    credentials: Credentials = attrs.field(repr=False)
 
 
 @event("AccountDisconnected", aggregate="account")

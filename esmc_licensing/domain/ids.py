@@ -107,6 +107,51 @@ class LicenseKey:
         return (LicenseKey, (self._value,))
 
 
+class UnavailableLicenseKey(LicenseKey):
+    """A license key recorded with a data key that is not configured (R32).
+
+    What a forgotten ("crypto-shredded") or missing data key leaves of a key:
+    the license stays, its key cannot be revealed. ``key_id`` names the data
+    key it was encrypted with, so an operator knows which key would bring it
+    back.
+    """
+
+    __slots__ = ("key_id",)
+    key_id: str
+
+    def __init__(self, key_id: object) -> None:
+        object.__setattr__(self, "_value", "")
+        object.__setattr__(self, "key_id", str(key_id))
+
+    @property
+    def last4(self) -> str:
+        return ""
+
+    @property
+    def masked(self) -> str:
+        return f"(unavailable: data key {self.key_id})"
+
+    def reveal(self) -> str:
+        from .errors import SecretUnavailable
+
+        raise SecretUnavailable(
+            f"this license key was recorded with data key {self.key_id}, which is not "
+            "configured (forgotten or missing); add the key again or re-add the license"
+        )
+
+    def __repr__(self) -> str:
+        return f"UnavailableLicenseKey({self.key_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnavailableLicenseKey) and other.key_id == self.key_id
+
+    def __hash__(self) -> int:
+        return hash(("UnavailableLicenseKey", self.key_id))
+
+    def __reduce__(self) -> tuple[type[UnavailableLicenseKey], tuple[str]]:
+        return (UnavailableLicenseKey, (self.key_id,))
+
+
 #: the variant and version bits of a version-4 UUID (RFC 4122), as uuid.UUID sets them
 _V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
 _V4_SET = (0x8000 << 48) | (4 << 76)

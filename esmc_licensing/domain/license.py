@@ -18,6 +18,7 @@ from .events import (
     ExpirationChanged,
     LicenseAdded,
     LicenseBackWithinUnits,
+    LicenseKeyResealed,
     LicenseObsoleted,
     LicenseOverused,
     LicenseRegistered,
@@ -111,6 +112,8 @@ def evolve(state: LicenseState, event: DomainEvent) -> LicenseState:
         )
     if isinstance(event, LicenseRemoved):
         return replace(state, version=v, exists=False)
+    if isinstance(event, LicenseKeyResealed):
+        return replace(state, version=v, key=event.key)
     if isinstance(event, UnitsChangedByVendor):
         return replace(state, version=v, units=event.units)
     if isinstance(event, ExpirationChanged):
@@ -136,6 +139,16 @@ def evolve(state: LicenseState, event: DomainEvent) -> LicenseState:
         seat = (str(event.computer_id), event.product)
         return replace(state, version=v, seats=state.seats - {seat})
     return replace(state, version=v)
+
+
+def reseal(state: LicenseState, now: datetime, actor: str) -> list[DomainEvent]:
+    """R32: state the key again (sealed with the current data key)."""
+    if not state.exists or state.key is None:
+        return []
+    state.key.reveal()  # an unavailable key cannot be re-stated
+    emit = Emitter(license_aggregate_id(state.public_id), state.version, now, actor)
+    emit(LicenseKeyResealed, public_id=state.public_id, key=state.key)
+    return emit.events
 
 
 def add(

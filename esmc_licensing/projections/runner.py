@@ -25,6 +25,7 @@ from typing import Any
 from eventsourcing.application import Application
 from eventsourcing.persistence import Mapper
 
+from ..adapters.field_cipher import cipher_for
 from ..adapters.mapper import EventMapper
 from ..domain.events import DomainEvent
 from ..eventlog import PAGE_SIZE, EventLog
@@ -167,7 +168,11 @@ class LogReader(Application[uuid.UUID]):
     log_section_size = PAGE_SIZE
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
-        return EventMapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
+        return EventMapper(
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+            secrets=cipher_for(self.env),  # R32: license rows show a key's last four
+        )
 
 
 def _reader(env: Mapping[str, str]) -> tuple[LogReader, EventLog]:

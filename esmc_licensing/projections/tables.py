@@ -47,6 +47,7 @@ from ..domain.filters import LicenseFilter
 from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from ..domain.status import Status, license_status
 from ..domain.values import Policy, Source, StatusLevel, StatusReason
+from ..keyring import create_private_file
 
 log = logging.getLogger("esmc_licensing.views")
 
@@ -58,7 +59,7 @@ APPLICATION_NAME = "LicenseManagement"
 
 def _mask_key(data: dict[str, Any]) -> dict[str, Any]:
     key = data.get("key")
-    if key:
+    if key and isinstance(key, str):  # not an unavailable key's marker (R32)
         data["key"] = "0000-0000-0000-0000-" + str(key)[-4:]
     return data
 
@@ -850,6 +851,8 @@ class SQLiteViews(ViewStore):
         super().__init__(SQLITE, prefix)
         self.path = path
         memory = path == ":memory:" or "mode=memory" in path
+        if not memory:
+            create_private_file(path.removeprefix("file:").split("?")[0])  # R32: 0600
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0,
             uri=path.startswith("file:"),

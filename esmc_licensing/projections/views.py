@@ -34,7 +34,9 @@ class LicenseView:
     product_code: str = ""
     license_user: str = ""
     key_last4: str | None = None
-    """Only the last four characters of the key (R2), for recognising it."""
+    """Only the last four characters of the key (R2), for recognising it; None
+    without a key, ``""`` when the key is recorded but its data key is not
+    configured here (R32: forgotten or missing)."""
 
 
 @attrs.frozen

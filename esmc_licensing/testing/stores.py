@@ -60,12 +60,21 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+#: the data key (R32) of the file and PostgreSQL stores tests make: fixed, so
+#: a test can reopen its store; for tests only (it is public in this source)
+TEST_DATA_KEY = "dGVzdCBkYXRhIGtleSwgbmV2ZXIgZm9yIHByb2R1Y3Q="
+
+
 def memory_env() -> dict[str, str]:
     return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
 def sqlite_env(path: Path) -> dict[str, str]:
-    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+        "ESMC_DATA_KEY": TEST_DATA_KEY,
+    }
 
 
 def postgres_env(schema: str) -> dict[str, str]:
@@ -77,6 +86,7 @@ def postgres_env(schema: str) -> dict[str, str]:
         "POSTGRES_USER": POSTGRES_USER,
         "POSTGRES_PASSWORD": "",
         "POSTGRES_SCHEMA": schema,
+        "ESMC_DATA_KEY": TEST_DATA_KEY,
         # Small pools: a test opens several applications, CI runs tests in parallel.
         "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": "8",
