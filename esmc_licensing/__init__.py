@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         TaskView,
         Validity,
     )
-    from .seals import HistoryProblem, HistoryReport
+    from .seals import HistoryProblem, HistoryReport, Receipt
     from .wiring import Adapters
 
 #: exported name -> the module (relative to this package) that defines it
@@ -152,6 +152,7 @@ _LAZY: dict[str, str] = {
     "Validity": ".projections.views",
     "HistoryProblem": ".seals",
     "HistoryReport": ".seals",
+    "Receipt": ".seals",
     "Adapters": ".wiring",
 }
 
@@ -231,6 +232,7 @@ __all__ = [
     "PoolIsIndivisible",
     "PoolView",
     "PublicId",
+    "Receipt",
     "Source",
     "Status",
     "StatusLevel",

@@ -64,7 +64,13 @@ from .domain.filters import LicenseFilter
 from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from .domain.values import AccountKind, LicenseType, Permission, StatusLevel
 from .projections.views import ComputerView, HistoryEntry, LicenseView, PoolView, TaskView
-from .seals import HistoryReport, verify_store
+from .seals import (
+    SEAL_KEY_FILE_VARIABLE,
+    SEAL_KEY_VARIABLE,
+    HistoryReport,
+    Receipt,
+    verify_store,
+)
 from .wiring import Adapters
 
 if TYPE_CHECKING:  # Rich is imported only when something is printed for a person
@@ -311,7 +317,7 @@ class Session:
     def open(self) -> LicenseManagement:
         if self._app is None:
             store = parse_store(self.store)
-            cfg, secrets = self.config, self.secrets
+            cfg = self.config
             if store.sqlite_path is not None:
                 _check_writable(store.sqlite_path)
             clock = SystemClock()
@@ -320,9 +326,7 @@ class Session:
                 activation_server=wiring.activation_server, accounts=wiring.accounts,
                 agents=wiring.agents, clock=clock, offline_verifier=wiring.offline_verifier,
             )
-            env = dict(store.env)
-            if secrets.seal_key is not None and not os.environ.get("ESMC_SEAL_KEY"):
-                env["ESMC_SEAL_KEY"] = secrets.seal_key
+            env = {**store.env, **self.seal_env(store)}
             try:
                 self._app = LicenseManagement(env=env, adapters=adapters)
             except LicensingError:
@@ -339,17 +343,35 @@ class Session:
     def app(self) -> LicenseManagement:
         return self.open()
 
-    def verify_history(self) -> HistoryReport:
-        """R31 without opening the application: a damaged store can still be checked."""
+    def seal_env(self, store: Store) -> dict[str, str]:
+        """Where the seal key comes from (R31), first found: ``ESMC_SEAL_KEY_FILE`` or
+        ``ESMC_SEAL_KEY`` in the environment, ``seal_key`` in the credentials file,
+        else the key file beside a SQLite store (``STORE.seal-key``, which
+        ``demo`` creates)."""
+        if os.environ.get(SEAL_KEY_VARIABLE) or os.environ.get(SEAL_KEY_FILE_VARIABLE):
+            return {}
+        if self.secrets.seal_key is not None:
+            return {SEAL_KEY_VARIABLE: self.secrets.seal_key}
+        beside = seal_key_beside(store)
+        if beside is not None and beside.exists():
+            return {SEAL_KEY_FILE_VARIABLE: str(beside)}
+        return {}
+
+    def verify_history(self, receipt: Receipt | None) -> HistoryReport:
+        """R31 for the acting user; a store that no longer opens is verified
+        without the application (whoever can read its file can verify it)."""
         store = parse_store(self.store)
         if store.sqlite_path is not None and not Path(store.sqlite_path).exists():
             raise NotFound("store", store.description)
-        env = dict(store.env)
-        seal_key = os.environ.get("ESMC_SEAL_KEY") or self.secrets.seal_key
-        if seal_key is not None:
-            env["ESMC_SEAL_KEY"] = seal_key
         try:
-            return verify_store(env)
+            lm = self.app
+        except AdapterUnavailable:
+            lm = None
+        if lm is not None:
+            return lm.verify_history(self.actor, receipt)
+        env = {**store.env, **self.seal_env(store)}
+        try:
+            return verify_store(env, receipt=receipt)
         except InfrastructureFactoryError as e:
             raise InvalidInput(f"bad --store settings: {_one_line(e)}") from e
         except (EventSourcingError, OSError) as e:
@@ -831,15 +853,43 @@ TextOption = Annotated[str | None, typer.Option(
     "--text", help="Text in the Public ID, product or owner.")]
 
 
+def seal_key_beside(store: Store) -> Path | None:
+    """The demo's seal key file beside a SQLite store (None for other stores)."""
+    if store.sqlite_path is None:
+        return None
+    path = Path(store.sqlite_path)
+    return path.with_name(path.name + ".seal-key")
+
+
+def _demo_seal_key(session: Session, store: Store) -> Path | None:
+    """Create the demo's seal key file when no seal key is configured at all."""
+    beside = seal_key_beside(store)
+    if beside is None or beside.exists() or session.seal_env(store):
+        return None
+    if os.environ.get(SEAL_KEY_VARIABLE) or os.environ.get(SEAL_KEY_FILE_VARIABLE):
+        return None
+    from .keyring import create_key_file
+
+    assert store.sqlite_path is not None
+    _check_writable(Path(store.sqlite_path))  # the store's own message first
+    create_key_file(beside, "seal")
+    return beside
+
+
 @app.command()
 @handled
 def demo(ctx: typer.Context) -> None:
     """Play the branch-administrator story on the store and show what each user sees."""
     session = _session(ctx)
+    store = parse_store(session.store)
+    created = _demo_seal_key(session, store)
     lm = session.app
     admin = lm.administrator
     vendor = lm.adapters.activation_server
-    _say(f"Branch-administrator demo on {parse_store(session.store).description}")
+    _say(f"Branch-administrator demo on {store.description}")
+    if created is not None:
+        _say(f"  created the seal key file {created} (mode 0600): every save is sealed "
+             "with it (R31); keep it, or a copy, away from the store in real use")
     for user, branch, permission in DEMO_BRANCHES:
         try:
             gid = lm.group_named(branch)
@@ -2092,25 +2142,55 @@ def task_(
 # -- the history's seals (R31) ----------------------------------------------------------------
 
 
+ReceiptOption = Annotated[str | None, typer.Option(
+    "--receipt", metavar="FILE", help="The receipt file (R31): written by seal-history, "
+    "checked by verify-history.")]
+
+
 @app.command("seal-history")
 @handled
-def seal_history(ctx: typer.Context) -> None:
-    """Seal every stored event not sealed yet (R31); run it before an audit."""
+def seal_history(ctx: typer.Context, receipt: ReceiptOption = None) -> None:
+    """Take a signed receipt of the history as it ends now (R31).
+
+    Every save is sealed as it is recorded; keep the receipt away from the
+    store: verify-history --receipt FILE then also proves that nothing up to
+    it was deleted, the end of the log included. Needs the seal key.
+    """
     session = _session(ctx)
-    position = session.app.seal_history()
-    _say(f"Sealed the history up to log position {position}.")
+    made = session.app.seal_history(session.actor)
+    if receipt is not None:
+        path = Path(receipt).expanduser()
+        try:
+            path.write_bytes(made.to_bytes())
+        except OSError as e:
+            raise InvalidInput(f"cannot write the receipt {path}: {e.strerror}") from None
+    _say(f"Sealed the history up to log position {made.position} (seal {made.seal}, key id "
+         f"{made.key_id})." + (f" Receipt written to {receipt}." if receipt else
+                              " Add --receipt FILE to keep a receipt of it."))
+
+
+def _read_receipt(path: str | None) -> Receipt | None:
+    if path is None:
+        return None
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"cannot read the receipt {path}: {e.strerror}") from None
+    return Receipt.from_bytes(data)
 
 
 @app.command("verify-history")
 @handled
-def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """Verify the stored history against its seals (R31).
+def verify_history(ctx: typer.Context, receipt: ReceiptOption = None,
+                   json_: JsonOption = False) -> None:
+    """Verify the whole stored history, first event to last, against its seals (R31).
 
     Exit 0 when nothing is wrong; 1 when tampering is found, each problem named.
-    The seal key comes from ESMC_SEAL_KEY or the credentials file.
+    The seal key comes from ESMC_SEAL_KEY_FILE, ESMC_SEAL_KEY, the credentials
+    file, or the key file beside a SQLite store (STORE.seal-key).
     """
     session = _session(ctx)
-    report = session.verify_history()
+    report = session.verify_history(_read_receipt(receipt))
     if json_:
         data = to_jsonable(report)
         data["ok"] = report.ok
@@ -2131,6 +2211,28 @@ def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
         typer.echo(f"error: the history was tampered with: {len(report.problems)} problem(s), "
                    f"first {first.kind}{where}: {_one_line(Exception(first.detail))}", err=True)
         raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command("rotate-seal-key")
+@handled
+def rotate_seal_key(
+    ctx: typer.Context,
+    key_file: Annotated[str, typer.Option(
+        "--key-file", metavar="PATH", help="The seal key file (created, mode 0600, if missing).")],
+) -> None:
+    """Add a new current key to a seal key file (R31); older keys stay to verify
+    the seals they made. Point ESMC_SEAL_KEY_FILE at the file."""
+    from .keyring import create_key_file, read_key_file, write_key_file
+
+    path = Path(key_file).expanduser()
+    if path.exists():
+        ring = read_key_file(path, "seal").rotated()
+        write_key_file(path, ring)
+        _say(f"Rotated the seal key in {path}: new saves are sealed with key id "
+             f"{ring.current_id}; key ids {', '.join(ring.ids[:-1])} still verify older seals.")
+    else:
+        ring = create_key_file(path, "seal")
+        _say(f"Created the seal key file {path} (mode 0600) with key id {ring.current_id}.")
 
 
 #: the root options (see ``_root``) that take a value

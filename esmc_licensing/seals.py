@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -71,7 +71,7 @@ MAX_PROBLEMS = 1000
 HOW_TO_CONFIGURE = (
     f"configure a seal key: set {SEAL_KEY_FILE_VARIABLE} to a key file "
     f"(create one with: esmc-licensing rotate-seal-key --key-file PATH) or "
-    f"{SEAL_KEY_VARIABLE} to a key (esmc-licensing keygen prints one)"
+    f"{SEAL_KEY_VARIABLE} to a key (the base64 text of 32 random bytes)"
 )
 
 #: (position, originator id as 32 hex digits, version, topic, stored state)
@@ -124,9 +124,9 @@ def _keyed(key: bytes) -> tuple[Any, Any]:
 # -- per-save seals -----------------------------------------------------------------------
 
 
-@attrs.frozen
-class SealRow:
-    """One save's seal, as stored in the seals table.
+class SealRow(NamedTuple):
+    """One save's seal, as stored in the seals table (a named tuple: verification
+    makes one per save it reads).
 
     ``positions`` is empty when the save's positions run from ``first`` to
     ``last`` without a gap (always on SQLite), else the positions, comma
@@ -170,10 +170,13 @@ def seal_chain(
     positions: str,
     key_id_: str,
     previous: str,
+    rows: bytes,
     digests: bytes,
 ) -> str:
+    """A seal's chain value: HMAC-SHA256 over its number, positions, key id, the
+    previous seal's chain value, the hash of its rows and its events' digests."""
     head = f"{seq}|{first}|{last}|{positions}|{key_id_}|{previous}|".encode()
-    return hmac.new(key, head + digests, hashlib.sha256).hexdigest()
+    return hmac.new(key, head + rows + digests, hashlib.sha256).hexdigest()
 
 
 class Sealer:
@@ -193,8 +196,15 @@ class Sealer:
         digests = row_digests(self._keyed, rows)
         seq = 1 if previous is None else previous.seq + 1
         chain = seal_chain(
-            self._key, seq, first, last, positions, self.key_id,
-            "" if previous is None else previous.chain, digests,
+            self._key,
+            seq,
+            first,
+            last,
+            positions,
+            self.key_id,
+            "" if previous is None else previous.chain,
+            rows_hash(rows),
+            digests,
         )
         return SealRow(seq, first, last, positions, self.key_id, digests, chain)
 
@@ -380,10 +390,9 @@ class HistoryReport:
     def __str__(self) -> str:
         if not self.ok:
             lines = [f"history verification found {len(self.problems)} problem(s):"]
-            lines += [
-                f"- {p.kind}" + ("" if p.position is None else f" at {p.position}") + f": {p.detail}"
-                for p in self.problems
-            ]
+            for p in self.problems:
+                where = "" if p.position is None else f" at {p.position}"
+                lines.append(f"- {p.kind}{where}: {p.detail}")
             return "\n".join(lines)
         if not self.sealing and not self.sealed_up_to:
             return (
@@ -424,34 +433,38 @@ class _Problems:
     def done(self) -> tuple[HistoryProblem, ...]:
         items = sorted(self.items, key=lambda p: (p.position is None, p.position or 0))
         if self.more:
-            items.append(
-                HistoryProblem(None, "more", f"{self.more} more problems are not listed")
-            )
+            items.append(HistoryProblem(None, "more", f"{self.more} more problems are not listed"))
         return tuple(items)
 
 
-@attrs.define
-class _Expected:
-    """What the seals say about one position."""
-
-    position: int
-    digest: bytes | str | None  # None: its seal's key is not configured
-    keyed: Any
-    legacy: bool
-
-
 class _Verification:
+    """Walks the stored rows and the seals together, one seal at a time."""
+
     def __init__(self, ring: Keyring | None, receipt: Receipt | None) -> None:
         self.ring = ring
         self.receipt = receipt
         self.problems = _Problems()
         self.sealed_up_to = 0
+        self.legacy_up_to = 0
         self.first_sealed = 0  # the first position a per-save seal covers
         self.seals_seen = 0
         self.key_ids: list[str] = []
         self._wrong: set[str] = set()
         self._keyed: dict[str, Any] = {}
         self.receipt_seen = False
+        self.checked = 0
+        self.unsealed = 0
+        self.marker = 0
+        self.last_position = 0
+        self._run: list[int] = []
+        self._versions: dict[str, int] = {}
+        self._legacy_key: bytes | None = None
+        self._legacy_previous = ""
+        self._legacy_version = 1
+        self._previous: SealRow | None = None
+        self._previous_chain = ""
+
+    # -- keys ------------------------------------------------------------------------
 
     def _key(self, key_id_: str) -> bytes | None:
         if self.ring is not None and key_id_ in self.ring:
@@ -466,116 +479,210 @@ class _Verification:
             self.problems.add(
                 None,
                 "wrong-key",
-                f"wrong key (id {key_id_}): seals made with it cannot be checked; "
-                f"{configured}",
+                f"wrong key (id {key_id_}): seals made with it cannot be checked; {configured}",
             )
         return None
 
-    def legacy(self, seals: Iterable[Any]) -> Iterator[_Expected]:
-        """The positions ``HistorySealed`` events (earlier versions) vouch for."""
-        previous, next_version, key = "", 1, None
-        for seal in seals:
-            if isinstance(seal, HistoryProblem):
-                self.problems.add(seal.position, seal.kind, seal.detail)
-                continue
-            if seal.originator_version != next_version:
-                self.problems.add(
-                    None,
-                    "seal-removed",
-                    f"legacy seal {next_version} is missing "
-                    f"(next found: {seal.originator_version})",
-                )
-            next_version = seal.originator_version + 1
-            if key is None:
-                candidates = [k for _, k in self.ring] if self.ring is not None else []
-                for k in [*candidates, LEGACY_BUILTIN_KEY]:
-                    if chain(k, previous, seal.positions, seal.digests) == seal.chain:
-                        key = k
-                        break
-                if key is None:
-                    self.problems.add(
-                        None,
-                        "wrong-key",
-                        "wrong key (id legacy): the seals of an earlier version do not "
-                        "verify with any configured key",
-                    )
-                    key = b""
-                else:
-                    self.key_ids.append(
-                        "legacy built-in" if key == LEGACY_BUILTIN_KEY else key_id(key)
-                    )
-            elif key and chain(key, previous, seal.positions, seal.digests) != seal.chain:
-                self.problems.add(
-                    None,
-                    "seal-altered",
-                    f"legacy seal {seal.originator_version} does not match its digests or "
-                    "the seal before it",
-                )
-            previous = seal.chain
-            for position, d in zip(seal.positions, split_digests(seal.digests), strict=False):
-                self.sealed_up_to = max(self.sealed_up_to, position)
-                yield _Expected(position, d if key else None, key, True)
+    # -- rows ------------------------------------------------------------------------
 
-    def sealed(self, seals: Iterable[SealRow | HistoryProblem]) -> Iterator[_Expected]:
-        """The positions the per-save seals vouch for, checking each seal's chain."""
-        previous: SealRow | None = None
-        receipt = self.receipt
-        for seal in seals:
-            if isinstance(seal, HistoryProblem):
-                self.problems.add(seal.position, seal.kind, seal.detail)
+    def seen(self, row: SealedRow) -> None:
+        """Every row once, in order: the structural check and the marker."""
+        position, oid, version, topic, _ = row
+        self.checked += 1
+        self.last_position = position
+        if topic == MARKER_TOPIC and not self.marker:
+            self.marker = position
+        versions = self._versions
+        before = versions.get(oid, 0)
+        if version != before + 1:
+            what = f"{topic} of {oid} version {version}"
+            if version <= before:
+                self.problems.add(position, "reordered", f"{what} comes after version {before}")
+            else:
+                self.problems.add(
+                    position,
+                    "removed",
+                    f"versions {before + 1}..{version - 1} of {oid} are missing before {what}",
+                )
+            if version < before:
                 return
-            self.seals_seen += 1
-            expected_seq = 1 if previous is None else previous.seq + 1
-            if seal.seq != expected_seq:
-                after = "the first" if previous is None else f"seal {previous.seq}"
+        versions[oid] = version
+
+    def uncovered(self, row: SealedRow) -> None:
+        """A row no seal names."""
+        position = row[0]
+        if self.marker or (self.first_sealed and position > self.first_sealed):
+            # per-save sealing had started: every save since must be sealed
+            run = self._run
+            if run and run[-1] != position - 1:
+                self.flush_run()
+            run.append(position)
+        elif position <= self.legacy_up_to:
+            self.problems.add(
+                position, "inserted", f"{_what(row)} is inside the sealed range but in no seal"
+            )
+        else:
+            self.unsealed += 1
+
+    def flush_run(self) -> None:
+        run = self._run
+        if run:
+            a, b = run[0], run[-1]
+            span = f"position {a}" if a == b else f"positions {a}..{b}"
+            self.problems.add(
+                a,
+                "unsealed",
+                f"{span} {'is' if a == b else 'are'} covered by no seal: recorded or changed "
+                "without the seal key, or their seals were removed",
+            )
+            run.clear()
+
+    # -- legacy seals (HistorySealed events) -------------------------------------------
+
+    def check_legacy(self, seal: Any, got: list[SealedRow]) -> None:
+        if seal.originator_version != self._legacy_version:
+            self.problems.add(
+                None,
+                "seal-removed",
+                f"legacy seal {self._legacy_version} is missing "
+                f"(next found: {seal.originator_version})",
+            )
+        self._legacy_version = seal.originator_version + 1
+        previous, key = self._legacy_previous, self._legacy_key
+        if key is None:
+            candidates = [k for _, k in self.ring] if self.ring is not None else []
+            for k in [*candidates, LEGACY_BUILTIN_KEY]:
+                if chain(k, previous, seal.positions, seal.digests) == seal.chain:
+                    key = k
+                    break
+            if key is None:
                 self.problems.add(
-                    seal.first,
-                    "seal-removed",
-                    f"seals {expected_seq}..{seal.seq - 1} are missing (after {after}, "
-                    f"before the seal of positions {seal.first}..{seal.last})",
+                    None,
+                    "wrong-key",
+                    "wrong key (id legacy): the seals of an earlier version do not "
+                    "verify with any configured key",
                 )
-            if not self.first_sealed:
-                self.first_sealed = seal.first
-            key = self._key(seal.key_id)
-            positions = seal.covered()
-            if key is not None:
-                if seal.key_id not in self.key_ids:
-                    self.key_ids.append(seal.key_id)
-                made = seal_chain(
-                    key, seal.seq, seal.first, seal.last, seal.positions, seal.key_id,
-                    previous.chain if previous is not None else "", seal.digests,
+                key = b""
+            else:
+                self.key_ids.append("legacy built-in" if key == LEGACY_BUILTIN_KEY else key_id(key))
+            self._legacy_key = key
+        elif key and chain(key, previous, seal.positions, seal.digests) != seal.chain:
+            self.problems.add(
+                None,
+                "seal-altered",
+                f"legacy seal {seal.originator_version} does not match its digests or "
+                "the seal before it",
+            )
+        self._legacy_previous = seal.chain
+        if seal.positions:
+            self.legacy_up_to = max(self.legacy_up_to, *seal.positions)
+            self.sealed_up_to = max(self.sealed_up_to, self.legacy_up_to)
+        if not key:
+            return
+        expected = dict(zip(seal.positions, split_digests(seal.digests), strict=False))
+        for row in got:
+            position, oid, version, topic, state = row
+            dashed = str(uuid.UUID(oid)) if len(oid) == 32 else oid
+            made = hmac.digest(
+                key, f"{position}|{dashed}|{version}|{topic}|".encode() + state, "sha256"
+            )[: DIGEST_HEX // 2].hex()
+            if made != expected.get(position):
+                self.problems.add(
+                    position, "altered", f"{_what(row)} changed or moved since it was sealed"
                 )
-                if not hmac.compare_digest(made, seal.chain) or len(seal.digests) != (
-                    DIGEST_BYTES * len(positions)
-                ):
-                    if seal.seq == expected_seq:
-                        self.problems.add(
-                            seal.first,
-                            "seal-altered",
-                            f"the seal of positions {seal.first}..{seal.last} does not match "
-                            "its digests or the seal before it",
-                        )
-            if receipt is not None and seal.seq == receipt.seal:
-                self.receipt_seen = True
-                if seal.last != receipt.position or seal.chain != receipt.chain:
-                    self.problems.add(
-                        receipt.position,
-                        "truncated",
-                        f"the log no longer holds what the receipt of {_when(receipt)} "
-                        f"vouched for up to position {receipt.position}: it was rewritten or "
-                        "cut there",
-                    )
-            previous = seal
-            self.sealed_up_to = max(self.sealed_up_to, seal.last)
-            keyed = self._keyed.get(seal.key_id)
-            if keyed is None and key is not None:
-                keyed = self._keyed[seal.key_id] = _keyed(key)
-            for i, position in enumerate(positions):
-                d = seal.digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]
-                yield _Expected(position, d if key is not None else None, keyed, False)
+
+    # -- per-save seals --------------------------------------------------------------
+
+    def check_seal(self, seal: SealRow, positions: list[int], got: list[SealedRow]) -> None:
+        previous = self._previous
+        expected_seq = 1 if previous is None else previous.seq + 1
+        gap = seal.seq != expected_seq
+        if gap:
+            after = "the first" if previous is None else f"seal {previous.seq}"
+            self.problems.add(
+                seal.first,
+                "seal-removed",
+                f"seals {expected_seq}..{seal.seq - 1} are missing (after {after}, "
+                f"before the seal of positions {seal.first}..{seal.last})",
+            )
+        self._previous = seal
+        self.seals_seen += 1
+        self.sealed_up_to = max(self.sealed_up_to, seal.last)
+        receipt = self.receipt
+        if receipt is not None and seal.seq == receipt.seal:
+            self.receipt_seen = True
+            if seal.last != receipt.position or seal.chain != receipt.chain:
+                self.problems.add(
+                    receipt.position,
+                    "truncated",
+                    f"the log no longer holds what the receipt of {_when(receipt)} "
+                    f"vouched for up to position {receipt.position}: it was rewritten or "
+                    "cut there",
+                )
+        key = self._key(seal.key_id)
+        previous_chain = self._previous_chain
+        self._previous_chain = seal.chain
+        if key is None:
+            return
+        if seal.key_id not in self.key_ids:
+            self.key_ids.append(seal.key_id)
+        complete = len(got) == len(positions) and len(seal.digests) == DIGEST_BYTES * len(positions)
+        if complete:
+            made = seal_chain(
+                key,
+                seal.seq,
+                seal.first,
+                seal.last,
+                seal.positions,
+                seal.key_id,
+                previous_chain,
+                rows_hash(got),
+                seal.digests,
+            )
+            if hmac.compare_digest(made, seal.chain):
+                return
+        # something differs: name the events that no longer match their digests
+        keyed = self._keyed.get(seal.key_id)
+        if keyed is None:
+            keyed = self._keyed[seal.key_id] = _keyed(key)
+        index = {p: i for i, p in enumerate(positions)}
+        altered = 0
+        remade = bytearray(seal.digests)
+        for row in got:
+            i = index[row[0]]
+            made_digest = row_digests(keyed, [row])
+            remade[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES] = made_digest
+            if made_digest != seal.digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]:
+                altered += 1
+                self.problems.add(
+                    row[0], "altered", f"{_what(row)} changed or moved since it was sealed"
+                )
+        if altered or not complete or gap:
+            return
+        # the events match their digests: the seal itself (or the one before) was edited
+        self.problems.add(
+            seal.first,
+            "seal-altered",
+            f"the seal of positions {seal.first}..{seal.last} does not match its digests "
+            "or the seal before it",
+        )
 
 
-def verify_log(
+def _what(row: SealedRow) -> str:
+    return f"{row[3]} of {row[1]} version {row[2]}"
+
+
+def rows_hash(rows: Iterable[SealedRow]) -> bytes:
+    """SHA-256 over a save's rows (what a seal's chain value covers)."""
+    h = hashlib.sha256()
+    update = h.update
+    for position, oid, version, topic, state in rows:
+        update(f"{position}|{oid}|{version}|{topic}|{len(state)}|".encode())
+        update(state)
+    return h.digest()
+
+
+def verify_log(  # noqa: PLR0915 - one merge of two sorted streams, kept in one place
     rows: Iterable[SealedRow | HistoryProblem],
     seals: Iterable[SealRow | HistoryProblem],
     legacy: Iterable[Any],
@@ -587,117 +694,100 @@ def verify_log(
     ``rows``: every stored event in position order; ``seals``: the per-save
     seals in order; ``legacy``: the ``HistorySealed`` events of earlier
     versions, decoded. A source that cannot be read yields a
-    ``HistoryProblem`` instead. Memory holds one page of each, the
-    problems found (at most ``MAX_PROBLEMS``) and each aggregate's last
-    version (the structural check).
+    ``HistoryProblem`` instead. Memory holds one page of each, the rows of
+    one save, the problems found (at most ``MAX_PROBLEMS``) and each
+    aggregate's last version (the structural check).
+
+    A seal whose chain value matches the rows it names is intact as a
+    whole (one hash over the save's rows); only when it does not are the
+    events' own digests recomputed, to name the ones that changed.
     """
     v = _Verification(ring, receipt)
+    problems = v.problems
     if receipt is not None:
         key = ring.key(receipt.key_id) if ring is not None and receipt.key_id in ring else None
         if key is None:
-            v.problems.add(
+            problems.add(
                 None,
                 "wrong-key",
                 f"wrong key (id {receipt.key_id}): the receipt was signed with a key that "
                 "is not configured",
             )
         elif not receipt.signed_by(key):
-            v.problems.add(
+            problems.add(
                 None, "receipt-invalid", "the receipt's signature does not match: it was altered"
             )
-    expected = _chained(v.legacy(legacy), v.sealed(seals))
-    cur = next(expected, None)
-    checked = unsealed = 0
-    run: list[int] = []  # a run of consecutive positions no seal covers
-    marker = 0
-    last_version: dict[str, int] = {}
-    problems = v.problems
+    source = iter(rows)
+    row: SealedRow | None = None
 
-    def flush_run() -> None:
-        if run:
-            a, b = run[0], run[-1]
-            span = f"position {a}" if a == b else f"positions {a}..{b}"
-            problems.add(
-                a,
-                "unsealed",
-                f"{span} {'is' if a == b else 'are'} covered by no seal: recorded or changed "
-                "without the seal key, or their seals were removed",
-            )
-            run.clear()
+    def advance() -> SealedRow | None:
+        r = next(source, None)
+        if type(r) is HistoryProblem:
+            problems.add(r.position, r.kind, r.detail)
+            return None
+        return r  # type: ignore[return-value]
 
-    last_position = 0
-    for row in rows:
-        if isinstance(row, HistoryProblem):
-            problems.add(row.position, row.kind, row.detail)
-            break
-        position, oid, version, topic, state = row
-        if type(state) is not bytes:  # edited by hand into text, say
-            state = state.encode() if isinstance(state, str) else bytes(state)
-        checked += 1
-        last_position = position
-        while cur is not None and cur.position < position:
-            problems.add(cur.position, "removed", "the sealed event at this position is gone")
-            cur = next(expected, None)
-        what = f"{topic} of {oid} version {version}"
-        if topic == MARKER_TOPIC and not marker:
-            marker = position
-        if cur is not None and cur.position == position:
-            flush_run()
-            if cur.digest is not None:
-                if cur.legacy:
-                    dashed = str(uuid.UUID(oid)) if len(oid) == 32 else oid
-                    made: bytes | str = hmac.digest(
-                        cur.keyed,
-                        f"{position}|{dashed}|{version}|{topic}|".encode() + state,
-                        "sha256",
-                    )[: DIGEST_HEX // 2].hex()
-                else:
-                    inner, outer = cur.keyed
-                    h = inner.copy()
-                    h.update(f"{position}|{oid}|{version}|{topic}|".encode())
-                    h.update(state)
-                    o = outer.copy()
-                    o.update(h.digest())
-                    made = o.digest()[:DIGEST_BYTES]
-                if made != cur.digest:
-                    problems.add(position, "altered", f"{what} changed or moved since it was sealed")
-            cur = next(expected, None)
-        elif v.seals_seen or marker or (cur is not None and not cur.legacy):
-            # per-save sealing had started: every save since must be sealed
-            if run and run[-1] != position - 1:
-                flush_run()
-            run.append(position)
-        elif position <= v.sealed_up_to:
-            problems.add(position, "inserted", f"{what} is inside the sealed range but in no seal")
+    row = advance()
+    seen, uncovered = v.seen, v.uncovered
+    versions = v._versions
+    for unit in _units(legacy, seals, problems):
+        legacy_unit = not isinstance(unit, SealRow)
+        positions = list(unit.positions) if legacy_unit else unit.covered()
+        if not positions:
+            continue
+        first, last = positions[0], positions[-1]
+        if not legacy_unit and not v.first_sealed:
+            v.first_sealed = first
+        while row is not None and row[0] < first:
+            seen(row)
+            uncovered(row)
+            row = advance()
+        v.flush_run()
+        got: list[SealedRow] = []
+        i, n = 0, len(positions)
+        while row is not None and row[0] <= last:
+            position = row[0]
+            while i < n and positions[i] < position:
+                problems.add(positions[i], "removed", "the sealed event at this position is gone")
+                i += 1
+            oid, version = row[1], row[2]
+            if versions.get(oid, 0) + 1 == version and row[3] != MARKER_TOPIC:
+                versions[oid] = version  # the usual case of ``seen``, inline
+                v.checked += 1
+                v.last_position = position
+            else:
+                seen(row)
+            if i < n and positions[i] == position:
+                got.append(row)
+                i += 1
+            else:
+                problems.add(position, "inserted", f"{_what(row)} was put among sealed events")
+            row = advance()
+        for position in positions[i:]:
+            problems.add(position, "removed", "the sealed event at this position is gone")
+        if legacy_unit:
+            v.check_legacy(unit, got)
         else:
-            unsealed += 1
-        before = last_version.get(oid, 0)
-        if version <= before:
-            problems.add(position, "reordered", f"{what} comes after version {before}")
-        elif version != before + 1:
-            problems.add(
-                position,
-                "removed",
-                f"versions {before + 1}..{version - 1} of {oid} are missing before {what}",
-            )
-        last_version[oid] = max(before, version)
-    flush_run()
-    while cur is not None:
-        problems.add(cur.position, "removed", "the sealed event at this position is gone")
-        cur = next(expected, None)
+            v.check_seal(unit, positions, got)
+    while row is not None:
+        seen(row)
+        uncovered(row)
+        row = advance()
+    v.flush_run()
     if receipt is not None and not v.receipt_seen:
         problems.add(
             receipt.position,
             "truncated",
             f"the receipt of {_when(receipt)} vouches for the log up to "
             f"position {receipt.position}, but the log now ends at position "
-            f"{last_position} with {v.seals_seen} seal(s): its end was deleted",
+            f"{v.last_position} with {v.seals_seen} seal(s): its end was deleted",
         )
+    unsealed = v.unsealed
     not_sealed_before = v.first_sealed if unsealed and v.first_sealed else 0
-    if unsealed and marker and not v.first_sealed:
-        not_sealed_before = marker
+    if unsealed and v.marker and not v.first_sealed:
+        not_sealed_before = v.marker
     return HistoryReport(
-        checked=checked,
+        checked=v.checked,
         sealed_up_to=v.sealed_up_to,
         unsealed=unsealed,
         problems=problems.done(),
@@ -706,6 +796,18 @@ def verify_log(
         receipt=receipt.position if receipt is not None else None,
         sealing=ring is not None,
     )
+
+
+def _units(
+    legacy: Iterable[Any], seals: Iterable[SealRow | HistoryProblem], problems: _Problems
+) -> Iterator[Any]:
+    """The legacy seals, then the per-save ones; unreadable ones become problems."""
+    for source in (legacy, seals):
+        for unit in source:
+            if isinstance(unit, HistoryProblem):
+                problems.add(unit.position, unit.kind, unit.detail)
+                continue
+            yield unit
 
 
 def _legacy_seals(recorder: Any, mapper: Any) -> Iterator[Any]:
@@ -765,6 +867,7 @@ def verify_store(
     from .adapters.sealing import recorder_topic
 
     settings = Environment("LicenseManagement", dict(env))
+    settings.setdefault("CREATE_TABLE", "no")  # verifying writes nothing, creates nothing
     topic = recorder_topic(settings.get("PERSISTENCE_MODULE") or "")
     if topic and not settings.get("APPLICATION_RECORDER_TOPIC"):
         settings["APPLICATION_RECORDER_TOPIC"] = topic
@@ -786,11 +889,6 @@ def verify_store(
 
 def _when(receipt: Receipt) -> str:
     return receipt.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _chained(*iterators: Iterator[_Expected]) -> Iterator[_Expected]:
-    for it in iterators:
-        yield from it
 
 
 __all__ = [

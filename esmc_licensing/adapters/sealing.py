@@ -15,6 +15,7 @@ a page at a time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
@@ -143,7 +144,12 @@ def iter_seals(recorder: Any) -> Iterator[SealRow | HistoryProblem]:
         try:
             page = recorder.seal_rows(after, PAGE)
         except Exception as e:
-            yield HistoryProblem(None, "unreadable", f"the seals cannot be read: {_one_line(e)}")
+            text = _one_line(e)
+            if "no such table" in text or "does not exist" in text:
+                # a store from before per-save sealing, or its seals table dropped:
+                # either way no seals, and SealingStarted tells the two apart
+                return
+            yield HistoryProblem(None, "unreadable", f"the seals cannot be read: {text}")
             return
         yield from page
         if len(page) < PAGE:
@@ -153,16 +159,19 @@ def iter_seals(recorder: Any) -> Iterator[SealRow | HistoryProblem]:
 
 def iter_rows(recorder: Any) -> Iterator[SealedRow | HistoryProblem]:
     """Every stored event as a sealed row, in position order, a page at a time."""
+    return itertools.chain.from_iterable(_row_pages(recorder))
+
+
+def _row_pages(recorder: Any) -> Iterator[Sequence[SealedRow | HistoryProblem]]:
     after = 0
     while True:
         try:
             page = recorder.sealed_rows(after, PAGE)
         except Exception as e:
-            yield HistoryProblem(
-                None, "unreadable", f"the stored events cannot be read: {_one_line(e)}"
-            )
+            text = f"the stored events cannot be read: {_one_line(e)}"
+            yield [HistoryProblem(None, "unreadable", text)]
             return
-        yield from page
+        yield page
         if len(page) < PAGE:
             return
         after = page[-1][0]
@@ -176,7 +185,8 @@ def _one_line(e: BaseException) -> str:
 def sqlite_sealed_rows(cursor: Any, events_table: str, after: int, limit: int) -> list[SealedRow]:
     cursor.row_factory = None
     rows: list[SealedRow] = cursor.execute(
-        "SELECT rowid, originator_id, originator_version, topic, state "
+        # CAST: a state edited by hand may have become text; hash its bytes
+        "SELECT rowid, originator_id, originator_version, topic, CAST(state AS BLOB) "
         f"FROM {events_table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
         (after, limit),
     ).fetchall()
@@ -185,7 +195,9 @@ def sqlite_sealed_rows(cursor: Any, events_table: str, after: int, limit: int) -
     return rows
 
 
-def sqlite_seal_rows(cursor: Any, events_table: str, after: int | None, limit: int) -> list[SealRow]:
+def sqlite_seal_rows(
+    cursor: Any, events_table: str, after: int | None, limit: int
+) -> list[SealRow]:
     cursor.row_factory = None
     cols = (
         "SELECT seq, first, last, positions, key_id, digests, chain "

@@ -67,8 +67,15 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
                 SQL("INSERT INTO {0} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
                     self._seals_ident
                 ),
-                (seal.seq, seal.first, seal.last, seal.positions, seal.key_id, seal.digests,
-                 seal.chain),
+                (
+                    seal.seq,
+                    seal.first,
+                    seal.last,
+                    seal.positions,
+                    seal.key_id,
+                    seal.digests,
+                    seal.chain,
+                ),
             )
         return ids
 
@@ -97,8 +104,11 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(statement, (after, limit))
             return [
                 (
-                    r["notification_id"], hex_id(r["originator_id"]), r["originator_version"],
-                    r["topic"], bytes(r["state"]),
+                    r["notification_id"],
+                    hex_id(r["originator_id"]),
+                    r["originator_version"],
+                    r["topic"],
+                    bytes(r["state"]),
                 )
                 for r in curs.fetchall()
             ]

@@ -74,6 +74,7 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         self._log_end: int | None = None
         #: seals each save in its transaction when set (R31, see adapters.sealing)
         self.sealer: Any = None
+        self.seals_table_name = sealing.seals_table(self.events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
         return [
