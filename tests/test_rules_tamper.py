@@ -308,6 +308,21 @@ def test_r31_receipt_round_trips_and_a_forged_one_is_named(
         Receipt.from_bytes(b"hello")
 
 
+@BOTH
+def test_r31_two_writers_on_one_store_keep_one_chain(
+    sealed_app: LicenseManagement, make_app: AppFactory, vendor
+) -> None:
+    """Each writer remembers the seal it made last; saves by the other in between
+    must make it read the chain's end again, never fork it."""
+    other = make_app()
+    for i in range(6):
+        app = sealed_app if i % 3 else other
+        app.add_license_key(app.administrator, issue(vendor, f"9AB-C12-D3{i}"))
+    report = sealed_app.verify_history(sealed_app.administrator)
+    assert report.ok, str(report)
+    assert report.sealed_up_to == recorded(sealed_app)
+
+
 # -- keys ------------------------------------------------------------------------------------
 
 

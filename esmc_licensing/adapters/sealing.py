@@ -53,15 +53,26 @@ def sqlite_last_seal(cursor: Any, events_table: str) -> SealRow | None:
     return None if row is None else seal_row(row)
 
 
-def sqlite_seal(cursor: Any, events_table: str, sealer: Sealer, rows: list[SealedRow]) -> None:
-    """Seal one save's rows inside its (open) transaction."""
+def sqlite_seal(
+    cursor: Any,
+    events_table: str,
+    sealer: Sealer,
+    rows: list[SealedRow],
+    previous: SealRow | None | bool = False,
+) -> SealRow | None:
+    """Seal one save's rows inside its (open) transaction (``previous``: the last
+    seal if the caller knows it, else it is read); returns the seal."""
     if not rows:
-        return
-    seal = sealer.seal(sqlite_last_seal(cursor, events_table), rows)
+        return None
+    if previous is False:
+        previous = sqlite_last_seal(cursor, events_table)
+    assert previous is None or isinstance(previous, SealRow)
+    seal = sealer.seal(previous, rows)
     cursor.execute(
         f"INSERT INTO {seals_table(events_table)} VALUES (?, ?, ?, ?, ?, ?, ?)",
         (seal.seq, seal.first, seal.last, seal.positions, seal.key_id, seal.digests, seal.chain),
     )
+    return seal
 
 
 def hex_id(oid: Any) -> str:

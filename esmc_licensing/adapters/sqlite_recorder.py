@@ -75,6 +75,8 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         #: seals each save in its transaction when set (R31, see adapters.sealing)
         self.sealer: Any = None
         self.seals_table_name = sealing.seals_table(self.events_table_name)
+        #: the seal this writer committed last (under the lock)
+        self._last_seal: Any = None
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -187,11 +189,22 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                         # RETURNING's order is not promised: sort (rowids are
                         # given in insert order, one writer at a time)
                         ids += sorted([r[0] for r in conn.execute(self._statement(n), chunk)])
+                    sealed = None
                     if self.sealer is not None and ids:
                         rows = [(i, *params[4 * k : 4 * k + 4]) for k, i in enumerate(ids)]
-                        sealing.sqlite_seal(conn, self.events_table_name, self.sealer, rows)
+                        # the seal before ours is the one this writer made last, when
+                        # nobody saved in between (else our rows would not follow it)
+                        known = self._last_seal
+                        previous = known if known is not None and known.last + 1 == ids[0] else (
+                            sealing.sqlite_last_seal(conn, self.events_table_name)
+                        )
+                        sealed = sealing.sqlite_seal(
+                            conn, self.events_table_name, self.sealer, rows, previous
+                        )
                     conn.execute("COMMIT")
+                    self._last_seal = sealed
                 except BaseException:
+                    self._last_seal = None
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
