@@ -35,11 +35,16 @@ def test_r29_license_history_says_who_when_and_what(
     app.assign_tag(admin, pid, "Branch")
     tagged_at = clock.now()
     history = app.history(admin, pid)
-    assert whats(history) == ["LicenseJoinedPool", "LicenseAdded", "TagAssigned"]
-    _, added, tagged = history
+    # as it happened: added, then its pool made for it, which it joins (R29)
+    assert whats(history) == ["LicenseAdded", "PoolCreated", "LicenseJoinedPool", "TagAssigned"]
+    added, created, _, tagged = history
     assert (added.when, added.actor) == (added_at, "Administrator")
     assert added.details["public_id"] == "3AB-C12-D34"
-    assert added.details["units"] == "10"
+    assert added.details["units"] == 10  # typed, not text
+    assert added.details["subscription"] is False
+    assert added.details["expires"] == "2027-06-30"
+    assert created.details["group_name"] == "All"
+    assert [e.position for e in history] == sorted(e.position for e in history)
     assert (tagged.when, tagged.actor) == (tagged_at, "Administrator")
     assert tagged.details["name"] == "Branch"
     assert all(e.when.tzinfo is not None and e.when.utcoffset() == timedelta(0) for e in history)
@@ -77,8 +82,9 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
     app.remove_pools(admin, [pool_id], confirm=True)
     history = app.history(admin, pid)
     assert whats(history) == [
-        "LicenseJoinedPool",
         "LicenseAdded",
+        "PoolCreated",
+        "LicenseJoinedPool",
         "PoolMoved",
         "TagAssigned",
         "TagUnassigned",  # the pool's tag comes off as it is removed
@@ -89,13 +95,16 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
     assert move.when == moved_at and move.actor == "Administrator"
     assert move.details["from_group"] == str(app.all_group)
     assert move.details["to_group"] == str(story.san_diego)
+    assert (move.details["from_group_name"], move.details["to_group_name"]) == ("All", "San Diego")
     pool_tag = next(e for e in history if e.what == "TagAssigned")
     assert pool_tag.actor == "John" and pool_tag.details["target"] == f"pool:{pool_id}"
     assert "Sibling only" not in str([e.details for e in history])
     untag = next(e for e in history if e.what == "TagUnassigned")
     assert untag.details["target"] == f"pool:{pool_id}" and untag.when == clock.now()
     # another pool's life is not in this license's history
-    assert whats(app.history(admin, other)) == ["LicenseJoinedPool", "LicenseAdded"]
+    assert whats(app.history(admin, other)) == ["LicenseAdded", "PoolCreated", "LicenseJoinedPool"]
+    # a license joining a pool made before it does not take the pool's creation
+    assert whats(app.history(admin, sibling))[:2] == ["LicenseAdded", "LicenseJoinedPool"]
 
 
 def test_r29_pool_history_lists_creation_joins_moves_tags_and_removal(
@@ -231,4 +240,6 @@ def test_r29_history_stays_complete_as_events_keep_arriving(
     target = f"license:{pid}"
     rebuilt = SQLiteViews(":memory:")
     ViewUpdater(app.event_log, rebuilt).catch_up()
-    assert [e.position for e in second] == rebuilt.history_positions(target)
+    # the index names the license's own events; the pool's creation with it is added (R29)
+    own = [e.position for e in second if e.what != "PoolCreated"]
+    assert own == rebuilt.history_positions(target)
