@@ -1090,17 +1090,31 @@ def history(
         return
     names = _group_namer(lm)
 
-    def shown(key: str, value: str) -> str:
-        if key in _GROUP_DETAILS:
-            with contextlib.suppress(LicensingError):
+    def shown(key: str, value: Any, all_: Mapping[str, Any]) -> str:
+        # the name recorded beside an id (R29) stands for it in the table
+        name = all_.get(f"{key.removesuffix('_id')}_name")
+        if name:
+            return str(name)
+        if key in _GROUP_DETAILS and isinstance(value, str):
+            with contextlib.suppress(LicensingError, ValueError):
                 return names(GroupId(value))
-        return value
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    def beside(key: str, all_: Mapping[str, Any]) -> bool:
+        base = key.removesuffix("_name")
+        return key.endswith("_name") and (base in all_ or f"{base}_id" in all_)
 
     table = _table(title=f"History of {target}", title_justify="left")
     for column in ("When (UTC)", "Who", "What", "Details"):
         table.add_column(column, no_wrap=column != "Details")
     for e in entries:
-        details = ", ".join(f"{k}={shown(k, v)}" for k, v in e.details.items() if v != "")
+        d = e.details
+        details = ", ".join(
+            f"{k}={shown(k, v, d)}" for k, v in d.items()
+            if v not in ("", None) and not beside(k, d)
+        )
         table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor,
                       e.what, details)
     _console().print(table)
