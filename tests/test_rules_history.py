@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 
 import pytest
+from hypothesis import given, settings
 
 from esmc_licensing import (
+    Adapters,
     ConfirmationRequired,
+    InMemoryActivationServer,
     LicenseManagement,
     ManualClock,
     NotFound,
@@ -15,6 +19,7 @@ from esmc_licensing import (
 )
 from esmc_licensing.projections.runner import ViewUpdater
 from esmc_licensing.projections.tables import SQLiteViews
+from esmc_licensing.testing.strategies import World, commands
 
 from .conftest import START, Story, issue, pool_of, recorded
 
@@ -243,3 +248,72 @@ def test_r29_history_stays_complete_as_events_keep_arriving(
     # the index names the license's own events; the pool's creation with it is added (R29)
     own = [e.position for e in second if e.what != "PoolCreated"]
     assert own == rebuilt.history_positions(target)
+
+
+# -- properties: history as it happened (R29) ------------------------------------------------
+
+
+def _fresh_app() -> tuple[LicenseManagement, InMemoryActivationServer]:
+    vendor = InMemoryActivationServer(clock=ManualClock(START))
+    app = LicenseManagement(adapters=Adapters(activation_server=vendor, clock=vendor.clock))
+    return app, vendor
+
+
+@settings(max_examples=30, deadline=None)
+@given(sequence=commands(max_size=20))
+def test_r29_every_license_history_is_causal_and_typed(sequence: list) -> None:
+    """Ordered by position, starting with the license's LicenseAdded, and every
+    detail a JSON value that comes back the same, with its type."""
+    app, vendor = _fresh_app()
+    world = World(app, vendor)
+    world.run_all(sequence)
+    for pid in world.licenses:
+        history = app.history(app.administrator, pid)
+        positions = [e.position for e in history]
+        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+        assert history[0].what == "LicenseAdded"
+        for e in history:
+            assert json.loads(json.dumps(dict(e.details))) == dict(e.details)
+            assert all(
+                v is None or type(v) in (int, bool, str, float, list, dict)
+                for v in e.details.values()
+            )
+        added = history[0].details
+        assert type(added["units"]) is int and type(added["subscription"]) is bool
+    app.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(sequence=commands(max_size=25))
+def test_r29_a_branch_users_history_shows_nothing_outside_their_visibility(
+    sequence: list,
+) -> None:
+    app, vendor = _fresh_app()
+    world = World(app, vendor)
+    world.run_all(sequence)
+    d = app._directory()
+    for user in world.users[1:]:
+        visible = d.visible_groups(user)
+        hidden = [g for g in d.groups if g not in visible]
+        visible_names = {d.groups[g].name.casefold() for g in visible}
+        hidden_names = {
+            d.groups[g].name.casefold() for g in hidden
+        } - visible_names  # a name both seen and hidden says nothing
+        hidden_pools = {
+            str(p.pool_id) for p in app.pools(app.administrator) if p.group not in visible
+        }
+        for pid in world.licenses + world.pools:
+            try:
+                history = app.history(user, pid)
+            except NotFound:
+                continue
+            text = json.dumps([dict(e.details) for e in history])
+            for g in hidden:
+                assert str(g) not in text
+            for p in hidden_pools:
+                assert p not in text
+            for e in history:
+                for key, value in e.details.items():
+                    if key.endswith("_name") and isinstance(value, str):
+                        assert value.casefold() not in hidden_names, (e.what, key)
+    app.close()
