@@ -369,8 +369,8 @@ class _Names:
 
     def shown(self, raw: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key, value in raw.items():
-            name: str | None = None
+        for key, raw_value in raw.items():
+            value, name = raw_value, None
             named = True
             if value is None:
                 named = key in _GROUP_KEYS or key in ("user", "pool_id", "computer_id")

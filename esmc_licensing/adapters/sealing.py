@@ -58,7 +58,7 @@ def sqlite_seal(
     events_table: str,
     sealer: Sealer,
     rows: list[SealedRow],
-    previous: SealRow | None | bool = False,
+    previous: SealRow | bool | None = False,
 ) -> SealRow | None:
     """Seal one save's rows inside its (open) transaction (``previous``: the last
     seal if the caller knows it, else it is read); returns the seal."""

@@ -14,8 +14,8 @@ aggregate has no handler here.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
 from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import attrs
