@@ -10,6 +10,8 @@ TTY-less confirmation also run the console script in a subprocess.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sqlite3
@@ -574,6 +576,28 @@ def test_r31_a_branch_user_may_not_seal_or_verify(demo: Run) -> None:
     for command in ("seal-history", "verify-history"):
         err = refused(demo("--as", "John", command), 1, "READ on All")
         assert "events" not in err
+
+
+def test_r31_audit_export_jsonl_and_csv_say_what_a_verified_seal_covers(
+    demo: Run, store: Path, tmp_path: Path
+) -> None:
+    lines = ok(demo("audit", "export")).stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["position"] for r in records] == list(range(1, len(records) + 1))
+    assert all(r["sealed"] is True for r in records)
+    out = tmp_path / "audit.csv"
+    assert "Exported" in ok(demo("audit", "export", "--format", "csv", "--since", "3",
+                                 "--until", "5", "--output", str(out))).stdout
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [int(r["position"]) for r in rows] == [3, 4, 5]
+    assert json.loads(rows[0]["details"]) == records[2]["details"]
+    target = len(records) - 2
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE stored_events SET state = state || x'20' WHERE rowid = ?",
+                     (target,))
+    after = [json.loads(line) for line in ok(demo("audit", "export")).stdout.splitlines()]
+    assert [r["position"] for r in after if not r["sealed"]] == [target, target + 1, target + 2]
+    refused(demo("--as", "John", "audit", "export"), 1, "READ on All")
 
 
 # -- configuration ---------------------------------------------------------------------------------

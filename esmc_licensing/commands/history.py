@@ -11,7 +11,8 @@ than leave a hole in the chain.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
@@ -19,12 +20,16 @@ from eventsourcing.utils import Environment
 
 from .. import seals
 from ..adapters.sealing import POSTGRES_TOPIC, SealingPOPORecorder
+from ..aggregates import KIND_OF
 from ..domain.directory import DirectoryState
-from ..domain.errors import PermissionDenied
+from ..domain.errors import InvalidInput, PermissionDenied
 from ..domain.events import DomainEvent, Emitter, SealingStarted
 from ..domain.ids import DIRECTORY_ID, UserId
 from ..domain.values import Permission
 from ..keyring import Keyring
+from ..projections.fold import details, entity_key, event_name
+from ..projections.views import HistoryEntry
+from ..queries import _Names, actor_name
 from ..seals import HistoryReport, Receipt, SealKeyMissing
 from ..service import Decision, ServiceBase
 
@@ -140,6 +145,60 @@ class HistoryCommands(ServiceBase):
         if receipt is not None and not isinstance(receipt, Receipt):
             receipt = Receipt.from_bytes(bytes(receipt))
         return seals.verify_recorder(self.recorder, self.mapper, self._seal_ring, receipt)
+
+    def audit_log(
+        self,
+        actor: object,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> Iterator[HistoryEntry]:
+        """Every recorded event as a history entry, streamed in log order (R29, R31).
+
+        ``since`` / ``until`` are times (inclusive) or log positions (inclusive).
+        Only an administrator or a user with READ on All may read the whole log.
+        Memory holds one page of the log at a time, whatever its length.
+        """
+        self._auditor(actor, "exporting")  # here, not at the first entry read
+        for bound in (since, until):
+            if bound is not None and (
+                isinstance(bound, bool)
+                or not isinstance(bound, datetime | int)
+                or (isinstance(bound, datetime) and bound.tzinfo is None)
+            ):
+                raise InvalidInput("since and until are timezone-aware datetimes or log positions")
+        return self._audit_entries(since, until)
+
+    def _audit_entries(
+        self, since: datetime | int | None, until: datetime | int | None
+    ) -> Iterator[HistoryEntry]:
+        after = since - 1 if isinstance(since, int) else 0
+        stop = until if isinstance(until, int) else None
+        self._refresh()
+        d = self._directory()
+        names = _Names(d, self.views, None)
+        for position, event in self.event_log.read(max(after, 0), stop):
+            if isinstance(since, datetime) and event.timestamp < since:
+                continue
+            if isinstance(until, datetime) and event.timestamp > until:
+                continue  # several processes: their clocks need not agree exactly
+            yield HistoryEntry(
+                when=event.timestamp,
+                actor=actor_name(d, event.actor),
+                what=event_name(event),
+                target=_target_of(event),
+                details=names.shown(details(event)),
+                position=position,
+            )
+
+
+def _target_of(event: DomainEvent) -> str:
+    """What an audit entry is about: ``kind:key`` of its entity, else its aggregate."""
+    found = entity_key(event)
+    if found is None:
+        return KIND_OF[type(event)].name
+    kind, key = found
+    return f"{kind}:{key}"
 
 
 def _last_seal(recorder: Any) -> seals.SealRow | None:
