@@ -838,7 +838,8 @@ def _root(
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsOfOption = Annotated[str | None, typer.Option(
-    "--as-of", metavar="WHEN", help="As it was at this date or date-time (R30).")]
+    "--as-of", metavar="WHEN",
+    help="As it was at this date, date-time (UTC) or log position (R30).")]
 LevelOption = Annotated[list[str] | None, typer.Option(
     "--level", help="OK, WARNING, ERROR, EXPIRED or SUSPENDED (repeatable).")]
 ReasonOption = Annotated[list[str] | None, typer.Option(
@@ -963,8 +964,9 @@ def licenses(
         if preset is None:
             raise NotFound("saved filter", saved)
         license_filter = _merge(preset, license_filter)
-    when = _when(as_of, "--as-of", end_of_day=True)
-    views = lm.licenses(actor, license_filter, as_of=when)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views = lm.licenses(actor, license_filter, as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -973,6 +975,47 @@ def licenses(
         _say(f"No licenses visible to {session.user_name} match.")
         return
     _console().print(licenses_table(views, names))
+
+
+def _as_of(session: Session, value: str | None, json_: bool = False,
+           empty: Any = ()) -> datetime | int | None:
+    """``--as-of``: a date, a date-time or a log position (R30). Before the first
+    event it says "nothing was recorded before …" and ends the command (exit 0)."""
+    if value is None:
+        return None
+    text = value.strip()
+    lm = session.app
+    moment: datetime | int | None
+    if text.isdigit():
+        moment = int(text)
+        nothing = moment < 1 or lm.position == 0
+        said = f"log position {moment}"
+    else:
+        moment = _when(text, "--as-of", end_of_day=True)
+        first = lm.first_recorded()
+        nothing = first is None or moment is None or moment < first
+        said = f"{text}" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+    if nothing:
+        message = f"Nothing was recorded before {said}."
+        if json_:
+            typer.echo(message, err=True)
+            _print_json(list(empty) if isinstance(empty, tuple) else empty)
+        else:
+            _say(message)
+        raise typer.Exit(EXIT_OK)
+    return moment
+
+
+@contextmanager
+def _replaying(session: Session, moment: datetime | int | None) -> Iterator[None]:
+    """A user who did not exist yet at ``moment``: say so by name, not by id."""
+    try:
+        yield
+    except NotFound as e:
+        if moment is None or e.kind != "user":
+            raise
+        at = f"log position {moment}" if isinstance(moment, int) else f"{moment:%Y-%m-%d %H:%M} UTC"
+        raise NotFound("user", f"{session.user_name} (as of {at})") from None
 
 
 def _merge(a: LicenseFilter, b: LicenseFilter) -> LicenseFilter:
@@ -997,7 +1040,9 @@ def license_(
     """One license's details (never its key, only the key's last four characters)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    view = lm.license(actor, PublicId(public_id), as_of=_when(as_of, "--as-of", end_of_day=True))
+    when = _as_of(session, as_of, json_, None)
+    with _replaying(session, when):
+        view = lm.license(actor, PublicId(public_id), as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json(to_jsonable(view, names))
@@ -1041,9 +1086,9 @@ def pools(
     """The license pools you may see and the group each lives in (--tag filters, R28)."""
     session = _session(ctx)
     lm = session.app
-    views: list[PoolView] = lm.pools(
-        session.actor, tags=tag or (), as_of=_when(as_of, "--as-of", end_of_day=True)
-    )
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views: list[PoolView] = lm.pools(session.actor, tags=tag or (), as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -1070,6 +1115,7 @@ def history(
         "--since", metavar="WHEN", help="From this date or date-time (UTC).")] = None,
     until: Annotated[str | None, typer.Option(
         "--until", metavar="WHEN", help="Up to this date (inclusive) or date-time.")] = None,
+    as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
     """What happened to a license or pool: when, by whom, what (R29)."""
@@ -1077,10 +1123,13 @@ def history(
     lm, actor = session.app, session.actor
     start = _when(since, "--since")
     end = _when(until, "--until", end_of_day=True)
+    moment = _as_of(session, as_of, json_)
     entries: list[HistoryEntry] = _history_of(lm, actor, target)
     entries = [
         e for e in entries
         if (start is None or e.when >= start) and (end is None or e.when <= end)
+        and (moment is None or (e.position <= moment if isinstance(moment, int)
+                                else e.when <= moment))
     ]
     if json_:
         _print_json([to_jsonable(e) for e in entries])

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -598,6 +599,21 @@ def test_r31_audit_export_jsonl_and_csv_say_what_a_verified_seal_covers(
     after = [json.loads(line) for line in ok(demo("audit", "export")).stdout.splitlines()]
     assert [r["position"] for r in after if not r["sealed"]] == [target, target + 1, target + 2]
     refused(demo("--as", "John", "audit", "export"), 1, "READ on All")
+
+
+def test_r30_as_of_takes_a_position_and_says_when_nothing_was_recorded(demo: Run) -> None:
+    assert "Nothing was recorded before" in ok(demo("licenses", "--as-of", "2000-01-01")).stdout
+    empty = demo("pools", "--as-of", "0", "--json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout) == []
+    history = js(demo("history", "DMO-SDG-001", "--json"))
+    assert isinstance(history, list)
+    added = history[0]["position"]
+    assert js(demo("licenses", "--as-of", str(added - 1), "--json")) == []
+    at = js(demo("history", "DMO-SDG-001", "--as-of", str(added), "--json"))
+    assert [e["position"] for e in at] == [added]  # type: ignore[index,union-attr]
+    # a user who did not exist yet is named, not shown as an internal id
+    err = refused(demo("--as", "John", "licenses", "--as-of", "1"), 1, "John")
+    assert "not found" in err and not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}", err)
 
 
 # -- configuration ---------------------------------------------------------------------------------

@@ -192,6 +192,13 @@ class HistoryCommands(ServiceBase):
             )
 
 
+    def first_recorded(self) -> datetime | None:
+        """When the store's first event was recorded (None: nothing yet), so that a
+        replay "as of" an earlier moment can say so rather than fail (R30)."""
+        rows = self.event_log.rows(0, None, 1)
+        return self.event_log.decode(rows[0]).timestamp if rows else None
+
+
 def _target_of(event: DomainEvent) -> str:
     """What an audit entry is about: ``kind:key`` of its entity, else its aggregate."""
     found = entity_key(event)
