@@ -35,6 +35,7 @@ per-save sealing started: from it on, an unsealed save is a problem.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -54,7 +55,7 @@ from .keyring import Keyring, KeyringError, from_setting, key_id, read_key_file
 #: hex digits of a legacy (``HistorySealed``) digest
 DIGEST_HEX = 16
 #: bytes of a per-save seal's event digest
-DIGEST_BYTES = 8
+DIGEST_BYTES = 16
 #: SHA-256's block size, for HMAC's key padding
 _BLOCK = 64
 #: the key earlier versions sealed with when none was configured; it is only
@@ -106,6 +107,7 @@ def seal_keyring(env: Mapping[str, str] | Any) -> Keyring | None:
     return None
 
 
+@functools.lru_cache(maxsize=16)
 def _keyed(key: bytes) -> tuple[Any, Any]:
     """HMAC-SHA256's inner and outer hash states after the padded key (RFC 2104).
 
@@ -147,19 +149,20 @@ class SealRow(NamedTuple):
         return [int(p) for p in self.positions.split(",")]
 
 
-def row_digests(keyed: tuple[Any, Any], rows: Iterable[SealedRow]) -> bytes:
-    """The digests of ``rows``: HMAC-SHA256 of "position|originator|version|topic|"
-    and the stored state, first 8 bytes each, concatenated."""
-    inner, outer = keyed
-    out = bytearray()
-    for position, oid, version, topic, state in rows:
-        h = inner.copy()
-        h.update(f"{position}|{oid}|{version}|{topic}|".encode())
-        h.update(state)
-        o = outer.copy()
-        o.update(h.digest())
-        out += o.digest()[:DIGEST_BYTES]
-    return bytes(out)
+def row_digests(rows: Iterable[SealedRow]) -> bytes:
+    """The digests of ``rows``: SHA-256 of "position|originator|version|topic|" and
+    the stored state, first 16 bytes each, concatenated.
+
+    Unkeyed, so one C call per event when saving and verifying; the keyed
+    chain value covers them, so none can be changed unnoticed without the key.
+    """
+    sha256 = hashlib.sha256
+    return b"".join(
+        [
+            sha256(f"{position}|{oid}|{version}|{topic}|".encode() + state).digest()[:DIGEST_BYTES]
+            for position, oid, version, topic, state in rows
+        ]
+    )
 
 
 def seal_chain(
@@ -174,9 +177,30 @@ def seal_chain(
     digests: bytes,
 ) -> str:
     """A seal's chain value: HMAC-SHA256 over its number, positions, key id, the
-    previous seal's chain value, the hash of its rows and its events' digests."""
-    head = f"{seq}|{first}|{last}|{positions}|{key_id_}|{previous}|".encode()
-    return hmac.new(key, head + rows + digests, hashlib.sha256).hexdigest()
+    previous seal's chain value, the hash of its rows (:func:`rows_hash`) and its
+    events' digests."""
+    # HMAC from the key's precomputed inner and outer states: setting an HMAC key
+    # up in OpenSSL costs more than hashing a save's digests
+    inner, outer = _keyed(key)
+    h = inner.copy()
+    h.update(f"{seq}|{first}|{last}|{positions}|{key_id_}|{previous}|".encode())
+    h.update(rows)
+    h.update(digests)
+    o = outer.copy()
+    o.update(h.digest())
+    return o.hexdigest()
+
+
+def rows_hash(rows: Iterable[SealedRow]) -> bytes:
+    """SHA-256 over a save's rows, one hash for the whole save: verification
+    checks a save with it and recomputes the events' own digests only when it
+    does not match, to name them."""
+    h = hashlib.sha256()
+    update = h.update
+    for position, oid, version, topic, state in rows:
+        update(f"{position}|{oid}|{version}|{topic}|{len(state)}|".encode())
+        update(state)
+    return h.digest()
 
 
 class Sealer:
@@ -186,14 +210,13 @@ class Sealer:
         self.ring = ring
         self.key_id = ring.current_id
         self._key = ring.current
-        self._keyed = _keyed(self._key)
 
     def seal(self, previous: SealRow | None, rows: Sequence[SealedRow]) -> SealRow:
         """The seal of ``rows`` (one save, in position order) after ``previous``."""
         first, last = rows[0][0], rows[-1][0]
         contiguous = last - first + 1 == len(rows)
         positions = "" if contiguous else ",".join(str(r[0]) for r in rows)
-        digests = row_digests(self._keyed, rows)
+        digests = row_digests(rows)
         seq = 1 if previous is None else previous.seq + 1
         chain = seal_chain(
             self._key,
@@ -450,7 +473,7 @@ class _Verification:
         self.seals_seen = 0
         self.key_ids: list[str] = []
         self._wrong: set[str] = set()
-        self._keyed: dict[str, Any] = {}
+        self._keys: dict[str, bytes] = {}
         self.receipt_seen = False
         self.checked = 0
         self.unsealed = 0
@@ -467,8 +490,12 @@ class _Verification:
     # -- keys ------------------------------------------------------------------------
 
     def _key(self, key_id_: str) -> bytes | None:
+        known = self._keys.get(key_id_)
+        if known is not None:
+            return known
         if self.ring is not None and key_id_ in self.ring:
-            return self.ring.key(key_id_)
+            known = self._keys[key_id_] = self.ring.key(key_id_)
+            return known
         if key_id_ not in self._wrong:
             self._wrong.add(key_id_)
             configured = (
@@ -626,9 +653,10 @@ class _Verification:
             return
         if seal.key_id not in self.key_ids:
             self.key_ids.append(seal.key_id)
-        complete = len(got) == len(positions) and len(seal.digests) == DIGEST_BYTES * len(positions)
-        if complete:
-            made = seal_chain(
+        stored = seal.digests
+        complete = len(got) == len(positions) and len(stored) == DIGEST_BYTES * len(positions)
+        if complete and hmac.compare_digest(
+            seal_chain(
                 key,
                 seal.seq,
                 seal.first,
@@ -637,49 +665,36 @@ class _Verification:
                 seal.key_id,
                 previous_chain,
                 rows_hash(got),
-                seal.digests,
-            )
-            if hmac.compare_digest(made, seal.chain):
-                return
+                stored,
+            ),
+            seal.chain,
+        ):
+            return  # the save is as it was sealed
         # something differs: name the events that no longer match their digests
-        keyed = self._keyed.get(seal.key_id)
-        if keyed is None:
-            keyed = self._keyed[seal.key_id] = _keyed(key)
+        made_digests = row_digests(got)
         index = {p: i for i, p in enumerate(positions)}
-        altered = 0
-        remade = bytearray(seal.digests)
-        for row in got:
+        altered = False
+        for k, row in enumerate(got):
             i = index[row[0]]
-            made_digest = row_digests(keyed, [row])
-            remade[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES] = made_digest
-            if made_digest != seal.digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]:
-                altered += 1
+            mine = made_digests[k * DIGEST_BYTES : (k + 1) * DIGEST_BYTES]
+            if mine != stored[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]:
+                altered = True
                 self.problems.add(
                     row[0], "altered", f"{_what(row)} changed or moved since it was sealed"
                 )
-        if altered or not complete or gap:
-            return
-        # the events match their digests: the seal itself (or the one before) was edited
-        self.problems.add(
-            seal.first,
-            "seal-altered",
-            f"the seal of positions {seal.first}..{seal.last} does not match its digests "
-            "or the seal before it",
-        )
+        if not altered and complete and not gap:
+            # the events match their digests: the seal itself (its digests, say)
+            # or the one before it was edited
+            self.problems.add(
+                seal.first,
+                "seal-altered",
+                f"the seal of positions {seal.first}..{seal.last} does not match its digests "
+                "or the seal before it",
+            )
 
 
 def _what(row: SealedRow) -> str:
     return f"{row[3]} of {row[1]} version {row[2]}"
-
-
-def rows_hash(rows: Iterable[SealedRow]) -> bytes:
-    """SHA-256 over a save's rows (what a seal's chain value covers)."""
-    h = hashlib.sha256()
-    update = h.update
-    for position, oid, version, topic, state in rows:
-        update(f"{position}|{oid}|{version}|{topic}|{len(state)}|".encode())
-        update(state)
-    return h.digest()
 
 
 def verify_log(  # noqa: PLR0915 - one merge of two sorted streams, kept in one place

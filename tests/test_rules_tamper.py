@@ -483,17 +483,25 @@ def test_r31_any_one_tampered_row_is_named_and_untouched_history_passes(
         max_size=5,
     ),
 )
-def test_r31_seal_digests_are_the_documented_hmac(key: bytes, rows: list) -> None:
-    """Digests use HMAC's precomputed keyed states; they must equal plain
-    HMAC-SHA256 of "position|originator|version|topic|" + state, first 8 bytes,
-    for any key length (keys over 64 bytes are hashed first) -- per-save seals
-    with the id as 32 hex digits, legacy seals as eventsourcing printed it."""
+def test_r31_seal_digests_are_the_documented_hashes(key: bytes, rows: list) -> None:
+    """Per-save seals digest each event with SHA-256 of
+    "position|originator (32 hex digits)|version|topic|" + state, first 16 bytes,
+    hash the save's rows as one, and chain both with HMAC-SHA256 -- computed from
+    the key's precomputed states; legacy seals (earlier versions) used
+    HMAC-SHA256 with the id as eventsourcing printed it, first 8 bytes, for any
+    key length (keys over 64 bytes are hashed first)."""
+    import hashlib
+
     expected = b"".join(
-        hmac.digest(key, f"{i}|{o.hex}|{v}|{t}|".encode() + s, "sha256")[:8]
+        hashlib.sha256(f"{i}|{o.hex}|{v}|{t}|".encode() + s).digest()[:16]
         for i, o, v, t, s in rows
     )
-    assert seals.row_digests(seals._keyed(key), [(i, o.hex, v, t, s) for i, o, v, t, s in rows]
-                             ) == expected
+    assert seals.row_digests([(i, o.hex, v, t, s) for i, o, v, t, s in rows]) == expected
+    whole = seals.rows_hash([(i, o.hex, v, t, s) for i, o, v, t, s in rows])
+    assert whole == hashlib.sha256(b"".join(
+        f"{i}|{o.hex}|{v}|{t}|{len(s)}|".encode() + s for i, o, v, t, s in rows)).digest()
+    chain = seals.seal_chain(key, 3, 1, 2, "", "abc", "prev", whole, expected)
+    assert chain == hmac.new(key, b"3|1|2||abc|prev|" + whole + expected, "sha256").hexdigest()
     notifications = [
         Notification(originator_id=o, originator_version=v, topic=t, state=s, id=i)
         for i, o, v, t, s in rows
@@ -505,4 +513,3 @@ def test_r31_seal_digests_are_the_documented_hmac(key: bytes, rows: list) -> Non
     )
     assert seals.digests(key, notifications) == legacy
     assert [seals.digest(key, n) for n in notifications] == list(seals.split_digests(legacy))
-
