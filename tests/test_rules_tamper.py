@@ -513,3 +513,39 @@ def test_r31_seal_digests_are_the_documented_hashes(key: bytes, rows: list) -> N
     )
     assert seals.digests(key, notifications) == legacy
     assert [seals.digest(key, n) for n in notifications] == list(seals.split_digests(legacy))
+
+
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_r31_seals_of_earlier_versions_keep_verifying(
+    make_app: AppFactory, vendor, store_env, clock
+) -> None:
+    """A store sealed the old way (HistorySealed events every N events, with the
+    built-in key when none was set) verifies: its old seals are checked, the
+    saves after them are sealed per save, and tampering under an old seal is
+    still named."""
+    from esmc_licensing.domain.events import HistorySealed
+    from esmc_licensing.domain.ids import SEALS_ID
+
+    app = make_app()
+    app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D30"))
+    rows = list(app.recorder.select_notifications(start=1, limit=1000))
+    key = seals.LEGACY_BUILTIN_KEY
+    positions = tuple(n.id for n in rows)
+    digests = seals.digests(key, rows)
+    legacy = HistorySealed(originator_id=SEALS_ID, originator_version=1, timestamp=clock.now(),
+                           actor="system", positions=positions, digests=digests,
+                           chain=seals.chain(key, "", positions, digests))
+    app._save_events([legacy])
+    old_end = recorded(app)
+    app.close()
+    store_env["ESMC_SEAL_KEY"] = KEY_TEXT
+    app = make_app()
+    app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D31"))
+    report = app.verify_history(app.administrator)
+    assert report.ok, str(report)
+    assert "legacy built-in" in report.key_ids and key_id(KEY) in report.key_ids
+    assert (report.unsealed, report.not_sealed_before) == (1, old_end + 1)  # the old seal itself
+    target = positions[-1]
+    _tamper(app, store_env, ("UPDATE {events} SET state = state || x'20' WHERE {pos} = {p}",
+                             (target,)))
+    assert _found(app) == [(target, "altered")]
