@@ -8,7 +8,7 @@ row per save, chained). Then, in the same run, alternately:
 
 - raw: a plain ``sqlite3`` read of the same rows (position, originator id,
   version, topic, state), a page of 2,000 at a time, and of the seals table;
-- verify: ``seals.verify_store`` -- every event's keyed digest recomputed and
+- verify: ``seals.verify_store`` -- every save's rows hashed and its chain value
   compared, every seal's chain checked, versions checked per aggregate.
 
 Target (issue 11): verify ≥ 100,000 events/s. Memory stays bounded: the
