@@ -348,8 +348,13 @@ class Session:
         ``ESMC_SEAL_KEY`` in the environment, ``seal_key`` in the credentials file,
         else the key file beside a SQLite store (``STORE.seal-key``, which
         ``demo`` creates)."""
-        if os.environ.get(SEAL_KEY_VARIABLE) or os.environ.get(SEAL_KEY_FILE_VARIABLE):
-            return {}
+        given = {
+            name: value
+            for name in (SEAL_KEY_VARIABLE, SEAL_KEY_FILE_VARIABLE)
+            if (value := os.environ.get(name))
+        }
+        if given:  # named explicitly: verify_store reads no process environment
+            return given
         if self.secrets.seal_key is not None:
             return {SEAL_KEY_VARIABLE: self.secrets.seal_key}
         beside = seal_key_beside(store)
