@@ -502,6 +502,16 @@ def test_r31_seal_digests_are_the_documented_hashes(key: bytes, rows: list) -> N
         f"{i}|{o.hex}|{v}|{t}|{len(s)}|".encode() + s for i, o, v, t, s in rows)).digest()
     chain = seals.seal_chain(key, 3, 1, 2, "", "abc", "prev", whole, expected)
     assert chain == hmac.new(key, b"3|1|2||abc|prev|" + whole + expected, "sha256").hexdigest()
+    if rows:  # the sealer computes both in one pass: the same bytes
+        sealed = seals.Sealer(Keyring.of("seal", key)).seal(
+            None, sorted((i, o.hex, v, t, s) for i, o, v, t, s in rows)
+        )
+        ordered = sorted((i, o.hex, v, t, s) for i, o, v, t, s in rows)
+        assert sealed.digests == seals.row_digests(ordered)
+        assert sealed.chain == seals.seal_chain(
+            key, 1, ordered[0][0], ordered[-1][0], sealed.positions, key_id(key), "",
+            seals.rows_hash(ordered), sealed.digests,
+        )
     notifications = [
         Notification(originator_id=o, originator_version=v, topic=t, state=s, id=i)
         for i, o, v, t, s in rows
