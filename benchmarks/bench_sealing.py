@@ -9,7 +9,8 @@ set (every save then also writes its seal row in its own transaction). Each
 measured loop reports commands per second of wall time and of this process's
 user CPU time: on a shared machine the wall figures swing with the disk's
 fsync latency and the other processes (both variants commit once per
-command), the user CPU figures show what sealing costs the library itself. Target (issue 11): sealing costs at most 5 % (ratio ≥ 0.95).
+command), the user CPU figures show what sealing costs the library itself.
+Target (issue 11): sealing costs at most 5 % (ratio ≥ 0.95).
 """
 
 from __future__ import annotations

@@ -188,7 +188,8 @@ def seal_chain(
     h.update(digests)
     o = outer.copy()
     o.update(h.digest())
-    return o.hexdigest()
+    chained: str = o.hexdigest()
+    return chained
 
 
 def rows_hash(rows: Iterable[SealedRow]) -> bytes:

@@ -66,13 +66,18 @@ def sqlite_seal(
         return None
     if previous is False:
         previous = sqlite_last_seal(cursor, events_table)
-    assert previous is None or isinstance(previous, SealRow)
-    seal = sealer.seal(previous, rows)
-    cursor.execute(
-        f"INSERT INTO {seals_table(events_table)} VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (seal.seq, seal.first, seal.last, seal.positions, seal.key_id, seal.digests, seal.chain),
-    )
+    seal = sealer.seal(previous, rows)  # type: ignore[arg-type]
+    statement = _INSERTS.get(events_table)
+    if statement is None:
+        statement = _INSERTS[events_table] = (
+            f"INSERT INTO {seals_table(events_table)} VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+    cursor.execute(statement, seal)  # a SealRow is the row, field for field
     return seal
+
+
+#: the seal INSERT statement by events table
+_INSERTS: dict[str, str] = {}
 
 
 def hex_id(oid: Any) -> str:
