@@ -559,3 +559,20 @@ def test_r31_seals_of_earlier_versions_keep_verifying(
     _tamper(app, store_env, ("UPDATE {events} SET state = state || x'20' WHERE {pos} = {p}",
                              (target,)))
     assert _found(app) == [(target, "altered")]
+
+
+def test_r31_a_store_without_a_seals_table_opens_when_tables_are_not_created(
+    tmp_path: Path,
+) -> None:
+    """A store from before per-save sealing, opened without creating tables (as a
+    read-only store is), has no seals table: it opens and verifies as unsealed."""
+    env = stores.sqlite_env(tmp_path / "old.db")
+    LicenseManagement(env=env).close()
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("DROP TABLE stored_events_seals")
+    app = LicenseManagement(env={**env, "CREATE_TABLE": "no"})
+    try:
+        report = app.verify_history(app.administrator)
+        assert report.ok and report.unsealed == recorded(app) and "NOT sealed" in str(report)
+    finally:
+        app.close()

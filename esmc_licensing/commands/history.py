@@ -210,7 +210,18 @@ def _target_of(event: DomainEvent) -> str:
 
 def _last_seal(recorder: Any) -> seals.SealRow | None:
     last = getattr(recorder, "last_seal", None)
-    return None if last is None else last()
+    if last is None:
+        return None
+    try:
+        found: seals.SealRow | None = last()
+    except Exception as e:
+        # a store opened without creating tables (read-only, CREATE_TABLE=no)
+        # that predates per-save sealing has no seals table: no seals
+        text = str(e)
+        if "no such table" in text or "does not exist" in text:
+            return None
+        raise
+    return found
 
 
 __all__ = ["HistoryCommands", "may_audit"]
