@@ -29,9 +29,8 @@ computers) and runs the same commands ``--million-runs`` times there (wall
 time and peak RSS, no target); ``--million-events``, ``--million-licenses`` and
 ``--million-computers`` change those sizes (to try the option on a small store).
 
-Each store is sealed (``seal-history``) once built: ``generate_log`` writes past
-the command path, so the first command that writes would otherwise seal the
-whole generated log, which a store written command by command never does.
+The stores have no seal key (R31): their saves are recorded unsealed
+(``benchmarks/bench_sealing.py`` measures what sealing each save costs).
 
 ``--dir`` keeps the stores there (default: a temporary directory, deleted at
 the end); without ``--reuse`` every store is deleted and generated again, with
@@ -210,14 +209,6 @@ def build(
         ).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         print(f"  {db.name}: generated {r['written']:,} events in {r['seconds']:.1f} s")
-    # generate_log writes past the command path, so nothing it wrote is sealed (R31); the
-    # first command that writes would seal it all. A store written command by command
-    # has been sealed as it went: seal here, before measuring.
-    argv = [*cli, "--store", str(db), "seal-history"]
-    sealed = run(argv, db.parent)
-    if sealed.code != 0:
-        raise SystemExit(failure(argv, sealed))
-    print(f"  {db.name}: seal-history in {sealed.wall:.1f} s")
     total, lic, comp = counts(db)
     print(f"  {db.name}: {total:,} events in the file, {lic:,} licenses, {comp:,} computers "
           f"({db.stat().st_size / 2**20:.0f} MiB)")

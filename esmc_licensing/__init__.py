@@ -79,7 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
         UserView,
         Validity,
     )
-    from .seals import HistoryProblem, HistoryReport
+    from .seals import HistoryProblem, HistoryReport, Receipt
     from .wiring import Adapters
 
 #: exported name -> the module (relative to this package) that defines it
@@ -164,6 +164,7 @@ _LAZY: dict[str, str] = {
     "Validity": ".projections.views",
     "HistoryProblem": ".seals",
     "HistoryReport": ".seals",
+    "Receipt": ".seals",
     "Adapters": ".wiring",
 }
 
@@ -248,6 +249,7 @@ __all__ = [
     "MoveImpact",
     "PoolView",
     "PublicId",
+    "Receipt",
     "Source",
     "Status",
     "StatusLevel",

@@ -79,7 +79,13 @@ from .projections.views import (
     PoolView,
     TaskView,
 )
-from .seals import HistoryReport, verify_store
+from .seals import (
+    SEAL_KEY_FILE_VARIABLE,
+    SEAL_KEY_VARIABLE,
+    HistoryReport,
+    Receipt,
+    verify_store,
+)
 from .wiring import Adapters
 
 if TYPE_CHECKING:  # Rich is imported only when something is printed for a person
@@ -481,7 +487,7 @@ class Session:
     def open(self) -> LicenseManagement:
         if self._app is None:
             store = parse_store(self.store)
-            cfg, secrets = self.config, self.secrets
+            cfg, _ = self.config, self.secrets  # both checked before the store is touched
             self.description = store.description
             env = dict(store.env)
             if (
@@ -505,8 +511,7 @@ class Session:
                 agents=wiring.agents, clock=clock, offline_verifier=wiring.offline_verifier,
             )
             _data_key_setting(store, env)
-            if secrets.seal_key is not None and not os.environ.get("ESMC_SEAL_KEY"):
-                env["ESMC_SEAL_KEY"] = secrets.seal_key
+            env.update(self.seal_env(store))
             try:
                 self._app = LicenseManagement(env=env, adapters=adapters)
             except LicensingError:
@@ -528,17 +533,40 @@ class Session:
     def app(self) -> LicenseManagement:
         return self.open()
 
-    def verify_history(self) -> HistoryReport:
-        """R31 without opening the application: a damaged store can still be checked."""
+    def seal_env(self, store: Store) -> dict[str, str]:
+        """Where the seal key comes from (R31), first found: ``ESMC_SEAL_KEY_FILE`` or
+        ``ESMC_SEAL_KEY`` in the environment, ``seal_key`` in the credentials file,
+        else the key file beside a SQLite store (``STORE.seal-key``, which
+        ``demo`` creates)."""
+        given = {
+            name: value
+            for name in (SEAL_KEY_VARIABLE, SEAL_KEY_FILE_VARIABLE)
+            if (value := os.environ.get(name))
+        }
+        if given:  # named explicitly: verify_store reads no process environment
+            return given
+        if self.secrets.seal_key is not None:
+            return {SEAL_KEY_VARIABLE: self.secrets.seal_key}
+        beside = seal_key_beside(store)
+        if beside is not None and beside.exists():
+            return {SEAL_KEY_FILE_VARIABLE: str(beside)}
+        return {}
+
+    def verify_history(self, receipt: Receipt | None) -> HistoryReport:
+        """R31 for the acting user; a store that no longer opens is verified
+        without the application (whoever can read its file can verify it)."""
         store = parse_store(self.store)
         if store.sqlite_path is not None and not Path(store.sqlite_path).exists():
             raise NotFound("store", store.description)
-        env = dict(store.env)
-        seal_key = os.environ.get("ESMC_SEAL_KEY") or self.secrets.seal_key
-        if seal_key is not None:
-            env["ESMC_SEAL_KEY"] = seal_key
         try:
-            return verify_store(env)
+            lm = self.app
+        except AdapterUnavailable:
+            lm = None
+        if lm is not None:
+            return lm.verify_history(self.actor, receipt)
+        env = {**store.env, **self.seal_env(store)}
+        try:
+            return verify_store(env, receipt=receipt)
         except InfrastructureFactoryError as e:
             raise InvalidInput(f"bad --store settings: {_one_line(e)}") from e
         except (EventSourcingError, OSError) as e:
@@ -1183,7 +1211,8 @@ QUERY_COMMANDS = frozenset({
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsOfOption = Annotated[str | None, typer.Option(
-    "--as-of", metavar="WHEN", help="As it was at this date or date-time (R30).")]
+    "--as-of", metavar="WHEN",
+    help="As it was at this date, date-time (UTC) or log position (R30).")]
 LevelOption = Annotated[list[str] | None, typer.Option(
     "--level", help="OK, WARNING, ERROR, EXPIRED or SUSPENDED (repeatable).")]
 ReasonOption = Annotated[list[str] | None, typer.Option(
@@ -1198,16 +1227,45 @@ TextOption = Annotated[str | None, typer.Option(
     "--text", help="Text in the Public ID, product or owner.")]
 
 
+def seal_key_beside(store: Store) -> Path | None:
+    """The demo's seal key file beside a SQLite store (None for other stores)."""
+    if store.sqlite_path is None:
+        return None
+    path = Path(store.sqlite_path)
+    return path.with_name(path.name + ".seal-key")
+
+
+def _demo_seal_key(session: Session, store: Store) -> Path | None:
+    """Create the demo's seal key file when no seal key is configured at all."""
+    beside = seal_key_beside(store)
+    if beside is None or beside.exists() or session.seal_env(store):
+        return None
+    if os.environ.get(SEAL_KEY_VARIABLE) or os.environ.get(SEAL_KEY_FILE_VARIABLE):
+        return None
+    from .keyring import create_key_file
+
+    assert store.sqlite_path is not None
+    if not _store_access(Path(store.sqlite_path)):  # the store's own message first
+        return None
+    create_key_file(beside, "seal")
+    return beside
+
+
 @app.command()
 @handled
 def demo(ctx: typer.Context) -> None:
     """Play the branch-administrator story on the store and show what each user sees
     (as --as, which must be an administrator: the story creates users and groups)."""
     session = _session(ctx)
+    store = parse_store(session.store)
+    created = _demo_seal_key(session, store)
     lm = session.app
     admin = session.actor  # R12/R14: the demo acts as who it is told to, never above that
     vendor = lm.adapters.activation_server
-    _say(f"Branch-administrator demo on {parse_store(session.store).description}")
+    _say(f"Branch-administrator demo on {store.description}")
+    if created is not None:
+        _say(f"  created the seal key file {created} (mode 0600): every save is sealed "
+             "with it (R31); keep it, or a copy, away from the store in real use")
     for user, branch, permission in DEMO_BRANCHES:
         try:
             gid = lm.group_named(branch)
@@ -1281,8 +1339,9 @@ def licenses(
         if preset is None:
             raise NotFound("saved filter", saved)
         license_filter = _merge(preset, license_filter)
-    when = _when(as_of, "--as-of", end_of_day=True)
-    views = lm.licenses(actor, license_filter, as_of=when)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views = lm.licenses(actor, license_filter, as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -1291,6 +1350,47 @@ def licenses(
         _say(f"No licenses visible to {session.user_name} match.")
         return
     _console().print(licenses_table(views, names))
+
+
+def _as_of(session: Session, value: str | None, json_: bool = False,
+           empty: Any = ()) -> datetime | int | None:
+    """``--as-of``: a date, a date-time or a log position (R30). Before the first
+    event it says "nothing was recorded before …" and ends the command (exit 0)."""
+    if value is None:
+        return None
+    text = value.strip()
+    lm = session.app
+    moment: datetime | int | None
+    if text.isdigit():
+        moment = int(text)
+        nothing = moment < 1 or lm.position == 0
+        said = f"log position {moment}"
+    else:
+        moment = _when(text, "--as-of", end_of_day=True)
+        first = lm.first_recorded()
+        nothing = first is None or moment is None or moment < first
+        said = f"{text}" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+    if nothing:
+        message = f"Nothing was recorded before {said}."
+        if json_:
+            typer.echo(message, err=True)
+            _print_json(list(empty) if isinstance(empty, tuple) else empty)
+        else:
+            _say(message)
+        raise typer.Exit(EXIT_OK)
+    return moment
+
+
+@contextmanager
+def _replaying(session: Session, moment: datetime | int | None) -> Iterator[None]:
+    """A user who did not exist yet at ``moment``: say so by name, not by id."""
+    try:
+        yield
+    except NotFound as e:
+        if moment is None or e.kind != "user":
+            raise
+        at = f"log position {moment}" if isinstance(moment, int) else f"{moment:%Y-%m-%d %H:%M} UTC"
+        raise NotFound("user", f"{session.user_name} (as of {at})") from None
 
 
 def _merge(a: LicenseFilter, b: LicenseFilter) -> LicenseFilter:
@@ -1315,7 +1415,9 @@ def license_(
     """One license's details (never its key, only the key's last four characters)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    view = lm.license(actor, PublicId(public_id), as_of=_when(as_of, "--as-of", end_of_day=True))
+    when = _as_of(session, as_of, json_, None)
+    with _replaying(session, when):
+        view = lm.license(actor, PublicId(public_id), as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json(to_jsonable(view, names))
@@ -1361,9 +1463,9 @@ def pools(
     """The license pools you may see and the group each lives in (--tag filters, R28)."""
     session = _session(ctx)
     lm = session.app
-    views: list[PoolView] = lm.pools(
-        session.actor, tags=tag or (), as_of=_when(as_of, "--as-of", end_of_day=True)
-    )
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views: list[PoolView] = lm.pools(session.actor, tags=tag or (), as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -1390,6 +1492,7 @@ def history(
         "--since", metavar="WHEN", help="From this date or date-time (UTC).")] = None,
     until: Annotated[str | None, typer.Option(
         "--until", metavar="WHEN", help="Up to this date (inclusive) or date-time.")] = None,
+    as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
     """What happened to a license or pool: when, by whom, what (R29)."""
@@ -1397,10 +1500,13 @@ def history(
     lm, actor = session.app, session.actor
     start = _when(since, "--since")
     end = _when(until, "--until", end_of_day=True)
+    moment = _as_of(session, as_of, json_)
     entries: list[HistoryEntry] = _history_of(lm, actor, target)
     entries = [
         e for e in entries
         if (start is None or e.when >= start) and (end is None or e.when <= end)
+        and (moment is None or (e.position <= moment if isinstance(moment, int)
+                                else e.when <= moment))
     ]
     if json_:
         _print_json([to_jsonable(e) for e in entries])
@@ -1410,17 +1516,31 @@ def history(
         return
     names = _group_namer(lm)
 
-    def shown(key: str, value: str) -> str:
-        if key in _GROUP_DETAILS:
-            with contextlib.suppress(LicensingError):
+    def shown(key: str, value: Any, all_: Mapping[str, Any]) -> str:
+        # the name recorded beside an id (R29) stands for it in the table
+        name = all_.get(f"{key.removesuffix('_id')}_name")
+        if name:
+            return str(name)
+        if key in _GROUP_DETAILS and isinstance(value, str):
+            with contextlib.suppress(LicensingError, ValueError):
                 return names(GroupId(value))
-        return value
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    def beside(key: str, all_: Mapping[str, Any]) -> bool:
+        base = key.removesuffix("_name")
+        return key.endswith("_name") and (base in all_ or f"{base}_id" in all_)
 
     table = _table(title=f"History of {target}", title_justify="left")
     for column in ("When (UTC)", "Who", "What", "Details"):
         table.add_column(column, no_wrap=column != "Details")
     for e in entries:
-        details = ", ".join(f"{k}={shown(k, v)}" for k, v in e.details.items() if v != "")
+        d = e.details
+        details = ", ".join(
+            f"{k}={shown(k, v, d)}" for k, v in d.items()
+            if v not in ("", None) and not beside(k, d)
+        )
         table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor,
                       e.what, details)
     _console().print(table)
@@ -2804,25 +2924,55 @@ def migrate_secrets(ctx: typer.Context) -> None:
 # -- the history's seals (R31) ----------------------------------------------------------------
 
 
+ReceiptOption = Annotated[str | None, typer.Option(
+    "--receipt", metavar="FILE", help="The receipt file (R31): written by seal-history, "
+    "checked by verify-history.")]
+
+
 @app.command("seal-history")
 @handled
-def seal_history(ctx: typer.Context) -> None:
-    """Seal every stored event not sealed yet (R31); run it before an audit."""
+def seal_history(ctx: typer.Context, receipt: ReceiptOption = None) -> None:
+    """Take a signed receipt of the history as it ends now (R31).
+
+    Every save is sealed as it is recorded; keep the receipt away from the
+    store: verify-history --receipt FILE then also proves that nothing up to
+    it was deleted, the end of the log included. Needs the seal key.
+    """
     session = _session(ctx)
-    position = session.app.seal_history()
-    _say(f"Sealed the history up to log position {position}.")
+    made = session.app.seal_history(session.actor)
+    if receipt is not None:
+        path = Path(receipt).expanduser()
+        try:
+            path.write_bytes(made.to_bytes())
+        except OSError as e:
+            raise InvalidInput(f"cannot write the receipt {path}: {e.strerror}") from None
+    _say(f"Sealed the history up to log position {made.position} (seal {made.seal}, key id "
+         f"{made.key_id})." + (f" Receipt written to {receipt}." if receipt else
+                              " Add --receipt FILE to keep a receipt of it."))
+
+
+def _read_receipt(path: str | None) -> Receipt | None:
+    if path is None:
+        return None
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"cannot read the receipt {path}: {e.strerror}") from None
+    return Receipt.from_bytes(data)
 
 
 @app.command("verify-history")
 @handled
-def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """Verify the stored history against its seals (R31).
+def verify_history(ctx: typer.Context, receipt: ReceiptOption = None,
+                   json_: JsonOption = False) -> None:
+    """Verify the whole stored history, first event to last, against its seals (R31).
 
     Exit 0 when nothing is wrong; 1 when tampering is found, each problem named.
-    The seal key comes from ESMC_SEAL_KEY or the credentials file.
+    The seal key comes from ESMC_SEAL_KEY_FILE, ESMC_SEAL_KEY, the credentials
+    file, or the key file beside a SQLite store (STORE.seal-key).
     """
     session = _session(ctx)
-    report = session.verify_history()
+    report = session.verify_history(_read_receipt(receipt))
     if json_:
         data = to_jsonable(report)
         data["ok"] = report.ok
@@ -2843,6 +2993,128 @@ def verify_history(ctx: typer.Context, json_: JsonOption = False) -> None:
         typer.echo(f"error: the history was tampered with: {len(report.problems)} problem(s), "
                    f"first {first.kind}{where}: {_one_line(Exception(first.detail))}", err=True)
         raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command("rotate-seal-key")
+@handled
+def rotate_seal_key(
+    ctx: typer.Context,
+    key_file: Annotated[str, typer.Option(
+        "--key-file", metavar="PATH", help="The seal key file (created, mode 0600, if missing).")],
+) -> None:
+    """Add a new current key to a seal key file (R31); older keys stay to verify
+    the seals they made. Point ESMC_SEAL_KEY_FILE at the file."""
+    from .keyring import create_key_file, read_key_file, write_key_file
+
+    path = Path(key_file).expanduser()
+    if path.exists():
+        ring = read_key_file(path, "seal").rotated()
+        write_key_file(path, ring)
+        _say(f"Rotated the seal key in {path}: new saves are sealed with key id "
+             f"{ring.current_id}; key ids {', '.join(ring.ids[:-1])} still verify older seals.")
+    else:
+        ring = create_key_file(path, "seal")
+        _say(f"Created the seal key file {path} (mode 0600) with key id {ring.current_id}.")
+
+
+audit_app = typer.Typer(help="The whole audit log (R29, R31): export it for a SIEM.",
+                        no_args_is_help=True, cls=_Group)
+app.add_typer(audit_app, name="audit")
+
+
+class ExportFormat(enum.Enum):
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+_CSV_COLUMNS = ("position", "when", "actor", "what", "target", "sealed", "details")
+
+
+@audit_app.command("export")
+@handled
+def audit_export(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="WHEN", help="From this date, date-time (UTC) or log position.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", metavar="WHEN",
+        help="Up to this date (inclusive), date-time or log position.")] = None,
+    format_: Annotated[ExportFormat, typer.Option(
+        "--format", help="jsonl (one JSON object a line) or csv.")] = ExportFormat.JSONL,
+    output: Annotated[str | None, typer.Option(
+        "--output", metavar="FILE", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export every recorded event in log order, with whether a verified seal covers it.
+
+    Streams: memory stays bounded whatever the log's length. Progress goes to
+    stderr when it is a terminal. Only an administrator or a user with READ on
+    All may export (R31).
+    """
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+
+    def bound(value: str | None, option: str, end: bool) -> datetime | int | None:
+        if value is not None and value.strip().isdigit():
+            return int(value.strip())
+        return _when(value, option, end_of_day=end)
+
+    start, stop = bound(since, "--since", False), bound(until, "--until", True)
+    entries = lm.audit_log(actor, since=start, until=stop)
+    report = lm.verify_history(actor)
+    first_problem = min((p.position for p in report.problems if p.position is not None),
+                        default=None)
+    if report.problems and first_problem is None:
+        first_problem = 0  # a problem without a position: vouch for nothing
+
+    def sealed(position: int) -> bool:
+        if first_problem is not None and position >= first_problem:
+            return False
+        if report.unsealed and report.not_sealed_before and position < report.not_sealed_before:
+            return False
+        return (report.unsealed == 0 and position <= report.sealed_up_to) or (
+            bool(report.not_sealed_before) and position <= report.sealed_up_to
+        )
+
+    progress = sys.stderr.isatty()
+    with contextlib.ExitStack() as stack:
+        if output is None:
+            out = sys.stdout
+        else:
+            try:
+                out = stack.enter_context(Path(output).expanduser().open("w", encoding="utf-8",
+                                                                          newline=""))
+            except OSError as e:
+                raise InvalidInput(f"cannot write {output}: {e.strerror}") from None
+        writer = None
+        if format_ is ExportFormat.CSV:
+            import csv
+
+            writer = csv.writer(out)
+            writer.writerow(_CSV_COLUMNS)
+        count = 0
+        for e in entries:
+            record = {
+                "position": e.position,
+                "when": e.when.isoformat(),
+                "actor": e.actor,
+                "what": e.what,
+                "target": e.target,
+                "sealed": sealed(e.position),
+                "details": dict(e.details),
+            }
+            if writer is not None:
+                writer.writerow([*(record[c] for c in _CSV_COLUMNS[:-1]),
+                                 json.dumps(record["details"], sort_keys=True)])
+            else:
+                out.write(json.dumps(record, sort_keys=True) + "\n")
+            count += 1
+            if progress and count % 10_000 == 0:
+                sys.stderr.write(f"\r{count} events exported")
+                sys.stderr.flush()
+        if progress:
+            sys.stderr.write(f"\r{count} events exported\n")
+    if output is not None:
+        _say(f"Exported {count} events to {output}.")
 
 
 #: the root options (see ``_root``) that take a value

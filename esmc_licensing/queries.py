@@ -18,7 +18,7 @@ from typing import Any
 
 from .domain.directory import DirectoryState
 from .domain.errors import InvalidInput, NotFound
-from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool
+from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool, PoolCreated
 from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, UserId
 from .domain.values import LicenseType, Policy, Source
@@ -312,43 +312,146 @@ class Queries(ServiceBase):
         return dict(state.presets) if state else {}
 
     def _history(
-        self, views: ViewStore, d: DirectoryState, target: str
+        self,
+        views: ViewStore,
+        d: DirectoryState,
+        target: str,
+        visible: frozenset[GroupId] | None,
     ) -> list[HistoryEntry]:
-        """The events naming ``target``, from the audit index and the log (R29)."""
-        positions = views.history_positions(target)
-        return [_entry(d, target, p, event) for p, event in self.event_log.at(positions)]
+        """The events naming ``target``, from the audit index and the log, in log
+        order (R29). A license's includes the creation of a pool made with it."""
+        positions = set(views.history_positions(target))
+        events = self.event_log.at(sorted(positions))
+        if target.startswith("license:") and events:
+            first = events[0][0]
+            pools = {
+                e.pool_id if isinstance(e, LicenseAdded) else e.originator_id
+                for _, e in events
+                if isinstance(e, (LicenseAdded, LicenseJoinedPool))
+            }
+            created = []
+            for p in sorted(pools, key=str):
+                pool_positions = views.history_positions(pool_target(p))
+                if pool_positions and pool_positions[0] >= first:
+                    created.append(pool_positions[0])
+            if created:
+                extra = [
+                    (q, e) for q, e in self.event_log.at(created) if isinstance(e, PoolCreated)
+                ]
+                events = sorted([*events, *extra], key=lambda pe: pe[0])
+        names = _Names(d, views, visible)
+        return [_entry(d, target, p, event, names) for p, event in events]
 
     def history(self, actor: object, target: object) -> list[HistoryEntry]:
-        """What happened to a license or pool, oldest first (R29).
+        """What happened to a license or pool, oldest first, in causal order (R29).
 
-        A license's history includes its pool's events that affect it (moves,
-        tags, removal). Removed objects keep their history, visible to whoever
-        could see them where they were last.
+        A license's history includes its pool's events that affect it (its
+        creation with the license, moves, tags, removal). Details keep their
+        types and name groups, users, pools and computers beside their ids;
+        what lies outside the reader's visibility is shown as None. Removed
+        objects keep their history, visible to whoever could see them where
+        they were last.
         """
         with self._reading(None) as (views, d, _):
             uid = self._actor(actor, d)
             visible = d.visible_groups(uid)
+            shown = None if len(visible) >= len(d.groups) else visible
             if isinstance(target, uuid.UUID):
                 pool_id = PoolId(target)
                 p = views.state("pool", str(pool_id))
                 if p is None or p.group not in visible:
                     raise NotFound("license pool", pool_id)
-                return self._history(views, d, pool_target(pool_id))
+                return self._history(views, d, pool_target(pool_id), shown)
             pid = PublicId(target)
             lic = views.state("license", str(pid))
             p = views.state("pool", str(lic.pool_id)) if lic and lic.pool_id else None
             if p is None or p.group not in visible:
                 raise NotFound("license", pid)
-            return self._history(views, d, license_target(pid))
+            return self._history(views, d, license_target(pid), shown)
 
 
-def _entry(d: DirectoryState, target: str, position: int, event: DomainEvent) -> HistoryEntry:
+#: detail keys that name a static group
+_GROUP_KEYS = frozenset({"group", "from_group", "to_group", "parent", "home_group"})
+
+
+class _Names:
+    """Names beside ids in history details, and what the reader may not see (R29, R14).
+
+    Groups and users cannot be renamed and pools keep their names, so their
+    names now are their names then.
+    """
+
+    def __init__(
+        self, d: DirectoryState, views: ViewStore, visible: frozenset[GroupId] | None
+    ) -> None:
+        self.d = d
+        self.views = views
+        self.visible = visible
+
+    def _sees(self, group: object) -> bool:
+        return self.visible is None or group in self.visible
+
+    def group(self, value: Any) -> tuple[Any, str | None]:
+        try:
+            gid = GroupId(value)
+        except Exception:
+            return value, None
+        g = self.d.groups.get(gid)
+        if not self._sees(gid):
+            return None, None
+        return value, g.name if g is not None else None
+
+    def user(self, value: Any) -> tuple[Any, str | None]:
+        try:
+            u = self.d.users.get(UserId(value))
+        except Exception:
+            return value, None
+        if u is None:
+            return value, None
+        if not self._sees(u.home_group):
+            return None, None
+        return value, u.name
+
+    def entity(self, kind: str, value: Any) -> tuple[Any, str | None]:
+        state = self.views.state(kind, str(value)) if value else None
+        if state is None:
+            return value, None
+        if not self._sees(state.group):
+            return None, None
+        return value, state.name
+
+    def shown(self, raw: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, raw_value in raw.items():
+            value, name = raw_value, None
+            named = True
+            if value is None:
+                named = key in _GROUP_KEYS or key in ("user", "pool_id", "computer_id")
+            elif key in _GROUP_KEYS:
+                value, name = self.group(value)
+            elif key == "user":
+                value, name = self.user(value)
+            elif key == "pool_id":
+                value, name = self.entity("pool", value)
+            elif key == "computer_id":
+                value, name = self.entity("computer", value)
+            else:
+                named = False
+            out[key] = value
+            if named:
+                out[f"{key.removesuffix('_id')}_name"] = name
+        return out
+
+
+def _entry(
+    d: DirectoryState, target: str, position: int, event: DomainEvent, names: _Names
+) -> HistoryEntry:
     return HistoryEntry(
         when=event.timestamp,
         actor=actor_name(d, event.actor),
         what=event_name(event),
         target=target,
-        details=details(event),
+        details=names.shown(details(event)),
         position=position,
     )
 

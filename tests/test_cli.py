@@ -205,7 +205,13 @@ def test_r29_history_timeline_with_since_and_until(demo: Run) -> None:
     entries = js(demo("history", "DMO-SDG-001", "--json"))
     assert isinstance(entries, list)
     whats = [e["what"] for e in entries]
-    assert whats[:2] == ["LicenseJoinedPool", "LicenseAdded"] and "PoolMoved" in whats
+    assert whats[:3] == ["LicenseAdded", "PoolCreated", "LicenseJoinedPool"]
+    assert "PoolMoved" in whats
+    move = next(e for e in entries if e["what"] == "PoolMoved")  # names beside ids (R29)
+    assert (move["details"]["from_group_name"], move["details"]["to_group_name"]) == (
+        "All", "San Diego")
+    added = entries[0]["details"]
+    assert added["units"] == 50 and added["subscription"] is False  # typed in JSON too
     assert {e["actor"] for e in entries} == {"Administrator"}
     for e in entries:
         assert datetime.fromisoformat(e["when"]).tzinfo is not None

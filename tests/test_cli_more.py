@@ -10,8 +10,11 @@ TTY-less confirmation also run the console script in a subprocess.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -501,12 +504,17 @@ def test_r26_delete_not_connecting(pcs: Run, monkeypatch: pytest.MonkeyPatch) ->
 # -- seals (R31) ---------------------------------------------------------------------------------
 
 
-def test_r31_seal_verify_and_tampering_found(demo: Run, store: Path) -> None:
-    assert "Sealed the history" in ok(demo("seal-history")).stdout
+def test_r31_seal_verify_and_tampering_found(demo: Run, store: Path, tmp_path: Path) -> None:
+    key_file = store.with_name(store.name + ".seal-key")
+    assert key_file.exists() and key_file.stat().st_mode & 0o777 == 0o600  # the demo made it
+    receipt = tmp_path / "receipt.json"
+    sealed = ok(demo("seal-history", "--receipt", str(receipt))).stdout
+    assert "Sealed the history" in sealed and receipt.exists()
     report = js(demo("verify-history", "--json"))
     assert isinstance(report, dict) and report["ok"] is True and report["problems"] == []
     assert {"checked", "sealed_up_to", "unsealed", "problems"} <= set(report)
-    assert "history verified" in ok(demo("verify-history")).stdout
+    assert report["checked"] == report["sealed_up_to"]
+    assert "history verified" in ok(demo("verify-history", "--receipt", str(receipt))).stdout
     conn = sqlite3.connect(store)
     try:  # the owner's name changed in the stored LicenseAdded of DMO-SDG-001
         rows = conn.execute("SELECT rowid, state FROM stored_events WHERE topic LIKE "
@@ -526,15 +534,88 @@ def test_r31_seal_verify_and_tampering_found(demo: Run, store: Path) -> None:
     assert "altered" in demo("verify-history").stdout
 
 
+def test_r31_deleted_tail_found_with_the_receipt_file(demo: Run, store: Path,
+                                                      tmp_path: Path) -> None:
+    receipt = tmp_path / "receipt.json"
+    ok(demo("seal-history", "--receipt", str(receipt)))
+    with sqlite3.connect(store) as conn:
+        (end,) = conn.execute("SELECT MAX(rowid) FROM stored_events").fetchone()
+        conn.execute("DELETE FROM stored_events WHERE rowid > ?", (end - 3,))
+        conn.execute("DELETE FROM stored_events_seals WHERE last > ?", (end - 3,))
+    ok(demo("verify-history"))  # the key alone cannot tell a shorter history
+    refused(demo("verify-history", "--receipt", str(receipt)), 1, "truncated")
+
+
 def test_r31_seal_key_from_the_credentials_file_or_the_environment(
-        demo: Run, tmp_path: Path) -> None:
+        run: Run, tmp_path: Path) -> None:
     creds = _private_file(tmp_path / "credentials.toml", 'seal_key = "k-from-file"\n')
-    ok(demo("--credentials", str(creds), "seal-history"))
-    ok(demo("--credentials", str(creds), "verify-history"))
-    ok(demo("verify-history", env={"ESMC_SEAL_KEY": "k-from-file"}))
-    refused(demo("verify-history"), 1, "tampered")  # the default key does not match
-    refused(demo("--store", "PERSISTENCE_MODULE=eventsourcing.popo,ESMC_SEAL_KEY=x",
-                 "verify-history"), 2, "environment")
+    ok(run("--credentials", str(creds), "demo"))
+    ok(run("--credentials", str(creds), "seal-history"))
+    ok(run("--credentials", str(creds), "verify-history"))
+    ok(run("verify-history", env={"ESMC_SEAL_KEY": "k-from-file"}))
+    # another key: named as the wrong key, not as every event altered
+    refused(run("verify-history", env={"ESMC_SEAL_KEY": "other"}), 1, "wrong key (id")
+    # and no key at all: the store's saves are sealed, so none is recorded unsealed
+    refused(run("create-group", "Elsewhere"), 2, "ESMC_SEAL_KEY")
+    refused(run("--store", "PERSISTENCE_MODULE=eventsourcing.popo,ESMC_SEAL_KEY=x",
+                "verify-history"), 2, "environment")
+
+
+def test_r31_rotate_seal_key_keeps_old_seals_verifiable(run: Run, tmp_path: Path) -> None:
+    key_file = tmp_path / "seal.key"
+    env = {"ESMC_SEAL_KEY_FILE": str(key_file)}
+    assert "Created the seal key file" in ok(run("rotate-seal-key", "--key-file",
+                                                 str(key_file))).stdout
+    ok(run("demo", env=env))
+    assert "still verify older seals" in ok(run("rotate-seal-key", "--key-file",
+                                                str(key_file))).stdout
+    ok(run("create-group", "Elsewhere", env=env))
+    report = js(run("verify-history", "--json", env=env))
+    assert isinstance(report, dict) and report["ok"] is True
+    assert len(report["key_ids"]) == 2
+
+
+def test_r31_a_branch_user_may_not_seal_or_verify(demo: Run) -> None:
+    for command in ("seal-history", "verify-history"):
+        err = refused(demo("--as", "John", command), 1, "READ on All")
+        assert "events" not in err
+
+
+def test_r31_audit_export_jsonl_and_csv_say_what_a_verified_seal_covers(
+    demo: Run, store: Path, tmp_path: Path
+) -> None:
+    lines = ok(demo("audit", "export")).stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["position"] for r in records] == list(range(1, len(records) + 1))
+    assert all(r["sealed"] is True for r in records)
+    out = tmp_path / "audit.csv"
+    assert "Exported" in ok(demo("audit", "export", "--format", "csv", "--since", "3",
+                                 "--until", "5", "--output", str(out))).stdout
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [int(r["position"]) for r in rows] == [3, 4, 5]
+    assert json.loads(rows[0]["details"]) == records[2]["details"]
+    target = len(records) - 2
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE stored_events SET state = state || x'20' WHERE rowid = ?",
+                     (target,))
+    after = [json.loads(line) for line in ok(demo("audit", "export")).stdout.splitlines()]
+    assert [r["position"] for r in after if not r["sealed"]] == [target, target + 1, target + 2]
+    refused(demo("--as", "John", "audit", "export"), 1, "READ on All")
+
+
+def test_r30_as_of_takes_a_position_and_says_when_nothing_was_recorded(demo: Run) -> None:
+    assert "Nothing was recorded before" in ok(demo("licenses", "--as-of", "2000-01-01")).stdout
+    empty = demo("pools", "--as-of", "0", "--json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout) == []
+    history = js(demo("history", "DMO-SDG-001", "--json"))
+    assert isinstance(history, list)
+    added = history[0]["position"]
+    assert js(demo("licenses", "--as-of", str(added - 1), "--json")) == []
+    at = js(demo("history", "DMO-SDG-001", "--as-of", str(added), "--json"))
+    assert [e["position"] for e in at] == [added]  # type: ignore[index,union-attr]
+    # a user who did not exist yet is named, not shown as an internal id
+    err = refused(demo("--as", "John", "licenses", "--as-of", "1"), 1, "John")
+    assert "not found" in err and not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}", err)
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -620,7 +701,6 @@ def test_help_names_the_demo_vendor_and_every_new_command(run: Run) -> None:
 
 
 def test_r31_verify_history_names_an_event_that_no_longer_loads(demo: Run, store: Path) -> None:
-    ok(demo("seal-history"))
     with sqlite3.connect(store) as conn:
         (rowid,) = conn.execute(
             "SELECT rowid FROM stored_events WHERE topic = 'PoolMoved' LIMIT 1"

@@ -150,6 +150,9 @@ import os, shutil, subprocess, sys
 cli, src, where = sys.argv[1:4]
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", where], check=True)
 shutil.copy(src, os.path.join(where, "s.db"))
+for companion in (".seal-key", ".datakey"):  # the store's keys (R31, R32) go with it
+    if os.path.exists(src + companion):
+        shutil.copy(src + companion, os.path.join(where, "s.db" + companion))
 st = os.statvfs(where)
 with open(os.path.join(where, "fill"), "wb") as f:  # leave room for SQLite's index, no more
     f.write(bytes(st.f_bavail * st.f_frsize - 36 * 1024))
@@ -267,6 +270,9 @@ def test_api_read_only_store_answers_queries_and_refuses_writes_with_exit_3(
     audit.mkdir()
     copy = audit / "copy.db"
     shutil.copy(store, copy)
+    for companion in (".seal-key", ".datakey"):  # the store's keys (R31, R32) go with it
+        if Path(f"{store}{companion}").exists():
+            shutil.copy(f"{store}{companion}", f"{copy}{companion}")
     unshare = _unshare()
     result = None
     if unshare is not None:

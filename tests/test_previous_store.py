@@ -71,8 +71,32 @@ def test_r30_a_store_of_the_previous_version_answers_as_that_version_did(
     now = _answers_of()(app)
     assert now.keys() == recorded["answers"].keys()
     for query, answer in recorded["answers"].items():
-        assert now[query] == answer, query
+        _assert_same_facts(query, now[query], answer)
     app.close()
+
+
+def _as_text(value: Any) -> str:
+    """A typed history detail as that version printed it (R29 typed them since)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(sorted(str(v) for v in value))
+    return str(value)
+
+
+def _assert_same_facts(query: str, now: Any, then: Any) -> None:
+    """The same answer; a history the same facts: its details are typed now and
+    name groups, users, pools and computers beside their ids (extra keys)."""
+    if not query.startswith("history "):
+        assert now == then, query
+        return
+    assert [(e["position"], e["what"], e["actor"], e["when"], e["target"]) for e in now] == [
+        (e["position"], e["what"], e["actor"], e["when"], e["target"]) for e in then
+    ], query
+    for new, old in zip(now, then, strict=True):
+        for key, text in old["details"].items():
+            shown = _as_text(new["details"][key])
+            assert text in (shown, shown.replace("T", " ", 1)), (query, new["what"], key)
 
 
 def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
@@ -88,5 +112,8 @@ def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
                 activation_server=InMemoryActivationServer(clock=clock), clock=clock
             ),
         )
-        assert _answers_of()(app) == recorded["answers"]
+        answers = _answers_of()(app)
+        assert answers.keys() == recorded["answers"].keys()
+        for query, answer in recorded["answers"].items():
+            _assert_same_facts(query, answers[query], answer)
         app.close()

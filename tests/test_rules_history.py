@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 
 import pytest
+from hypothesis import given, settings
 
 from esmc_licensing import (
+    Adapters,
     ConfirmationRequired,
+    InMemoryActivationServer,
     LicenseManagement,
     ManualClock,
     NotFound,
@@ -15,6 +19,7 @@ from esmc_licensing import (
 )
 from esmc_licensing.projections.runner import ViewUpdater
 from esmc_licensing.projections.tables import SQLiteViews
+from esmc_licensing.testing.strategies import World, commands
 
 from .conftest import START, Story, issue, pool_of, recorded
 
@@ -35,11 +40,16 @@ def test_r29_license_history_says_who_when_and_what(
     app.assign_tag(admin, pid, "Branch")
     tagged_at = clock.now()
     history = app.history(admin, pid)
-    assert whats(history) == ["LicenseJoinedPool", "LicenseAdded", "TagAssigned"]
-    _, added, tagged = history
+    # as it happened: added, then its pool made for it, which it joins (R29)
+    assert whats(history) == ["LicenseAdded", "PoolCreated", "LicenseJoinedPool", "TagAssigned"]
+    added, created, _, tagged = history
     assert (added.when, added.actor) == (added_at, "Administrator")
     assert added.details["public_id"] == "3AB-C12-D34"
-    assert added.details["units"] == "10"
+    assert added.details["units"] == 10  # typed, not text
+    assert added.details["subscription"] is False
+    assert added.details["expires"] == "2027-06-30"
+    assert created.details["group_name"] == "All"
+    assert [e.position for e in history] == sorted(e.position for e in history)
     assert (tagged.when, tagged.actor) == (tagged_at, "Administrator")
     assert tagged.details["name"] == "Branch"
     assert all(e.when.tzinfo is not None and e.when.utcoffset() == timedelta(0) for e in history)
@@ -77,8 +87,9 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
     app.remove_pools(admin, [pool_id], confirm=True)
     history = app.history(admin, pid)
     assert whats(history) == [
-        "LicenseJoinedPool",
         "LicenseAdded",
+        "PoolCreated",
+        "LicenseJoinedPool",
         "PoolMoved",
         "TagAssigned",
         "TagUnassigned",  # the pool's tag comes off as it is removed
@@ -89,13 +100,16 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
     assert move.when == moved_at and move.actor == "Administrator"
     assert move.details["from_group"] == str(app.all_group)
     assert move.details["to_group"] == str(story.san_diego)
+    assert (move.details["from_group_name"], move.details["to_group_name"]) == ("All", "San Diego")
     pool_tag = next(e for e in history if e.what == "TagAssigned")
     assert pool_tag.actor == "John" and pool_tag.details["target"] == f"pool:{pool_id}"
     assert "Sibling only" not in str([e.details for e in history])
     untag = next(e for e in history if e.what == "TagUnassigned")
     assert untag.details["target"] == f"pool:{pool_id}" and untag.when == clock.now()
     # another pool's life is not in this license's history
-    assert whats(app.history(admin, other)) == ["LicenseJoinedPool", "LicenseAdded"]
+    assert whats(app.history(admin, other)) == ["LicenseAdded", "PoolCreated", "LicenseJoinedPool"]
+    # a license joining a pool made before it does not take the pool's creation
+    assert whats(app.history(admin, sibling))[:2] == ["LicenseAdded", "LicenseJoinedPool"]
 
 
 def test_r29_pool_history_lists_creation_joins_moves_tags_and_removal(
@@ -231,4 +245,75 @@ def test_r29_history_stays_complete_as_events_keep_arriving(
     target = f"license:{pid}"
     rebuilt = SQLiteViews(":memory:")
     ViewUpdater(app.event_log, rebuilt).catch_up()
-    assert [e.position for e in second] == rebuilt.history_positions(target)
+    # the index names the license's own events; the pool's creation with it is added (R29)
+    own = [e.position for e in second if e.what != "PoolCreated"]
+    assert own == rebuilt.history_positions(target)
+
+
+# -- properties: history as it happened (R29) ------------------------------------------------
+
+
+def _fresh_app() -> tuple[LicenseManagement, InMemoryActivationServer]:
+    vendor = InMemoryActivationServer(clock=ManualClock(START))
+    app = LicenseManagement(adapters=Adapters(activation_server=vendor, clock=vendor.clock))
+    return app, vendor
+
+
+@settings(max_examples=30, deadline=None)
+@given(sequence=commands(max_size=20))
+def test_r29_every_license_history_is_causal_and_typed(sequence: list) -> None:
+    """Ordered by position, starting with the license's LicenseAdded, and every
+    detail a JSON value that comes back the same, with its type."""
+    app, vendor = _fresh_app()
+    world = World(app, vendor)
+    world.run_all(sequence)
+    for pid in world.licenses:
+        history = app.history(app.administrator, pid)
+        positions = [e.position for e in history]
+        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+        assert history[0].what == "LicenseAdded"
+        for e in history:
+            assert json.loads(json.dumps(dict(e.details))) == dict(e.details)
+            assert all(
+                v is None or type(v) in (int, bool, str, float, list, dict)
+                for v in e.details.values()
+            )
+        added = history[0].details
+        assert type(added["units"]) is int and type(added["subscription"]) is bool
+    app.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(sequence=commands(max_size=25))
+def test_r29_a_branch_users_history_shows_nothing_outside_their_visibility(
+    sequence: list,
+) -> None:
+    app, vendor = _fresh_app()
+    world = World(app, vendor)
+    world.run_all(sequence)
+    d = app._directory()
+    for user in world.users[1:]:
+        visible = d.visible_groups(user)
+        hidden = [g for g in d.groups if g not in visible]
+        visible_names = {d.groups[g].name.casefold() for g in visible}
+        hidden_names = {
+            d.groups[g].name.casefold() for g in hidden
+        } - visible_names  # a name both seen and hidden says nothing
+        hidden_pools = {
+            str(p.pool_id) for p in app.pools(app.administrator) if p.group not in visible
+        }
+        for pid in world.licenses + world.pools:
+            try:
+                history = app.history(user, pid)
+            except NotFound:
+                continue
+            text = json.dumps([dict(e.details) for e in history])
+            for g in hidden:
+                assert str(g) not in text
+            for p in hidden_pools:
+                assert p not in text
+            for e in history:
+                for key, value in e.details.items():
+                    if key.endswith("_name") and isinstance(value, str):
+                        assert value.casefold() not in hidden_names, (e.what, key)
+    app.close()

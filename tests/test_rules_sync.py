@@ -95,7 +95,7 @@ def test_r6_fewer_units_from_the_vendor_are_a_vendor_fact(
         h for h in connected.history(connected.administrator, "C01-000-001") if h.position > before
     ]
     assert entry.what == "UnitsChangedByVendor" and entry.actor == "sync"
-    assert entry.details["units"] == "3" and entry.details["previous"] == "10"
+    assert entry.details["units"] == 3 and entry.details["previous"] == 10  # typed (R29)
 
 
 def test_r18_on_demand_refresh_is_recorded_as_the_administrator(

@@ -42,6 +42,8 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLITE3_DEFAULT_LOCK_TIMEOUT, SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
+from . import sealing
+
 #: rows per INSERT statement (4 parameters each; SQLite allows 32,766)
 ROWS_PER_STATEMENT = 500
 
@@ -71,6 +73,17 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         #: the data_version seen with the log end we know (both under the lock)
         self._data_version: int | None = None
         self._log_end: int | None = None
+        #: seals each save in its transaction when set (R31, see adapters.sealing)
+        self.sealer: Any = None
+        self.seals_table_name = sealing.seals_table(self.events_table_name)
+        #: the seal this writer committed last (under the lock)
+        self._last_seal: Any = None
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            sealing.sqlite_create_statement(self.events_table_name),
+        ]
 
     # -- the writer connection -------------------------------------------------------
 
@@ -125,6 +138,32 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             )
         return self.insert_rows(params)
 
+    def _insert_events(
+        self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """eventsourcing's insert (in-memory databases, tracking), sealed in its transaction."""
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if self.sealer is not None and ids:
+            rows = sealing.stored_rows(ids, stored_events)
+            sealing.sqlite_seal(c, self.events_table_name, self.sealer, rows)
+        return ids
+
+    # -- what verification reads (R31) ---------------------------------------------------
+
+    def last_seal(self) -> Any:
+        found = self.seal_rows(None, 1)
+        return found[0] if found else None
+
+    def seal_rows(self, after: int | None, limit: int) -> list[Any]:
+        """Seals after ``after`` (their number) in order; with None, the last ``limit``."""
+        with self.datastore.transaction(commit=False) as c:
+            return sealing.sqlite_seal_rows(c.sqlite_cursor, self.events_table_name, after, limit)
+
+    def sealed_rows(self, after: int, limit: int) -> list[Any]:
+        """Stored events after a position as (position, id hex, version, topic, state)."""
+        with self.datastore.transaction(commit=False) as c:
+            return sealing.sqlite_sealed_rows(c.sqlite_cursor, self.events_table_name, after, limit)
+
     @property
     def lean(self) -> bool:
         """Whether :meth:`insert_rows` may be used (a file, not an in-memory database)."""
@@ -151,8 +190,22 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                         # RETURNING's order is not promised: sort (rowids are
                         # given in insert order, one writer at a time)
                         ids += sorted([r[0] for r in conn.execute(self._statement(n), chunk)])
+                    sealed = None
+                    if self.sealer is not None and ids:
+                        rows = [(i, *params[4 * k : 4 * k + 4]) for k, i in enumerate(ids)]
+                        # the seal before ours is the one this writer made last, when
+                        # nobody saved in between (else our rows would not follow it)
+                        known = self._last_seal
+                        previous = known if known is not None and known.last + 1 == ids[0] else (
+                            sealing.sqlite_last_seal(conn, self.events_table_name)
+                        )
+                        sealed = sealing.sqlite_seal(
+                            conn, self.events_table_name, self.sealer, rows, previous
+                        )
                     conn.execute("COMMIT")
+                    self._last_seal = sealed
                 except BaseException:
+                    self._last_seal = None
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise

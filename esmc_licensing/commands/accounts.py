@@ -409,8 +409,8 @@ class AccountCommands(ServiceBase):
             )
             out = (
                 acc_emit.events
+                + plan.license_events  # added before they join their pools (R29)
                 + plan.pool_events
-                + plan.license_events
                 + plan.tag_emit.events
                 + effects
             )

@@ -930,9 +930,11 @@ class ComputerCommands(ServiceBase):
         with self._reading(None) as (views, d, _):
             uid = self._actor(actor, d)
             c = views.state("computer", str(target))
-            if c is None or c.group not in d.visible_groups(uid):
+            visible = d.visible_groups(uid)
+            if c is None or c.group not in visible:
                 raise NotFound("computer", target)
-            return self._history(views, d, computer_target(target))  # type: ignore[attr-defined,no-any-return]
+            shown = None if len(visible) >= len(d.groups) else visible
+            return self._history(views, d, computer_target(target), shown)  # type: ignore[attr-defined,no-any-return]
 
 
 __all__ = ["ComputerCommands"]

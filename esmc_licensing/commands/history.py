@@ -1,91 +1,227 @@
-"""Sealing and verifying the stored history (R31); see ``esmc_licensing.seals``."""
+"""Sealing and verifying the stored history (R31); see ``esmc_licensing.seals``.
+
+The seal keys come from ``ESMC_SEAL_KEY`` or ``ESMC_SEAL_KEY_FILE`` in the
+application's env. With a key, the recorder seals every save in its own
+transaction, and the first sealed save of a store records
+``SealingStarted``. Without one, saves are recorded unsealed -- unless the
+store's saves are already sealed, in which case a save is refused rather
+than leave a hole in the chain.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
 
-from eventsourcing.persistence import Notification, RecordConflictError
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.utils import Environment
 
 from .. import seals
-from ..domain.events import SYSTEM_ACTOR, Emitter, HistorySealed
-from ..domain.ids import SEALS_ID
-from ..seals import HistoryReport
-from ..service import ServiceBase
+from ..adapters.sealing import POSTGRES_TOPIC, SealingPOPORecorder
+from ..aggregates import KIND_OF
+from ..domain.directory import DirectoryState
+from ..domain.errors import InvalidInput, PermissionDenied
+from ..domain.events import DomainEvent, Emitter, SealingStarted
+from ..domain.ids import DIRECTORY_ID, UserId
+from ..domain.values import Permission
+from ..keyring import Keyring
+from ..projections.fold import details, entity_key, event_name
+from ..projections.views import HistoryEntry
+from ..queries import _Names, actor_name
+from ..seals import HistoryReport, Receipt, SealKeyMissing
+from ..service import Decision, ServiceBase
 
-SEAL_PAGE = 1000
+log = logging.getLogger("esmc_licensing")
+
+
+def may_audit(d: DirectoryState, uid: UserId) -> bool:
+    """R31: an administrator, or a user with READ on All, may seal, verify and export."""
+    if d.is_administrator(uid):
+        return True
+    return d.all_group is not None and d.can(uid, d.all_group, Permission.READ)
 
 
 class HistoryCommands(ServiceBase):
-    _sealing = False
+    _seal_ring: Keyring | None = None
+    #: the store's saves were sealed when it was opened (so unsealed ones are refused)
+    _store_sealed = False
 
-    def _seal_key(self) -> bytes:
-        key = self.env.get("ESMC_SEAL_KEY")
-        return key.encode() if key else seals.DEFAULT_KEY
+    # -- the store's recorder and its sealer --------------------------------------------
 
-    @functools.cached_property
-    def _seal_every(self) -> int:
-        # read once: eventsourcing's Environment.get tries several spellings
-        # of the name, and this is asked after every save
-        value = self.env.get("ESMC_SEAL_EVERY")
-        return int(value) if value else 1000
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+        environment = super().construct_env(name, env)
+        module = environment.get("PERSISTENCE_MODULE") or ""
+        if module.endswith("postgres") and not environment.get("APPLICATION_RECORDER_TOPIC"):
+            environment["APPLICATION_RECORDER_TOPIC"] = POSTGRES_TOPIC
+        return environment
 
-    def _seals(self) -> seals.SealState:
-        return self._load(SEALS_ID, seals.initial, seals.evolve)
+    def construct_recorder(self) -> ApplicationRecorder:
+        module = self.env.get("PERSISTENCE_MODULE") or "eventsourcing.popo"
+        if module.endswith("popo"):
+            return SealingPOPORecorder()
+        return super().construct_recorder()
 
-    def _after_save(self, positions: list[int]) -> None:
-        if self._sealing or not positions:
-            return
-        every = self._seal_every
-        if every > 0 and positions[-1] - self._seals().sealed_up_to >= every:
-            self.seal_history()
+    def _open_store(self, env: Mapping[str, str] | None) -> None:
+        super()._open_store(env)
+        ring = seals.seal_keyring(self.env)  # the env as given, over the process's
+        self._seal_ring = ring
+        recorder: Any = self.recorder
+        if ring is not None and hasattr(recorder, "sealer"):
+            recorder.sealer = seals.Sealer(ring)
+        self._store_sealed = _last_seal(recorder) is not None
 
-    def seal_history(self) -> int:
-        """Seal every stored event not sealed yet; returns the last sealed position.
+    def _ensure_directory(self) -> None:
+        ring = self._seal_ring
+        if ring is not None and not self._store_sealed:
+            self._start_sealing(ring)
+        super()._ensure_directory()
 
-        Called automatically every ``ESMC_SEAL_EVERY`` events (default 1000);
-        call it before an audit so that nothing is left unsealed.
+    def _start_sealing(self, ring: Keyring) -> None:
+        """Record ``SealingStarted``: from here on an unsealed save is a problem."""
 
-        The events to seal are read from the store a page at a time after the
-        last seal.
-        """
-        key = self._seal_key()
-        self._sealing = True
+        def decide() -> Decision[None]:
+            if _last_seal(self.recorder) is not None:
+                return None, []  # another process started first
+            d = self._directory()
+            emit = Emitter(DIRECTORY_ID, d.version, self._now(), "system")
+            emit(SealingStarted, key_id=ring.current_id)
+            return None, emit.events
+
+        self._execute(decide)
+        self._store_sealed = True
+
+    def _save_events(self, new_events: list[DomainEvent]) -> list[int]:
+        if self._store_sealed and self._seal_ring is None:
+            raise SealKeyMissing(
+                "this store seals every save (R31) and no seal key is configured, so "
+                f"nothing was recorded; {seals.HOW_TO_CONFIGURE}"
+            )
+        return super()._save_events(new_events)
+
+    # -- commands and queries -----------------------------------------------------------
+
+    def _auditor(self, actor: object, what: str) -> UserId:
         try:
-            for _ in range(10_000):
-                self._refresh()
-                state = self._seals()
-                rows: Sequence[Notification] = self.event_log.notifications(
-                    state.sealed_up_to, SEAL_PAGE
-                )
-                if not rows:
-                    break
-                # one HistorySealed per page of positions, all saved in one call
-                emit = Emitter(SEALS_ID, state.version, self._now(), SYSTEM_ACTOR)
-                chain = state.chain
-                for i in range(0, len(rows), SEAL_PAGE):
-                    page = rows[i : i + SEAL_PAGE]
-                    positions = tuple(r.id for r in page)
-                    digests = seals.digests(key, page)
-                    chain = seals.chain(key, chain, positions, digests)
-                    emit(HistorySealed, positions=positions, digests=digests, chain=chain)
-                try:
-                    self._save_events(emit.events)
-                except RecordConflictError:
-                    with self._lock:
-                        self._states.pop(SEALS_ID.int, None)  # someone else sealed: look again
-                    continue
-                if len(rows) < SEAL_PAGE:
-                    break
-        finally:
-            self._sealing = False
-        return self._seals().sealed_up_to
+            self._refresh(views=False)
+        except Exception:  # a damaged store: decide on the directory known so far
+            log.warning("could not catch up with the store before checking %s rights", what)
+        d = self._directory()
+        uid = self._actor(actor, d)
+        if not may_audit(d, uid):
+            raise PermissionDenied(
+                f"{what} the whole history needs an administrator or READ on All (R31)"
+            )
+        return uid
 
-    def verify_history(self) -> HistoryReport:
-        """Check the stored history against its seals and its own structure (R31).
+    def seal_history(self, actor: object) -> Receipt:
+        """A signed receipt of the history as it ends now (R31).
 
-        See :func:`esmc_licensing.seals.verify`; :func:`esmc_licensing.seals.verify_store`
-        does the same without opening the application, for a store too damaged
-        to open.
+        Every save is already sealed as it is recorded; the receipt, kept by
+        an auditor outside the store, lets :meth:`verify_history` also prove
+        that nothing up to here was deleted later -- the end of the log
+        included. Needs a seal key (``seals.HOW_TO_CONFIGURE``).
         """
-        return seals.verify(self.recorder, self.mapper, self._seal_key())
+        self._auditor(actor, "sealing")
+        ring = self._seal_ring
+        if ring is None:
+            raise SealKeyMissing(f"sealing needs a seal key; {seals.HOW_TO_CONFIGURE}")
+        last = _last_seal(self.recorder)
+        if last is None:  # a key but no sealed save: seal one now
+            self._start_sealing(ring)
+            last = _last_seal(self.recorder)
+        assert last is not None
+        return seals.make_receipt(ring, last, self._now())
+
+    def verify_history(self, actor: object, receipt: Receipt | None = None) -> HistoryReport:
+        """Check the whole stored history, first event to last, against its seals (R31).
+
+        With ``receipt``, also that the log still holds everything up to the
+        receipt's position unchanged (a deleted end is found). See
+        :func:`esmc_licensing.seals.verify_store` for a store too damaged to open.
+        """
+        self._auditor(actor, "verifying")
+        if receipt is not None and not isinstance(receipt, Receipt):
+            receipt = Receipt.from_bytes(bytes(receipt))
+        return seals.verify_recorder(self.recorder, self.mapper, self._seal_ring, receipt)
+
+    def audit_log(
+        self,
+        actor: object,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> Iterator[HistoryEntry]:
+        """Every recorded event as a history entry, streamed in log order (R29, R31).
+
+        ``since`` / ``until`` are times (inclusive) or log positions (inclusive).
+        Only an administrator or a user with READ on All may read the whole log.
+        Memory holds one page of the log at a time, whatever its length.
+        """
+        self._auditor(actor, "exporting")  # here, not at the first entry read
+        for bound in (since, until):
+            if bound is not None and (
+                isinstance(bound, bool)
+                or not isinstance(bound, datetime | int)
+                or (isinstance(bound, datetime) and bound.tzinfo is None)
+            ):
+                raise InvalidInput("since and until are timezone-aware datetimes or log positions")
+        return self._audit_entries(since, until)
+
+    def _audit_entries(
+        self, since: datetime | int | None, until: datetime | int | None
+    ) -> Iterator[HistoryEntry]:
+        after = since - 1 if isinstance(since, int) else 0
+        stop = until if isinstance(until, int) else None
+        self._refresh()
+        d = self._directory()
+        names = _Names(d, self.views, None)
+        for position, event in self.event_log.read(max(after, 0), stop):
+            if isinstance(since, datetime) and event.timestamp < since:
+                continue
+            if isinstance(until, datetime) and event.timestamp > until:
+                continue  # several processes: their clocks need not agree exactly
+            yield HistoryEntry(
+                when=event.timestamp,
+                actor=actor_name(d, event.actor),
+                what=event_name(event),
+                target=_target_of(event),
+                details=names.shown(details(event)),
+                position=position,
+            )
+
+
+    def first_recorded(self) -> datetime | None:
+        """When the store's first event was recorded (None: nothing yet), so that a
+        replay "as of" an earlier moment can say so rather than fail (R30)."""
+        rows = self.event_log.rows(0, None, 1)
+        return self.event_log.decode(rows[0]).timestamp if rows else None
+
+
+def _target_of(event: DomainEvent) -> str:
+    """What an audit entry is about: ``kind:key`` of its entity, else its aggregate."""
+    found = entity_key(event)
+    if found is None:
+        return KIND_OF[type(event)].name
+    kind, key = found
+    return f"{kind}:{key}"
+
+
+def _last_seal(recorder: Any) -> seals.SealRow | None:
+    last = getattr(recorder, "last_seal", None)
+    if last is None:
+        return None
+    try:
+        found: seals.SealRow | None = last()
+    except Exception as e:
+        # a store opened without creating tables (read-only, CREATE_TABLE=no)
+        # that predates per-save sealing has no seals table: no seals
+        text = str(e)
+        if "no such table" in text or "does not exist" in text:
+            return None
+        raise
+    return found
+
+
+__all__ = ["HistoryCommands", "may_audit"]

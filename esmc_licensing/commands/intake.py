@@ -96,7 +96,8 @@ class IntakeCommands(ServiceBase):
             added = license.add(
                 lic, details, pool_id=pool_id, source=source, key=key, now=now, actor=actor
             )
-            return pid, emit.events + added
+            # the license is added before it joins its pool: the history reads causally (R29)
+            return pid, added + emit.events
 
         result = self._execute(decide)
         if not already_present:

@@ -20,6 +20,7 @@ from .events import (
     GroupCreated,
     PermissionGranted,
     PermissionRevoked,
+    SealingStarted,
     UserCreated,
     user_actor,
 )
@@ -174,6 +175,9 @@ def evolve(state: DirectoryState, event: DomainEvent) -> DirectoryState:
         mine = dict(state.grants.get(event.user, {}))
         mine.pop(event.group, None)
         return replace(state, version=v, grants={**state.grants, event.user: mine})
+    if isinstance(event, SealingStarted):
+        # a marker in the directory's versions (R31): it changes no directory fact
+        return replace(state, version=v)
     return replace(state, version=v)
 
 

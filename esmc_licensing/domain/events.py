@@ -366,6 +366,20 @@ class HistorySealed(DomainEvent):
     chain: str
 
 
+@event("SealingStarted", aggregate="directory")
+@attrs.frozen(kw_only=True)
+class SealingStarted(DomainEvent):
+    """From this event on, every save is sealed as it is recorded (R31).
+
+    It belongs to the directory so that removing it leaves a gap in the
+    directory's versions (which verification names): with it gone and the
+    seals table emptied, a sealed store would otherwise pass for one that
+    was never sealed. ``key_id`` names the key the first seal was made with.
+    """
+
+    key_id: str
+
+
 # --- Connected accounts (R17, R18) ----------------------------------------------------
 
 

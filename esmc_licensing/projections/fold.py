@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import attrs
@@ -207,20 +208,33 @@ def event_name(event: DomainEvent) -> str:
     return CLASSES[type(event)].topic
 
 
-def details(event: DomainEvent) -> dict[str, str]:
-    out = {}
-    for a in attrs.fields(type(event)):
-        if a.name in _HIDDEN_FIELDS:
-            continue
-        value = getattr(event, a.name)
-        if isinstance(value, enum.IntEnum):
-            value = value.name
-        elif isinstance(value, enum.Enum):
-            value = value.value
-        elif isinstance(value, tuple | list | set | frozenset):
-            value = ", ".join(sorted(str(v) for v in value))  # not the Python repr
-        out[a.name] = "" if value is None else str(value)
-    return out
+def detail_value(value: Any) -> Any:
+    """One detail as a JSON value of its own type (R29): numbers and booleans stay
+    what they are, dates and times are ISO text, enums their names, ids text."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, enum.IntEnum):
+        return value.name
+    if isinstance(value, str):  # PublicId, a StrEnum: their text
+        return value.value if isinstance(value, enum.Enum) else str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, tuple | list | set | frozenset):
+        items = [detail_value(v) for v in value]
+        return items if isinstance(value, tuple | list) else sorted(items, key=str)
+    if attrs.has(type(value)):
+        return {a.name: detail_value(getattr(value, a.name)) for a in attrs.fields(type(value))}
+    return str(value)
+
+
+def details(event: DomainEvent) -> dict[str, Any]:
+    return {
+        a.name: detail_value(getattr(event, a.name))
+        for a in attrs.fields(type(event))
+        if a.name not in _HIDDEN_FIELDS
+    }
 
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
+from typing import Any
 
 import attrs
 
@@ -102,7 +103,8 @@ class HistoryEntry:
     actor: str
     what: str
     target: str
-    details: Mapping[str, str]
+    #: JSON-typed values (R29): ints, bools, ISO dates, names beside ids
+    details: Mapping[str, Any]
     position: int = 0
 
 
