@@ -17,6 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .adapters.accounts import InMemoryAccounts
+    from .adapters.ports import AlertSink
+    from .adapters.alert_sinks import (
+        AlertRefused,
+        InMemoryAlertSink,
+        SmtpAlertSink,
+        WebhookAlertSink,
+    )
     from .adapters.agents import InMemoryAgents
     from .adapters.memory import InMemoryActivationServer, ManualClock
     from .application import LicenseManagement
@@ -62,7 +69,11 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .projections.runner import ViewUpdater, rebuild_views, run_projections
     from .projections.tables import PostgresViews, SQLiteViews, ViewStore, open_views
     from .projections.views import (
+        Alert,
         ComputerView,
+        Delivery,
+        DeliveryReport,
+        Forecast,
         HistoryEntry,
         InstallerLicense,
         LicenseView,
@@ -141,6 +152,15 @@ _LAZY: dict[str, str] = {
     "SQLiteViews": ".projections.tables",
     "ViewStore": ".projections.tables",
     "open_views": ".projections.tables",
+    "Alert": ".projections.views",
+    "Delivery": ".projections.views",
+    "DeliveryReport": ".projections.views",
+    "Forecast": ".projections.views",
+    "AlertRefused": ".adapters.alert_sinks",
+    "InMemoryAlertSink": ".adapters.alert_sinks",
+    "SmtpAlertSink": ".adapters.alert_sinks",
+    "WebhookAlertSink": ".adapters.alert_sinks",
+    "AlertSink": ".adapters.ports",
     "ComputerView": ".projections.views",
     "HistoryEntry": ".projections.views",
     "InstallerLicense": ".projections.views",
@@ -173,6 +193,15 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AgentResult",
+    "Alert",
+    "AlertRefused",
+    "AlertSink",
+    "Delivery",
+    "DeliveryReport",
+    "Forecast",
+    "InMemoryAlertSink",
+    "SmtpAlertSink",
+    "WebhookAlertSink",
     "ComputerView",
     "InMemoryAgents",
     "InstallerLicense",

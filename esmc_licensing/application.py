@@ -7,6 +7,7 @@ cache and the views.
 
 from __future__ import annotations
 
+from .alerting import AlertQueries
 from .commands.accounts import AccountCommands
 from .commands.computers import ComputerCommands
 from .commands.directory import DirectoryCommands
@@ -28,6 +29,7 @@ class LicenseManagement(
     AccountCommands,
     ComputerCommands,
     HistoryCommands,
+    AlertQueries,
     Queries,
 ):
     """The license management of one console installation, over one event store.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 
@@ -35,6 +35,7 @@ from ..domain.events import (
     TagDeleted,
     TagUnassigned,
 )
+from . import alerts
 from .tables import TABLES
 
 
@@ -192,8 +193,11 @@ _BY_CLASS: dict[type, Callable[[Storage, int, Any], None]] = {
 
 
 def apply(storage: Storage, position: int, event: DomainEvent) -> None:
-    """Fold one event, at its log position, into the views."""
+    """Fold one event, at its log position, into the views (and the alerts, R35)."""
+    alerting = cast(alerts.AlertStorage, storage)
+    alerts.before_event(alerting, event)
     _BY_CLASS[type(event)](storage, position, event)
+    alerts.after_event(alerting, position, event)
 
 
 # -- what a history shows of an event (R29) ---------------------------------------------
