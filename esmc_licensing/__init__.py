@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .adapters.accounts import InMemoryAccounts
-    from .adapters.ports import AlertSink
+    from .adapters.agents import InMemoryAgents
     from .adapters.alert_sinks import (
         AlertRefused,
         InMemoryAlertSink,
         SmtpAlertSink,
         WebhookAlertSink,
     )
-    from .adapters.agents import InMemoryAgents
     from .adapters.memory import InMemoryActivationServer, ManualClock
+    from .adapters.ports import AlertSink
     from .application import LicenseManagement
     from .commands.accounts import AccountView, SourceSync, SyncFailure, SyncReport
     from .domain.account import AccountCompany, AccountSnapshot

@@ -21,23 +21,17 @@ cannot change any more, so that is all a forecast of today depends on.
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from .adapters.alert_sinks import AlertRefused
 from .domain.errors import InvalidInput, LicensingError, NotFound
-from .domain.forecast import WINDOW_DAYS
-from .domain.forecast import forecast as compute_forecast
 from .domain.ids import PublicId
 from .domain.values import StatusReason
 from .projections.alerts import parse_stamp, stamp
-from .projections.tables import ViewStore, row_expires
 from .projections.views import Alert, Delivery, DeliveryReport, Forecast
-from .queries import visible_groups
-from .service import ServiceBase
+from .queries import Queries, visible_groups
 
 #: alerts sent to one sink per round of ``deliver_alerts``
 DELIVERY_PAGE = 500
@@ -74,30 +68,7 @@ def _alert(row: Sequence[Any], deliveries: Mapping[str, tuple[Any, ...]]) -> Ale
     )
 
 
-class _Forecasts:
-    """Forecasts made today, by license, with what they were made from."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._size = size
-        self._items: dict[str, tuple[tuple[Any, ...], Forecast]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, public_id: str, key: tuple[Any, ...]) -> Forecast | None:
-        found = self._items.get(public_id)
-        return found[1] if found is not None and found[0] == key else None
-
-    def put(self, public_id: str, key: tuple[Any, ...], made: Forecast) -> None:
-        with self._lock:
-            if len(self._items) >= self._size:
-                self._items.clear()
-            self._items[public_id] = (key, made)
-
-
-class AlertQueries(ServiceBase):
-    @functools.cached_property
-    def _forecasts(self) -> _Forecasts:
-        return _Forecasts()
-
+class AlertQueries(Queries):
     def _advance_alerts(self) -> None:
         """Bring the views, then their alerts, up to now (R35)."""
         self._refresh()
@@ -167,45 +138,7 @@ class AlertQueries(ServiceBase):
             if not rows:
                 raise NotFound("license", pid)
             found, _, v = rows[0]
-            return self._forecasts_of(views, [(found, v)], today)[found]
-
-    def _forecasts_of(
-        self, views: ViewStore, rows: Iterable[tuple[str, Mapping[str, Any]]], today: date
-    ) -> dict[str, Forecast]:
-        """The forecasts of these license rows today: kept ones where still valid,
-        the others made from the daily usage view (in one read)."""
-        out: dict[str, Forecast] = {}
-        missing: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]] = []
-        cache = self._forecasts
-        for pid, v in rows:
-            key = (today, v["used_units"], v["units"], v["expires"])
-            made = cache.get(pid, key)
-            if made is None:
-                missing.append((pid, key, v))
-            else:
-                out[pid] = made
-        if not missing:
-            return out
-        since = today.toordinal() - WINDOW_DAYS + 1
-        usage = views.usage_rows([m[0] for m in missing], since)
-        for pid, key, v in missing:
-            trend = compute_forecast(
-                usage.get(pid, []), today, units=v["units"], used_units=v["used_units"],
-                expires=row_expires(v),
-            )
-            made = Forecast(
-                public_id=PublicId(pid),
-                units=v["units"],
-                used_units=v["used_units"],
-                trend_per_day=trend.trend_per_day,
-                depletion=trend.depletion,
-                expires=row_expires(v),
-                based_on_days=trend.based_on_days,
-                enough_data=trend.enough_data,
-            )
-            cache.put(pid, key, made)
-            out[pid] = made
-        return out
+            return self._forecasts.of(views, [(found, v)], today)[found]
 
 
 __all__ = ["AlertQueries"]

@@ -21,9 +21,10 @@ from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool
 from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, UserId
 from .domain.values import LicenseType, Policy, Source
+from .forecasting import Forecasts
 from .projections.fold import details, event_name, license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
-from .projections.views import HistoryEntry, LicenseView, PoolView
+from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
 from .service import ServiceBase
 
 
@@ -48,6 +49,7 @@ def license_view(
     tags: dict[str, frozenset[str]],
     today: date,
     policy: Policy,
+    forecast: Forecast | None = None,
 ) -> LicenseView:
     """A license's view from its row, with its status as of ``today`` (R8)."""
     empty: frozenset[str] = frozenset()
@@ -73,6 +75,7 @@ def license_view(
         product_code=v["product_code"],
         license_user=v["license_user"],
         key_last4=v["key_last4"],
+        forecast=forecast,
     )
 
 
@@ -137,6 +140,7 @@ class _MadeViews:
         tags: dict[str, frozenset[str]],
         today: date,
         policy: Policy,
+        forecast: Forecast | None = None,
     ) -> LicenseView:
         own = tags.get(license_target(public_id))
         inherited = tags.get(pool_target(v["pool_id"]))
@@ -148,13 +152,14 @@ class _MadeViews:
             and found[3] == inherited
             and found[4] == today
             and found[5] is policy
+            and found[7] is forecast
             and found[0] == v
         ):
             return found[6]  # type: ignore[no-any-return]
-        made = license_view(public_id, group, v, tags, today, policy)
+        made = license_view(public_id, group, v, tags, today, policy, forecast)
         if len(self._items) >= self._size:
             self._items.clear()
-        self._items[public_id] = (v, group, own, inherited, today, policy, made)
+        self._items[public_id] = (v, group, own, inherited, today, policy, made, forecast)
         return made
 
 
@@ -162,6 +167,10 @@ class Queries(ServiceBase):
     @functools.cached_property
     def _answers(self) -> _Answers:
         return _Answers()
+
+    @functools.cached_property
+    def _forecasts(self) -> Forecasts:
+        return Forecasts()
 
     @functools.cached_property
     def _made_views(self) -> _MadeViews:
@@ -188,9 +197,17 @@ class Queries(ServiceBase):
                     return list(found)
             rows, tags = views.license_rows(groups, filter, today, self.policy)
             if as_of is not None:
+                if filter is not None and filter.depleting_within is not None:
+                    raise InvalidInput("forecasts are of today: no depleting filter as of the past")
                 return [license_view(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+            # forecasts (R36): kept per license for the day, made again only where changed
+            forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+            if filter is not None and filter.depleting_within is not None:
+                rows = _depleting(rows, forecasts, today, filter.depleting_within)
             made = self._made_views.view
-            answer = [made(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+            answer = [
+                made(pid, g, v, tags, today, self.policy, forecasts[pid]) for pid, g, v in rows
+            ]
             self._answers.put(key, answer)
             return list(answer)
 
@@ -298,6 +315,22 @@ def _entry(d: DirectoryState, target: str, position: int, event: DomainEvent) ->
         details=details(event),
         position=position,
     )
+
+
+def _depleting(
+    rows: list[tuple[str, str, dict[str, Any]]],
+    forecasts: dict[str, Forecast],
+    today: date,
+    days: int,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The rows whose forecast reaches their units within ``days`` (R36)."""
+    last = date.fromordinal(today.toordinal() + days)
+    out = []
+    for row in rows:
+        depletion = forecasts[row[0]].depletion
+        if depletion is not None and depletion <= last:
+            out.append(row)
+    return out
 
 
 def _tag_set(tags: Iterable[str]) -> frozenset[str]:

@@ -76,7 +76,8 @@ _USAGE_EVENTS = (LicenseAdded, UsageReported, SeatTaken, SeatReleased)
 class AlertStorage(Protocol):
     """What the alert fold needs of a view batch (:class:`~.tables.ViewBatch`)."""
 
-    policy: Policy
+    @property
+    def policy(self) -> Policy: ...
 
     def get(self, kind: str, key: str) -> Any | None: ...
     def alert_clock(self) -> tuple[int | None, datetime | None, int]: ...

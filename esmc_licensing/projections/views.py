@@ -35,6 +35,8 @@ class LicenseView:
     license_user: str = ""
     key_last4: str | None = None
     """Only the last four characters of the key (R2), for recognising it."""
+    forecast: Forecast | None = None
+    """When its used units will reach its units (R36); None in replays as of the past."""
 
 
 @attrs.frozen
