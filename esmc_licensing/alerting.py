@@ -59,7 +59,10 @@ def _alert(row: Sequence[Any], deliveries: Mapping[str, tuple[Any, ...]]) -> Ale
         when=parse_stamp(str(at)),
         deliveries={
             sink: Delivery(
-                sink=sink, outcome=str(o), attempts=int(n), at=parse_stamp(str(t)),
+                sink=sink,
+                outcome=str(o),
+                attempts=int(n),
+                at=parse_stamp(str(t)),
                 detail=None if d is None else str(d),
             )
             for sink, (o, n, t, d) in sorted(deliveries.items())

@@ -106,7 +106,8 @@ def session(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]
                     s.close()
             return
         env = (
-            stores.memory_env() if backend == "memory"
+            stores.memory_env()
+            if backend == "memory"
             else stores.sqlite_env(tmp_path / f"{uuid.uuid4().hex}.db")
         )
         s = Session(env)
@@ -181,8 +182,9 @@ class Model:
 _IDS = [f"A{n:02d}-BBB-CCC" for n in range(4)]
 
 step = st.one_of(
-    st.tuples(st.just("add"), st.integers(0, 3), st.integers(1, 20), st.integers(-5, 80),
-              st.booleans()),
+    st.tuples(
+        st.just("add"), st.integers(0, 3), st.integers(1, 20), st.integers(-5, 80), st.booleans()
+    ),
     st.tuples(st.just("usage"), st.integers(0, 3), st.integers(0, 25)),
     st.tuples(st.just("units"), st.integers(0, 3), st.integers(1, 20)),
     # units and usage change together: one save, whose halves nobody sees apart
@@ -210,8 +212,12 @@ def _run_step(s: Session, issued: set[str], step: tuple[Any, ...]) -> None:
         pid = _IDS[i]
         if pid not in issued:
             vendor.issue(
-                public_id=pid, product=PRODUCT, units=units, owner=f"Owner {i}",
-                expires=today + timedelta(days=days_left), registered=registered,
+                public_id=pid,
+                product=PRODUCT,
+                units=units,
+                owner=f"Owner {i}",
+                expires=today + timedelta(days=days_left),
+                registered=registered,
             )
             issued.add(pid)
         with suppress(LicensingError):  # added already: refused or nothing recorded
@@ -272,8 +278,12 @@ def test_r35_alerts_are_exactly_the_daily_crossings(
             model.observe(s.app, s.clock.now().date())
             if st_[0] in ("look", "restart", "rebuild"):
                 for a in s.app.alerts(s.app.administrator):
-                    ids_seen[a.alert_id] = (str(a.public_id), a.when.date(), a.reason.name,
-                                            a.entered)
+                    ids_seen[a.alert_id] = (
+                        str(a.public_id),
+                        a.when.date(),
+                        a.reason.name,
+                        a.entered,
+                    )
         s.clock.advance(timedelta(days=3))
         model.observe(s.app, s.clock.now().date())
         alerts = s.app.alerts(s.app.administrator)
@@ -300,8 +310,13 @@ def test_r35_date_crossings_raised_on_their_day_after_downtime(
     direction and day."""
     with session() as s:
         admin = s.app.administrator
-        key = s.vendor.issue(public_id="EXP-000-001", product=PRODUCT, units=5,
-                             expires=date(2026, 3, 1), owner="Owner")
+        key = s.vendor.issue(
+            public_id="EXP-000-001",
+            product=PRODUCT,
+            units=5,
+            expires=date(2026, 3, 1),
+            owner="Owner",
+        )
         s.app.add_license_key(admin, key)
         assert s.app.alerts(admin) == []
         s.restart()
@@ -333,8 +348,13 @@ def test_r35_alerts_follow_the_license_visibility(session: Callable[[], Any]) ->
         user = app.create_user(admin, "bob", branch)
         app.grant(admin, user, branch, Permission.WRITE)
         for n in (1, 2):
-            key = s.vendor.issue(public_id=f"VIS-000-00{n}", product=PRODUCT, units=10,
-                                 expires=date(2026, 1, 20), owner=f"Owner {n}")
+            key = s.vendor.issue(
+                public_id=f"VIS-000-00{n}",
+                product=PRODUCT,
+                units=10,
+                expires=date(2026, 1, 20),
+                owner=f"Owner {n}",
+            )
             app.add_license_key(admin, key)
         assert {str(a.public_id) for a in app.alerts(admin)} == {"VIS-000-001", "VIS-000-002"}
         assert app.alerts(user) == []
@@ -363,14 +383,17 @@ def test_r35_a_save_is_evaluated_once_complete(session: Callable[[], Any]) -> No
     AT_RISK_OF_OVERUSE: nobody can see a save's halves apart."""
     with session() as s:
         admin = s.app.administrator
-        key = s.vendor.issue(public_id="ORD-000-001", product=PRODUCT, units=10,
-                             expires=date(2027, 1, 1), owner="Owner")
+        key = s.vendor.issue(
+            public_id="ORD-000-001",
+            product=PRODUCT,
+            units=10,
+            expires=date(2027, 1, 1),
+            owner="Owner",
+        )
         s.vendor.report_usage("ORD-000-001", 10)
         s.app.add_license_key(admin, key)
         first = s.app.alerts(admin)
-        assert [(a.reason, a.entered) for a in first] == [
-            (StatusReason.AT_RISK_OF_OVERUSE, True)
-        ]
+        assert [(a.reason, a.entered) for a in first] == [(StatusReason.AT_RISK_OF_OVERUSE, True)]
         s.clock.advance(timedelta(hours=1))
         s.vendor.set_units("ORD-000-001", 20)
         s.vendor.report_usage("ORD-000-001", 20)
@@ -380,5 +403,6 @@ def test_r35_a_save_is_evaluated_once_complete(session: Callable[[], Any]) -> No
         s.vendor.report_usage("ORD-000-001", 21)
         s.app.synchronize()
         assert {(a.reason, a.entered) for a in s.app.alerts(admin)[1:]} == {
-            (StatusReason.OVERUSED, True), (StatusReason.AT_RISK_OF_OVERUSE, False)
+            (StatusReason.OVERUSED, True),
+            (StatusReason.AT_RISK_OF_OVERUSE, False),
         }

@@ -41,15 +41,22 @@ from .conftest import PRODUCT, AppFactory
 SECRET = "webhook-secret-not-to-be-seen"
 
 
-def _alerting_licenses(app: LicenseManagement, vendor: InMemoryActivationServer,
-                       clock: ManualClock, count: int) -> None:
+def _alerting_licenses(
+    app: LicenseManagement, vendor: InMemoryActivationServer, clock: ManualClock, count: int
+) -> None:
     """``count`` licenses each raising one alert (expiring in 10 days)."""
     today = clock.now().date()
     for n in range(count):
-        app.add_license_key(app.administrator, vendor.issue(
-            public_id=f"DLV-{n // 100:03d}-{n % 100:03d}", product=PRODUCT, units=10,
-            expires=today + timedelta(days=10), owner=f"Owner {n}",
-        ))
+        app.add_license_key(
+            app.administrator,
+            vendor.issue(
+                public_id=f"DLV-{n // 100:03d}-{n % 100:03d}",
+                product=PRODUCT,
+                units=10,
+                expires=today + timedelta(days=10),
+                owner=f"Owner {n}",
+            ),
+        )
 
 
 # -- a webhook receiver that misbehaves ---------------------------------------------------
@@ -114,7 +121,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_r35_webhook_delivers_each_alert_at_least_once_with_its_id(
-    make_app: AppFactory, vendor: InMemoryActivationServer, clock: ManualClock,
+    make_app: AppFactory,
+    vendor: InMemoryActivationServer,
+    clock: ManualClock,
     receiver: Receiver,
 ) -> None:
     """R35: against a receiver that fails, times out and so receives duplicates,
@@ -139,8 +148,7 @@ def test_r35_webhook_delivers_each_alert_at_least_once_with_its_id(
     assert len(receiver.accepted) > len(set(receiver.accepted))
     for alert_id, alert, headers, body in receiver.requests:
         assert headers["Idempotency-Key"] == alert_id
-        assert hmac.compare_digest(headers["X-ESMC-Signature"],
-                                   signature(SECRET.encode(), body))
+        assert hmac.compare_digest(headers["X-ESMC-Signature"], signature(SECRET.encode(), body))
         assert alert["public_id"].startswith("DLV-") and alert["reason"] == "EXPIRING"
         assert SECRET not in body.decode()
     for alert_id in refused:  # a 4xx is not retried, then or later
@@ -169,8 +177,15 @@ def test_r35_webhook_unreachable_is_adapter_unavailable() -> None:
         port = s.server_address[1]
     sink = WebhookAlertSink(f"http://127.0.0.1:{port}/", SECRET, attempts=2, backoff=0.01)
     with pytest.raises(AdapterUnavailable, match="after 2 attempt"):
-        sink.send({"alert_id": "x", "public_id": "AAA-BBB-CCC", "reason": "EXPIRED",
-                   "entered": True, "when": "2026-01-01T00:00:00+00:00"})
+        sink.send(
+            {
+                "alert_id": "x",
+                "public_id": "AAA-BBB-CCC",
+                "reason": "EXPIRED",
+                "entered": True,
+                "when": "2026-01-01T00:00:00+00:00",
+            }
+        )
 
 
 # -- a local SMTP server ----------------------------------------------------------------------
@@ -206,7 +221,9 @@ class _Smtp(socketserver.StreamRequestHandler):
 
 
 def test_r35_smtp_sink_sends_one_mail_per_alert(
-    make_app: AppFactory, vendor: InMemoryActivationServer, clock: ManualClock,
+    make_app: AppFactory,
+    vendor: InMemoryActivationServer,
+    clock: ManualClock,
 ) -> None:
     """R35: the e-mail sink sends each alert as one mail naming the license, the
     condition and the alert id (Message-ID derived from it), through a local
@@ -223,8 +240,7 @@ def test_r35_smtp_sink_sends_one_mail_per_alert(
         report = app.deliver_alerts()
         assert report.ok and report.delivered[sink.name] == 3
         assert app.deliver_alerts().delivered[sink.name] == 0
-        mails = [email.message_from_bytes(m, policy=email_policy.default)
-                 for m in server.messages]  # type: ignore[attr-defined]
+        mails = [email.message_from_bytes(m, policy=email_policy.default) for m in server.messages]  # type: ignore[attr-defined]
         raised = {a.alert_id: a for a in app.alerts(app.administrator)}
         assert {m["X-ESMC-Alert-Id"] for m in mails} == set(raised)
         for m in mails:
@@ -236,15 +252,24 @@ def test_r35_smtp_sink_sends_one_mail_per_alert(
         server.shutdown()
         server.server_close()
     with pytest.raises(AdapterUnavailable):
-        sink.send({"alert_id": "x", "public_id": "AAA-BBB-CCC", "reason": "EXPIRED",
-                   "entered": True, "when": "2026-01-01T00:00:00+00:00"})
+        sink.send(
+            {
+                "alert_id": "x",
+                "public_id": "AAA-BBB-CCC",
+                "reason": "EXPIRED",
+                "entered": True,
+                "when": "2026-01-01T00:00:00+00:00",
+            }
+        )
 
 
 # -- the in-memory sink, on every store ------------------------------------------------------
 
 
 def test_r35_in_memory_sink_at_least_once_and_outcomes_recorded(
-    make_app: AppFactory, vendor: InMemoryActivationServer, clock: ManualClock,
+    make_app: AppFactory,
+    vendor: InMemoryActivationServer,
+    clock: ManualClock,
     store_env: dict[str, str],
 ) -> None:
     """R35: a failing sink gets its alerts next time, in order, once each; the
@@ -271,7 +296,8 @@ def test_r35_in_memory_sink_at_least_once_and_outcomes_recorded(
     assert report.delivered == {"good": 6, "flaky": 6}
     later = app.alerts(app.administrator)
     assert {(a.reason, a.entered) for a in later[3:]} == {
-        (StatusReason.EXPIRED, True), (StatusReason.EXPIRING, False)
+        (StatusReason.EXPIRED, True),
+        (StatusReason.EXPIRING, False),
     }
     assert {a.when.date() for a in later[3:]} == {clock.now().date()}
     assert len({a["alert_id"] for a in good.delivered}) == len(good.delivered) == 9

@@ -69,7 +69,10 @@ def test_r36_depletion_of_a_noisy_linear_trend_within_tolerance(
 def test_r36_constant_usage_never_depletes(level: int, days: int) -> None:
     """R36: usage that does not move gives a flat trend and no depletion."""
     made = forecast(
-        [(TODAY.toordinal() - days + 1, level)], TODAY, units=level + 1, used_units=level,
+        [(TODAY.toordinal() - days + 1, level)],
+        TODAY,
+        units=level + 1,
+        used_units=level,
         expires=None,
     )
     assert made.enough_data
@@ -82,7 +85,10 @@ def test_r36_constant_usage_never_depletes(level: int, days: int) -> None:
 def test_r36_short_history_is_not_enough_data(days: int, slope: int) -> None:
     """R36: below the minimum history the forecast says so instead of guessing."""
     made = forecast(
-        _history([slope * x for x in range(days)]), TODAY, units=1000, used_units=0,
+        _history([slope * x for x in range(days)]),
+        TODAY,
+        units=1000,
+        used_units=0,
         expires=None,
     )
     assert not made.enough_data
@@ -116,8 +122,15 @@ def test_r36_daily_series_carries_the_last_report_forward() -> None:
 # -- through the application, on every store ------------------------------------------------
 
 
-def _grow(app: LicenseManagement, vendor: InMemoryActivationServer, clock: ManualClock,
-          pid: str, days: int, per_day: int, start: int = 0) -> None:
+def _grow(
+    app: LicenseManagement,
+    vendor: InMemoryActivationServer,
+    clock: ManualClock,
+    pid: str,
+    days: int,
+    per_day: int,
+    start: int = 0,
+) -> None:
     for day in range(days):
         vendor.report_usage(pid, start + per_day * day)
         app.synchronize()
@@ -134,9 +147,16 @@ def test_r36_forecast_from_usage_reports(
     admin = app.administrator
     expires = clock.now().date() + timedelta(days=365)
     for pid, owner in (("GRO-000-001", "Grows"), ("FLA-000-001", "Flat")):
-        app.add_license_key(admin, vendor.issue(
-            public_id=pid, product=PRODUCT, units=100, expires=expires, owner=owner,
-        ))
+        app.add_license_key(
+            admin,
+            vendor.issue(
+                public_id=pid,
+                product=PRODUCT,
+                units=100,
+                expires=expires,
+                owner=owner,
+            ),
+        )
     short = app.forecast(admin, "GRO-000-001")
     assert not short.enough_data and str(short) == "not enough data"
     vendor.report_usage("FLA-000-001", 10)

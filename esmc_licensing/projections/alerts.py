@@ -120,8 +120,11 @@ def _day_of(moment: datetime) -> int:
 
 
 def live(state: LicenseState | None) -> bool:
-    return state is not None and state.exists and state.pool_id is not None and (
-        state.source is not None
+    return (
+        state is not None
+        and state.exists
+        and state.pool_id is not None
+        and (state.source is not None)
     )
 
 
@@ -130,9 +133,14 @@ def alerted_reasons(state: LicenseState | None, day: int, policy: Policy) -> fro
     if state is None or not live(state):
         return frozenset()
     status = license_status(
-        units=state.units, used_units=state.used_units, expires=state.expires,
-        today=date.fromordinal(day), policy=policy, suspended=state.suspended,
-        registered=state.registered, registration_url=state.registration_url,
+        units=state.units,
+        used_units=state.used_units,
+        expires=state.expires,
+        today=date.fromordinal(day),
+        policy=policy,
+        suspended=state.suspended,
+        registered=state.registered,
+        registration_url=state.registration_url,
         obsolete=state.obsolete,
     )
     return frozenset(r.name for r in status.reasons if r in ALERTED)
@@ -159,15 +167,18 @@ def _crossings(
     position: int,
 ) -> None:
     for reason in sorted(now - before):
-        s.raise_alert((alert_id(public_id, reason, True, moment), public_id, reason, 1, at,
-                       position))
+        s.raise_alert(
+            (alert_id(public_id, reason, True, moment), public_id, reason, 1, at, position)
+        )
     for reason in sorted(before - now):
-        s.raise_alert((alert_id(public_id, reason, False, moment), public_id, reason, 0, at,
-                       position))
+        s.raise_alert(
+            (alert_id(public_id, reason, False, moment), public_id, reason, 0, at, position)
+        )
 
 
-def _evaluate(s: AlertStorage, public_id: str, day: int, *, moment: str, at: str,
-              position: int) -> None:
+def _evaluate(
+    s: AlertStorage, public_id: str, day: int, *, moment: str, at: str, position: int
+) -> None:
     state = s.get("license", public_id)
     mark = s.alert_mark(public_id)
     before = mark[0] if mark is not None else frozenset()
