@@ -521,6 +521,7 @@ class ViewStore:
             self.position_in(c, lock=True)
             for name in self.view_tables() + ([self.t("snapshots")] if snapshots else []):
                 c.execute(f"DELETE FROM {name}")
+            c.execute(f"DELETE FROM {self.t('forecast_cache')}")  # made from the views
             self._reset_tracking(c)
 
     # -- writing -----------------------------------------------------------------------
@@ -902,6 +903,10 @@ class ViewStore:
             f"CREATE TABLE IF NOT EXISTS {t('alert_deliveries')} (alert_id TEXT NOT NULL, "
             "sink TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL, "
             "at TEXT NOT NULL, detail TEXT, PRIMARY KEY (alert_id, sink))",
+            # not a view either: forecasts made today, each with what it was made
+            # from (a cache shared by processes; emptied with the views)
+            f"CREATE TABLE IF NOT EXISTS {t('forecast_cache')} (public_id TEXT PRIMARY KEY, "
+            "made_from TEXT NOT NULL, forecast TEXT NOT NULL)",
         ]
 
     def fetch_alert_clock(self, c: Any) -> tuple[int | None, datetime | None, int]:
@@ -1075,6 +1080,27 @@ class ViewStore:
                     f"{deliveries}.outcome = 'delivered' THEN NULL ELSE excluded.detail END"
                 ),
                 (alert, sink, outcome, at, detail),
+            )
+
+    def cached_forecasts(self, public_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """public id -> (what its kept forecast was made from, the forecast as JSON)."""
+        with self.reading() as c:
+            rows = self.fetch_in(
+                c, f"SELECT public_id, made_from, forecast FROM {self.t('forecast_cache')}",
+                "public_id", sorted(set(public_ids)),
+            )
+        return {str(pid): (str(made_from), str(made)) for pid, made_from, made in rows}
+
+    def cache_forecasts(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Keep forecasts: (public id, what it was made from, the forecast as JSON)."""
+        with self._lock, self._transaction(write=True) as c:
+            c.executemany(
+                self.sql(
+                    f"INSERT INTO {self.t('forecast_cache')} (public_id, made_from, forecast) "
+                    "VALUES ({}, {}, {}) ON CONFLICT (public_id) DO UPDATE SET "
+                    "made_from = excluded.made_from, forecast = excluded.forecast"
+                ),
+                sorted(rows),
             )
 
     def usage_rows(
