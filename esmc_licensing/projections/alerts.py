@@ -40,6 +40,7 @@ are evaluated on the day the views had reached.)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 
@@ -85,6 +86,7 @@ class AlertStorage(Protocol):
         self, day: int | None, pending_at: datetime | None, position: int
     ) -> None: ...
     def alert_mark(self, public_id: str) -> tuple[frozenset[str], int | None] | None: ...
+    def load_alert_marks(self, public_ids: Sequence[str]) -> None: ...
     def put_alert_mark(
         self, public_id: str, reasons: frozenset[str], next_due: int | None
     ) -> None: ...
@@ -198,7 +200,9 @@ def flush(s: AlertStorage) -> None:
     assert day is not None
     moment = f"p{position}"
     at = stamp(pending_at)
-    for public_id in sorted(s.pending_licenses()):
+    pending = sorted(s.pending_licenses())
+    s.load_alert_marks(pending)
+    for public_id in pending:
         _evaluate(s, public_id, day, moment=moment, at=at, position=position)
     s.clear_pending()
     s.set_alert_clock(day, None, position)
@@ -214,7 +218,9 @@ def advance(s: AlertStorage, upto: int) -> None:
         return
     if upto <= day:
         return
-    for first, public_id in s.due_marks(upto):
+    due_marks = s.due_marks(upto)
+    s.load_alert_marks([pid for _, pid in due_marks])
+    for first, public_id in due_marks:
         # a license's due days, in order, until none is left before ``upto``
         due: int | None = first
         while due is not None and due <= upto:

@@ -343,6 +343,25 @@ class ViewBatch:
         buffer.marks[public_id] = mark
         return mark
 
+    def load_alert_marks(self, public_ids: Sequence[str]) -> None:
+        """Read the marks of many licenses at once (a sync's save touches thousands)."""
+        buffer = self._alert_buffer()
+        cache = self._cache
+        wanted = []
+        for pid in public_ids:
+            if pid in buffer.marks:
+                continue
+            k = ("~alert_mark", pid)
+            if cache is not None and k in cache:
+                buffer.marks[pid] = cache[k]
+            else:
+                wanted.append(pid)
+        if len(wanted) < 20:
+            return  # one by one, when asked
+        found = self._views.fetch_alert_marks(self._c, wanted)
+        for pid in wanted:
+            buffer.marks[pid] = found.get(pid)
+
     def put_alert_mark(self, public_id: str, reasons: frozenset[str], next_due: int | None) -> None:
         buffer = self._alert_buffer()
         buffer.marks[public_id] = (reasons, next_due)
@@ -932,6 +951,20 @@ class ViewStore:
             return None
         reasons = frozenset(r for r in str(row[0]).split(",") if r)
         return reasons, None if row[1] is None else int(row[1])
+
+    def fetch_alert_marks(
+        self, c: Any, public_ids: Sequence[str]
+    ) -> dict[str, tuple[frozenset[str], int | None]]:
+        out: dict[str, tuple[frozenset[str], int | None]] = {}
+        for pid, reasons, due in self.fetch_in(
+            c, f"SELECT public_id, reasons, next_due FROM {self.t('alert_marks')}",
+            "public_id", sorted(public_ids),
+        ):
+            out[str(pid)] = (
+                frozenset(r for r in str(reasons).split(",") if r),
+                None if due is None else int(due),
+            )
+        return out
 
     def fetch_due_marks(self, c: Any, upto: int) -> list[tuple[str, int]]:
         rows = self.fetch_all(
