@@ -42,7 +42,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..aggregates import KIND_OF
 from ..domain.events import (
@@ -87,6 +87,7 @@ class AlertStorage(Protocol):
     ) -> None: ...
     def alert_mark(self, public_id: str) -> tuple[frozenset[str], int | None] | None: ...
     def load_alert_marks(self, public_ids: Sequence[str]) -> None: ...
+    def license_facts(self, public_ids: Sequence[str]) -> dict[str, Facts]: ...
     def put_alert_mark(
         self, public_id: str, reasons: frozenset[str], next_due: int | None
     ) -> None: ...
@@ -121,6 +122,21 @@ def _day_of(moment: datetime) -> int:
     return moment.toordinal()
 
 
+class Facts(NamedTuple):
+    """What a license's alerted reasons depend on (its row's columns hold them)."""
+
+    live: bool
+    units: int
+    used_units: int
+    expires: date | None
+    suspended: bool
+    registered: bool
+    obsolete: bool
+
+
+GONE = Facts(False, 0, 0, None, False, True, False)
+
+
 def live(state: LicenseState | None) -> bool:
     return (
         state is not None
@@ -130,30 +146,43 @@ def live(state: LicenseState | None) -> bool:
     )
 
 
-def alerted_reasons(state: LicenseState | None, day: int, policy: Policy) -> frozenset[str]:
-    """The license's alerted reasons on ``day`` (a date ordinal), by name."""
+def facts_of(state: LicenseState | None) -> Facts:
     if state is None or not live(state):
+        return GONE
+    return Facts(
+        True,
+        state.units,
+        state.used_units,
+        state.expires,
+        state.suspended,
+        state.registered,
+        state.obsolete,
+    )
+
+
+def alerted_reasons(facts: Facts, day: int, policy: Policy) -> frozenset[str]:
+    """The license's alerted reasons on ``day`` (a date ordinal), by name."""
+    if not facts.live:
         return frozenset()
     status = license_status(
-        units=state.units,
-        used_units=state.used_units,
-        expires=state.expires,
+        units=facts.units,
+        used_units=facts.used_units,
+        expires=facts.expires,
         today=date.fromordinal(day),
         policy=policy,
-        suspended=state.suspended,
-        registered=state.registered,
-        registration_url=state.registration_url,
-        obsolete=state.obsolete,
+        suspended=facts.suspended,
+        registered=facts.registered,
+        obsolete=facts.obsolete,
     )
     return frozenset(r.name for r in status.reasons if r in ALERTED)
 
 
-def next_due(state: LicenseState | None, day: int, policy: Policy) -> int | None:
+def next_due(facts: Facts, day: int, policy: Policy) -> int | None:
     """The next day after ``day`` on which the date alone may change the license's
     reasons: the first day of "expiring" and the day after its expiration."""
-    if state is None or not live(state) or state.expires is None:
+    if not facts.live or facts.expires is None:
         return None
-    last = state.expires.toordinal()
+    last = facts.expires.toordinal()
     later = [d for d in (last - policy.expiring_days, last + 1) if d > day]
     return min(later) if later else None
 
@@ -179,13 +208,19 @@ def _crossings(
 
 
 def _evaluate(
-    s: AlertStorage, public_id: str, day: int, *, moment: str, at: str, position: int
+    s: AlertStorage,
+    public_id: str,
+    facts: Facts,
+    day: int,
+    *,
+    moment: str,
+    at: str,
+    position: int,
 ) -> None:
-    state = s.get("license", public_id)
     mark = s.alert_mark(public_id)
     before = mark[0] if mark is not None else frozenset()
-    now = alerted_reasons(state, day, s.policy)
-    due = next_due(state, day, s.policy)
+    now = alerted_reasons(facts, day, s.policy)
+    due = next_due(facts, day, s.policy)
     if now != before:
         _crossings(s, public_id, now, before, moment=moment, at=at, position=position)
     if mark is None or now != before or due != mark[1]:
@@ -202,8 +237,9 @@ def flush(s: AlertStorage) -> None:
     at = stamp(pending_at)
     pending = sorted(s.pending_licenses())
     s.load_alert_marks(pending)
+    facts = s.license_facts(pending)
     for public_id in pending:
-        _evaluate(s, public_id, day, moment=moment, at=at, position=position)
+        _evaluate(s, public_id, facts[public_id], day, moment=moment, at=at, position=position)
     s.clear_pending()
     s.set_alert_clock(day, None, position)
 
@@ -220,13 +256,22 @@ def advance(s: AlertStorage, upto: int) -> None:
         return
     due_marks = s.due_marks(upto)
     s.load_alert_marks([pid for _, pid in due_marks])
+    facts = s.license_facts([pid for _, pid in due_marks])
     for first, public_id in due_marks:
         # a license's due days, in order, until none is left before ``upto``
         due: int | None = first
         while due is not None and due <= upto:
             d = date.fromordinal(due)
             at = stamp(datetime.combine(d, time(), tzinfo=UTC))
-            _evaluate(s, public_id, due, moment=f"d{d.isoformat()}", at=at, position=position)
+            _evaluate(
+                s,
+                public_id,
+                facts[public_id],
+                due,
+                moment=f"d{d.isoformat()}",
+                at=at,
+                position=position,
+            )
             mark = s.alert_mark(public_id)
             later = None if mark is None else mark[1]
             due = later if later is not None and later > due else None
@@ -258,6 +303,8 @@ def after_event(s: AlertStorage, position: int, event: DomainEvent) -> None:
 
 __all__ = [
     "ALERTED",
+    "Facts",
+    "facts_of",
     "AlertStorage",
     "advance",
     "after_event",

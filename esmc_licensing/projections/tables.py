@@ -343,6 +343,27 @@ class ViewBatch:
         buffer.marks[public_id] = mark
         return mark
 
+    def license_facts(self, public_ids: Sequence[str]) -> dict[str, alert_fold.Facts]:
+        """What the alerts of these licenses depend on: from the states the batch
+        holds, else from the rows' columns in one query (no state decoded)."""
+        out: dict[str, alert_fold.Facts] = {}
+        wanted = []
+        cache = self._cache
+        for pid in public_ids:
+            k = ("license", pid)
+            state = self._states.get(k)
+            if state is None and cache is not None:
+                state = cache.get(k)
+            if state is not None:
+                out[pid] = alert_fold.facts_of(state)
+            else:
+                wanted.append(pid)
+        if wanted:
+            found = self._views.fetch_license_facts(self._c, wanted)
+            for pid in wanted:
+                out[pid] = found.get(pid, alert_fold.GONE)
+        return out
+
     def load_alert_marks(self, public_ids: Sequence[str]) -> None:
         """Read the marks of many licenses at once (a sync's save touches thousands)."""
         buffer = self._alert_buffer()
@@ -966,6 +987,22 @@ class ViewStore:
             )
         return out
 
+    def fetch_license_facts(
+        self, c: Any, public_ids: Sequence[str]
+    ) -> dict[str, alert_fold.Facts]:
+        out = {}
+        for pid, live, units, used, expires, suspended, registered, obsolete in self.fetch_in(
+            c,
+            "SELECT public_id, live, units, used_units, expires, suspended, registered, "
+            f"obsolete FROM {self.t('licenses')}",
+            "public_id", sorted(public_ids),
+        ):
+            out[str(pid)] = alert_fold.Facts(
+                bool(live), int(units), int(used), _date(expires) if expires else None,
+                bool(suspended), bool(registered), bool(obsolete),
+            ) if live else alert_fold.GONE
+        return out
+
     def fetch_due_marks(self, c: Any, upto: int) -> list[tuple[str, int]]:
         rows = self.fetch_all(
             c, f"SELECT public_id, next_due FROM {self.t('alert_marks')} WHERE next_due <= {{}}",
@@ -1123,6 +1160,11 @@ class ViewStore:
                 "public_id", sorted(set(public_ids)),
             )
         return {str(pid): (str(made_from), str(made)) for pid, made_from, made in rows}
+
+    def drop_forecasts(self) -> None:
+        """Forget the forecasts kept (they are made again when asked)."""
+        with self._lock, self._transaction(write=True) as c:
+            c.execute(f"DELETE FROM {self.t('forecast_cache')}")
 
     def cache_forecasts(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """Keep forecasts: (public id, what it was made from, the forecast as JSON)."""
