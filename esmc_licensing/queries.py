@@ -196,14 +196,15 @@ class Queries(ServiceBase):
                 if found is not None:
                     return list(found)
             rows, tags = views.license_rows(groups, filter, today, self.policy)
-            if as_of is not None:
-                if filter is not None and filter.depleting_within is not None:
-                    raise InvalidInput("forecasts are of today: no depleting filter as of the past")
-                return [license_view(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
             # forecasts (R36): kept per license for the day, made again only where changed
             forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
             if filter is not None and filter.depleting_within is not None:
                 rows = _depleting(rows, forecasts, today, filter.depleting_within)
+            if as_of is not None:
+                return [
+                    license_view(pid, g, v, tags, today, self.policy, forecasts[pid])
+                    for pid, g, v in rows
+                ]
             made = self._made_views.view
             answer = [
                 made(pid, g, v, tags, today, self.policy, forecasts[pid]) for pid, g, v in rows
@@ -223,7 +224,8 @@ class Queries(ServiceBase):
             if not rows:
                 raise NotFound("license", pid)
             found, group, v = rows[0]
-            return license_view(found, group, v, tags, today, self.policy)
+            forecast = self._forecasts.of(views, [(found, v)], today)[found]
+            return license_view(found, group, v, tags, today, self.policy, forecast)
 
     def _targets_of_license(self, pid: PublicId) -> list[str]:
         """The audit targets one license's view is folded from: the license and

@@ -142,7 +142,8 @@ def test_r36_forecast_from_usage_reports(
 ) -> None:
     """R36: the forecast of a license from its daily usage reports, beside its
     expiration, in ``forecast()``, in the ``licenses`` column and through the
-    ``depleting_within`` filter; invisible licenses are not found (R14)."""
+    ``depleting_within`` filter, and as of a past moment the one made then
+    (R30); invisible licenses are not found (R14)."""
     app = make_app()
     admin = app.administrator
     expires = clock.now().date() + timedelta(days=365)
@@ -177,6 +178,13 @@ def test_r36_forecast_from_usage_reports(
     assert app.licenses(admin, LicenseFilter(depleting_within=10)) == []
     # reopened (another process): the same forecasts from the views
     assert make_app().forecast(admin, "GRO-000-001") == made
+    # as of today, later (R30): the forecast that was made today
+    then = clock.now()
+    clock.advance(timedelta(hours=1))
+    _grow(app, vendor, clock, "GRO-000-001", 5, 5, start=60)
+    assert app.forecast(admin, "GRO-000-001") != made
+    assert app.license(admin, "GRO-000-001", as_of=then).forecast == made
+    assert [v.forecast for v in app.licenses(admin, as_of=then)] == [flat, made]
     branch = app.create_group(admin, "Branch")
     bob = app.create_user(admin, "bob", branch)
     with pytest.raises(NotFound):

@@ -36,7 +36,7 @@ class LicenseView:
     key_last4: str | None = None
     """Only the last four characters of the key (R2), for recognising it."""
     forecast: Forecast | None = None
-    """When its used units will reach its units (R36); None in replays as of the past."""
+    """When its used units will reach its units (R36), as forecast on the day asked about."""
 
 
 @attrs.frozen
