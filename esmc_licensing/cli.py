@@ -7,13 +7,19 @@ closes the store again. Queries print Rich tables, or JSON with ``--json``
 - 0: done;
 - 1: refused by a rule (``PermissionDenied``, ``NotFound``, ``AlreadyExists``,
   ``ConfirmationRequired``, ``LicenseKeyRejected``, … any ``LicensingError``);
-- 2: bad input (``InvalidInput`` and its subclasses, usage errors, bad settings);
-- 3: an adapter is unavailable (``AdapterUnavailable``, an unreachable
-  PostgreSQL, a store path that cannot be written).
+- 2: bad input (``InvalidInput`` and its subclasses, usage errors, bad settings,
+  a value out of range);
+- 3: a store or adapter cannot be used (``AdapterUnavailable``, an unreachable
+  PostgreSQL, a store that cannot be opened, read or written: corrupt, another
+  application's, a full disk, read-only for a change);
+- 4: an unexpected internal error (a bug: the line asks for ``--debug``).
+
+A store file that cannot be written is opened read-only and answers queries.
 
 Errors are one line on stderr; ``--debug`` adds the traceback and the
-library's log. A license key is a secret (R2): it is read from the argument or
-from stdin and never printed, only its last four characters.
+library's log. A license key is a secret (R2): it is read from stdin, a file or
+a prompt (never from an argument) and never printed, only its last four
+characters. Text from outside is printed with control characters escaped (R33).
 
 The vendor: with no vendor URL configured, the activation server is an
 in-memory one pre-seeded with the demo licenses (:data:`DEMO_LICENSES`, see
@@ -28,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
+import errno
 import functools
 import json
 import logging
@@ -62,7 +69,7 @@ from .domain.errors import (
 )
 from .domain.filters import LicenseFilter
 from .domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
-from .domain.values import AccountKind, LicenseType, Permission, StatusLevel
+from .domain.values import AccountKind, LicenseType, Permission, StatusLevel, escape_controls
 from .projections.views import (
     ComputerView,
     HistoryEntry,
@@ -83,9 +90,16 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERNAL = 4
+#: 128 + SIGPIPE: how a tool whose reader went away ends (``| head``)
+EXIT_BROKEN_PIPE = 141
 
 DEFAULT_STORE = "esmc-licensing.db"
 DEFAULT_POSTGRES_CONNECT_TIMEOUT = "5"
+#: the longest span a --days option takes (a century)
+MAX_DAYS = 36_525
+#: the width of tables written to a file or a pipe
+DEFAULT_COLUMNS = 160
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,8 +191,24 @@ def activation_server(clock: Clock) -> ActivationServer:
 
 # -- the store -------------------------------------------------------------------
 
-_SETTING = re.compile(r"[A-Z][A-Z0-9_]*=")
-_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY")
+_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*=")
+_SECRET_SETTINGS = ("PASSWORD", "CIPHER_KEY", "SEAL_KEY", "DATA_KEY")
+
+#: the settings ``--store KEY=VALUE,...`` takes (case-sensitive, as eventsourcing
+#: and the library read them); anything else is refused rather than ignored
+STORE_SETTINGS = frozenset({
+    "PERSISTENCE_MODULE", "SQLITE_DBNAME", "SQLITE_LOCK_TIMEOUT",
+    "POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_SCHEMA",
+    "POSTGRES_CONNECT_TIMEOUT", "POSTGRES_POOL_SIZE", "POSTGRES_MAX_OVERFLOW",
+    "POSTGRES_POOL_TIMEOUT", "POSTGRES_LOCK_TIMEOUT", "POSTGRES_PRE_PING",
+    "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+    "COMPRESSOR_TOPIC", "CIPHER_TOPIC",
+    "ESMC_VIEWS", "ESMC_CACHE_SIZE", "ESMC_SNAPSHOT_EVERY", "ESMC_SEAL_EVERY",
+})
+#: the persistence modules a store can use
+PERSISTENCE_MODULES = ("eventsourcing.popo", "eventsourcing.sqlite", "eventsourcing.postgres")
+#: a PostgreSQL schema name: an unquoted identifier (it is written into SQL)
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 @attrs.frozen
@@ -193,10 +223,17 @@ def parse_store(store: str | None) -> Store:
 
     Secrets (the PostgreSQL password, a cipher key) are never taken from the
     command line: set them in the environment (``POSTGRES_PASSWORD``,
-    ``CIPHER_KEY``), where eventsourcing reads them.
+    ``CIPHER_KEY``), where eventsourcing reads them. Settings are checked here
+    (names case-sensitive, from :data:`STORE_SETTINGS`), so that a misspelt one
+    is refused instead of ignored or taken for a file name.
     """
-    if store is None or not store.strip():
+    if store is None:
         store = DEFAULT_STORE
+    elif not store.strip():
+        raise InvalidInput(
+            f"--store is empty; name a SQLite file (the default is {DEFAULT_STORE}), "
+            "a postgresql:// URL, ':memory:' or KEY=VALUE settings"
+        )
     store = store.strip()
     if store.startswith(("postgresql://", "postgres://")):
         return _postgres_store(store)
@@ -207,21 +244,33 @@ def parse_store(store: str | None) -> Store:
                 continue
             key, sep, value = item.partition("=")
             key = key.strip()
-            if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+            if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise InvalidInput(
                     f"--store settings are KEY=VALUE pairs separated by commas; {key!r} is not one"
                 )
-            if any(s in key for s in _SECRET_SETTINGS):
+            if any(s in key.upper() for s in _SECRET_SETTINGS):
                 raise InvalidInput(
                     f"{key} is a secret and is not taken from the command line; "
                     "set it in the environment instead"
                 )
+            if key not in STORE_SETTINGS:
+                hint = " (setting names are upper-case)" if key.upper() in STORE_SETTINGS else ""
+                raise InvalidInput(f"--store settings: unknown setting {key!r}{hint}")
             env[key] = value.strip()
         module = env.get("PERSISTENCE_MODULE", "eventsourcing.popo")
+        if module not in PERSISTENCE_MODULES:
+            raise InvalidInput(
+                f"--store settings: PERSISTENCE_MODULE is one of {', '.join(PERSISTENCE_MODULES)}, "
+                f"not {module!r}"
+            )
+        _check_schema(env)
         dbname = env.get("SQLITE_DBNAME")
+        if module.endswith("sqlite") and not dbname:
+            raise InvalidInput("--store settings: eventsourcing.sqlite needs SQLITE_DBNAME=PATH")
         sqlite_path = (
             Path(dbname).expanduser()
             if module.endswith("sqlite") and dbname and ":memory:" not in dbname
+            and not dbname.startswith("file:")
             else None
         )
         return Store(env, f"{module} ({', '.join(sorted(env))})", sqlite_path)
@@ -230,6 +279,15 @@ def parse_store(store: str | None) -> Store:
     path = Path(store).expanduser()
     env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
     return Store(env, f"SQLite file {path}", path)
+
+
+def _check_schema(env: Mapping[str, str]) -> None:
+    schema = env.get("POSTGRES_SCHEMA")
+    if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+        raise InvalidInput(
+            f"the PostgreSQL schema name {schema!r} is not a plain identifier (letters, digits "
+            "and _, not starting with a digit, at most 63)"
+        )
 
 
 def _postgres_store(url: str) -> Store:
@@ -258,27 +316,92 @@ def _postgres_store(url: str) -> Store:
     }
     if "POSTGRES_PASSWORD" not in os.environ:
         env["POSTGRES_PASSWORD"] = ""
-    for key, value in parse_qsl(parts.query):
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
         name = f"POSTGRES_{key.upper()}"
-        if any(s in name for s in _SECRET_SETTINGS):
-            raise InvalidInput(f"{name} is a secret; set it in the environment instead")
+        if any(s in name for s in _SECRET_SETTINGS) or "SSLKEY" in name:
+            raise InvalidInput(
+                f"{key} is a secret and is not taken from the command line; "
+                "set it in the environment instead"
+            )
+        if name not in STORE_SETTINGS:
+            raise InvalidInput(f"--store: unknown URL parameter {key!r}")
         env[name] = value
+    _check_schema(env)
     where = f"{env['POSTGRES_USER']}@{parts.hostname}:{port}/{dbname}"
     return Store(env, f"PostgreSQL {where}")
 
 
-def _check_writable(path: Path) -> None:
-    """Refuse a SQLite path that cannot be written, before SQLite tries."""
+#: the first bytes of every SQLite database file
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _store_access(path: Path) -> bool:
+    """Whether the SQLite store at ``path`` can be written (False: it is opened
+    read-only, to answer queries). Refuses what cannot be a store of ours, before
+    SQLite or eventsourcing touch it: a directory, a missing directory, a file
+    that is not a SQLite database, or another application's database (which
+    would otherwise silently get our tables added)."""
+    import sqlite3
+
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise AdapterUnavailable(f"cannot open the store: {path} is a directory")
-    if not parent.is_dir():
-        raise AdapterUnavailable(
-            f"cannot open the store at {path}: the directory {parent} does not exist"
-        )
-    target = path if path.exists() else parent
-    if not os.access(target, os.W_OK):
-        raise AdapterUnavailable(f"cannot open the store at {path}: {target} is not writable")
+    if not path.exists():
+        if not parent.is_dir():
+            raise AdapterUnavailable(
+                f"cannot open the store at {path}: the directory {parent} does not exist"
+            )
+        if not os.access(parent, os.W_OK):
+            raise AdapterUnavailable(
+                f"cannot create the store at {path}: the directory {parent} is not writable"
+            )
+        return True
+    if not path.is_file():
+        raise AdapterUnavailable(f"cannot open the store: {path} is not a regular file")
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        raise AdapterUnavailable(f"cannot read the store {path}: {e.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise AdapterUnavailable(f"cannot open the store: {path} is not a SQLite database")
+    writable = os.access(path, os.W_OK)
+    if header:
+        try:
+            with contextlib.closing(sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error as e:
+            if writable or "unable to open" not in str(e):
+                raise AdapterUnavailable(
+                    f"cannot open the store {path}: {_one_line(e)} (is it damaged?)"
+                ) from None
+            tables = {"stored_events"}  # read-only WAL file in a read-only directory
+        if tables and "stored_events" not in tables:
+            raise AdapterUnavailable(
+                f"cannot open the store: {path} is a SQLite database of another application "
+                f"(it has tables, but no events); name a new file or a store of this tool"
+            )
+    return writable
+
+
+def _read_only_env(env: Mapping[str, str], path: Path) -> dict[str, str]:
+    """Settings opening ``path`` read-only: queries are answered from views built
+    in memory (the file's own views cannot be brought up to date)."""
+    import sqlite3
+
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        # a WAL database in a directory we cannot write: SQLite cannot share
+        # it, so read it as the unchanging copy it is
+        uri += "&immutable=1"
+    out = {**env, "SQLITE_DBNAME": uri}
+    out.setdefault("ESMC_VIEWS", "memory")
+    return out
 
 
 # -- a session: one command's application -----------------------------------------
@@ -293,6 +416,12 @@ class Session:
     credentials_file: str | None = None
     _app: LicenseManagement | None = None
     _actor: UserId | None = None
+    #: the store was opened read-only (a file we cannot write): queries only
+    read_only: bool = False
+    #: the store as the user named it, for messages
+    description: str | None = None
+    #: the command only reads: a store that does not exist is not created for it
+    queries_only: bool = False
     _config: Config | None = None
     _secrets: Secrets | None = None
     _wiring: Wiring | None = None
@@ -319,15 +448,28 @@ class Session:
         if self._app is None:
             store = parse_store(self.store)
             cfg, secrets = self.config, self.secrets
-            if store.sqlite_path is not None:
-                _check_writable(store.sqlite_path)
+            self.description = store.description
+            env = dict(store.env)
+            if (
+                self.queries_only
+                and store.sqlite_path is not None
+                and not Path(store.sqlite_path).exists()
+            ):
+                raise AdapterUnavailable(
+                    f"the store ({store.description}) does not exist, and a query does not "
+                    "create one: check --store (or ESMC_LICENSING_STORE), or create it with a "
+                    "command that records something (esmc-licensing demo, create-group NAME, "
+                    "add-key -)"
+                )
+            if store.sqlite_path is not None and not _store_access(store.sqlite_path):
+                self.read_only = True
+                env = _read_only_env(env, store.sqlite_path)
             clock = SystemClock()
             self._wiring = wiring = build_adapters(cfg, clock, activation_server)
             adapters = Adapters(
                 activation_server=wiring.activation_server, accounts=wiring.accounts,
                 agents=wiring.agents, clock=clock, offline_verifier=wiring.offline_verifier,
             )
-            env = dict(store.env)
             if secrets.seal_key is not None and not os.environ.get("ESMC_SEAL_KEY"):
                 env["ESMC_SEAL_KEY"] = secrets.seal_key
             try:
@@ -336,7 +478,12 @@ class Session:
                 raise
             except InfrastructureFactoryError as e:
                 raise InvalidInput(f"bad --store settings: {_one_line(e)}") from e
-            except (EventSourcingError, OSError) as e:
+            except (EventSourcingError, OSError, _sqlite_error()) as e:
+                if self.read_only and _is_write_refusal(e):
+                    raise AdapterUnavailable(
+                        f"the store ({store.description}) is read-only and was never "
+                        "initialised: nothing to read"
+                    ) from e
                 raise AdapterUnavailable(
                     f"cannot open the store ({store.description}): {_one_line(e)}"
                 ) from e
@@ -394,12 +541,72 @@ def _one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-def exit_code_for(e: BaseException) -> int:
+def _sqlite_error() -> type[Exception]:
+    import sqlite3
+
+    return sqlite3.Error
+
+
+def _is_write_refusal(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "readonly" in text or "read-only" in text
+
+
+def _is_store_error(e: BaseException) -> bool:
+    return isinstance(e, EventSourcingError | _sqlite_error())
+
+
+def failure(e: BaseException, session: Session | None = None) -> tuple[int, str]:
+    """The exit code and the one line an error is reported with (api.md):
+    2 bad input (including a value out of range), 1 refused by a rule, 3 a
+    store or adapter that cannot be used, 4 anything unexpected. The line says
+    what happened in words; an exception's class name is never all of it."""
+    where = session.description if session is not None and session.description else None
+    store = f"the store ({where})" if where else "the store"
     if isinstance(e, InvalidInput | InfrastructureFactoryError):
-        return EXIT_BAD_INPUT
-    if isinstance(e, AdapterUnavailable | EventSourcingError | OSError):
-        return EXIT_UNAVAILABLE
-    return EXIT_REFUSED
+        return EXIT_BAD_INPUT, _one_line(e)
+    if isinstance(e, OverflowError):
+        return EXIT_BAD_INPUT, f"a value is out of range ({_one_line(e)})"
+    if isinstance(e, AdapterUnavailable):
+        return EXIT_UNAVAILABLE, _one_line(e)
+    if isinstance(e, LicensingError):
+        return EXIT_REFUSED, _one_line(e)
+    text = _one_line(e)
+    if _is_store_error(e) or isinstance(e, OSError):
+        if _is_write_refusal(e) or (session is not None and session.read_only
+                                    and isinstance(e, EventSourcingError)):
+            return EXIT_UNAVAILABLE, (
+                f"{store} is read-only: it answers queries but cannot record anything; "
+                "nothing was recorded"
+            )
+        low = text.lower()
+        if ("is full" in low or "no space left" in low
+                or (isinstance(e, OSError) and e.errno == errno.ENOSPC)):
+            return EXIT_UNAVAILABLE, (
+                f"{store} is full (no space left on its disk): nothing was recorded; "
+                "free some space and try again"
+            )
+        if isinstance(e, OSError) and not _is_store_error(e):
+            return EXIT_UNAVAILABLE, f"{e.strerror or text}" + (
+                f": {e.filename}" if e.filename else "")
+        return EXIT_UNAVAILABLE, f"cannot read or write {store}: {text}"
+    return EXIT_INTERNAL, (
+        f"an unexpected internal error ({type(e).__name__}: {text}); "
+        "run again with --debug for the traceback, and report it"
+    )
+
+
+def exit_code_for(e: BaseException) -> int:
+    return failure(e)[0]
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our output went away (``| head -1``): stop quietly, as
+    other command-line tools do, with the status of a SIGPIPE death."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(EXIT_BROKEN_PIPE)
 
 
 @contextmanager
@@ -442,18 +649,13 @@ def handled(fn: F) -> F:
                 return fn(ctx, *args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise
+            except BrokenPipeError:
+                _quiet_broken_pipe()
             except Exception as e:
                 if session.debug:
                     traceback.print_exc(file=sys.stderr)
-                code = exit_code_for(e)
-                if isinstance(e, LicensingError | EventSourcingError | OSError):
-                    message = _one_line(e)
-                else:
-                    message = (
-                        f"unexpected {type(e).__name__}: {_one_line(e)} "
-                        "(run with --debug for the traceback)"
-                    )
-                typer.echo(f"error: {message}", err=True)
+                code, message = failure(e, session)
+                typer.echo(f"error: {escape_controls(message)}", err=True)
                 raise typer.Exit(code) from None
             finally:
                 session.close()
@@ -471,11 +673,10 @@ def _user(app: LicenseManagement, name: str) -> UserId:
         return app.user_named(name)
 
 
-def _group(app: LicenseManagement, name: str) -> GroupId:
-    try:
-        return GroupId(uuid.UUID(name))
-    except ValueError:
-        return app.group_named(name)
+def _group(app: LicenseManagement, actor: UserId, name: str) -> GroupId:
+    """A group the actor sees; one outside its visibility is "not found", by the
+    name given, exactly as one that does not exist (R14)."""
+    return app.visible_group_named(actor, name)
 
 
 def _pick(kind: str, text: str, candidates: Sequence[tuple[uuid.UUID, str]]) -> uuid.UUID:
@@ -551,22 +752,53 @@ def _when(value: str | None, option: str, *, end_of_day: bool = False) -> dateti
             moment = datetime.combine(day, time(0), tzinfo=UTC)
             return moment + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else moment
         moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{option} {text!r} is out of range") from None
     except ValueError:
         raise InvalidInput(
             f"{option} takes a date or date-time like 2026-01-31 or 2026-01-31T12:00:00Z, "
             f"not {text!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # -- output ----------------------------------------------------------------------------
 
 
-def _console() -> Console:
+def _columns() -> int | None:
+    """The width of output that is not a terminal: ``COLUMNS`` when it is a
+    sensible number (empty or junk is ignored, as other tools do), else 160."""
+    if sys.stdout.isatty():
+        return None
+    raw = os.environ.get("COLUMNS", "").strip()
+    if raw.isdigit() and 20 <= int(raw) <= 10_000:
+        return int(raw)
+    return DEFAULT_COLUMNS
+
+
+@functools.cache
+def _console_class() -> type[Console]:
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
-    return Console(width=width, highlight=False)
+    class SafeConsole(Console):
+        """A console on which text is never markup and never reaches the terminal
+        with control characters (R33): names, vendor text and agent results are
+        printed through it as they are, and a ``[/x]`` or an escape sequence in
+        them is shown, not obeyed."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            kwargs["markup"] = False
+            return super().render_str(escape_controls(text, keep_newlines=True), **kwargs)
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _quiet_broken_pipe()
+
+    return SafeConsole
+
+
+def _console() -> Console:
+    return _console_class()(width=_columns(), highlight=False)
 
 
 def _table(*args: Any, **kwargs: Any) -> Table:
@@ -576,14 +808,20 @@ def _table(*args: Any, **kwargs: Any) -> Table:
     return Table(*args, **kwargs)
 
 
-def _text(*args: Any, **kwargs: Any) -> Text:
-    """A Rich ``Text``."""
+def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
+    """A Rich ``Text`` (its text shown with control characters escaped, R33)."""
     from rich.text import Text
 
-    return Text(*args, **kwargs)
+    return Text(escape_controls(text), *args, **kwargs)
+
+
+#: --quiet: what a command did is not told, only what it answers
+_QUIET = [False]
 
 
 def _say(message: str) -> None:
+    if _QUIET[0]:
+        return
     _console().print(message, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -621,7 +859,28 @@ def to_jsonable(value: Any, group_name: Callable[[GroupId], str] | None = None) 
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    typer.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def json_safe(text: str) -> str:
+    """JSON text with every control, format or bidirectional character escaped
+    (R33). ``json`` escapes U+0000..U+001F itself, so any other such character
+    is inside a string, where ``\\uXXXX`` means the same data."""
+    if text.replace("\n", "").isprintable():
+        return text
+    import unicodedata
+
+    out = []
+    for char in text:
+        if char == "\n" or unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp",
+                                                               "Co", "Cn"):
+            out.append(char)
+        elif ord(char) > 0xFFFF:
+            code = ord(char) - 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)
 
 
 _LEVEL_STYLE = {
@@ -795,15 +1054,27 @@ app = typer.Typer(
          "a TOML file: --config, ./esmc-licensing.toml) it talks to an in-memory demo "
          "vendor. Secrets (account passwords, the seal key) come only from the "
          "environment or a credentials file with mode 0600, never from the command line. "
-         "Exit codes: 0 done, 1 refused by a rule, 2 bad input, 3 adapter unavailable. "
+         "Exit codes: 0 done, 1 refused by a rule, 2 bad input, 3 store or adapter "
+         "unavailable, 4 internal error. "
          "See docs/cli.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 tag_app = typer.Typer(help="Create, delete, assign and unassign tags (R28).",
                       no_args_is_help=True, cls=_Group)
 app.add_typer(tag_app, name="tag")
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"esmc-licensing {version('esmc-licensing')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+            typer.echo("esmc-licensing (not installed: version unknown)")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -831,8 +1102,26 @@ def _root(
         "--credentials", envvar="ESMC_CREDENTIALS_FILE", metavar="PATH",
         help="A TOML file with account passwords and the seal key; must have mode 0600.",
     )] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only results and errors, not what was done.",
+    )] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="Print the version and exit.",
+    )] = False,
 ) -> None:
+    _QUIET[0] = quiet
     ctx.obj = Session(store, as_user, debug, config, credentials)
+    ctx.obj.queries_only = ctx.invoked_subcommand in QUERY_COMMANDS
+
+
+#: commands that only read: on a store that does not exist they fail (exit 3)
+#: instead of creating an empty one and answering "nothing"
+QUERY_COMMANDS = frozenset({
+    "licenses", "license", "pools", "history", "filters", "computers", "computer",
+    "task", "groups", "users", "permissions", "installer", "accounts",
+})
+
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -855,10 +1144,11 @@ TextOption = Annotated[str | None, typer.Option(
 @app.command()
 @handled
 def demo(ctx: typer.Context) -> None:
-    """Play the branch-administrator story on the store and show what each user sees."""
+    """Play the branch-administrator story on the store and show what each user sees
+    (as --as, which must be an administrator: the story creates users and groups)."""
     session = _session(ctx)
     lm = session.app
-    admin = lm.administrator
+    admin = session.actor  # R12/R14: the demo acts as who it is told to, never above that
     vendor = lm.adapters.activation_server
     _say(f"Branch-administrator demo on {parse_store(session.store).description}")
     for user, branch, permission in DEMO_BRANCHES:
@@ -1139,6 +1429,116 @@ def filters(ctx: typer.Context, json_: JsonOption = False) -> None:
     _console().print(table)
 
 
+@app.command()
+@handled
+def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The static groups you see, by path (All/San Diego)."""
+    session = _session(ctx)
+    views = session.app.groups(session.actor)
+    if json_:
+        _print_json([
+            {"group_id": str(g.group_id), "name": g.name, "path": g.path,
+             "parent": None if g.parent is None else str(g.parent)}
+            for g in views
+        ])
+        return
+    table = _table()
+    table.add_column("Group")
+    table.add_column("Group ID", no_wrap=True)
+    for g in views:
+        table.add_row(_text(g.path), str(g.group_id))
+    _console().print(table)
+
+
+def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, str]) -> Any:
+    return {paths.get(g, str(g)): p.name for g, p in sorted(
+        grants.items(), key=lambda item: paths.get(item[0], str(item[0])).casefold())}
+
+
+@app.command()
+@handled
+def users(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The users of the groups you see, with the permissions granted to them."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    paths = {g.group_id: g.path for g in lm.groups(actor)}
+    views = lm.users(actor)
+    if json_:
+        _print_json([
+            {"user_id": str(u.user_id), "name": u.name,
+             "home_group": paths.get(u.home_group, str(u.home_group)),
+             "grants": _grants_json(u.grants, paths)}
+            for u in views
+        ])
+        return
+    table = _table()
+    table.add_column("User")
+    table.add_column("Home group")
+    table.add_column("Granted")
+    for u in views:
+        granted = ", ".join(f"{p} on {g}" for g, p in _grants_json(u.grants, paths).items())
+        table.add_row(_text(u.name), _text(paths.get(u.home_group, "-")), _text(granted or "-"))
+    _console().print(table)
+
+
+@app.command()
+@handled
+def permissions(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    json_: JsonOption = False,
+) -> None:
+    """What a user may do on each group you see: granted there, or inherited
+    from a grant on a group above."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    wanted = _user(lm, user)
+    paths = {g.group_id: g.path for g in lm.groups(actor)}
+    view = next((u for u in lm.users(actor) if u.user_id == wanted), None)
+    if view is None:
+        raise NotFound("user", user)
+    rows = []
+    for g, p in sorted(view.effective.items(), key=lambda i: paths.get(i[0], "").casefold()):
+        inherited = g not in view.grants
+        rows.append((paths.get(g, str(g)), p.name, inherited))
+    if json_:
+        _print_json([{"group": g, "permission": p, "inherited": i} for g, p, i in rows])
+        return
+    if not rows:
+        _say(f"{view.name} has no permission on the groups you see.")
+        return
+    table = _table()
+    table.add_column("Group")
+    table.add_column("Permission")
+    table.add_column("How")
+    for g, p, i in rows:
+        table.add_row(_text(g), p, "inherited from a group above" if i else "granted here")
+    _console().print(table)
+
+
+@app.command()
+@handled
+def revoke(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    group: Annotated[str, typer.Argument(
+        metavar="GROUP", help="The group the permission was granted on.")],
+) -> None:
+    """Take back the permission granted to a user on a group (administrators).
+
+    What the user holds there through a grant on a group above stays: revoke
+    that one instead (see permissions USER)."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    uid, gid = _user(lm, user), _group(lm, actor, group)
+    held = next((u.grants for u in lm.users(actor) if u.user_id == uid), {})
+    lm.revoke(actor, uid, gid)
+    if gid in held:
+        _say(f"Revoked {held[gid].name} on {group} from {user}.")
+    else:
+        _say(f"{user} had no permission granted on {group}; nothing changed.")
+
+
 @app.command("save-filter")
 @handled
 def save_filter(
@@ -1169,7 +1569,7 @@ def create_group(
     """Create a static group (R10)."""
     session = _session(ctx)
     lm = session.app
-    parent_id = None if parent is None else _group(lm, parent)
+    parent_id = None if parent is None else _group(lm, session.actor, parent)
     lm.create_group(session.actor, name, parent_id)
     _say(f"Created static group {name.strip()} under {parent or 'All'}.")
 
@@ -1184,7 +1584,7 @@ def create_user(
     """Create a user with a home group (R10); grant permissions with `grant`."""
     session = _session(ctx)
     lm = session.app
-    lm.create_user(session.actor, name, _group(lm, home))
+    lm.create_user(session.actor, name, _group(lm, session.actor, home))
     _say(f"Created user {name.strip()} with home group {home}.")
 
 
@@ -1206,19 +1606,37 @@ def grant(
     """Grant a user a permission on licenses in a group and its subgroups (R11)."""
     session = _session(ctx)
     lm = session.app
-    lm.grant(session.actor, _user(lm, user), _group(lm, group), Permission[permission.value])
+    lm.grant(session.actor, _user(lm, user), _group(lm, session.actor, group),
+             Permission[permission.value])
     _say(f"{user} has {permission.value} (at least) on licenses in {group}.")
 
 
-def _read_key(key: str | None) -> str:
+def _read_key(key: str | None, key_file: Path | None) -> str:
+    """The license key: from stdin (``-``), from a file, or asked for without echo.
+
+    Never from the command line: an argument is seen by every user of the
+    machine (``ps``) and kept in shell history (R2). It is refused without being
+    repeated.
+    """
     if key is not None and key != "-":
-        return key
-    if key is None and sys.stdin.isatty():
+        raise InvalidInput(
+            "a license key is not taken from the command line (other users see it in "
+            "the process list, and it stays in shell history): give it on stdin with "
+            "'add-key -', from a file with 'add-key --file PATH', or run 'add-key' "
+            "to be asked for it"
+        )
+    if key_file is not None:
+        if key == "-":
+            raise InvalidInput("give the license key on stdin (-) or with --file, not both")
+        lines = _read_file_arg(str(key_file)).decode("utf-8", "replace").splitlines()
+    elif key is None and sys.stdin.isatty():
         return str(typer.prompt("License key", hide_input=True))
-    for line in sys.stdin:
+    else:
+        lines = list(sys.stdin)
+    for line in lines:
         if line.strip():
             return line.strip()
-    raise InvalidInput("no license key on stdin")
+    raise InvalidInput("no license key " + ("in the file" if key_file else "on stdin"))
 
 
 @app.command("add-key")
@@ -1226,14 +1644,16 @@ def _read_key(key: str | None) -> str:
 def add_key(
     ctx: typer.Context,
     key: Annotated[str | None, typer.Argument(
-        metavar="KEY", help="The license key, or - to read it from stdin "
-                            "(omitted: asked for without echo).")] = None,
+        metavar="-", help="- to read the key from stdin (omitted: asked for without echo). "
+                          "The key itself is never taken as an argument.")] = None,
+    key_file: Annotated[Path | None, typer.Option(
+        "--file", metavar="PATH", help="Read the license key from this file.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Add a license by its key (R15); the key is never printed (R2)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    secret = _read_key(key)
+    secret = _read_key(key, key_file)
     before = lm.position
     pid = lm.add_license_key(actor, secret)
     del secret
@@ -1274,9 +1694,9 @@ def move(
     lm, actor = session.app, session.actor
     ids = _pools_arg(lm, actor, pools)
     if dry_run:
-        _print_impact(lm, actor, lm.preview_move(actor, ids, _group(lm, to)), to, json_)
+        _print_impact(lm, actor, lm.preview_move(actor, ids, _group(lm, actor, to)), to, json_)
         return
-    lm.move_pools(actor, ids, _group(lm, to))
+    lm.move_pools(actor, ids, _group(lm, actor, to))
     _say(f"Moved {len(ids)} license pool(s) to {to}.")
 
 
@@ -1364,6 +1784,21 @@ def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
     session = _session(ctx)
     session.app.create_tag(session.actor, name)
     _say(f"Created tag {name.strip()}.")
+
+
+@tag_app.command("list")
+@handled
+def tag_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The tag catalogue (shared by every user)."""
+    session = _session(ctx)
+    names = session.app.tags(session.actor)
+    if json_:
+        _print_json(names)
+    elif not names:
+        _say("No tags; create one with tag create NAME.")
+    else:
+        for name in names:  # the answer itself: printed under --quiet too
+            _console().print(name, markup=False, highlight=False, soft_wrap=True)
 
 
 @tag_app.command("delete")
@@ -1558,6 +1993,8 @@ def project(
     """Keep the views current with the log (a separate process; optional)."""
     from .projections.runner import run_projections
 
+    if not 0 < interval <= 3600:  # also refuses nan
+        raise InvalidInput(f"--interval is a number of seconds in (0, 3600], not {interval}")
     env = _views_env(ctx, views)
     try:
         position = run_projections(env, once=once, interval=interval)
@@ -1604,8 +2041,8 @@ def consume_results(
     consumer: Annotated[str | None, typer.Option(
         help="This consumer's name (default: host and process id).")] = None,
     claim_idle: Annotated[int, typer.Option(
-        "--claim-idle", help="Take over results another consumer left pending this many "
-                             "seconds.")] = 60,
+        "--claim-idle", min=1, max=7 * 24 * 3600,
+        help="Take over results another consumer left pending this many seconds.")] = 60,
     once: Annotated[bool, typer.Option(
         "--once", help="Settle what is waiting, then stop.")] = False,
 ) -> None:
@@ -2032,14 +2469,23 @@ def register_computer(
     """Register a computer in a static group (WRITE there, R20)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
+    before = lm.position
     cid = lm.register_computer(
-        actor, name, _group(lm, group), fingerprint=fingerprint, products=list(product or ()),
-        activated_outside=list(activated_outside or ()), managed=not unmanaged,
+        actor, name, _group(lm, actor, group), fingerprint=fingerprint,
+        products=list(product or ()), activated_outside=list(activated_outside or ()),
+        managed=not unmanaged,
     )
+    registered = lm.position != before
     if json_:
-        _print_json({"computer_id": str(cid)})
+        _print_json({"computer_id": str(cid), "registered": registered})
         return
-    _say(f"Registered computer {name.strip()} ({cid}) in {group}.")
+    if registered:
+        _say(f"Registered computer {name.strip()} ({cid}) in {group.strip()}.")
+        return
+    # R20: the same hardware again records nothing; say what is there, not a success
+    view = lm.computer(actor, cid)
+    _say(f"Nothing recorded: this computer is already registered as {view.name} ({cid}) "
+         f"in {lm.group_name(view.group)}.")
 
 
 def _show_task(lm: LicenseManagement, actor: UserId, task_id: TaskId, json_: bool,
@@ -2238,7 +2684,7 @@ def remove_computer(
 def delete_not_connecting(
     ctx: typer.Context,
     group: Annotated[str, typer.Argument(metavar="GROUP")],
-    days: Annotated[int, typer.Option("--days", metavar="N", min=1,
+    days: Annotated[int, typer.Option("--days", metavar="N", min=1, max=MAX_DAYS,
                                       help="Not connected for at least N days.")],
     deactivate_license: Annotated[bool, typer.Option(
         "--deactivate-license", help="Deactivate their products and free the seats.")
@@ -2251,7 +2697,7 @@ def delete_not_connecting(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = lm.delete_not_connecting_computers(
-        actor, _group(lm, group), days, deactivate_license=deactivate_license,
+        actor, _group(lm, actor, group), days, deactivate_license=deactivate_license,
         remove_unmanaged=remove_unmanaged,
     )
     view = lm.task(actor, tid)
@@ -2381,7 +2827,15 @@ def app_for(args: Sequence[str]) -> typer.Typer:
 
 def main() -> None:
     """The console script ``esmc-licensing``."""
-    app_for(sys.argv[1:])()
+    try:
+        app_for(sys.argv[1:])()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe()
 
 
 __all__ = [

@@ -29,7 +29,7 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
@@ -64,6 +64,13 @@ PASSWORD_VARIABLE = "ESMC_ACCOUNT_PASSWORD"
 SEAL_KEY_VARIABLE = "ESMC_SEAL_KEY"
 
 _SECRET_WORDS = ("password", "secret", "seal_key", "token", "license_key")
+#: URL query parameters that hold a secret
+_URL_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+#: the longest HTTP timeout, in seconds (a request hanging longer is a fault)
+MAX_TIMEOUT = 600.0
+#: the most attempts at one HTTP request (retries back off, so more only delays
+#: the answer "unavailable")
+MAX_ATTEMPTS = 10
 _SETTINGS_KEYS = {
     "vendor": {*URL_VARIABLES.values(), "public_key_file"},
     "http": {"timeout", "attempts"},
@@ -215,19 +222,45 @@ class Config:
         return ", ".join(parts)
 
 
+def _carries_credentials(url: str) -> bool:
+    """A user, a password, or a query or fragment parameter that names a secret."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        return True
+    for part in (parts.query, parts.fragment):
+        for key, _ in parse_qsl(part, keep_blank_values=True):
+            if any(word in key.lower() for word in _URL_SECRET_WORDS):
+                return True
+    return False
+
+
 def _check_url(value: object, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name} must be a URL like https://vendor.example")
     url = value.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
-    if parts.password or parts.username:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - a bad port raises here, not at the first request
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {_shown_url(url)!r}")
+    if _carries_credentials(url):
         raise ConfigError(
-            f"{name} must not carry credentials; account passwords go in the environment "
-            "or the credentials file"
+            f"{name} must not carry credentials (a user, a password or a secret parameter); "
+            "account passwords go in the environment or the credentials file"
         )
     return url.rstrip("/")
+
+
+def _shown_url(url: str) -> str:
+    """A URL as it may be quoted in a message: scheme, host and path only."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    except ValueError:
+        return "(not a URL)"
 
 
 def _secret_keys(data: Mapping[str, Any], where: str = "") -> list[str]:
@@ -271,7 +304,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(
+def load_config(  # noqa: PLR0915 - one check after another, in the order of the docs
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
@@ -302,18 +335,24 @@ def load_config(
         else:
             urls[key] = None
 
-    def number(variable: str, key: str, default: float, kind: type) -> Any:
+    def number(variable: str, key: str, default: float, kind: type, most: float) -> Any:
         raw: object = env.get(variable) or http.get(key, default)
         try:
             value = kind(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{variable} (http.{key}) must be a number, not {raw!r}") from None
-        if isinstance(raw, bool) or value <= 0:
-            raise ConfigError(f"{variable} (http.{key}) must be positive, not {raw!r}")
+        if isinstance(raw, bool) or (isinstance(raw, float) and kind is int):
+            raise ConfigError(f"{variable} (http.{key}) must be a whole number, not {raw!r}")
+        # ``not 0 < value <= most`` also refuses nan (every comparison with it is false)
+        if not 0 < value <= most:
+            raise ConfigError(
+                f"{variable} (http.{key}) must be a positive number of at most {most:g}, "
+                f"not {raw!r}"
+            )
         return value
 
-    timeout = float(number(TIMEOUT_VARIABLE, "timeout", 10.0, float))
-    attempts = int(number(ATTEMPTS_VARIABLE, "attempts", 3, int))
+    timeout = float(number(TIMEOUT_VARIABLE, "timeout", 10.0, float, MAX_TIMEOUT))
+    attempts = int(number(ATTEMPTS_VARIABLE, "attempts", 3, int, MAX_ATTEMPTS))
 
     def file_setting(variable: str, value: object, name: str) -> Path | None:
         raw = env.get(variable) or value
@@ -335,7 +374,7 @@ def load_config(
             ("redis://", "rediss://", "unix://"))):
         raise ConfigError("the agents' broker (ESMC_AGENTS_URL, agents.url) must be a "
                           "redis:// URL")
-    if agents and not env.get(AGENTS_VARIABLE) and urlsplit(agents).password:
+    if agents and not env.get(AGENTS_VARIABLE) and _carries_credentials(agents):
         raise ConfigError("agents.url in the config file must not carry a password; set "
                           f"{AGENTS_VARIABLE} in the environment instead")
     cfg = Config(

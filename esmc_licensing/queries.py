@@ -8,6 +8,7 @@ visible groups only, and compute each license's status from today's date
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 import uuid
 from collections import OrderedDict
@@ -91,8 +92,10 @@ def actor_name(d: DirectoryState, actor: str) -> str:
 
 
 class _Answers:
-    """The last license lists answered, by (views position, today, policy,
-    visible groups, filter): repeated queries on unchanged views cost a lookup.
+    """The last license lists answered, by (today, policy, visible groups,
+    filter), each with the views' position it was made at: a repeated query on
+    unchanged views costs a lookup, and after the views moved only the
+    licenses whose rows or pools changed since are made again.
 
     Bounded by the license views they hold in all (``rows``), so memory does
     not grow with the number of licenses a store holds beyond one or two
@@ -102,25 +105,33 @@ class _Answers:
     def __init__(self, rows: int = 20_000) -> None:
         self._rows = rows
         self._held = 0
-        self._items: OrderedDict[Any, list[LicenseView]] = OrderedDict()
+        self._items: OrderedDict[Any, tuple[int, list[LicenseView]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Any) -> list[LicenseView] | None:
+    def get(self, key: Any) -> tuple[int, list[LicenseView]] | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: Any, answer: list[LicenseView]) -> None:
+    def put(self, key: Any, position: int, answer: list[LicenseView]) -> None:
         with self._lock:
-            if len(answer) > self._rows or key in self._items:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._held -= len(old[1])
+            if len(answer) > self._rows:
                 return
-            self._items[key] = answer
+            self._items[key] = (position, answer)
             self._held += len(answer)
             while self._held > self._rows:
-                _, dropped = self._items.popitem(last=False)
+                _, (_, dropped) = self._items.popitem(last=False)
                 self._held -= len(dropped)
+
+
+#: past this many changed licenses, a kept answer is made again whole
+_INCREMENTAL_LIMIT = 2_000
+_by_public_id = operator.attrgetter("public_id")
 
 
 class _MadeViews:
@@ -189,28 +200,75 @@ class Queries(ServiceBase):
         with self._reading(as_of) as (views, d, today):
             uid = self._actor(actor, d)
             groups = visible_groups(d, uid)
-            # the views are a function of their position: an answer holds until they move
-            key = (self._views_position, today, self.policy, groups, filter)
-            if as_of is None:
-                found = self._answers.get(key)
-                if found is not None:
-                    return list(found)
-            rows, tags = views.license_rows(groups, filter, today, self.policy)
-            # forecasts (R36): kept per license for the day, made again only where changed
-            forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
-            if filter is not None and filter.depleting_within is not None:
-                rows = _depleting(rows, forecasts, today, filter.depleting_within)
             if as_of is not None:
+                rows, tags = views.license_rows(groups, filter, today, self.policy)
+                forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+                rows = _depleting(rows, forecasts, today, filter)
                 return [
                     license_view(pid, g, v, tags, today, self.policy, forecasts[pid])
                     for pid, g, v in rows
                 ]
+            # the views are a function of their position: an answer holds until
+            # they move, then only what changed since is made again
+            key = (today, self.policy, groups, filter)
+            found = self._answers.get(key)
+            if found is not None and found[0] == self._views_position:
+                return list(found[1])
             made = self._made_views.view
+            if found is not None:
+                updated = self._updated_answer(views, found, groups, filter, today)
+                if updated is not None:
+                    self._answers.put(key, *updated)
+                    return list(updated[1])
+            position = self._views_position  # the rows read next are at least as new
+            rows, tags = views.license_rows(groups, filter, today, self.policy)
+            # forecasts (R36): kept per license for the day, made again only where changed
+            forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+            rows = _depleting(rows, forecasts, today, filter)
             answer = [
                 made(pid, g, v, tags, today, self.policy, forecasts[pid]) for pid, g, v in rows
             ]
-            self._answers.put(key, answer)
+            self._answers.put(key, position, answer)
             return list(answer)
+
+    def _updated_answer(
+        self,
+        views: ViewStore,
+        kept: tuple[int, list[LicenseView]],
+        groups: frozenset[GroupId] | None,
+        filter: LicenseFilter | None,
+        today: date,
+    ) -> tuple[int, list[LicenseView]] | None:
+        """A kept answer brought up to the views' position by making again the
+        licenses whose rows or pools changed since; None when that is not the
+        cheaper way (a tag changed, many licenses changed, views emptied)."""
+        position, answer = kept
+        changes = views.changed_since(position)
+        if changes is None or changes[3]:
+            return None
+        now, changed, pools, _ = changes
+        if len(changed) > _INCREMENTAL_LIMIT or len(pools) > _INCREMENTAL_LIMIT:
+            return None
+        if pools:
+            changed |= views.licenses_in_pools(sorted(pools))
+            changed |= {str(v.public_id) for v in answer if str(v.pool_id) in pools}
+        if len(changed) > _INCREMENTAL_LIMIT:
+            return None
+        rows, tags = views.license_rows(
+            groups, filter, today, self.policy, among=sorted(changed)
+        )
+        forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+        rows = _depleting(rows, forecasts, today, filter)
+        made = self._made_views.view
+        fresh = [
+            made(pid, g, v, tags, today, self.policy, forecasts[pid]) for pid, g, v in rows
+        ]
+        if not fresh and not changed:
+            return now, answer
+        out = [v for v in answer if v.public_id not in changed]
+        out += fresh
+        out.sort(key=_by_public_id)
+        return now, out
 
     def license(
         self, actor: object, public_id: object, *, as_of: datetime | int | None = None
@@ -323,10 +381,13 @@ def _depleting(
     rows: list[tuple[str, str, dict[str, Any]]],
     forecasts: dict[str, Forecast],
     today: date,
-    days: int,
+    f: LicenseFilter | None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """The rows whose forecast reaches their units within ``days`` (R36)."""
-    last = date.fromordinal(today.toordinal() + days)
+    """The rows whose forecast reaches their units within the filter's
+    ``depleting_within`` days (R36); all of them when it does not say."""
+    if f is None or f.depleting_within is None:
+        return rows
+    last = date.fromordinal(today.toordinal() + f.depleting_within)
     out = []
     for row in rows:
         depletion = forecasts[row[0]].depletion

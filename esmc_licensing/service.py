@@ -42,7 +42,7 @@ from eventsourcing.utils import Environment
 
 from .adapters.mapper import EventMapper
 from .adapters.sqlite_recorder import TOPIC as FAST_SQLITE_RECORDER
-from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder
+from .adapters.sqlite_recorder import FastSQLiteApplicationRecorder, refuse_foreign_database
 from .aggregates import EVOLVE, decode_state, encode_state
 from .domain import computer, directory, license, pool, tags
 from .domain.directory import DirectoryState
@@ -227,6 +227,11 @@ class ServiceBase(Application[uuid.UUID]):
         concurrent creator ("duplicate key … pg_type", "tuple concurrently
         updated"). The loser simply opens again: by then the tables exist.
         """
+        settings = self.construct_env(self.name, dict(env) if env is not None else None)
+        if (settings.get("PERSISTENCE_MODULE") or "").endswith("sqlite"):
+            # before eventsourcing connects: it would switch the file to WAL
+            # and add its table to another application's database
+            refuse_foreign_database(settings.get("SQLITE_DBNAME") or "")
         for attempt in range(5):
             try:
                 super().__init__(env=dict(env) if env is not None else None)

@@ -258,8 +258,10 @@ def test_r10_r11_create_group_user_and_grant(demo: Run) -> None:
 
 def test_r12_branch_administrator_cannot_administer(demo: Run) -> None:
     refused(demo("--as", "John", "create-group", "Rogue"), 1, "administrator")
-    refused(demo("--as", "John", "add-key", KEYS[SPARE]), 1, "administrator")
-    refused(demo("--as", "John", "move", "Acme Corp", "--to", "Sydney"), 1, "administrator")
+    refused(demo("--as", "John", "add-key", "-", input=KEYS[SPARE]), 1, "administrator")
+    refused(demo("--as", "John", "move", "Acme Corp", "--to", "San Diego"), 1, "administrator")
+    # R14: a group John cannot see is "not found", as one that does not exist
+    refused(demo("--as", "John", "move", "Acme Corp", "--to", "Sydney"), 1, "Sydney not found")
     refused(demo("--as", "John", "remove", "Acme Corp", "--yes"), 1, "administrator")
     assert SPARE not in ids(demo("licenses", "--json"))
 
@@ -279,9 +281,9 @@ def test_usage_errors_exit_2(demo: Run) -> None:
 
 def test_r2_key_never_printed(demo: Run, store: Path) -> None:
     key = KEYS[SPARE]
-    added = ok(demo("add-key", key))
+    added = ok(demo("add-key", "-", input=key))
     assert SPARE in added.stdout and "Added license" in added.stdout
-    again = ok(demo("--debug", "add-key", key.lower()))
+    again = ok(demo("--debug", "add-key", "-", input=key.lower()))
     assert "already present" in again.stdout
     piped = js(demo("add-key", "-", "--json", input=key + "\n"))
     assert piped == {"public_id": SPARE, "added": False, "pool_id": piped["pool_id"],  # type: ignore[index]
@@ -291,7 +293,7 @@ def test_r2_key_never_printed(demo: Run, store: Path) -> None:
         result = ok(demo(*args))
         _no_key_in(result.stdout, result.stderr)
     # the R2 check is made on every output by the fixture, errors included
-    refused(demo("add-key", key[:-1] + "#"), 2)
+    refused(demo("add-key", "-", input=key[:-1] + "#"), 2)
 
 
 def test_r15_add_key_from_stdin_on_a_fresh_store(run: Run) -> None:
@@ -301,13 +303,13 @@ def test_r15_add_key_from_stdin_on_a_fresh_store(run: Run) -> None:
 
 
 def test_r15_malformed_key_is_bad_input_and_not_echoed(demo: Run) -> None:
-    err = refused(demo("add-key", "ABCD-1234-SECRET-TYPO"), 2, "not a license key")
+    err = refused(demo("add-key", "-", input="ABCD-1234-SECRET-TYPO"), 2, "not a license key")
     assert "SECRET" not in err
     refused(demo("add-key", "-", input=""), 2, "no license key")
 
 
 def test_r15_rejected_key_is_refused_showing_only_the_last_four(demo: Run) -> None:
-    err = refused(demo("add-key", "AAAA-BBBB-CCCC-DDDD-WXYZ"), 1, "WXYZ")
+    err = refused(demo("add-key", "-", input="AAAA-BBBB-CCCC-DDDD-WXYZ"), 1, "WXYZ")
     assert "AAAA" not in err
 
 
@@ -508,3 +510,43 @@ def test_store_from_the_environment(store: Path) -> None:
     result = runner.invoke(cli.app, ["--as", "Makio", "licenses", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert {r["public_id"] for r in json.loads(result.stdout)} == {"DMO-TYO-001"}
+
+
+def test_r11_groups_users_permissions_and_revoke_on_the_command_line(demo: Run) -> None:
+    paths = [g["path"] for g in js(demo("groups", "--json"))]  # type: ignore[union-attr]
+    assert paths == ["All", "All/San Diego", "All/Sydney", "All/Tokyo"]
+    assert [g["path"] for g in js(demo("--as", "Larry", "groups", "--json"))] == [  # type: ignore[union-attr]
+        "All/Sydney"
+    ]
+    users = {u["name"]: u for u in js(demo("users", "--json"))}  # type: ignore[union-attr]
+    assert users["Larry"]["grants"] == {"All/Sydney": "USE"}
+    ok(demo("create-group", "Lab", "--parent", "Sydney"))
+    shown = js(demo("permissions", "Larry", "--json"))
+    assert {"group": "All/Sydney/Lab", "permission": "USE", "inherited": True} in shown  # type: ignore[operator]
+    refused(demo("--as", "John", "revoke", "Larry", "San Diego"), 1, "administrator")
+    refused(demo("--as", "John", "revoke", "Larry", "Sydney"), 1, "not found")  # R14
+    assert "Revoked USE on Sydney from Larry" in ok(demo("revoke", "Larry", "Sydney")).stdout
+    assert "nothing changed" in ok(demo("revoke", "Larry", "Sydney")).stdout
+    assert ids(demo("--as", "Larry", "licenses", "--json")) == set()
+    assert js(demo("tag", "list", "--json")) == []
+
+
+def test_version_quiet_and_completion(run: Run) -> None:
+    from importlib.metadata import version
+
+    assert ok(run("--version")).stdout.strip() == f"esmc-licensing {version('esmc-licensing')}"
+    assert ok(run("-q", "tag", "create", "renewal")).stdout == ""
+    assert ok(run("--quiet", "tag", "list")).stdout.strip() == "renewal"
+    assert "--install-completion" in ok(run("--help")).stdout
+
+
+def test_a_query_on_a_store_that_does_not_exist_fails_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "esmc-licensing.dbb"
+    runner = CliRunner()
+    for query in (["licenses", "--json"], ["pools"], ["groups"]):
+        result = runner.invoke(cli.app, ["--store", str(missing), *query])
+        err = refused(result, 3, "does not exist", "does not create")
+        assert str(missing) in err
+    assert not missing.exists()
+    ok(runner.invoke(cli.app, ["--store", str(missing), "create-group", "Lab"]))
+    assert missing.exists()

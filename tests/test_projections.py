@@ -105,7 +105,8 @@ def _rows(views: ViewStore) -> dict[str, list[tuple[Any, ...]]]:
     license's seats) is written in its iteration order, which depends on how
     the set was built -- folded in one batch, or read back from a row written
     by an earlier batch -- so equal views can differ in that text. Decoded,
-    they compare as the states they are; everything else is compared as is.
+    they compare as the states they are; everything else but the batch
+    position a row was last written at is compared as is.
     """
     out: dict[str, list[tuple[Any, ...]]] = {}
     by_name = {t.name: t for t in TABLES.values()}
@@ -115,9 +116,14 @@ def _rows(views: ViewStore) -> dict[str, list[tuple[Any, ...]]]:
             out[name] = rows
             continue
         columns = [table.key, *(c for c, _ in table.columns), "state"]
+        if table.tracks_changes:
+            columns.append("changed")
         decoded = []
         for row in rows:
             values = dict(zip(columns, row, strict=True))
+            # the position of the batch that last wrote the row: bookkeeping for
+            # kept answers, which depends on how the events were batched
+            values.pop("changed", None)
             values["state"] = decode_row_state(table, values["state"])
             if "view" in values:
                 values["view"] = orjson.loads(values["view"])

@@ -11,6 +11,7 @@ or in-memory recorder) so that examples are independent and shrink cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from esmc_licensing import (
     Adapters,
@@ -49,6 +51,7 @@ from esmc_licensing.domain import (
 from esmc_licensing.domain.directory import DirectoryState
 from esmc_licensing.domain.errors import UnsupportedProduct
 from esmc_licensing.domain.events import DomainEvent
+from esmc_licensing.domain.filters import LicenseFilter
 from esmc_licensing.domain.ids import GroupId
 from esmc_licensing.domain.license import LicenseState
 from esmc_licensing.domain.pool import PoolState
@@ -71,6 +74,7 @@ from esmc_licensing.testing.strategies import (
     UnassignTag,
     World,
     commands,
+    license_filters,
 )
 
 from .conftest import START
@@ -208,6 +212,32 @@ def test_r30_rebuilt_state_equals_live_state(sessions: Any, sequence: list[Comma
             aggregate_id = uuid.UUID(int=key)
             stored = list(rebuilt.events.get(aggregate_id))
             assert _fold_like(state, stored) == state, aggregate_id
+
+
+@_scaled(0.6)
+@given(
+    sequence=commands(max_size=25),
+    filters=st.lists(st.none() | license_filters(), min_size=1, max_size=3),
+)
+def test_r30_kept_answers_brought_up_to_date_equal_answers_made_afresh(
+    sessions: Any, sequence: list[Command], filters: list[LicenseFilter | None]
+) -> None:
+    """An application keeps its license lists and, after commands, makes again
+    only the licenses whose rows or pools changed: always what a fresh query
+    of the same views answers."""
+    with sessions() as session:
+        live = session.open()
+        other = session.open()
+        world = World(live, session.vendor)
+        for command in sequence:
+            with contextlib.suppress(LicensingError):
+                world.run(command)
+            for user in world.users:
+                for f in filters:
+                    kept = live.licenses(user, f)
+                    other.__dict__.pop("_answers", None)
+                    other.__dict__.pop("_made_views", None)
+                    assert kept == other.licenses(user, f)
 
 
 # -- R11/R13/R14: visibility, computed independently ---------------------------------------

@@ -25,6 +25,7 @@ every SQLite file unless ``APPLICATION_RECORDER_TOPIC`` names another one.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -187,6 +188,47 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             return self._log_end
 
 
+def refuse_foreign_database(db_name: str, events_table: str = "stored_events") -> None:
+    """Refuse, before anything is written to it, a SQLite file that is another
+    application's database (tables, none of them our events): opening it as a
+    store would silently add our tables to it.
+
+    An absent or empty file, an in-memory database and a store of ours pass.
+    Read through a read-only connection, so the file is left as it was.
+    """
+    from pathlib import Path
+    from urllib.parse import unquote, urlsplit
+
+    from ..domain.errors import AdapterUnavailable
+
+    if not db_name or ":memory:" in db_name or "mode=memory" in db_name:
+        return
+    uri = db_name.startswith("file:")
+    path = Path(unquote(urlsplit(db_name).path)) if uri else Path(db_name)
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+    except OSError:
+        return  # SQLite will say what is wrong with it
+    read_only = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = {r[0] for r in rows}
+    except sqlite3.Error:
+        return  # not readable as a database: SQLite will say so when it is opened
+    if tables and events_table not in tables:
+        raise AdapterUnavailable(
+            f"cannot open the store: {path} is a SQLite database of another application "
+            "(it has tables, but no events); name a new file or a store of this library"
+        )
+
+
 TOPIC = get_topic(FastSQLiteApplicationRecorder)
 
-__all__ = ["ROWS_PER_STATEMENT", "TOPIC", "FastSQLiteApplicationRecorder"]
+__all__ = [
+    "ROWS_PER_STATEMENT",
+    "TOPIC",
+    "FastSQLiteApplicationRecorder",
+    "refuse_foreign_database",
+]

@@ -29,6 +29,7 @@ from ..domain.client_tasks import AgentResult, TaskKind, TaskOrder
 from ..domain.computer import ComputerState, computer_id_for
 from ..domain.directory import DirectoryState
 from ..domain.errors import (
+    AlreadyExists,
     InvalidInput,
     LicenseUnusable,
     LicensingError,
@@ -154,7 +155,7 @@ class ComputerCommands(ServiceBase):
     def _product_names(self, products: object, *, what: str = "product") -> tuple[str, ...]:
         if isinstance(products, str) or not isinstance(products, Iterable):
             raise InvalidInput(f"name the {what}s as a list of product names")
-        return tuple(dict.fromkeys(check_name(what, p, 200) for p in products))
+        return tuple(dict.fromkeys(check_name(what, p, lookalikes=False) for p in products))
 
     def _task_state(self, task_id: TaskId) -> TaskState:
         return self._load(task_id, lambda: task.initial(task_id), task.evolve)
@@ -248,7 +249,11 @@ class ComputerCommands(ServiceBase):
                 "is not among the computer's products"
             )
         is_managed = _bool(managed, "managed")
-        fp = None if fingerprint is None else check_name("hardware fingerprint", fingerprint, 200)
+        fp = (
+            None
+            if fingerprint is None
+            else check_name("hardware fingerprint", fingerprint, lookalikes=False)
+        )
         if is_managed and fp is None:
             raise InvalidInput("a managed computer needs its hardware fingerprint")
         cid = computer_id_for(fp, name=computer_name, group=gid)
@@ -258,6 +263,14 @@ class ComputerCommands(ServiceBase):
             self._visible_group(d, uid, gid)
             self._require(d, uid, gid, Permission.WRITE, "registering a computer")
             c = self._computer(cid)
+            if c.exists and (c.group is None or not self._can(d, uid, c.group, Permission.READ)):
+                # R14: the hardware is registered where the actor cannot see; saying
+                # where (or answering with its id, as if registered) would leak it
+                raise AlreadyExists(
+                    "this hardware fingerprint is already registered to a computer outside "
+                    "the groups you can see; nothing was recorded (an administrator can "
+                    "move or remove that computer)"
+                )
             return cid, computer.register(
                 c,
                 name=computer_name,
@@ -314,7 +327,7 @@ class ComputerCommands(ServiceBase):
         self, actor: object, computer_ids: object, package: str, public_id: object
     ) -> TaskId:
         """Install ``package`` (a product) with a license on computers (R21)."""
-        name = check_name("package", package, 200)
+        name = check_name("package", package, lookalikes=False)
         return self._run_license_task(
             actor, TaskKind.SOFTWARE_INSTALL, public_id, computer_ids, name
         )
@@ -331,7 +344,7 @@ class ComputerCommands(ServiceBase):
         pid = PublicId(public_id)
         ids = self._computer_ids(computer_ids)
         if product is not None:
-            product = check_name("product", product, 200)
+            product = check_name("product", product, lookalikes=False)
         task_id = TaskId.random()
         agents = self.adapters.agents
         doing = (

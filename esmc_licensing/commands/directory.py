@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import uuid
+
 from ..domain import directory
+from ..domain.directory import DirectoryState
+from ..domain.errors import NotFound
 from ..domain.ids import (
     GroupId,
     UserId,
 )
-from ..domain.values import Permission
+from ..domain.values import Permission, lookup_name
+from ..projections.views import GroupView, UserView
 from ..service import Decision, ServiceBase
+
+
+def _path(d: DirectoryState, group: GroupId) -> str:
+    names = []
+    current: GroupId | None = group
+    while current is not None:
+        g = d.groups[current]
+        names.append(g.name)
+        current = g.parent
+    return "/".join(reversed(names))
+
+
+def _effective(d: DirectoryState, user: UserId) -> dict[GroupId, Permission]:
+    """What a user holds on each group they see: a grant covers the group's
+    subgroups and sets add up (R11), as the library enforces it."""
+    out: dict[GroupId, Permission] = {}
+    for group in d.visible_groups(user):
+        permission = d.permission(user, group)
+        if permission is not None:
+            out[group] = permission
+    return out
 
 
 class DirectoryCommands(ServiceBase):
@@ -44,3 +70,85 @@ class DirectoryCommands(ServiceBase):
             )
 
         self._execute(decide)
+
+    def revoke(self, actor: object, user: object, group: object) -> None:
+        """R11: take back the permission set granted to ``user`` on ``group``
+        (administrators only). What the user holds there through a grant on a
+        group above stays; revoking what was never granted records nothing.
+        Raises ``NotFound`` for an unknown user or group, ``PermissionDenied``
+        for a non-administrator or for the Administrator's own grant on All."""
+        uid = self._actor(actor)
+        target = UserId(user)
+        gid = GroupId(group)
+
+        def decide() -> Decision[None]:
+            return None, directory.revoke(self._directory(), uid, target, gid, self._now())
+
+        self._execute(decide)
+
+    # -- directory queries (R10, R11, R14) --------------------------------------------
+
+    def _seen_groups(self, d: DirectoryState, uid: UserId) -> frozenset[GroupId]:
+        """The groups a user may list: those they see (R11) and their home group."""
+        if d.is_administrator(uid):
+            return frozenset(d.groups)
+        return d.visible_groups(uid) | {d.users[uid].home_group}
+
+    def groups(self, actor: object) -> list[GroupView]:
+        """The static groups the actor sees and their own home group, by path.
+
+        A path names the groups above too (``All/San Diego/Lab``): it is how a
+        group is addressed, and the tree's shape above one's groups is not
+        hidden (R14 hides pools, licenses and computers, not group names)."""
+        uid = self._actor(actor)
+        self._refresh(views=False)
+        d = self._directory()
+        directory.require_user(d, uid)
+        out = [
+            GroupView(gid, d.groups[gid].name, d.groups[gid].parent, _path(d, gid))
+            for gid in self._seen_groups(d, uid)
+        ]
+        return sorted(out, key=lambda g: g.path.casefold())
+
+    def users(self, actor: object) -> list[UserView]:
+        """The users whose home group the actor sees (and the actor), by name,
+        with their grants and effective permissions on the groups the actor
+        sees (an administrator sees everything)."""
+        uid = self._actor(actor)
+        self._refresh(views=False)
+        d = self._directory()
+        directory.require_user(d, uid)
+        seen = self._seen_groups(d, uid)
+        out = []
+        for user, u in d.users.items():
+            if user != uid and u.home_group not in seen:
+                continue
+            grants = {g: p for g, p in d.grants.get(user, {}).items() if g in seen}
+            effective = {g: p for g, p in _effective(d, user).items() if g in seen}
+            out.append(UserView(user, u.name, u.home_group, grants, effective))
+        return sorted(out, key=lambda v: v.name.casefold())
+
+    def tags(self, actor: object) -> list[str]:
+        """The tag catalogue (R28): shared by every user, its names are not secret."""
+        uid = self._actor(actor)
+        self._refresh(views=False)
+        directory.require_user(self._directory(), uid)
+        return sorted(self._tags().tags, key=str.casefold)
+
+    def visible_group_named(self, actor: object, name: str) -> GroupId:
+        """A static group the actor sees (READ, R11), by name or id.
+
+        A group outside the actor's visibility answers exactly as one that does
+        not exist, with the name as given (R14): never its id.
+        """
+        uid = self._actor(actor)
+        text = lookup_name("static group", name)
+        self._refresh()
+        d = self._directory()
+        try:
+            gid: GroupId | None = GroupId(uuid.UUID(text))
+        except ValueError:
+            gid = d.group_named(text)
+        if gid is None or gid not in d.groups or not self._can(d, uid, gid, Permission.READ):
+            raise NotFound("static group", text)
+        return gid

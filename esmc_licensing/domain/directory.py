@@ -19,12 +19,13 @@ from .events import (
     Emitter,
     GroupCreated,
     PermissionGranted,
+    PermissionRevoked,
     UserCreated,
     user_actor,
 )
 from .evolving import replace
 from .ids import DIRECTORY_ID, GroupId, UserId
-from .values import Permission, check_name
+from .values import Permission, check_name, name_key
 
 ALL_GROUP_NAME = "All"
 ADMINISTRATOR_NAME = "Administrator"
@@ -126,16 +127,16 @@ class DirectoryState:
         return frozenset(seen)
 
     def user_named(self, name: str) -> UserId | None:
-        key = name.strip().casefold()
+        key = name_key(name)
         for uid, u in self.users.items():
-            if u.name.casefold() == key:
+            if name_key(u.name) == key:
                 return uid
         return None
 
     def group_named(self, name: str) -> GroupId | None:
-        key = name.strip().casefold()
+        key = name_key(name)
         for gid, g in self.groups.items():
-            if g.name.casefold() == key:
+            if name_key(g.name) == key:
                 return gid
         return None
 
@@ -168,6 +169,10 @@ def evolve(state: DirectoryState, event: DomainEvent) -> DirectoryState:
     if isinstance(event, PermissionGranted):
         mine = dict(state.grants.get(event.user, {}))
         mine[event.group] = event.permission
+        return replace(state, version=v, grants={**state.grants, event.user: mine})
+    if isinstance(event, PermissionRevoked):
+        mine = dict(state.grants.get(event.user, {}))
+        mine.pop(event.group, None)
         return replace(state, version=v, grants={**state.grants, event.user: mine})
     return replace(state, version=v)
 
@@ -223,6 +228,10 @@ def create_group(
     state: DirectoryState, actor: UserId, name: str, parent: GroupId | None, now: datetime
 ) -> tuple[GroupId, list[DomainEvent]]:
     name = check_name("static group", name)
+    if name.casefold() == ALL_GROUP_NAME.casefold():
+        # R10/R33: ``All`` is the root; a second one would make "the group All"
+        # mean two groups (All/All)
+        raise InvalidInput(f"{ALL_GROUP_NAME!r} is the root group's name; choose another name")
     require_administrator(state, actor, "creating a static group")
     assert state.all_group is not None
     parent_id = state.all_group if parent is None else require_group(state, parent)
@@ -272,4 +281,28 @@ def grant(
         return []  # permission sets add up: a lower or equal grant changes nothing
     emit = Emitter(DIRECTORY_ID, state.version, now, user_actor(actor))
     emit(PermissionGranted, user=uid, group=gid, permission=permission)
+    return emit.events
+
+
+def revoke(
+    state: DirectoryState, actor: UserId, user: UserId, group: GroupId, now: datetime
+) -> list[DomainEvent]:
+    """R11: take back the permission set granted to ``user`` on ``group``.
+
+    Only what was granted on that very group: what the user holds there through
+    a grant on a group above stays (revoke that one instead). Revoking nothing
+    records nothing, as granting what is already held does.
+    """
+    require_administrator(state, actor, "revoking permissions")
+    uid = require_user(state, user)
+    gid = require_group(state, group)
+    if gid not in state.grants.get(uid, {}):
+        return []
+    if uid == state.administrator and gid == state.all_group:
+        raise PermissionDenied(
+            "the Administrator's permission on All cannot be revoked: it is what lets "
+            "someone manage this console"
+        )
+    emit = Emitter(DIRECTORY_ID, state.version, now, user_actor(actor))
+    emit(PermissionRevoked, user=uid, group=gid)
     return emit.events

@@ -136,6 +136,15 @@ class PermissionGranted(DomainEvent):
     permission: Permission
 
 
+@event("PermissionRevoked", aggregate="directory")
+@attrs.frozen(kw_only=True)
+class PermissionRevoked(DomainEvent):
+    """R11: the permission set a user was granted on a group, taken back."""
+
+    user: UserId
+    group: GroupId
+
+
 # --- Pools (R5, R7, R13, R19) ------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from .events import DomainEvent, Emitter, FilterDeleted, FilterSaved
 from .evolving import replace
 from .filters import LicenseFilter
 from .ids import UserId, filters_aggregate_id
-from .values import check_name
+from .values import check_name, lookup_name, normalise_name
 
 
 @attrs.frozen
@@ -50,9 +50,11 @@ def save(
 
 
 def delete(state: FiltersState, name: str, now: datetime, actor: str) -> list[DomainEvent]:
-    name = check_name("filter", name)
-    if name not in state.presets:
-        raise NotFound("saved filter", name)
+    wanted = lookup_name("filter", name)  # lenient: an old filter R33 now refuses can go
+    found = next((n for n in state.presets if normalise_name(n) == wanted), None)
+    if found is None:
+        raise NotFound("saved filter", wanted)
+    name = found
     emit = Emitter(filters_aggregate_id(state.user), state.version, now, actor)
     emit(FilterDeleted, user=state.user, name=name)
     return emit.events

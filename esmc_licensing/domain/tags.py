@@ -15,7 +15,7 @@ import attrs
 from .errors import AlreadyExists, NotFound
 from .events import DomainEvent, Emitter, TagAssigned, TagCreated, TagDeleted, TagUnassigned
 from .ids import TAGS_ID
-from .values import check_name
+from .values import check_name, lookup_name, name_key
 
 
 @attrs.frozen
@@ -25,9 +25,9 @@ class TagsState:
 
     def canonical(self, name: str) -> str | None:
         """Tag names are unique case-insensitively; this finds the stored spelling."""
-        key = name.casefold()
+        key = name_key(name)
         for existing in self.tags:
-            if existing.casefold() == key:
+            if name_key(existing) == key:
                 return existing
         return None
 
@@ -51,9 +51,10 @@ def evolve(state: TagsState, event: DomainEvent) -> TagsState:
 
 
 def _existing(state: TagsState, name: str) -> str:
-    found = state.canonical(check_name("tag", name))
+    wanted = lookup_name("tag", name)  # lenient: an old tag R33 now refuses can still go
+    found = state.canonical(wanted)
     if found is None:
-        raise NotFound("tag", name.strip())
+        raise NotFound("tag", wanted)
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import unicodedata
 from datetime import date
 from fractions import Fraction
 
@@ -209,17 +210,143 @@ class LicenseDetails:
     used_units: int = 0
 
 
-def check_name(kind: str, value: object, max_length: int = 100) -> str:
-    """Names of groups, users, tags and filters: trimmed, non-empty, bounded."""
+#: R33: the longest name accepted
+MAX_NAME_LENGTH = 200
+
+#: Unicode categories refused in a name (R33): control (escape sequences), format
+#: (zero-width spaces, bidirectional overrides and marks), surrogates (no valid
+#: text holds one alone), line and paragraph separators, and unassigned code points
+#: (what they will mean is not known yet)
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
+
+#: Scripts whose letters are look-alikes of Latin ones (and of each other): a
+#: name mixing two of them in one word is how ``Аdministrator`` (Cyrillic А)
+#: passes for ``Administrator``. Other scripts may follow Latin (``Tokyo 東京``).
+_CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter as its Unicode name starts (None for non-letters)."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    return unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+
+
+def mixed_script_word(name: str) -> str | None:
+    """A word of ``name`` (a run of letters and marks) mixing letters of two
+    look-alike scripts, if any: ``PC-Москва`` is two words, ``Аdmin`` one."""
+    word: list[str] = []
+    for char in (*name, " "):
+        if unicodedata.category(char)[0] in "LM":
+            word.append(char)
+            continue
+        if len({_script(c) for c in word} & _CONFUSABLE_SCRIPTS) > 1:
+            return "".join(word)
+        word = []
+    return None
+
+
+def refused_character(text: str) -> str | None:
+    """The first character R33 refuses in a name, if any."""
+    for char in text:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            return char
+    return None
+
+
+def describe_character(char: str) -> str:
+    """A refused character as a person can read it (never the character itself)."""
+    label = unicodedata.name(char, "") or unicodedata.category(char)
+    return f"U+{ord(char):04X} {label}".strip()
+
+
+def name_key(value: object) -> str:
+    """How a name given to find something is compared: NFC, trimmed, case-folded.
+
+    Lenient on purpose: names stored by earlier versions (which R33 would now
+    refuse) must still be found.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput("a name must be text")
+    return normalise_name(value).casefold()
+
+
+def lookup_name(kind: str, value: object) -> str:
+    """A name given to find an existing object: text, normalised, not empty.
+
+    Not checked against R33, so objects named by earlier versions stay reachable.
+    """
     if not isinstance(value, str):
         raise InvalidInput(f"a {kind} name must be text")
-    name = value.strip()
+    name = normalise_name(value)
     if not name:
         raise InvalidInput(f"a {kind} name cannot be empty")
+    return name
+
+
+def normalise_name(value: str) -> str:
+    """NFC, surrounding whitespace removed (R33); no check."""
+    try:
+        return unicodedata.normalize("NFC", value).strip()
+    except UnicodeError:  # pragma: no cover - normalize accepts any str
+        return value.strip()
+
+
+def check_name(
+    kind: str, value: object, max_length: int = MAX_NAME_LENGTH, *, lookalikes: bool = True
+) -> str:
+    """A new name of a group, user, tag, filter or computer, as R33 keeps it.
+
+    Normalised (NFC, trimmed) and refused when empty, too long, or holding a
+    control, format or bidirectional character: such names look like another
+    name, hide text, or rewrite the terminal they are printed on. With
+    ``lookalikes`` a word mixing Latin, Cyrillic or Greek letters is refused too
+    (a name posing as another). The message never repeats the offending
+    character, only its code point.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"a {kind} name must be text")
+    name = normalise_name(value)
+    if not name:
+        raise InvalidInput(f"a {kind} name cannot be empty")
+    bad = refused_character(name)
+    if bad is not None:
+        raise InvalidInput(
+            f"a {kind} name cannot contain control, format or bidirectional characters "
+            f"({describe_character(bad)})"
+        )
     if len(name) > max_length:
         raise InvalidInput(
             f"a {kind} name can have at most {max_length} characters, this one has {len(name)}"
         )
-    if any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"a {kind} name cannot contain control characters")
+    if lookalikes:
+        word = mixed_script_word(name)
+        if word is not None:
+            scripts = sorted({s for c in word if (s := _script(c)) in _CONFUSABLE_SCRIPTS})
+            raise InvalidInput(
+                f"a {kind} name cannot mix {' and '.join(s.title() for s in scripts)} letters "
+                "in one word: it would look like another name"
+            )
     return name
+
+
+#: what a terminal must never receive raw from outside (R33): control (escape
+#: sequences), format (bidirectional overrides), separators, private and unassigned
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn"})
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control, format or bidirectional character written as
+    its Python escape (``\\x1b``, ``\\u202e``), so that text from outside (names,
+    vendor payloads, agent results) cannot rewrite a terminal it is printed on."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if (char == "\n" and keep_newlines) or (
+            unicodedata.category(char) not in _ESCAPED_CATEGORIES
+        ):
+            out.append(char)
+        else:
+            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)

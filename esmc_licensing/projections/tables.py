@@ -54,7 +54,7 @@ log = logging.getLogger("esmc_licensing.views")
 
 #: the layout of the tables; a store whose recorded layout differs is dropped
 #: and rebuilt from the log (views are derived data)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_NAME = "LicenseManagement"
 
 
@@ -133,6 +133,9 @@ class Table:
     values: Callable[[Any], tuple[Any, ...]] = lambda s: ()
     scrub: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     indexes: tuple[str, ...] = ()
+    #: rows carry ``changed``, the position of the batch that last wrote them,
+    #: so a kept answer can be brought up to date by what changed since
+    tracks_changes: bool = False
 
 
 TABLES: Mapping[str, Table] = {
@@ -151,6 +154,7 @@ TABLES: Mapping[str, Table] = {
             _license_columns,
             _mask_key,
             ("pool_id", "source"),
+            tracks_changes=True,
         ),
         Table(
             "pool", "pools", "pool_id", pool.PoolState, lambda k: pool.initial(PoolId(k)),
@@ -158,6 +162,7 @@ TABLES: Mapping[str, Table] = {
             lambda s: (_text(s.group), _flag(s.exists and s.group is not None), s.name.casefold()),
             None,
             ("group_id",),
+            tracks_changes=True,
         ),
         Table(
             "computer", "computers", "computer_id", computer.ComputerState,
@@ -291,8 +296,9 @@ class ViewBatch:
             by_kind.setdefault(kind, []).append((key, state))
         for kind, items in by_kind.items():
             table = TABLES[kind]
+            changed = (self.reached,) if table.tracks_changes else ()
             rows = [
-                (key, *table.values(state), encode_row_state(table, state))
+                (key, *table.values(state), encode_row_state(table, state), *changed)
                 for key, state in sorted(items, key=lambda i: i[0])
             ]
             views.upsert(c, table, rows)
@@ -304,6 +310,8 @@ class ViewBatch:
             while len(cache) > views.cache_size:
                 cache.popitem(last=False)
         self._dirty.clear()
+        if self._tag_ops:
+            views.set_meta(c, "tags_changed", self.reached or 0)
         views.apply_tags(c, self._tag_ops)
         self._tag_ops = []
         if self._refs:
@@ -502,14 +510,15 @@ class ViewStore:
         ]
         for table in TABLES.values():
             cols = "".join(f", {name} {kind}" for name, kind in table.columns)
+            changed = ", changed BIGINT NOT NULL DEFAULT 0" if table.tracks_changes else ""
             out.append(
                 f"CREATE TABLE IF NOT EXISTS {t(table.name)} "
-                f"({table.key} TEXT PRIMARY KEY{cols}, state TEXT NOT NULL)"
+                f"({table.key} TEXT PRIMARY KEY{cols}, state TEXT NOT NULL{changed})"
             )
             out += [
                 f"CREATE INDEX IF NOT EXISTS {self.prefix}{table.name}_by_{column} "
                 f"ON {t(table.name)} ({column})"
-                for column in table.indexes
+                for column in (*table.indexes, *(("changed",) if table.tracks_changes else ()))
             ]
         return out + self.alert_statements()
 
@@ -546,13 +555,7 @@ class ViewStore:
             if row is not None and row[0] == SCHEMA_VERSION:
                 return
             self._reset_tracking(c)
-            c.execute(
-                self.sql(
-                    f"INSERT INTO {self.t('meta')} (name, value) VALUES ({{}}, {{}}) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-                ),
-                ("schema", SCHEMA_VERSION),
-            )
+            self.set_meta(c, "schema", SCHEMA_VERSION)
 
     def drop(self, *, snapshots: bool = False) -> None:
         """Empty every view (position 0): what a rebuild starts from; with
@@ -606,8 +609,19 @@ class ViewStore:
         with self._lock, self._transaction(write=False) as c:
             return self.position_in(c, name)
 
+    def set_meta(self, c: Any, name: str, value: int) -> None:
+        c.execute(
+            self.sql(
+                f"INSERT INTO {self.t('meta')} (name, value) VALUES ({{}}, {{}}) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            ),
+            (name, value),
+        )
+
     def upsert(self, c: Any, table: Table, rows: list[tuple[Any, ...]]) -> None:
         names = [table.key, *(n for n, _ in table.columns), "state"]
+        if table.tracks_changes:
+            names.append("changed")
         marks = ", ".join(["{}"] * len(names))
         updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
         statement = self.sql(
@@ -778,13 +792,21 @@ class ViewStore:
         today: date,
         policy: Policy,
         public_id: str | None = None,
+        *,
+        among: Sequence[str] | None = None,
     ) -> tuple[list[tuple[str, str, dict[str, Any]]], dict[str, frozenset[str]]]:
         """(public id, group, view fields) of the live licenses in ``groups`` matching
-        the filter, by Public ID, and the tags of them and their pools."""
+        the filter, by Public ID, and the tags of them and their pools; with
+        ``among``, only those of these Public IDs."""
         where, params = self.in_groups("group_id", groups, "p")
         if public_id is not None:
             where += " AND l.public_id = {}"
             params.append(public_id)
+        if among is not None:
+            if not among:
+                return [], {}
+            where += f" AND l.public_id IN ({', '.join(['{}'] * len(among))})"
+            params += list(among)
         exact = _exact_in_sql(policy)
         if license_filter is not None:
             more, more_params = self._filter_sql(license_filter, today, policy, status=exact)
@@ -809,6 +831,39 @@ class ViewStore:
             targets += [f"pool:{v['pool_id']}" for _, _, v in out]
             tags = self.tags_of(c, targets) if out else {}
         return out, tags
+
+    def changed_since(self, position: int) -> tuple[int, set[str], set[str], bool] | None:
+        """What changed in the license list's inputs after ``position``: (the
+        views' position, Public IDs of changed license rows, changed pools,
+        whether any tag changed); None when the views stand before ``position``
+        (they were emptied since)."""
+        with self.reading() as c:
+            now = self.position_in(c)
+            if now < position:
+                return None
+            tags = self.fetch_one(
+                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("tags_changed",)
+            )
+            licenses = self.fetch_all(
+                c, f"SELECT public_id FROM {self.t('licenses')} WHERE changed > {{}}", (position,)
+            )
+            pools = self.fetch_all(
+                c, f"SELECT pool_id FROM {self.t('pools')} WHERE changed > {{}}", (position,)
+            )
+        return (
+            now,
+            {str(r[0]) for r in licenses},
+            {str(r[0]) for r in pools},
+            tags is not None and int(tags[0]) > position,
+        )
+
+    def licenses_in_pools(self, pool_ids: Sequence[str]) -> set[str]:
+        """Public IDs of the license rows (live or not) naming one of these pools."""
+        with self.reading() as c:
+            rows = self.fetch_in(
+                c, f"SELECT public_id FROM {self.t('licenses')}", "pool_id", sorted(pool_ids)
+            )
+        return {str(r[0]) for r in rows}
 
     def _filter_sql(
         self, f: LicenseFilter, today: date, policy: Policy, *, status: bool = True

@@ -10,7 +10,7 @@ import attrs
 from ..domain.client_tasks import TargetState, TaskKind
 from ..domain.ids import ComputerId, GroupId, LicenseKey, PoolId, PublicId, TaskId, UserId
 from ..domain.status import Status
-from ..domain.values import LicenseType, Source, StatusReason
+from ..domain.values import LicenseType, Permission, Source, StatusReason
 
 
 @attrs.frozen
@@ -49,6 +49,29 @@ class PoolView:
     public_ids: tuple[PublicId, ...]
     indivisible: bool = False
     company: str | None = None
+
+
+@attrs.frozen
+class GroupView:
+    """A static group (R10); ``path`` names it from All down, e.g. ``All/San Diego``."""
+
+    group_id: GroupId
+    name: str
+    parent: GroupId | None
+    path: str
+
+
+@attrs.frozen
+class UserView:
+    """A user (R10, R11): ``grants`` are the permission sets granted on each
+    group; ``effective`` is what the user holds on every group those cover
+    (a grant covers the group's subgroups; sets add up)."""
+
+    user_id: UserId
+    name: str
+    home_group: GroupId
+    grants: Mapping[GroupId, Permission]
+    effective: Mapping[GroupId, Permission]
 
 
 @attrs.frozen

@@ -31,7 +31,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import attrs
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import strategies as st
+except ImportError as missing:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "esmc_licensing.testing.strategies needs Hypothesis, which the library itself "
+        "does not: pip install 'esmc-licensing[testing]'"
+    ) from missing
 
 from ..domain.errors import LicensingError
 from ..domain.events import CLASSES, DomainEvent
