@@ -22,7 +22,8 @@ import typer
 from typer.testing import CliRunner
 
 import esmc_licensing
-from esmc_licensing import cli
+from esmc_licensing import LicenseManagement, cli
+from esmc_licensing.testing import stores
 
 #: what ``licenses --json`` on the demo vendor, without a config file, never needs
 NOT_NEEDED = (
@@ -87,6 +88,8 @@ _RUN_CLI = """
 )
 def test_licenses_json_imports_only_what_it_needs(tmp_path: Path, call: str) -> None:
     store = tmp_path / "EMPTY.db"
+    # an empty store made beforehand: a query does not create one (it exits 3)
+    LicenseManagement(env=stores.sqlite_env(store)).close()
     result = _fresh(_RUN_CLI.format(store=str(store), call=call), cwd=tmp_path)
     assert result["code"] == 0, result["out"]
     assert json.loads(str(result["out"])) == []
