@@ -43,7 +43,7 @@ import re
 import sys
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -673,10 +673,46 @@ def _user(app: LicenseManagement, name: str) -> UserId:
         return app.user_named(name)
 
 
+def _did_you_mean(error: NotFound, text: str, names: Iterable[str], listing: str) -> NotFound:
+    """``error`` with the closest of ``names`` (what the actor may see) suggested,
+    and the command that lists them all."""
+    import difflib
+
+    by_key = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(text.strip().casefold(), list(by_key), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(by_key[c]) for c in close)}?" if close else ""
+    error.args = (f"{error}{hint} ({listing} lists them)",)
+    return error
+
+
 def _group(app: LicenseManagement, actor: UserId, name: str) -> GroupId:
-    """A group the actor sees; one outside its visibility is "not found", by the
-    name given, exactly as one that does not exist (R14)."""
-    return app.visible_group_named(actor, name)
+    """A group the actor sees, by name, id or path (``All/San Diego``); one
+    outside its visibility is "not found", by the name given, exactly as one
+    that does not exist (R14). Suggestions come from the groups it sees."""
+    if "/" in name.strip("/"):
+        seen = app.groups(actor)
+        by_path = {g.path.casefold(): g.group_id for g in seen}
+        found = by_path.get(name.strip().strip("/").casefold())
+        if found is not None:
+            return app.visible_group_named(actor, str(found))
+        error = NotFound("static group", name.strip())
+        raise _did_you_mean(error, name, [g.path for g in seen], "esmc-licensing groups")
+    try:
+        return app.visible_group_named(actor, name)
+    except NotFound as error:
+        seen = app.groups(actor)
+        names = [g.name for g in seen] + [g.path for g in seen]
+        raise _did_you_mean(error, name, names, "esmc-licensing groups") from None
+
+
+def _named_user(app: LicenseManagement, actor: UserId, name: str) -> UserId:
+    """A user named in a command's arguments, with suggestions from the users
+    the actor may list."""
+    try:
+        return _user(app, name)
+    except NotFound as error:
+        names = [u.name for u in app.users(actor)]
+        raise _did_you_mean(error, name, names, "esmc-licensing users") from None
 
 
 def _pick(kind: str, text: str, candidates: Sequence[tuple[uuid.UUID, str]]) -> uuid.UUID:
@@ -1492,7 +1528,7 @@ def permissions(
     from a grant on a group above."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    wanted = _user(lm, user)
+    wanted = _named_user(lm, actor, user)
     paths = {g.group_id: g.path for g in lm.groups(actor)}
     view = next((u for u in lm.users(actor) if u.user_id == wanted), None)
     if view is None:
@@ -1530,7 +1566,7 @@ def revoke(
     that one instead (see permissions USER)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    uid, gid = _user(lm, user), _group(lm, actor, group)
+    uid, gid = _named_user(lm, actor, user), _group(lm, actor, group)
     held = next((u.grants for u in lm.users(actor) if u.user_id == uid), {})
     lm.revoke(actor, uid, gid)
     if gid in held:
@@ -1606,7 +1642,7 @@ def grant(
     """Grant a user a permission on licenses in a group and its subgroups (R11)."""
     session = _session(ctx)
     lm = session.app
-    lm.grant(session.actor, _user(lm, user), _group(lm, session.actor, group),
+    lm.grant(session.actor, _named_user(lm, session.actor, user), _group(lm, session.actor, group),
              Permission[permission.value])
     _say(f"{user} has {permission.value} (at least) on licenses in {group}.")
 

@@ -550,3 +550,18 @@ def test_a_query_on_a_store_that_does_not_exist_fails_and_creates_nothing(tmp_pa
     assert not missing.exists()
     ok(runner.invoke(cli.app, ["--store", str(missing), "create-group", "Lab"]))
     assert missing.exists()
+
+
+def test_r14_unknown_names_get_suggestions_from_what_the_actor_sees_and_groups_take_paths(
+    demo: Run,
+) -> None:
+    err = refused(demo("create-user", "Greta", "--home", "San Diag"), 1, "not found")
+    assert "did you mean 'San Diego'" in err and "esmc-licensing groups" in err
+    err = refused(demo("grant", "Jon", "San Diego", "READ"), 1, "not found")
+    assert "did you mean 'John'" in err
+    # John cannot see Sydney: no suggestion names it (R14)
+    err = refused(demo("--as", "John", "create-user", "Greta", "--home", "Sydny"), 1)
+    assert "Sydney" not in err
+    ok(demo("create-group", "Lab", "--parent", "All/San Diego"))
+    assert "All/San Diego/Lab" in [g["path"] for g in js(demo("groups", "--json"))]  # type: ignore[union-attr]
+    refused(demo("create-group", "Lab2", "--parent", "All/Sydny"), 1, "did you mean 'All/Sydney'")
