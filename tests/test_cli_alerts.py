@@ -123,6 +123,7 @@ def test_r35_cli_alerts_deliver_once(run: Run, webhook: tuple[str, list[dict[str
     assert {r["alert_id"] for r in rows} == {r["alert_id"] for r in received}
     assert all(r["deliveries"][f"webhook:{url}"]["outcome"] == "delivered" for r in rows)
     refused(run("alerts", "deliver"), 2, "no alert sink configured")
+    refused(run("alerts", "deliver", "--every", "0", env=env), 2, "--every")
     refused(
         run("alerts", "deliver", env={"ESMC_ALERT_WEBHOOK_URL": url}),
         2,

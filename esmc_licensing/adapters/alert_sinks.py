@@ -17,12 +17,14 @@ import hmac
 import threading
 import time
 from collections.abc import Sequence
-from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..domain.errors import AdapterUnavailable, InvalidInput
+
+if TYPE_CHECKING:  # the e-mail package is imported when an e-mail is made
+    from email.message import EmailMessage
 
 
 class AlertRefused(AdapterUnavailable):
@@ -163,6 +165,8 @@ class SmtpAlertSink:
         self.name = name or f"smtp:{host}:{self.port}"
 
     def message(self, alert: dict[str, object]) -> EmailMessage:
+        from email.message import EmailMessage
+
         direction = "entered" if alert["entered"] else "left"
         reason = str(alert["reason"]).lower().replace("_", " ")
         msg = EmailMessage()
