@@ -18,8 +18,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .adapters.accounts import InMemoryAccounts
     from .adapters.agents import InMemoryAgents
+    from .adapters.alert_sinks import (
+        AlertRefused,
+        InMemoryAlertSink,
+        SmtpAlertSink,
+        WebhookAlertSink,
+    )
     from .adapters.field_cipher import data_key_file
     from .adapters.memory import InMemoryActivationServer, ManualClock
+    from .adapters.ports import AlertSink
     from .application import LicenseManagement
     from .commands.accounts import AccountView, SourceSync, SyncFailure, SyncReport
     from .domain.account import AccountCompany, AccountSnapshot
@@ -65,7 +72,11 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from .projections.runner import ViewUpdater, rebuild_views, run_projections
     from .projections.tables import PostgresViews, SQLiteViews, ViewStore, open_views
     from .projections.views import (
+        Alert,
         ComputerView,
+        Delivery,
+        DeliveryReport,
+        Forecast,
         GroupView,
         HistoryEntry,
         InstallerLicense,
@@ -149,6 +160,15 @@ _LAZY: dict[str, str] = {
     "SQLiteViews": ".projections.tables",
     "ViewStore": ".projections.tables",
     "open_views": ".projections.tables",
+    "Alert": ".projections.views",
+    "Delivery": ".projections.views",
+    "DeliveryReport": ".projections.views",
+    "Forecast": ".projections.views",
+    "AlertRefused": ".adapters.alert_sinks",
+    "InMemoryAlertSink": ".adapters.alert_sinks",
+    "SmtpAlertSink": ".adapters.alert_sinks",
+    "WebhookAlertSink": ".adapters.alert_sinks",
+    "AlertSink": ".adapters.ports",
     "ComputerView": ".projections.views",
     "HistoryEntry": ".projections.views",
     "InstallerLicense": ".projections.views",
@@ -184,6 +204,15 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AgentResult",
+    "Alert",
+    "AlertRefused",
+    "AlertSink",
+    "Delivery",
+    "DeliveryReport",
+    "Forecast",
+    "InMemoryAlertSink",
+    "SmtpAlertSink",
+    "WebhookAlertSink",
     "ComputerView",
     "InMemoryAgents",
     "InstallerLicense",

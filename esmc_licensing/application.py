@@ -7,6 +7,7 @@ cache and the views.
 
 from __future__ import annotations
 
+from .alerting import AlertQueries
 from .commands.accounts import AccountCommands
 from .commands.computers import ComputerCommands
 from .commands.directory import DirectoryCommands
@@ -30,6 +31,7 @@ class LicenseManagement(
     ComputerCommands,
     HistoryCommands,
     SecretCommands,
+    AlertQueries,
     Queries,
 ):
     """The license management of one console installation, over one event store.

@@ -1010,7 +1010,7 @@ def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId],
                    title: str | None = None) -> Table:
     table = _table(title=title, title_justify="left")
     for column in ("Public ID", "Product", "Type", "Used/Units", "Expires", "Owner",
-                   "Group", "Tags", "Status"):
+                   "Group", "Tags", "Status", "Forecast"):
         table.add_column(column, no_wrap=column in ("Public ID", "Used/Units"))
     for v in views:
         table.add_row(
@@ -1023,8 +1023,22 @@ def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId],
             group_name(v.group),
             ", ".join(sorted(v.tags)),
             status_text(v),
+            forecast_text(v),
         )
     return table
+
+
+def forecast_text(view: LicenseView) -> str:
+    """The forecast column (R36): the depletion day and the trend, or why there is none."""
+    f = view.forecast
+    if f is None:
+        return "-"
+    if not f.enough_data:
+        return f"not enough data ({f.based_on_days} d)"
+    trend = f"{f.trend_per_day:+.2f}/day" if f.trend_per_day is not None else ""
+    if f.depletion is None:
+        return f"no depletion ({trend})"
+    return f"{f.depletion.isoformat()} ({trend})"
 
 
 def _group_namer(app: LicenseManagement) -> Callable[[GroupId], str]:
@@ -1326,13 +1340,18 @@ def licenses(
     text: TextOption = None,
     saved: Annotated[str | None, typer.Option(
         "--filter", metavar="NAME", help="Apply a saved filter (see `filters`).")] = None,
+    depleting_within: Annotated[int | None, typer.Option(
+        "--depleting-within", metavar="DAYS",
+        help="Only licenses forecast to reach their units within DAYS days (R36).")] = None,
     as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The licenses you may see, with status (filter with the options, R8a)."""
+    """The licenses you may see, with status and forecast (filter with the options, R8a)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     license_filter = _filter(level, reason, tag, type_, product, text)
+    if depleting_within is not None:
+        license_filter = attrs.evolve(license_filter, depleting_within=depleting_within)
     if saved is not None:
         presets = lm.filters(actor)
         preset = next((f for n, f in presets.items() if n.casefold() == saved.casefold()), None)
@@ -1401,6 +1420,9 @@ def _merge(a: LicenseFilter, b: LicenseFilter) -> LicenseFilter:
         types=a.types + b.types,
         products=a.products + b.products,
         text=b.text if b.text is not None else a.text,
+        depleting_within=(
+            b.depleting_within if b.depleting_within is not None else a.depleting_within
+        ),
     )
 
 
@@ -2005,6 +2027,135 @@ def tag_unassign(ctx: typer.Context, target: TargetArg,
     lm, actor = session.app, session.actor
     lm.unassign_tag(actor, _target(lm, actor, target), name)
     _say(f"Removed tag {name.strip()} from {target}.")
+
+
+# -- alerts (R35) ----------------------------------------------------------------------------
+
+alerts_app = typer.Typer(
+    help="Alerts: licenses entering or leaving a condition (R35); `alerts deliver` sends them.",
+    invoke_without_command=True, cls=_Group,
+)
+app.add_typer(alerts_app, name="alerts")
+
+#: the environment naming the alert sinks of ``alerts deliver`` (the secret: environment only)
+ALERT_SINK_VARIABLES = (
+    "ESMC_ALERT_WEBHOOK_URL", "ESMC_ALERT_WEBHOOK_SECRET", "ESMC_ALERT_SMTP_HOST",
+    "ESMC_ALERT_SMTP_PORT", "ESMC_ALERT_SMTP_FROM", "ESMC_ALERT_SMTP_TO",
+)
+
+
+def alert_sinks(environ: Mapping[str, str]) -> list[Any]:
+    """The alert sinks the environment configures: a webhook (URL and signing
+    secret) and/or e-mail (SMTP host, port, sender, recipients)."""
+    from .adapters.alert_sinks import SmtpAlertSink, WebhookAlertSink
+
+    sinks: list[Any] = []
+    url = environ.get("ESMC_ALERT_WEBHOOK_URL", "").strip()
+    if url:
+        secret = environ.get("ESMC_ALERT_WEBHOOK_SECRET", "")
+        if not secret:
+            raise InvalidInput(
+                "ESMC_ALERT_WEBHOOK_URL is set but ESMC_ALERT_WEBHOOK_SECRET is not: "
+                "the webhook signs its alerts with that secret"
+            )
+        sinks.append(WebhookAlertSink(url, secret))
+    host = environ.get("ESMC_ALERT_SMTP_HOST", "").strip()
+    if host:
+        port_text = environ.get("ESMC_ALERT_SMTP_PORT", "25").strip()
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise InvalidInput(f"ESMC_ALERT_SMTP_PORT is a port number, not {port_text!r}")
+        sender = environ.get("ESMC_ALERT_SMTP_FROM", "").strip()
+        recipients = [
+            r.strip() for r in environ.get("ESMC_ALERT_SMTP_TO", "").split(",") if r.strip()
+        ]
+        if not sender or not recipients:
+            raise InvalidInput(
+                "e-mail alerts need ESMC_ALERT_SMTP_FROM and ESMC_ALERT_SMTP_TO "
+                "(comma-separated) beside ESMC_ALERT_SMTP_HOST"
+            )
+        sinks.append(SmtpAlertSink(host, int(port_text), sender, recipients))
+    return sinks
+
+
+@alerts_app.callback()
+@handled
+def alerts(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="WHEN", help="Only alerts raised from this date or date-time on.")]
+        = None,
+    json_: JsonOption = False,
+) -> None:
+    """The alerts of the licenses you may see, oldest first (R35)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    found = lm.alerts(actor, since=_when(since, "--since"))
+    if json_:
+        _print_json([{**a.to_json(), "deliveries": to_jsonable(a.deliveries)} for a in found])
+        return
+    if not found:
+        _say(f"No alerts for {session.user_name}.")
+        return
+    table = _table()
+    for column in ("When", "Public ID", "Condition", "", "Delivered", "Alert id"):
+        table.add_column(column, no_wrap=column in ("When", "Public ID", "Alert id"))
+    for a in found:
+        table.add_row(
+            a.when.strftime("%Y-%m-%d %H:%M"),
+            str(a.public_id),
+            a.reason.name.lower().replace("_", " "),
+            "entered" if a.entered else "left",
+            ", ".join(f"{d.sink}: {d.outcome}" for d in a.deliveries.values()) or "-",
+            a.alert_id,
+        )
+    _console().print(table)
+
+
+@alerts_app.command("deliver")
+@handled
+def alerts_deliver(
+    ctx: typer.Context,
+    every: Annotated[float | None, typer.Option(
+        "--every", metavar="SECONDS",
+        help="Keep delivering, every SECONDS (default: once, for cron).")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Send the alerts not yet delivered to the configured sinks (R35).
+
+    Sinks come from the environment: ESMC_ALERT_WEBHOOK_URL and
+    ESMC_ALERT_WEBHOOK_SECRET; ESMC_ALERT_SMTP_HOST, _PORT, _FROM, _TO. Exit 3
+    when a sink failed (its alerts are offered again next time).
+    """
+    sinks = alert_sinks(os.environ)
+    if not sinks:
+        raise InvalidInput(
+            "no alert sink configured: set ESMC_ALERT_WEBHOOK_URL and "
+            "ESMC_ALERT_WEBHOOK_SECRET, or ESMC_ALERT_SMTP_HOST, ESMC_ALERT_SMTP_FROM and "
+            "ESMC_ALERT_SMTP_TO"
+        )
+    if every is not None and every <= 0:
+        raise InvalidInput("--every takes a number of seconds > 0")
+    lm = _session(ctx).app
+    lm.adapters.alert_sinks = tuple(sinks)
+    while True:
+        report = lm.deliver_alerts()
+        if json_:
+            _print_json({"delivered": dict(report.delivered), "failed": dict(report.failed)})
+        else:
+            for name in report.delivered:
+                _say(f"{name}: {report.delivered[name]} delivered, {report.failed[name]} failed")
+        if every is None:
+            break
+        try:
+            import time as _time
+
+            _time.sleep(every)
+        except KeyboardInterrupt:
+            return
+    if not report.ok:
+        raise typer.Exit(EXIT_UNAVAILABLE)
 
 
 # -- views: the optional runner and the rebuild ----------------------------------------------

@@ -22,9 +22,10 @@ from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool, PoolCre
 from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, UserId
 from .domain.values import LicenseType, Policy, Source
+from .forecasting import Forecasts
 from .projections.fold import details, event_name, license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
-from .projections.views import HistoryEntry, LicenseView, PoolView
+from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
 from .service import ServiceBase
 
 
@@ -49,6 +50,7 @@ def license_view(
     tags: dict[str, frozenset[str]],
     today: date,
     policy: Policy,
+    forecast: Forecast | None = None,
 ) -> LicenseView:
     """A license's view from its row, with its status as of ``today`` (R8)."""
     empty: frozenset[str] = frozenset()
@@ -74,6 +76,7 @@ def license_view(
         product_code=v["product_code"],
         license_user=v["license_user"],
         key_last4=v["key_last4"],
+        forecast=forecast,
     )
 
 
@@ -148,6 +151,7 @@ class _MadeViews:
         tags: dict[str, frozenset[str]],
         today: date,
         policy: Policy,
+        forecast: Forecast | None = None,
     ) -> LicenseView:
         own = tags.get(license_target(public_id))
         inherited = tags.get(pool_target(v["pool_id"]))
@@ -159,13 +163,14 @@ class _MadeViews:
             and found[3] == inherited
             and found[4] == today
             and found[5] is policy
+            and found[7] is forecast
             and found[0] == v
         ):
             return found[6]  # type: ignore[no-any-return]
-        made = license_view(public_id, group, v, tags, today, policy)
+        made = license_view(public_id, group, v, tags, today, policy, forecast)
         if len(self._items) >= self._size:
             self._items.clear()
-        self._items[public_id] = (v, group, own, inherited, today, policy, made)
+        self._items[public_id] = (v, group, own, inherited, today, policy, made, forecast)
         return made
 
 
@@ -173,6 +178,10 @@ class Queries(ServiceBase):
     @functools.cached_property
     def _answers(self) -> _Answers:
         return _Answers()
+
+    @functools.cached_property
+    def _forecasts(self) -> Forecasts:
+        return Forecasts()
 
     @functools.cached_property
     def _made_views(self) -> _MadeViews:
@@ -193,7 +202,12 @@ class Queries(ServiceBase):
             groups = visible_groups(d, uid)
             if as_of is not None:
                 rows, tags = views.license_rows(groups, filter, today, self.policy)
-                return [license_view(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+                forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+                rows = _depleting(rows, forecasts, today, filter)
+                return [
+                    license_view(pid, g, v, tags, today, self.policy, forecasts[pid])
+                    for pid, g, v in rows
+                ]
             # the views are a function of their position: an answer holds until
             # they move, then only what changed since is made again
             key = (today, self.policy, groups, filter)
@@ -208,7 +222,12 @@ class Queries(ServiceBase):
                     return list(updated[1])
             position = self._views_position  # the rows read next are at least as new
             rows, tags = views.license_rows(groups, filter, today, self.policy)
-            answer = [made(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+            # forecasts (R36): kept per license for the day, made again only where changed
+            forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+            rows = _depleting(rows, forecasts, today, filter)
+            answer = [
+                made(pid, g, v, tags, today, self.policy, forecasts[pid]) for pid, g, v in rows
+            ]
             self._answers.put(key, position, answer)
             return list(answer)
 
@@ -238,8 +257,12 @@ class Queries(ServiceBase):
         rows, tags = views.license_rows(
             groups, filter, today, self.policy, among=sorted(changed)
         )
+        forecasts = self._forecasts.of(views, [(pid, v) for pid, _, v in rows], today)
+        rows = _depleting(rows, forecasts, today, filter)
         made = self._made_views.view
-        fresh = [made(pid, g, v, tags, today, self.policy) for pid, g, v in rows]
+        fresh = [
+            made(pid, g, v, tags, today, self.policy, forecasts[pid]) for pid, g, v in rows
+        ]
         if not fresh and not changed:
             return now, answer
         out = [v for v in answer if v.public_id not in changed]
@@ -259,7 +282,8 @@ class Queries(ServiceBase):
             if not rows:
                 raise NotFound("license", pid)
             found, group, v = rows[0]
-            return license_view(found, group, v, tags, today, self.policy)
+            forecast = self._forecasts.of(views, [(found, v)], today)[found]
+            return license_view(found, group, v, tags, today, self.policy, forecast)
 
     def _targets_of_license(self, pid: PublicId) -> list[str]:
         """The audit targets one license's view is folded from: the license and
@@ -454,6 +478,25 @@ def _entry(
         details=names.shown(details(event)),
         position=position,
     )
+
+
+def _depleting(
+    rows: list[tuple[str, str, dict[str, Any]]],
+    forecasts: dict[str, Forecast],
+    today: date,
+    f: LicenseFilter | None,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The rows whose forecast reaches their units within the filter's
+    ``depleting_within`` days (R36); all of them when it does not say."""
+    if f is None or f.depleting_within is None:
+        return rows
+    last = date.fromordinal(today.toordinal() + f.depleting_within)
+    out = []
+    for row in rows:
+        depletion = forecasts[row[0]].depletion
+        if depletion is not None and depletion <= last:
+            out.append(row)
+    return out
 
 
 def _tag_set(tags: Iterable[str]) -> frozenset[str]:

@@ -172,6 +172,7 @@ class ServiceBase(Application[uuid.UUID]):
         self.views: ViewStore = (
             views if views is not None else open_views(self._settings(), self.recorder)
         )
+        self.views.policy = self.policy  # the thresholds alerts are raised by (R35)
         self._updater = ViewUpdater(self.event_log, self.views)
         self._lock = threading.RLock()
         #: aggregate states by id's ``.int``, least recently used first

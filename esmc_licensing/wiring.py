@@ -85,6 +85,8 @@ class Adapters:
     agents: Any = None
     clock: Clock = attrs.field(default=None)
     offline_verifier: OfflineFileVerifier = attrs.field(default=None)
+    #: where ``deliver_alerts()`` sends alerts (R35): ``AlertSink``s
+    alert_sinks: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:

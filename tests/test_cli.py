@@ -239,7 +239,8 @@ def test_r8a_save_filter_and_filters(demo: Run) -> None:
     ok(demo("--as", "John", "save-filter", "Mine", "--text", "acme"))
     saved = js(demo("filters", "--json"))
     assert saved == {"Needs attention": {"levels": ["ERROR", "WARNING"], "reasons": [],
-                                         "tags": [], "types": [], "products": [], "text": None}}
+                                         "tags": [], "types": [], "products": [], "text": None,
+                                         "depleting_within": None}}
     assert list(js(demo("--as", "John", "filters", "--json"))) == ["Mine"]  # type: ignore[call-overload]
     assert ids(demo("licenses", "--json", "--filter", "needs attention")) == {
         "DMO-SDG-002", "DMO-SYD-001", "DMO-TYO-001"}

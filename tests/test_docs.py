@@ -142,7 +142,7 @@ def test_mkdocs_nav_pages_exist() -> None:
         assert (REPO / "docs" / page).is_file(), page
 
 
-@pytest.mark.parametrize("page", ["tutorial.md", "embedding.md", "testing.md"])
+@pytest.mark.parametrize("page", ["tutorial.md", "embedding.md", "testing.md", "alerts.md"])
 def test_python_examples_in_the_docs_run(
     page: str,
     tmp_path: Path,

@@ -38,6 +38,17 @@ def _answers_of() -> Any:
     return module.answers
 
 
+def _as_recorded(now: Any, recorded: Any) -> Any:
+    """``now`` with only the fields the recorded answer has: a view may have gained
+    fields since (a license's forecast, R36), but every fact recorded must be shown
+    as it was."""
+    if isinstance(now, dict) and isinstance(recorded, dict):
+        return {k: _as_recorded(now[k], recorded[k]) for k in recorded if k in now}
+    if isinstance(now, list) and isinstance(recorded, list) and len(now) == len(recorded):
+        return [_as_recorded(n, r) for n, r in zip(now, recorded, strict=True)]
+    return now
+
+
 @pytest.fixture
 def previous_store(tmp_path: Path) -> dict[str, str]:
     env = stores.sqlite_env(tmp_path / "previous.db")
@@ -71,7 +82,7 @@ def test_r30_a_store_of_the_previous_version_answers_as_that_version_did(
     now = _answers_of()(app)
     assert now.keys() == recorded["answers"].keys()
     for query, answer in recorded["answers"].items():
-        _assert_same_facts(query, now[query], answer)
+        _assert_same_facts(query, _as_recorded(now[query], answer), answer)
     app.close()
 
 
@@ -115,5 +126,5 @@ def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
         answers = _answers_of()(app)
         assert answers.keys() == recorded["answers"].keys()
         for query, answer in recorded["answers"].items():
-            _assert_same_facts(query, answers[query], answer)
+            _assert_same_facts(query, _as_recorded(answers[query], answer), answer)
         app.close()

@@ -136,3 +136,24 @@ class AgentTransport(Protocol):
         targets are then recorded as failed and their seats freed.
         """
         ...
+
+
+# -- alerts (R35) -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where alerts go: a webhook, e-mail, or memory (``esmc_licensing.adapters.alert_sinks``).
+
+    ``send`` may be called again with an alert it already received (delivery is
+    at least once): receivers drop duplicates by ``alert["alert_id"]``. It
+    raises ``AdapterUnavailable`` when the alert was not accepted; the alert is
+    then offered again by the next delivery.
+    """
+
+    #: names the sink in the recorded delivery outcomes (stable across runs)
+    name: str
+
+    def send(self, alert: dict[str, object]) -> None:
+        """Deliver one alert (``Alert.to_json()``: id, Public ID, reason, entered, when)."""
+        ...

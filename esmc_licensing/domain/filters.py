@@ -59,13 +59,22 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+def _days(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"depleting within takes a whole number of days ≥ 0, not {value!r}")
+    return value
+
+
 @attrs.frozen
 class LicenseFilter:
     """Every field narrows the list; an empty field does not filter.
 
     Within a field the values are alternatives (any level of ``levels``);
     between fields they all must hold. ``text`` matches Public ID, product and
-    owner, case-insensitively.
+    owner, case-insensitively. ``depleting_within`` keeps the licenses whose
+    forecast reaches their units within that many days (R36).
     """
 
     levels: tuple[StatusLevel, ...] = attrs.field(default=(), converter=_levels)
@@ -74,6 +83,7 @@ class LicenseFilter:
     types: tuple[LicenseType, ...] = attrs.field(default=(), converter=_types)
     products: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     text: str | None = attrs.field(default=None, converter=_text)
+    depleting_within: int | None = attrs.field(default=None, converter=_days)
 
     def matches(
         self,

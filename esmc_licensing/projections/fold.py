@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 
@@ -36,6 +36,7 @@ from ..domain.events import (
     TagDeleted,
     TagUnassigned,
 )
+from . import alerts
 from .tables import TABLES
 
 
@@ -193,8 +194,11 @@ _BY_CLASS: dict[type, Callable[[Storage, int, Any], None]] = {
 
 
 def apply(storage: Storage, position: int, event: DomainEvent) -> None:
-    """Fold one event, at its log position, into the views."""
+    """Fold one event, at its log position, into the views (and the alerts, R35)."""
+    alerting = cast(alerts.AlertStorage, storage)
+    alerts.before_event(alerting, event)
     _BY_CLASS[type(event)](storage, position, event)
+    alerts.after_event(alerting, position, event)
 
 
 # -- what a history shows of an event (R29) ---------------------------------------------

@@ -35,7 +35,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -48,12 +48,14 @@ from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
 from ..domain.status import Status, license_status
 from ..domain.values import Policy, Source, StatusLevel, StatusReason
 from ..keyring import create_private_file
+from . import alerts as alert_fold
+from .alerts import parse_stamp, stamp
 
 log = logging.getLogger("esmc_licensing.views")
 
 #: the layout of the tables; a store whose recorded layout differs is dropped
 #: and rebuilt from the log (views are derived data)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_NAME = "LicenseManagement"
 
 
@@ -237,6 +239,8 @@ class ViewBatch:
         self.position = 0
         #: the last position folded into the batch (None: nothing to write)
         self.reached: int | None = None
+        #: the alert fold's working state (R35, R36), made on first use
+        self._alerting: _AlertBuffer | None = None
 
     # -- the storage interface ---------------------------------------------------
 
@@ -314,6 +318,132 @@ class ViewBatch:
         if self._refs:
             views.insert_refs(c, self._refs)
             self._refs = []
+        if self._alerting is not None:
+            self._alerting.write(views, c, self._cache)
+            self._alerting = None
+
+    # -- alerts and usage (R35, R36; the fold of :mod:`.alerts`) -------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self._views.policy
+
+    def _alert_buffer(self) -> _AlertBuffer:
+        buffer = self._alerting
+        if buffer is None:
+            buffer = self._alerting = _AlertBuffer(self._views, self._c)
+        return buffer
+
+    def alert_clock(self) -> tuple[int | None, datetime | None, int]:
+        return self._alert_buffer().clock
+
+    def set_alert_clock(self, day: int | None, pending_at: datetime | None, position: int) -> None:
+        self._alert_buffer().clock = (day, pending_at, position)
+
+    def alert_mark(self, public_id: str) -> tuple[frozenset[str], int | None] | None:
+        buffer = self._alert_buffer()
+        if public_id in buffer.marks:
+            return buffer.marks[public_id]
+        k = ("~alert_mark", public_id)
+        if self._cache is not None and k in self._cache:
+            mark: tuple[frozenset[str], int | None] | None = self._cache[k]
+        else:
+            mark = self._views.fetch_alert_mark(self._c, public_id)
+        buffer.marks[public_id] = mark
+        return mark
+
+    def license_facts(self, public_ids: Sequence[str]) -> dict[str, alert_fold.Facts]:
+        """What the alerts of these licenses depend on: from the states the batch
+        holds, else from the rows' columns in one query (no state decoded)."""
+        out: dict[str, alert_fold.Facts] = {}
+        wanted = []
+        cache = self._cache
+        for pid in public_ids:
+            k = ("license", pid)
+            state = self._states.get(k)
+            if state is None and cache is not None:
+                state = cache.get(k)
+            if state is not None:
+                out[pid] = alert_fold.facts_of(state)
+            else:
+                wanted.append(pid)
+        if wanted:
+            found = self._views.fetch_license_facts(self._c, wanted)
+            for pid in wanted:
+                out[pid] = found.get(pid, alert_fold.GONE)
+        return out
+
+    def load_alert_marks(self, public_ids: Sequence[str]) -> None:
+        """Read the marks of many licenses at once (a sync's save touches thousands)."""
+        buffer = self._alert_buffer()
+        cache = self._cache
+        wanted = []
+        for pid in public_ids:
+            if pid in buffer.marks:
+                continue
+            k = ("~alert_mark", pid)
+            if cache is not None and k in cache:
+                buffer.marks[pid] = cache[k]
+            else:
+                wanted.append(pid)
+        if len(wanted) < 20:
+            return  # one by one, when asked
+        found = self._views.fetch_alert_marks(self._c, wanted)
+        for pid in wanted:
+            buffer.marks[pid] = found.get(pid)
+
+    def put_alert_mark(self, public_id: str, reasons: frozenset[str], next_due: int | None) -> None:
+        buffer = self._alert_buffer()
+        buffer.marks[public_id] = (reasons, next_due)
+        buffer.dirty_marks.add(public_id)
+
+    def due_marks(self, upto: int) -> list[tuple[int, str]]:
+        buffer = self._alert_buffer()
+        found = {
+            pid: due for pid, due in self._views.fetch_due_marks(self._c, upto)
+            if pid not in buffer.marks
+        }
+        for pid, mark in buffer.marks.items():
+            if mark is not None and mark[1] is not None and mark[1] <= upto:
+                found[pid] = mark[1]
+        return sorted((due, pid) for pid, due in found.items())
+
+    def pending_licenses(self) -> list[str]:
+        buffer = self._alert_buffer()
+        stored = [] if buffer.pending_cleared else self._views.fetch_pending(self._c)
+        return sorted(set(stored) | buffer.pending)
+
+    def add_pending(self, public_id: str) -> None:
+        self._alert_buffer().pending.add(public_id)
+
+    def clear_pending(self) -> None:
+        buffer = self._alert_buffer()
+        buffer.pending.clear()
+        buffer.pending_cleared = True
+
+    def raise_alert(self, row: tuple[Any, ...]) -> None:
+        self._alert_buffer().alerts.append(row)
+
+    def record_usage(self, public_id: str, day: int, used: int) -> None:
+        self._alert_buffer().usage[(public_id, day)] = used
+
+
+class _AlertBuffer:
+    """What a batch's alert fold changed, written with the batch (R35, R36)."""
+
+    def __init__(self, views: ViewStore, c: Any) -> None:
+        self.clock: tuple[int | None, datetime | None, int] = views.fetch_alert_clock(c)
+        self.initial_clock = self.clock
+        #: marks read or written in the batch (None: the license has none)
+        self.marks: dict[str, tuple[frozenset[str], int | None] | None] = {}
+        self.dirty_marks: set[str] = set()
+        self.pending: set[str] = set()
+        self.pending_cleared = False
+        self.alerts: list[tuple[Any, ...]] = []
+        self.usage: dict[tuple[str, int], int] = {}
+
+    def write(self, views: ViewStore, c: Any, cache: OrderedDict[Any, Any] | None) -> None:
+        views.write_alerts(c, self, cache)
 
 
 class ViewStore:
@@ -391,13 +521,13 @@ class ViewStore:
                 f"ON {t(table.name)} ({column})"
                 for column in (*table.indexes, *(("changed",) if table.tracks_changes else ()))
             ]
-        return out
+        return out + self.alert_statements()
 
     def view_tables(self) -> list[str]:
         """Every table the fold writes rows to (the snapshots are not views: they stay)."""
         return [self.t(n) for n in ("tags", "audit")] + [
             self.t(table.name) for table in TABLES.values()
-        ]
+        ] + [self.t(n) for n in self.ALERT_TABLES]
 
     def _reset_tracking(self, c: Any, name: str = APPLICATION_NAME) -> None:
         """The tracking row exists from the start (writers lock it), at 0 when empty."""
@@ -435,6 +565,7 @@ class ViewStore:
             self.position_in(c, lock=True)
             for name in self.view_tables() + ([self.t("snapshots")] if snapshots else []):
                 c.execute(f"DELETE FROM {name}")
+            c.execute(f"DELETE FROM {self.t('forecast_cache')}")  # made from the views
             self._reset_tracking(c)
 
     # -- writing -----------------------------------------------------------------------
@@ -837,6 +968,296 @@ class ViewStore:
                 out[name[len(self.prefix) :]] = sorted(tuple(r) for r in rows)
         return out
 
+    # -- alerts and usage (R35, R36) -------------------------------------------------------
+
+    #: the thresholds alerts are raised by (the application sets its own)
+    policy: Policy = Policy()
+
+    #: the tables of the alert fold (views: emptied by a rebuild)
+    ALERT_TABLES = ("alert_clock", "alert_marks", "alert_pending", "alerts", "usage_days")
+
+    def alert_statements(self) -> list[str]:
+        t, p = self.t, self.prefix
+        no_rowid = " WITHOUT ROWID" if self.dialect is SQLITE else ""
+        return [
+            f"CREATE TABLE IF NOT EXISTS {t('alert_clock')} (name TEXT PRIMARY KEY, day BIGINT, "
+            "pending_at TEXT, position BIGINT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {t('alert_marks')} (public_id TEXT PRIMARY KEY, "
+            "reasons TEXT NOT NULL, next_due BIGINT)",
+            f"CREATE INDEX IF NOT EXISTS {p}alert_marks_by_due ON {t('alert_marks')} (next_due)",
+            f"CREATE TABLE IF NOT EXISTS {t('alert_pending')} (public_id TEXT PRIMARY KEY)",
+            f"CREATE TABLE IF NOT EXISTS {t('alerts')} (alert_id TEXT PRIMARY KEY, "
+            "public_id TEXT NOT NULL, reason TEXT NOT NULL, entered INTEGER NOT NULL, "
+            "at TEXT NOT NULL, position BIGINT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {p}alerts_by_at ON {t('alerts')} (at)",
+            f"CREATE INDEX IF NOT EXISTS {p}alerts_by_license ON {t('alerts')} (public_id)",
+            f"CREATE TABLE IF NOT EXISTS {t('usage_days')} (public_id TEXT NOT NULL, "
+            "day BIGINT NOT NULL, used_units BIGINT NOT NULL, PRIMARY KEY (public_id, day))"
+            + no_rowid,
+            # not a view: what was sent where is no fact of the log, and stays
+            # through a rebuild (which raises the same alerts, with the same ids)
+            f"CREATE TABLE IF NOT EXISTS {t('alert_deliveries')} (alert_id TEXT NOT NULL, "
+            "sink TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL, "
+            "at TEXT NOT NULL, detail TEXT, PRIMARY KEY (alert_id, sink))",
+            # not a view either: forecasts made today, each with what it was made
+            # from (a cache shared by processes; emptied with the views)
+            f"CREATE TABLE IF NOT EXISTS {t('forecast_cache')} (public_id TEXT PRIMARY KEY, "
+            "made_from TEXT NOT NULL, forecast TEXT NOT NULL)",
+        ]
+
+    def fetch_alert_clock(self, c: Any) -> tuple[int | None, datetime | None, int]:
+        row = self.fetch_one(
+            c, f"SELECT day, pending_at, position FROM {self.t('alert_clock')} WHERE name = {{}}",
+            ("alerts",),
+        )
+        if row is None:
+            return None, None, 0
+        day, pending_at, position = row
+        return (
+            None if day is None else int(day),
+            None if pending_at is None else parse_stamp(str(pending_at)),
+            int(position),
+        )
+
+    def fetch_alert_mark(self, c: Any, public_id: str) -> tuple[frozenset[str], int | None] | None:
+        row = self.fetch_one(
+            c, f"SELECT reasons, next_due FROM {self.t('alert_marks')} WHERE public_id = {{}}",
+            (public_id,),
+        )
+        if row is None:
+            return None
+        reasons = frozenset(r for r in str(row[0]).split(",") if r)
+        return reasons, None if row[1] is None else int(row[1])
+
+    def fetch_alert_marks(
+        self, c: Any, public_ids: Sequence[str]
+    ) -> dict[str, tuple[frozenset[str], int | None]]:
+        out: dict[str, tuple[frozenset[str], int | None]] = {}
+        for pid, reasons, due in self.fetch_in(
+            c, f"SELECT public_id, reasons, next_due FROM {self.t('alert_marks')}",
+            "public_id", sorted(public_ids),
+        ):
+            out[str(pid)] = (
+                frozenset(r for r in str(reasons).split(",") if r),
+                None if due is None else int(due),
+            )
+        return out
+
+    def fetch_license_facts(
+        self, c: Any, public_ids: Sequence[str]
+    ) -> dict[str, alert_fold.Facts]:
+        out = {}
+        for pid, live, units, used, expires, suspended, registered, obsolete in self.fetch_in(
+            c,
+            "SELECT public_id, live, units, used_units, expires, suspended, registered, "
+            f"obsolete FROM {self.t('licenses')}",
+            "public_id", sorted(public_ids),
+        ):
+            out[str(pid)] = alert_fold.Facts(
+                bool(live), int(units), int(used), _date(expires) if expires else None,
+                bool(suspended), bool(registered), bool(obsolete),
+            ) if live else alert_fold.GONE
+        return out
+
+    def fetch_due_marks(self, c: Any, upto: int) -> list[tuple[str, int]]:
+        rows = self.fetch_all(
+            c, f"SELECT public_id, next_due FROM {self.t('alert_marks')} WHERE next_due <= {{}}",
+            (upto,),
+        )
+        return [(str(pid), int(due)) for pid, due in rows]
+
+    def fetch_pending(self, c: Any) -> list[str]:
+        rows = self.fetch_all(c, f"SELECT public_id FROM {self.t('alert_pending')}")
+        return [str(r[0]) for r in rows]
+
+    def write_alerts(
+        self, c: Any, buffer: _AlertBuffer, cache: OrderedDict[Any, Any] | None
+    ) -> None:
+        t = self.t
+        if buffer.clock != buffer.initial_clock:
+            day, pending_at, position = buffer.clock
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {t('alert_clock')} (name, day, pending_at, position) "
+                    "VALUES ({}, {}, {}, {}) ON CONFLICT (name) DO UPDATE SET day = excluded.day, "
+                    "pending_at = excluded.pending_at, position = excluded.position"
+                ),
+                ("alerts", day, None if pending_at is None else stamp(pending_at), position),
+            )
+        if buffer.pending_cleared:
+            c.execute(f"DELETE FROM {t('alert_pending')}")
+        if buffer.pending:
+            c.executemany(
+                self.sql(
+                    f"INSERT INTO {t('alert_pending')} (public_id) VALUES ({{}}) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                [(p,) for p in sorted(buffer.pending)],
+            )
+        if buffer.dirty_marks:
+            rows = []
+            for pid in sorted(buffer.dirty_marks):
+                mark = buffer.marks[pid]
+                assert mark is not None
+                rows.append((pid, ",".join(sorted(mark[0])), mark[1]))
+                if cache is not None:
+                    cache[("~alert_mark", pid)] = mark
+            c.executemany(
+                self.sql(
+                    f"INSERT INTO {t('alert_marks')} (public_id, reasons, next_due) "
+                    "VALUES ({}, {}, {}) ON CONFLICT (public_id) DO UPDATE SET "
+                    "reasons = excluded.reasons, next_due = excluded.next_due"
+                ),
+                rows,
+            )
+        if buffer.alerts:
+            c.executemany(
+                self.sql(
+                    f"INSERT INTO {t('alerts')} (alert_id, public_id, reason, entered, at, "
+                    "position) VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT DO NOTHING"
+                ),
+                buffer.alerts,
+            )
+        if buffer.usage:
+            c.executemany(
+                self.sql(
+                    f"INSERT INTO {t('usage_days')} (public_id, day, used_units) "
+                    "VALUES ({}, {}, {}) ON CONFLICT (public_id, day) DO UPDATE SET "
+                    "used_units = excluded.used_units"
+                ),
+                [(pid, day, used) for (pid, day), used in sorted(buffer.usage.items())],
+            )
+
+    def alert_day(self) -> tuple[int | None, bool]:
+        """(the day the alerts are evaluated up to, whether a save awaits evaluation)."""
+        with self.reading() as c:
+            day, pending_at, _ = self.fetch_alert_clock(c)
+        return day, pending_at is not None
+
+    def advance_alerts(self, upto: int) -> None:
+        """Raise what the calendar changed up to the day ``upto`` (a date ordinal),
+        and what the last save changed, in one transaction with the day reached."""
+        day, pending = self.alert_day()
+        if day is not None and day >= upto and not pending:
+            return
+        with self._lock, self._transaction(write=True) as c:
+            self.position_in(c, lock=True)  # one writer of the views at a time
+            b = ViewBatch(self, c, None)
+            alert_fold.advance(b, upto)
+            if b._alerting is not None:
+                b._alerting.write(self, c, None)
+
+    def alert_rows(
+        self, groups: frozenset[GroupId] | None, since: str | None
+    ) -> list[tuple[Any, ...]]:
+        """(alert id, public id, reason, entered, at, position) of the alerts of
+        licenses in ``groups`` (where each license's pool is now), oldest first."""
+        where, params = self.in_groups("group_id", groups, "p")
+        if since is not None:
+            where += " AND a.at >= {}"
+            params.append(since)
+        statement = (
+            f"SELECT a.alert_id, a.public_id, a.reason, a.entered, a.at, a.position "
+            f"FROM {self.t('alerts')} a JOIN {self.t('licenses')} l ON l.public_id = a.public_id "
+            f"JOIN {self.t('pools')} p ON p.pool_id = l.pool_id WHERE 1 = 1{where} "
+            "ORDER BY a.at, a.position, a.public_id, a.reason, a.entered"
+        )
+        with self.reading() as c:
+            return [tuple(r) for r in self.fetch_all(c, statement, params)]
+
+    def undelivered(self, sink: str, limit: int) -> list[tuple[Any, ...]]:
+        """The oldest alerts not yet delivered to ``sink``."""
+        statement = (
+            f"SELECT a.alert_id, a.public_id, a.reason, a.entered, a.at, a.position "
+            f"FROM {self.t('alerts')} a WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{self.t('alert_deliveries')} d WHERE d.alert_id = a.alert_id AND d.sink = {{}} "
+            "AND d.outcome IN ('delivered', 'refused')) "
+            f"ORDER BY a.at, a.position, a.public_id, a.reason, a.entered LIMIT {int(limit)}"
+        )
+        with self.reading() as c:
+            return [tuple(r) for r in self.fetch_all(c, statement, (sink,))]
+
+    def deliveries(self, alert_ids: Sequence[str]) -> dict[str, dict[str, tuple[Any, ...]]]:
+        """alert id -> sink -> (outcome, attempts, at, detail)."""
+        out: dict[str, dict[str, tuple[Any, ...]]] = {}
+        with self.reading() as c:
+            for alert, sink, outcome, attempts, at, detail in self.fetch_in(
+                c,
+                f"SELECT alert_id, sink, outcome, attempts, at, detail "
+                f"FROM {self.t('alert_deliveries')}",
+                "alert_id", sorted(set(alert_ids)),
+            ):
+                out.setdefault(str(alert), {})[str(sink)] = (outcome, attempts, at, detail)
+        return out
+
+    def record_delivery(
+        self, alert: str, sink: str, outcome: str, at: str, detail: str | None
+    ) -> None:
+        """Record one delivery attempt's outcome (attempts add up; delivered stays)."""
+        deliveries = self.t("alert_deliveries")
+        with self._lock, self._transaction(write=True) as c:
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {deliveries} (alert_id, sink, outcome, attempts, at, detail) "
+                    "VALUES ({}, {}, {}, 1, {}, {}) ON CONFLICT (alert_id, sink) DO UPDATE SET "
+                    f"attempts = {deliveries}.attempts + 1, at = excluded.at, "
+                    f"outcome = CASE WHEN {deliveries}.outcome = 'delivered' THEN 'delivered' "
+                    "ELSE excluded.outcome END, detail = CASE WHEN "
+                    f"{deliveries}.outcome = 'delivered' THEN NULL ELSE excluded.detail END"
+                ),
+                (alert, sink, outcome, at, detail),
+            )
+
+    def cached_forecasts(self, public_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """public id -> (what its kept forecast was made from, the forecast as JSON)."""
+        with self.reading() as c:
+            rows = self.fetch_in(
+                c, f"SELECT public_id, made_from, forecast FROM {self.t('forecast_cache')}",
+                "public_id", sorted(set(public_ids)),
+            )
+        return {str(pid): (str(made_from), str(made)) for pid, made_from, made in rows}
+
+    def drop_forecasts(self) -> None:
+        """Forget the forecasts kept (they are made again when asked)."""
+        with self._lock, self._transaction(write=True) as c:
+            c.execute(f"DELETE FROM {self.t('forecast_cache')}")
+
+    def cache_forecasts(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Keep forecasts: (public id, what it was made from, the forecast as JSON)."""
+        with self._lock, self._transaction(write=True) as c:
+            c.executemany(
+                self.sql(
+                    f"INSERT INTO {self.t('forecast_cache')} (public_id, made_from, forecast) "
+                    "VALUES ({}, {}, {}) ON CONFLICT (public_id) DO UPDATE SET "
+                    "made_from = excluded.made_from, forecast = excluded.forecast"
+                ),
+                sorted(rows),
+            )
+
+    def usage_rows(
+        self, public_ids: Sequence[str], since: int
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Each license's daily usage (day, used units), by day, from the last
+        day before ``since`` on (R36)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        u = self.t("usage_days")
+        wanted = sorted(set(public_ids))
+        with self.reading() as c:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ", ".join(["{}"] * len(chunk))
+                rows = self.fetch_all(
+                    c,
+                    f"SELECT u.public_id, u.day, u.used_units FROM {u} u "
+                    f"WHERE u.public_id IN ({marks}) AND u.day >= COALESCE((SELECT MAX(b.day) "
+                    f"FROM {u} b WHERE b.public_id = u.public_id AND b.day < {{}}), {{}})",
+                    [*chunk, since, since],
+                )
+                for pid, day, used in rows:
+                    out.setdefault(str(pid), []).append((int(day), int(used)))
+        for series in out.values():
+            series.sort()
+        return out
 
 class SQLiteViews(ViewStore):
     """Views in a SQLite database: the store's own file, another file, or memory.

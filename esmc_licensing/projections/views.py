@@ -11,7 +11,7 @@ import attrs
 from ..domain.client_tasks import TargetState, TaskKind
 from ..domain.ids import ComputerId, GroupId, LicenseKey, PoolId, PublicId, TaskId, UserId
 from ..domain.status import Status
-from ..domain.values import LicenseType, Permission, Source
+from ..domain.values import LicenseType, Permission, Source, StatusReason
 
 
 @attrs.frozen
@@ -38,6 +38,8 @@ class LicenseView:
     """Only the last four characters of the key (R2), for recognising it; None
     without a key, ``""`` when the key is recorded but its data key is not
     configured here (R32: forgotten or missing)."""
+    forecast: Forecast | None = None
+    """When its used units will reach its units (R36), as forecast on the day asked about."""
 
 
 @attrs.frozen
@@ -201,3 +203,86 @@ class InstallerLicense:
             "public_id": str(self.public_id),
             "license_key": self.key.reveal(),
         }
+
+
+# -- alerts and forecasts (R35, R36) --------------------------------------------------
+
+
+@attrs.frozen
+class Delivery:
+    """What became of an alert at one sink: ``outcome`` is ``delivered`` or
+    ``failed`` (``detail`` says why), after ``attempts`` tries."""
+
+    sink: str
+    outcome: str
+    attempts: int
+    at: datetime
+    detail: str | None = None
+
+
+@attrs.frozen
+class Alert:
+    """A license entering (``entered``) or leaving one condition of R35.
+
+    ``alert_id`` is the same for the same crossing however often the views
+    are rebuilt or the alert is delivered: receivers drop duplicates by it.
+    ``when`` is the moment of the save that caused it, or the start (UTC) of
+    the day the calendar did.
+    """
+
+    alert_id: str
+    public_id: PublicId
+    reason: StatusReason
+    entered: bool
+    when: datetime
+    deliveries: Mapping[str, Delivery] = attrs.field(factory=dict)
+    position: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """The alert as sent to receivers and printed by ``alerts --json``."""
+        return {
+            "alert_id": self.alert_id,
+            "public_id": str(self.public_id),
+            "reason": self.reason.name,
+            "entered": self.entered,
+            "when": self.when.isoformat(),
+        }
+
+
+@attrs.frozen
+class DeliveryReport:
+    """What one ``deliver_alerts()`` did: per sink, alerts delivered and failed."""
+
+    delivered: Mapping[str, int]
+    failed: Mapping[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.failed.values())
+
+
+@attrs.frozen
+class Forecast:
+    """R36: when the license's used units will reach its units, on the trend of
+    its recorded usage (see ``docs/alerts.md`` for the method).
+
+    ``trend_per_day`` is None and ``enough_data`` False when the history is
+    shorter than the minimum; ``depletion`` is None when the trend is flat or
+    falling, or reaches the units only after the license expires.
+    """
+
+    public_id: PublicId
+    units: int
+    used_units: int
+    trend_per_day: float | None
+    depletion: date | None
+    expires: date | None
+    based_on_days: int
+    enough_data: bool
+
+    def __str__(self) -> str:
+        if not self.enough_data:
+            return "not enough data"
+        if self.depletion is None:
+            return "no depletion"
+        return f"depleted {self.depletion.isoformat()}"

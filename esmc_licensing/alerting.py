@@ -1,0 +1,147 @@
+"""Alerts (R35) and forecasts (R36): the queries, and delivery to the alert sinks.
+
+Alerts are a view (:mod:`.projections.alerts`): raised by the fold from the
+log, and by the calendar when they are read -- ``alerts()`` and
+``deliver_alerts()`` first bring the views to today, raising on their day
+the crossings the date alone caused since they last looked (after downtime
+too), in one transaction with the day reached.
+
+Delivery is at least once: an alert is sent to each sink until the sink
+accepted it, and each attempt's outcome is recorded (``alert_deliveries``,
+beside the views but not one of them: a rebuild keeps it, and raises the
+same alerts with the same ids, so nothing is sent twice because of it). A
+crash between a sink accepting and the outcome being recorded sends that
+alert again next time; receivers drop it by its id.
+
+Forecasts read the daily usage view and are kept per license for the day
+(memory, and the ``forecasts`` table for other processes), valid while the
+license's used units, units and expiry are unchanged: days before today
+cannot change any more, so that is all a forecast of today depends on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from .adapters.alert_sinks import AlertRefused
+from .domain.errors import InvalidInput, LicensingError, NotFound
+from .domain.ids import PublicId
+from .domain.values import StatusReason
+from .projections.alerts import parse_stamp, stamp
+from .projections.views import Alert, Delivery, DeliveryReport, Forecast
+from .queries import Queries, visible_groups
+
+#: alerts sent to one sink per round of ``deliver_alerts``
+DELIVERY_PAGE = 500
+
+
+def _since(since: object) -> str | None:
+    if since is None:
+        return None
+    if isinstance(since, datetime):
+        if since.tzinfo is None:
+            raise InvalidInput("since must be timezone-aware (UTC)")
+        return stamp(since)
+    if isinstance(since, date):
+        return stamp(datetime(since.year, since.month, since.day, tzinfo=UTC))
+    raise InvalidInput("since must be a date or a timezone-aware datetime")
+
+
+def _alert(row: Sequence[Any], deliveries: Mapping[str, tuple[Any, ...]]) -> Alert:
+    alert_id, public_id, reason, entered, at, position = row
+    return Alert(
+        alert_id=str(alert_id),
+        public_id=PublicId(public_id),
+        reason=StatusReason[str(reason)],
+        entered=bool(entered),
+        when=parse_stamp(str(at)),
+        deliveries={
+            sink: Delivery(
+                sink=sink,
+                outcome=str(o),
+                attempts=int(n),
+                at=parse_stamp(str(t)),
+                detail=None if d is None else str(d),
+            )
+            for sink, (o, n, t, d) in sorted(deliveries.items())
+        },
+        position=int(position),
+    )
+
+
+class AlertQueries(Queries):
+    def _advance_alerts(self) -> None:
+        """Bring the views, then their alerts, up to now (R35)."""
+        self._refresh()
+        self.views.advance_alerts(self._now().date().toordinal())
+
+    def alerts(self, actor: object, *, since: date | datetime | None = None) -> list[Alert]:
+        """The alerts of the licenses the actor may see, oldest first (R35); with
+        ``since`` (a date, or an aware datetime) those raised from then on."""
+        start = _since(since)
+        self._advance_alerts()
+        d = self._directory()
+        uid = self._actor(actor, d)
+        rows = self.views.alert_rows(visible_groups(d, uid), start)
+        deliveries = self.views.deliveries([r[0] for r in rows]) if rows else {}
+        return [_alert(r, deliveries.get(str(r[0]), {})) for r in rows]
+
+    def deliver_alerts(self) -> DeliveryReport:
+        """Send every alert not yet accepted by each sink, oldest first, and
+        record each outcome (R35). A sink that fails is offered its remaining
+        alerts next time; the others carry on."""
+        self._advance_alerts()
+        delivered: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for sink in self.adapters.alert_sinks:
+            name = str(sink.name)
+            delivered[name] = failed[name] = 0
+            while True:
+                rows = self.views.undelivered(name, DELIVERY_PAGE)
+                if not rows:
+                    break
+                for row in rows:
+                    alert = _alert(row, {})
+                    try:
+                        sink.send(alert.to_json())
+                    except AlertRefused as e:
+                        self.views.record_delivery(
+                            alert.alert_id, name, "refused", stamp(self._now()), str(e)
+                        )
+                        failed[name] += 1
+                        continue  # refused for good: not offered again
+                    except Exception as e:
+                        detail = str(e) if isinstance(e, LicensingError) else type(e).__name__
+                        self.views.record_delivery(
+                            alert.alert_id, name, "failed", stamp(self._now()), detail
+                        )
+                        failed[name] += 1
+                        break  # keep the order: the rest waits for the next round
+                    self.views.record_delivery(
+                        alert.alert_id, name, "delivered", stamp(self._now()), None
+                    )
+                    delivered[name] += 1
+                else:
+                    continue
+                break
+        return DeliveryReport(delivered=delivered, failed=failed)
+
+    # -- forecasts (R36) --------------------------------------------------------------
+
+    def forecast(self, actor: object, public_id: object) -> Forecast:
+        """When the license's used units will reach its units (R36)."""
+        pid = PublicId(public_id)
+        with self._reading(None) as (views, d, today):
+            uid = self._actor(actor, d)
+            rows, _ = views.license_rows(
+                visible_groups(d, uid), None, today, self.policy, public_id=str(pid)
+            )
+            if not rows:
+                raise NotFound("license", pid)
+            found, _, v = rows[0]
+            return self._forecasts.of(views, [(found, v)], today)[found]
+
+
+__all__ = ["AlertQueries"]
