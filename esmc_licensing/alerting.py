@@ -26,12 +26,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from .adapters.alert_sinks import AlertRefused
-from .domain.errors import InvalidInput, LicensingError, NotFound
+from .domain.errors import InvalidInput, LicensingError
 from .domain.ids import PublicId
 from .domain.values import StatusReason
 from .projections.alerts import parse_stamp, stamp
 from .projections.views import Alert, Delivery, DeliveryReport, Forecast
-from .queries import Queries, visible_groups
+from .queries import Queries, visible_groups, visible_license_row
 
 #: alerts sent to one sink per round of ``deliver_alerts``
 DELIVERY_PAGE = 500
@@ -135,12 +135,7 @@ class AlertQueries(Queries):
         pid = PublicId(public_id)
         with self._reading(None) as (views, d, today):
             uid = self._actor(actor, d)
-            rows, _ = views.license_rows(
-                visible_groups(d, uid), None, today, self.policy, public_id=str(pid)
-            )
-            if not rows:
-                raise NotFound("license", pid)
-            found, _, v = rows[0]
+            (found, _, v), _ = visible_license_row(views, d, uid, pid, today, self.policy)
             return self._forecasts.of(views, [(found, v)], today)[found]
 
 

@@ -91,6 +91,17 @@ def actor_name(d: DirectoryState, actor: str) -> str:
     return actor
 
 
+def visible_license_row(
+    views: ViewStore, d: DirectoryState, uid: UserId, pid: PublicId, today: date, policy: Policy
+) -> tuple[tuple[str, str, dict[str, Any]], dict[str, frozenset[str]]]:
+    """One license's row (public id, group, view fields) and tags, if the actor
+    sees it; ``NotFound`` alike whether it is invisible or absent (R14)."""
+    rows, tags = views.license_rows(visible_groups(d, uid), None, today, policy, public_id=str(pid))
+    if not rows:
+        raise NotFound("license", pid)
+    return rows[0], tags
+
+
 class _Answers:
     """The last license lists answered, by (today, policy, visible groups,
     filter), each with the views' position it was made at: a repeated query on
@@ -276,12 +287,7 @@ class Queries(ServiceBase):
         pid = PublicId(public_id)
         with self._reading(as_of, lambda: self._targets_of_license(pid)) as (views, d, today):
             uid = self._actor(actor, d)
-            rows, tags = views.license_rows(
-                visible_groups(d, uid), None, today, self.policy, public_id=str(pid)
-            )
-            if not rows:
-                raise NotFound("license", pid)
-            found, group, v = rows[0]
+            (found, group, v), tags = visible_license_row(views, d, uid, pid, today, self.policy)
             forecast = self._forecasts.of(views, [(found, v)], today)[found]
             return license_view(found, group, v, tags, today, self.policy, forecast)
 

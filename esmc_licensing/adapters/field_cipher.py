@@ -156,6 +156,14 @@ def _context(where: str, path: SecretPath) -> bytes:
     return f"esmc-licensing/secret/v1|{where}|{'.'.join(path)}".encode()
 
 
+def _holder(data: dict[str, Any], path: SecretPath) -> dict[str, Any] | None:
+    """The dict holding a secret field's value (None when a step is absent)."""
+    holder: dict[str, Any] | None = data
+    for name in path[:-1]:
+        holder = holder.get(name) if holder is not None else None
+    return holder
+
+
 def seal_fields(
     cipher: FieldCipher | None, data: dict[str, Any], paths: tuple[SecretPath, ...], where: str
 ) -> None:
@@ -164,11 +172,7 @@ def seal_fields(
     Raises ``DataKeyMissing`` (nothing written yet) with no cipher.
     """
     for path in paths:
-        holder = data
-        for name in path[:-1]:
-            holder = holder.get(name)  # type: ignore[assignment]
-            if holder is None:
-                break
+        holder = _holder(data, path)
         if holder is None:
             continue
         value = holder.get(path[-1])
@@ -186,11 +190,7 @@ def open_fields(
     "unavailable" marker when its key is not held (crypto-shredding); the
     structure hooks turn the marker into the domain's unavailable value."""
     for path in paths:
-        holder = data
-        for name in path[:-1]:
-            holder = holder.get(name)  # type: ignore[assignment]
-            if holder is None:
-                break
+        holder = _holder(data, path)
         if holder is None:
             continue
         value = holder.get(path[-1])
