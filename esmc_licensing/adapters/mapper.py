@@ -165,9 +165,18 @@ def slow_encode_state(domain_event: Any) -> tuple[str, bytes]:
     return registration.topic, orjson.dumps(data)
 
 
-ENCODERS: dict[type[Any], tuple[str, Encoder]] = {
-    cls: (r.topic, _fast_encoder(cls, r.version)) for cls, r in CLASSES.items()
-}
+class _Encoders(dict[type[Any], tuple[str, Encoder]]):
+    """(topic, encoder) by event class, each generated on its first use: a
+    process that writes a few kinds of events (a command line run) does not pay
+    for generating all of them when it starts."""
+
+    def __missing__(self, cls: type[Any]) -> tuple[str, Encoder]:
+        registration = CLASSES[cls]
+        made = self[cls] = (registration.topic, _fast_encoder(cls, registration.version))
+        return made
+
+
+ENCODERS: dict[type[Any], tuple[str, Encoder]] = _Encoders()
 
 Decoder = Callable[[dict[str, Any]], Any]
 
