@@ -1704,8 +1704,9 @@ def permissions(
     table.add_column("Group")
     table.add_column("Permission")
     table.add_column("How")
-    for g, p, i in rows:
-        table.add_row(_text(g), p, "inherited from a group above" if i else "granted here")
+    for path, level, inherited in rows:
+        table.add_row(_text(path), level, "inherited from a group above" if inherited
+                      else "granted here")
     _console().print(table)
 
 
@@ -1903,15 +1904,17 @@ def _print_impact(
         ordered = sorted(side, key=lambda u: users[u].name)
         return {users[u].name: sorted(map(str, side[u])) for u in ordered}
 
+    gains, loses = by_user(impact.gains), by_user(impact.loses)
+    outside = {
+        computers[c]: sorted(map(str, impact.activations_outside[c]))
+        for c in sorted(impact.activations_outside, key=lambda c: computers[c])
+    }
     data = {
         "to_group": to,
         "pools": [str(p) for p in impact.pool_ids],
-        "gains": by_user(impact.gains),
-        "loses": by_user(impact.loses),
-        "activations_outside": {
-            computers[c]: sorted(map(str, impact.activations_outside[c]))
-            for c in sorted(impact.activations_outside, key=lambda c: computers[c])
-        },
+        "gains": gains,
+        "loses": loses,
+        "activations_outside": outside,
     }
     if as_json:
         _print_json(data)
@@ -1920,10 +1923,10 @@ def _print_impact(
         _say(f"Moving {len(impact.pool_ids)} license pool(s) to {to} would change nothing.")
         return
     _say(f"Moving {len(impact.pool_ids)} license pool(s) to {to} would (nothing moved yet):")
-    for label, side in (("gain", data["gains"]), ("lose", data["loses"])):
+    for label, side in (("gain", gains), ("lose", loses)):
         for name, pids in side.items():
             _say(f"  {name} would {label} {', '.join(pids)}")
-    for name, pids in data["activations_outside"].items():
+    for name, pids in outside.items():
         _say(f"  computer {name} would use {', '.join(pids)} from outside its group")
 
 
@@ -3243,15 +3246,15 @@ def audit_export(
             writer = csv.writer(out)
             writer.writerow(_CSV_COLUMNS)
         count = 0
-        for e in entries:
+        for entry in entries:
             record = {
-                "position": e.position,
-                "when": e.when.isoformat(),
-                "actor": e.actor,
-                "what": e.what,
-                "target": e.target,
-                "sealed": sealed(e.position),
-                "details": dict(e.details),
+                "position": entry.position,
+                "when": entry.when.isoformat(),
+                "actor": entry.actor,
+                "what": entry.what,
+                "target": entry.target,
+                "sealed": sealed(entry.position),
+                "details": dict(entry.details),
             }
             if writer is not None:
                 writer.writerow([*(record[c] for c in _CSV_COLUMNS[:-1]),

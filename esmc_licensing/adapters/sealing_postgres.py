@@ -44,7 +44,8 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         if self.sealer is not None and self.datastore.enable_db_functions:
             raise RuntimeError("POSTGRES_ENABLE_DB_FUNCTIONS cannot be used with sealed saves")
-        return super().insert_events(stored_events, **kwargs)
+        positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        return positions
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
