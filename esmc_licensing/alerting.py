@@ -27,7 +27,7 @@ from typing import Any
 
 from .adapters.alert_sinks import AlertRefused
 from .domain.errors import InvalidInput, LicensingError
-from .domain.ids import PublicId
+from .domain.ids import PublicId, UserId
 from .domain.values import StatusReason
 from .projections.alerts import parse_stamp, stamp
 from .projections.views import Alert, Delivery, DeliveryReport, Forecast
@@ -77,7 +77,7 @@ class AlertQueries(Queries):
         self._refresh()
         self.views.advance_alerts(self._now().date().toordinal())
 
-    def alerts(self, actor: object, *, since: date | datetime | None = None) -> list[Alert]:
+    def alerts(self, actor: UserId, *, since: date | datetime | None = None) -> list[Alert]:
         """The alerts of the licenses the actor may see, oldest first (R35); with
         ``since`` (a date, or an aware datetime) those raised from then on."""
         start = _since(since)
@@ -130,7 +130,7 @@ class AlertQueries(Queries):
 
     # -- forecasts (R36) --------------------------------------------------------------
 
-    def forecast(self, actor: object, public_id: object) -> Forecast:
+    def forecast(self, actor: UserId, public_id: PublicId | str) -> Forecast:
         """When the license's used units will reach its units (R36)."""
         pid = PublicId(public_id)
         with self._reading(None) as (views, d, today):

@@ -20,7 +20,7 @@ from .domain.directory import DirectoryState
 from .domain.errors import InvalidInput, NotFound
 from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool, PoolCreated
 from .domain.filters import LicenseFilter
-from .domain.ids import GroupId, PoolId, PublicId, UserId
+from .domain.ids import GroupId, PoolId, PublicId, Target, UserId
 from .domain.values import LicenseType, Policy, Source
 from .forecasting import Forecasts
 from .projections.fold import details, event_name, license_target, pool_target
@@ -200,7 +200,7 @@ class Queries(ServiceBase):
 
     def licenses(
         self,
-        actor: object,
+        actor: UserId,
         filter: LicenseFilter | None = None,
         *,
         as_of: datetime | int | None = None,
@@ -282,7 +282,7 @@ class Queries(ServiceBase):
         return now, out
 
     def license(
-        self, actor: object, public_id: object, *, as_of: datetime | int | None = None
+        self, actor: UserId, public_id: PublicId | str, *, as_of: datetime | int | None = None
     ) -> LicenseView:
         pid = PublicId(public_id)
         with self._reading(as_of, lambda: self._targets_of_license(pid)) as (views, d, today):
@@ -304,7 +304,7 @@ class Queries(ServiceBase):
 
     def pools(
         self,
-        actor: object,
+        actor: UserId,
         *,
         tags: Iterable[str] = (),
         as_of: datetime | int | None = None,
@@ -334,7 +334,7 @@ class Queries(ServiceBase):
             )
         return rows
 
-    def filters(self, actor: object) -> dict[str, LicenseFilter]:
+    def filters(self, actor: UserId) -> dict[str, LicenseFilter]:
         """The actor's saved filter presets by name (R8a)."""
         with self._reading(None) as (views, d, _):
             uid = self._actor(actor, d)
@@ -372,7 +372,7 @@ class Queries(ServiceBase):
         names = _Names(d, views, visible)
         return [_entry(d, target, p, event, names) for p, event in events]
 
-    def history(self, actor: object, target: object) -> list[HistoryEntry]:
+    def history(self, actor: UserId, target: Target) -> list[HistoryEntry]:
         """What happened to a license or pool, oldest first, in causal order (R29).
 
         A license's history includes its pool's events that affect it (its

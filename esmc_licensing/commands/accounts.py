@@ -54,6 +54,7 @@ from ..domain.ids import (
     LicenseKey,
     PoolId,
     PublicId,
+    UserId,
     license_aggregate_id,
     pool_id_for,
 )
@@ -227,7 +228,7 @@ class AccountCommands(ServiceBase):
     # -- commands -----------------------------------------------------------------
 
     def connect_account(
-        self, actor: object, kind: AccountKind, credentials: Credentials
+        self, actor: UserId, kind: AccountKind, credentials: Credentials
     ) -> list[PoolId]:
         """R17: connect an EBA, EMA2 or ELA account and import its licenses.
 
@@ -254,7 +255,7 @@ class AccountCommands(ServiceBase):
         )
         return list(result.pools)
 
-    def disconnect_account(self, actor: object, kind: AccountKind, username: object) -> None:
+    def disconnect_account(self, actor: UserId, kind: AccountKind, username: object) -> None:
         """Stop syncing an account (R12: administrators only); its pools stay."""
         uid = self._actor(actor)
         directory.require_administrator(self._directory(), uid, "disconnecting accounts")
@@ -273,7 +274,7 @@ class AccountCommands(ServiceBase):
         self._execute(decide)
         log.info("%s disconnected", label_of(kind, name.strip()))
 
-    def accounts(self, actor: object) -> list[AccountView]:
+    def accounts(self, actor: UserId) -> list[AccountView]:
         """The accounts ever connected, for administrators (R12)."""
         uid = self._actor(actor)
         directory.require_administrator(self._directory(), uid, "listing accounts")
@@ -296,7 +297,7 @@ class AccountCommands(ServiceBase):
             key=lambda v: (v.kind.value, v.username.casefold()),
         )
 
-    def synchronize(self, actor: object = None) -> SyncReport:
+    def synchronize(self, actor: UserId | None = None) -> SyncReport:
         """R18: sync every connected account and every license-key license.
 
         ``actor=None`` is the scheduled daily sync (recorded as ``sync``); a
@@ -336,7 +337,7 @@ class AccountCommands(ServiceBase):
 
     # -- legacy credentials (R2, R15) -------------------------------------------------
 
-    def convert_credentials(self, actor: object, credentials: Credentials) -> LicenseKey:
+    def convert_credentials(self, actor: UserId, credentials: Credentials) -> LicenseKey:
         """Legacy username/password to a license key, through the activation server (R2)."""
         uid = self._actor(actor)
         directory.require_administrator(self._directory(), uid, "converting legacy credentials")
@@ -355,7 +356,7 @@ class AccountCommands(ServiceBase):
         log.info("legacy credentials of %r converted to a license key", creds.username)
         return key
 
-    def add_legacy_credentials(self, actor: object, credentials: Credentials) -> PublicId:
+    def add_legacy_credentials(self, actor: UserId, credentials: Credentials) -> PublicId:
         """Convert legacy credentials to a key and add the license by that key (R15)."""
         key = self.convert_credentials(actor, credentials)
         add: Callable[[object, str], PublicId] = cast(Any, self).add_license_key

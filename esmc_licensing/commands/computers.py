@@ -48,6 +48,7 @@ from ..domain.ids import (
     ComputerId,
     GroupId,
     PublicId,
+    Target,
     TaskId,
     UserId,
     license_aggregate_id,
@@ -219,9 +220,9 @@ class ComputerCommands(ServiceBase):
 
     def register_computer(
         self,
-        actor: object,
+        actor: UserId,
         name: str,
-        group: object,
+        group: GroupId,
         *,
         fingerprint: str | None = None,
         products: Iterable[str] = (),
@@ -285,7 +286,7 @@ class ComputerCommands(ServiceBase):
 
         return self._execute(decide)
 
-    def computer_connected(self, computer_id: object, at: datetime | None = None) -> None:
+    def computer_connected(self, computer_id: ComputerId, at: datetime | None = None) -> None:
         """An agent check-in (R20, R26); ``at`` None: the clock's now."""
         cid = ComputerId(computer_id)
         if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
@@ -308,7 +309,11 @@ class ComputerCommands(ServiceBase):
     # -- activation and install (R21, R23) ----------------------------------------------
 
     def run_product_activation(
-        self, actor: object, public_id: object, computer_ids: object, product: str | None = None
+        self,
+        actor: UserId,
+        public_id: PublicId | str,
+        computer_ids: Iterable[ComputerId],
+        product: str | None = None,
     ) -> TaskId:
         """Activate a product on computers with a license (R21, R23).
 
@@ -324,7 +329,11 @@ class ComputerCommands(ServiceBase):
         )
 
     def run_software_install(
-        self, actor: object, computer_ids: object, package: str, public_id: object
+        self,
+        actor: UserId,
+        computer_ids: Iterable[ComputerId],
+        package: str,
+        public_id: PublicId | str,
     ) -> TaskId:
         """Install ``package`` (a product) with a license on computers (R21)."""
         name = check_name("package", package, lookalikes=False)
@@ -532,8 +541,8 @@ class ComputerCommands(ServiceBase):
 
     def record_task_result(
         self,
-        task_id: object,
-        computer_id: object,
+        task_id: TaskId,
+        computer_id: ComputerId,
         *,
         succeeded: bool,
         reason: str | None = None,
@@ -563,7 +572,7 @@ class ComputerCommands(ServiceBase):
 
     # -- installer (R22) -----------------------------------------------------------------
 
-    def installer_license(self, actor: object, public_id: object) -> InstallerLicense:
+    def installer_license(self, actor: UserId, public_id: PublicId | str) -> InstallerLicense:
         """A license for an all-in-one agent installer (USE needed, R22); records nothing."""
         uid = self._actor(actor)
         pid = PublicId(public_id)
@@ -620,7 +629,10 @@ class ComputerCommands(ServiceBase):
             )
 
     def deactivate_products(
-        self, actor: object, computer_ids: object, products: Iterable[str] | None = None
+        self,
+        actor: UserId,
+        computer_ids: Iterable[ComputerId],
+        products: Iterable[str] | None = None,
     ) -> TaskId:
         """R24: deactivate products on computers through the activation server.
 
@@ -701,7 +713,7 @@ class ComputerCommands(ServiceBase):
         return left
 
     def remove_computer(
-        self, actor: object, computer_id: object, *, deactivate: bool
+        self, actor: UserId, computer_id: ComputerId, *, deactivate: bool
     ) -> RemovalResult:
         """R25: remove a computer from management (WRITE on its group).
 
@@ -744,8 +756,8 @@ class ComputerCommands(ServiceBase):
 
     def delete_not_connecting_computers(
         self,
-        actor: object,
-        group: object,
+        actor: UserId,
+        group: GroupId,
         days: int,
         *,
         deactivate_license: bool,
@@ -874,7 +886,7 @@ class ComputerCommands(ServiceBase):
             tags=tags.get(computer_target(c.computer_id), frozenset()),
         )
 
-    def computer(self, actor: object, computer_id: object) -> ComputerView:
+    def computer(self, actor: UserId, computer_id: ComputerId) -> ComputerView:
         """A computer with each product's license and its validity (R9, R20)."""
         cid = ComputerId(computer_id)
         with self._reading(None) as (views, d, _):
@@ -886,7 +898,7 @@ class ComputerCommands(ServiceBase):
             raise NotFound("computer", cid)
         return self._computer_view(states[0], tags, licenses)
 
-    def computers(self, actor: object, *, tags: Iterable[str] = ()) -> list[ComputerView]:
+    def computers(self, actor: UserId, *, tags: Iterable[str] = ()) -> list[ComputerView]:
         """The computers the actor may see, by name; with ``tags``, those carrying any (R28)."""
         wanted = frozenset(
             str(t).strip().casefold() for t in ((tags,) if isinstance(tags, str) else tags)
@@ -899,7 +911,7 @@ class ComputerCommands(ServiceBase):
             rows = [v for v in rows if any(t.casefold() in wanted for t in v.tags)]
         return rows
 
-    def task(self, actor: object, task_id: object) -> TaskView:
+    def task(self, actor: UserId, task_id: TaskId) -> TaskView:
         """A client task and each target's result; visible to its creator and to
         users who see every group it acted on."""
         tid = TaskId(task_id)
@@ -923,7 +935,7 @@ class ComputerCommands(ServiceBase):
             created_at=t.created_at,
         )
 
-    def history(self, actor: object, target: object) -> list[HistoryEntry]:
+    def history(self, actor: UserId, target: Target) -> list[HistoryEntry]:
         """Also a computer's history (R29): removed computers keep theirs."""
         if not isinstance(target, ComputerId):
             return super().history(actor, target)  # type: ignore[misc,no-any-return]

@@ -40,7 +40,7 @@ def _effective(d: DirectoryState, user: UserId) -> dict[GroupId, Permission]:
 class DirectoryCommands(ServiceBase):
     # -- directory (R10, R11) ---------------------------------------------------
 
-    def create_group(self, actor: object, name: str, parent: object = None) -> GroupId:
+    def create_group(self, actor: UserId, name: str, parent: GroupId | None = None) -> GroupId:
         """A static group under ``parent`` (None: under All)."""
         uid = self._actor(actor)
         parent_id = None if parent is None else GroupId(parent)
@@ -50,7 +50,7 @@ class DirectoryCommands(ServiceBase):
 
         return self._execute(decide)
 
-    def create_user(self, actor: object, name: str, home_group: object) -> UserId:
+    def create_user(self, actor: UserId, name: str, home_group: GroupId) -> UserId:
         uid = self._actor(actor)
         home = GroupId(home_group)
 
@@ -59,7 +59,7 @@ class DirectoryCommands(ServiceBase):
 
         return self._execute(decide)
 
-    def grant(self, actor: object, user: object, group: object, permission: Permission) -> None:
+    def grant(self, actor: UserId, user: UserId, group: GroupId, permission: Permission) -> None:
         uid = self._actor(actor)
         target = UserId(user)
         gid = GroupId(group)
@@ -71,7 +71,7 @@ class DirectoryCommands(ServiceBase):
 
         self._execute(decide)
 
-    def revoke(self, actor: object, user: object, group: object) -> None:
+    def revoke(self, actor: UserId, user: UserId, group: GroupId) -> None:
         """R11: take back the permission set granted to ``user`` on ``group``
         (administrators only). What the user holds there through a grant on a
         group above stays; revoking what was never granted records nothing.
@@ -94,7 +94,7 @@ class DirectoryCommands(ServiceBase):
             return frozenset(d.groups)
         return d.visible_groups(uid) | {d.users[uid].home_group}
 
-    def groups(self, actor: object) -> list[GroupView]:
+    def groups(self, actor: UserId) -> list[GroupView]:
         """The static groups the actor sees and their own home group, by path.
 
         A path names the groups above too (``All/San Diego/Lab``): it is how a
@@ -110,7 +110,7 @@ class DirectoryCommands(ServiceBase):
         ]
         return sorted(out, key=lambda g: g.path.casefold())
 
-    def users(self, actor: object) -> list[UserView]:
+    def users(self, actor: UserId) -> list[UserView]:
         """The users whose home group the actor sees (and the actor), by name,
         with their grants and effective permissions on the groups the actor
         sees (an administrator sees everything)."""
@@ -128,14 +128,14 @@ class DirectoryCommands(ServiceBase):
             out.append(UserView(user, u.name, u.home_group, grants, effective))
         return sorted(out, key=lambda v: v.name.casefold())
 
-    def tags(self, actor: object) -> list[str]:
+    def tags(self, actor: UserId) -> list[str]:
         """The tag catalogue (R28): shared by every user, its names are not secret."""
         uid = self._actor(actor)
         self._refresh(views=False)
         directory.require_user(self._directory(), uid)
         return sorted(self._tags().tags, key=str.casefold)
 
-    def visible_group_named(self, actor: object, name: str) -> GroupId:
+    def visible_group_named(self, actor: UserId, name: str) -> GroupId:
         """A static group the actor sees (READ, R11), by name or id.
 
         A group outside the actor's visibility answers exactly as one that does

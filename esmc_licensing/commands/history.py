@@ -115,7 +115,7 @@ class HistoryCommands(ServiceBase):
             )
         return uid
 
-    def seal_history(self, actor: object) -> Receipt:
+    def seal_history(self, actor: UserId) -> Receipt:
         """A signed receipt of the history as it ends now (R31).
 
         Every save is already sealed as it is recorded; the receipt, kept by
@@ -134,7 +134,7 @@ class HistoryCommands(ServiceBase):
         assert last is not None
         return seals.make_receipt(ring, last, self._now())
 
-    def verify_history(self, actor: object, receipt: Receipt | None = None) -> HistoryReport:
+    def verify_history(self, actor: UserId, receipt: Receipt | None = None) -> HistoryReport:
         """Check the whole stored history, first event to last, against its seals (R31).
 
         With ``receipt``, also that the log still holds everything up to the
@@ -148,7 +148,7 @@ class HistoryCommands(ServiceBase):
 
     def audit_log(
         self,
-        actor: object,
+        actor: UserId,
         *,
         since: datetime | int | None = None,
         until: datetime | int | None = None,

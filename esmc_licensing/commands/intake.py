@@ -22,7 +22,7 @@ from ..service import Decision, ServiceBase, log
 class IntakeCommands(ServiceBase):
     # -- intake (R12, R15) ------------------------------------------------------
 
-    def add_license_key(self, actor: object, key: str) -> PublicId:
+    def add_license_key(self, actor: UserId, key: str) -> PublicId:
         """Add a license by its key (R15); returns its Public ID.
 
         The key's shape is checked before anything is asked; the activation
@@ -36,7 +36,7 @@ class IntakeCommands(ServiceBase):
         details = self._ask("the activation server", lambda: server.verify_key(license_key))
         return self._intake(uid, details, Source.LICENSE_KEY, license_key)
 
-    def add_offline_license_file(self, actor: object, content: bytes) -> PublicId:
+    def add_offline_license_file(self, actor: UserId, content: bytes) -> PublicId:
         """Add a license from a signed offline license file (R16).
 
         The file must verify with the vendor's public key, be generated for

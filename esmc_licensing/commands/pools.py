@@ -58,7 +58,7 @@ class PoolCommands(ServiceBase):
             out += pool.move(p, target, now, who)
         return d, states, out
 
-    def move_pools(self, actor: object, pool_ids: Iterable[object], to_group: object) -> None:
+    def move_pools(self, actor: UserId, pool_ids: Iterable[PoolId], to_group: GroupId) -> None:
         """R13: distribute pools to a static group (administrators only)."""
         uid = self._actor(actor)
         ids = self._pool_ids(pool_ids)
@@ -70,7 +70,7 @@ class PoolCommands(ServiceBase):
         self._execute(decide)
 
     def preview_move(
-        self, actor: object, pool_ids: Iterable[object], to_group: object
+        self, actor: UserId, pool_ids: Iterable[PoolId], to_group: GroupId
     ) -> MoveImpact:
         """R37: what :meth:`move_pools` with the same arguments would change, recording
         nothing; it refuses what the move would refuse, with the same errors."""
@@ -110,7 +110,7 @@ class PoolCommands(ServiceBase):
             activations_outside={c: frozenset(v) for c, v in outside.items()},
         )
 
-    def remove_pools(self, actor: object, pool_ids: Iterable[object], *, confirm: bool) -> None:
+    def remove_pools(self, actor: UserId, pool_ids: Iterable[PoolId], *, confirm: bool) -> None:
         """R19: remove pools and their licenses; activated products stay activated."""
         uid = self._actor(actor)
         ids = self._pool_ids(pool_ids)

@@ -24,7 +24,7 @@ from ..aggregates import encode_state
 from ..domain import account, directory, license
 from ..domain.errors import DataKeyMissing, LicensingError
 from ..domain.events import TOPICS, DomainEvent, user_actor
-from ..domain.ids import PublicId
+from ..domain.ids import PublicId, UserId
 from ..service import Decision, ServiceBase
 
 #: aggregates re-stated per saved batch
@@ -44,7 +44,7 @@ def _secret_key_ids(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) ->
 
 
 class SecretCommands(ServiceBase):
-    def migrate_secrets(self, actor: object) -> int:
+    def migrate_secrets(self, actor: UserId) -> int:
         """Re-state every current license key and password not sealed with the
         current data key (plain text from before R32, or an older key), as new
         events; returns how many were re-stated. Administrators only.

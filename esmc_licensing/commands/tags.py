@@ -17,6 +17,7 @@ from ..domain.ids import (
     GroupId,
     PoolId,
     PublicId,
+    Target,
     UserId,
     filters_aggregate_id,
 )
@@ -32,7 +33,7 @@ from ..service import Decision, ServiceBase
 class TagCommands(ServiceBase):
     # -- tags (R28) -------------------------------------------------------------
 
-    def create_tag(self, actor: object, name: str) -> None:
+    def create_tag(self, actor: UserId, name: str) -> None:
         uid = self._actor(actor)
 
         def decide() -> Decision[None]:
@@ -45,7 +46,7 @@ class TagCommands(ServiceBase):
 
         self._execute(decide)
 
-    def delete_tag(self, actor: object, name: str) -> None:
+    def delete_tag(self, actor: UserId, name: str) -> None:
         """Deleting a tag unassigns it everywhere, so it needs an administrator."""
         uid = self._actor(actor)
 
@@ -93,16 +94,16 @@ class TagCommands(ServiceBase):
 
         self._execute(decide)
 
-    def assign_tag(self, actor: object, target: object, name: str) -> None:
+    def assign_tag(self, actor: UserId, target: Target, name: str) -> None:
         """Tag a pool (PoolId), a license (PublicId or its string) or a computer (ComputerId)."""
         self._change_tag(actor, target, name, assign=True)
 
-    def unassign_tag(self, actor: object, target: object, name: str) -> None:
+    def unassign_tag(self, actor: UserId, target: Target, name: str) -> None:
         self._change_tag(actor, target, name, assign=False)
 
     # -- saved filters (R8a) ------------------------------------------------------------
 
-    def save_filter(self, actor: object, name: str, license_filter: LicenseFilter) -> None:
+    def save_filter(self, actor: UserId, name: str, license_filter: LicenseFilter) -> None:
         uid = self._actor(actor)
         agg = filters_aggregate_id(uid)
 
@@ -114,7 +115,7 @@ class TagCommands(ServiceBase):
 
         self._execute(decide)
 
-    def delete_filter(self, actor: object, name: str) -> None:
+    def delete_filter(self, actor: UserId, name: str) -> None:
         uid = self._actor(actor)
         agg = filters_aggregate_id(uid)
 

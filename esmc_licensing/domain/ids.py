@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import uuid
-from typing import Final, Self
+from typing import ClassVar, Final, Self
 
 from .errors import InvalidLicenseKey, InvalidPublicId
 
@@ -182,6 +182,8 @@ class _Id(uuid.UUID):
 
     __slots__ = ("_text",)
     _text: str
+    #: what to call instead when a name was given where an id is expected
+    _lookup_hint: ClassVar[str] = ""
 
     def __init__(self, value: object) -> None:
         if isinstance(value, uuid.UUID):
@@ -203,7 +205,7 @@ class _Id(uuid.UUID):
             shown = value if len(value) <= 40 else value[:40] + "…"
             raise InvalidInput(
                 f"{shown!r} is not a {type(self).__name__}: expected a UUID like "
-                "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+                f"1b4e28ba-2fa1-11d2-883f-0016d3cca427{type(self)._lookup_hint}"
             ) from None
 
     def __str__(self) -> str:
@@ -237,22 +239,32 @@ class _Id(uuid.UUID):
 
 class PoolId(_Id):
     __slots__ = ()
+    _lookup_hint = '; pools are listed by pools(actor), each with its pool_id'
 
 
 class GroupId(_Id):
     __slots__ = ()
+    _lookup_hint = '; to find a group by name use group_named(name), or groups(actor) for all'
 
 
 class UserId(_Id):
     __slots__ = ()
+    _lookup_hint = '; to find a user by name use user_named(name), or users(actor) for all'
 
 
 class ComputerId(_Id):
     __slots__ = ()
+    _lookup_hint = '; computers(actor) lists them with their computer_id'
 
 
 class TaskId(_Id):
     __slots__ = ()
+    _lookup_hint = '; the command that started a task returned its TaskId'
+
+
+#: what a tag or a history is about: a pool, a license (its Public ID or that
+#: text) or a computer
+Target = PoolId | PublicId | ComputerId | str
 
 
 class AggregateId(_Id):
