@@ -1563,7 +1563,7 @@ def history(
             f"{k}={shown(k, v, d)}" for k, v in d.items()
             if v not in ("", None) and not beside(k, d)
         )
-        table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor,
+        table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor_name,
                       e.what, details)
     _console().print(table)
 
@@ -3181,7 +3181,10 @@ class ExportFormat(enum.Enum):
     CSV = "csv"
 
 
-_CSV_COLUMNS = ("position", "when", "actor", "what", "target", "sealed", "details")
+_CSV_COLUMNS = (
+    "position", "when", "actor", "actor_name", "what", "target", "target_name", "sealed",
+    "details",
+)
 
 
 @audit_app.command("export")
@@ -3251,8 +3254,10 @@ def audit_export(
                 "position": entry.position,
                 "when": entry.when.isoformat(),
                 "actor": entry.actor,
+                "actor_name": entry.actor_name,
                 "what": entry.what,
                 "target": entry.target,
+                "target_name": entry.target_name,
                 "sealed": sealed(entry.position),
                 "details": dict(entry.details),
             }

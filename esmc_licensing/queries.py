@@ -450,6 +450,16 @@ class _Names:
             return None, None
         return value, state.name
 
+    def target(self, target: str) -> str | None:
+        """A history's target by name: a license by its Public ID, a pool or a
+        computer by its name (None when the reader may not see it)."""
+        kind, _, key = target.partition(":")
+        if kind == "license":
+            return key
+        if kind in ("pool", "computer"):
+            return self.entity(kind, key)[1]
+        return None
+
     def shown(self, raw: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, raw_value in raw.items():
@@ -476,11 +486,15 @@ class _Names:
 def _entry(
     d: DirectoryState, target: str, position: int, event: DomainEvent, names: _Names
 ) -> HistoryEntry:
+    """The one way an event becomes a history entry (histories and the audit log)."""
+    actor = event.actor
     return HistoryEntry(
         when=event.timestamp,
-        actor=actor_name(d, event.actor),
+        actor=actor.removeprefix("user:"),
+        actor_name=actor_name(d, actor),
         what=event_name(event),
         target=target,
+        target_name=names.target(target),
         details=names.shown(details(event)),
         position=position,
     )

@@ -212,7 +212,7 @@ def test_r29_history_timeline_with_since_and_until(demo: Run) -> None:
         "All", "San Diego")
     added = entries[0]["details"]
     assert added["units"] == 50 and added["subscription"] is False  # typed in JSON too
-    assert {e["actor"] for e in entries} == {"Administrator"}
+    assert {e["actor_name"] for e in entries} == {"Administrator"}
     for e in entries:
         assert datetime.fromisoformat(e["when"]).tzinfo is not None
         assert {"when", "actor", "what", "target", "details"} <= set(e)

@@ -43,14 +43,14 @@ def test_r29_license_history_says_who_when_and_what(
     # as it happened: added, then its pool made for it, which it joins (R29)
     assert whats(history) == ["LicenseAdded", "PoolCreated", "LicenseJoinedPool", "TagAssigned"]
     added, created, _, tagged = history
-    assert (added.when, added.actor) == (added_at, "Administrator")
+    assert (added.when, added.actor_name) == (added_at, "Administrator")
     assert added.details["public_id"] == "3AB-C12-D34"
     assert added.details["units"] == 10  # typed, not text
     assert added.details["subscription"] is False
     assert added.details["expires"] == "2027-06-30"
     assert created.details["group_name"] == "All"
     assert [e.position for e in history] == sorted(e.position for e in history)
-    assert (tagged.when, tagged.actor) == (tagged_at, "Administrator")
+    assert (tagged.when, tagged.actor_name) == (tagged_at, "Administrator")
     assert tagged.details["name"] == "Branch"
     assert all(e.when.tzinfo is not None and e.when.utcoffset() == timedelta(0) for e in history)
     assert all(e.target == f"license:{pid}" for e in history)
@@ -65,7 +65,7 @@ def test_r29_history_names_the_acting_branch_admin(
     app.create_tag(story.john, "Johns")
     app.assign_tag(story.john, pid, "Johns")
     last = app.history(story.john, pid)[-1]
-    assert (last.what, last.actor) == ("TagAssigned", "John")
+    assert (last.what, last.actor_name) == ("TagAssigned", "John")
 
 
 def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
@@ -97,12 +97,12 @@ def test_r29_license_history_includes_its_pools_moves_tags_and_removal(
         "LicenseRemoved",
     ]
     move = next(e for e in history if e.what == "PoolMoved")
-    assert move.when == moved_at and move.actor == "Administrator"
+    assert move.when == moved_at and move.actor_name == "Administrator"
     assert move.details["from_group"] == str(app.all_group)
     assert move.details["to_group"] == str(story.san_diego)
     assert (move.details["from_group_name"], move.details["to_group_name"]) == ("All", "San Diego")
     pool_tag = next(e for e in history if e.what == "TagAssigned")
-    assert pool_tag.actor == "John" and pool_tag.details["target"] == f"pool:{pool_id}"
+    assert pool_tag.actor_name == "John" and pool_tag.details["target"] == f"pool:{pool_id}"
     assert "Sibling only" not in str([e.details for e in history])
     untag = next(e for e in history if e.what == "TagUnassigned")
     assert untag.details["target"] == f"pool:{pool_id}" and untag.when == clock.now()
@@ -134,7 +134,7 @@ def test_r29_pool_history_lists_creation_joins_moves_tags_and_removal(
         "PoolRemoved",
     ]
     assert history[-1].details["public_ids"]  # the removal names the licenses it took
-    assert all(e.actor == "Administrator" for e in history)
+    assert all(e.actor_name == "Administrator" for e in history)
     positions = [e.position for e in history]
     assert positions == sorted(positions)
 
@@ -317,3 +317,20 @@ def test_r29_a_branch_users_history_shows_nothing_outside_their_visibility(
                     if key.endswith("_name") and isinstance(value, str):
                         assert value.casefold() not in hidden_names, (e.what, key)
     app.close()
+
+
+def test_r29_an_entry_names_its_actor_and_target_by_id_and_by_name(
+    story: Story, app: LicenseManagement, vendor
+) -> None:
+    pid = app.add_license_key(story.admin, issue(vendor, "4AB-C12-D34", owner="Acme"))
+    pool = pool_of(app, pid)
+    app.move_pools(story.admin, [pool], story.san_diego)
+    app.create_tag(story.admin, "Branch")
+    app.assign_tag(story.john, pid, "Branch")
+    added = app.history(story.admin, pid)[0]
+    assert (added.actor, added.actor_name) == (str(story.admin), "Administrator")
+    assert (added.target, added.target_name) == ("license:4AB-C12-D34", "4AB-C12-D34")
+    tagged = app.history(story.john, pid)[-1]
+    assert (tagged.actor, tagged.actor_name) == (str(story.john), "John")
+    moved = next(e for e in app.history(story.admin, pool) if e.what == "PoolMoved")
+    assert (moved.target, moved.target_name) == (f"pool:{pool}", "Acme")

@@ -27,9 +27,9 @@ from ..domain.events import DomainEvent, Emitter, SealingStarted
 from ..domain.ids import DIRECTORY_ID, UserId
 from ..domain.values import Permission
 from ..keyring import Keyring
-from ..projections.fold import details, entity_key, event_name
+from ..projections.fold import entity_key
 from ..projections.views import HistoryEntry
-from ..queries import _Names, actor_name
+from ..queries import _entry, _Names
 from ..seals import HistoryReport, Receipt, SealKeyMissing
 from ..service import Decision, ServiceBase
 
@@ -182,14 +182,7 @@ class HistoryCommands(ServiceBase):
                 continue
             if isinstance(until, datetime) and event.timestamp > until:
                 continue  # several processes: their clocks need not agree exactly
-            yield HistoryEntry(
-                when=event.timestamp,
-                actor=actor_name(d, event.actor),
-                what=event_name(event),
-                target=_target_of(event),
-                details=names.shown(details(event)),
-                position=position,
-            )
+            yield _entry(d, _target_of(event), position, event, names)
 
 
     def first_recorded(self) -> datetime | None:

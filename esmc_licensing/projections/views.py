@@ -101,6 +101,12 @@ class MoveImpact:
 
 @attrs.frozen
 class HistoryEntry:
+    """One event of a history (R29). ``actor`` is the user's id (or ``system``,
+    ``sync``, an agent…), ``actor_name`` the name to show; ``target`` names the
+    object the way the audit index does (``license:3AB-C12-D34``, ``pool:<id>``,
+    ``computer:<id>``), ``target_name`` its Public ID or name (None when the
+    reader may not see it)."""
+
     when: datetime
     actor: str
     what: str
@@ -108,6 +114,8 @@ class HistoryEntry:
     #: JSON-typed values (R29): ints, bools, ISO dates, names beside ids
     details: Mapping[str, Any]
     position: int = 0
+    actor_name: str = ""
+    target_name: str | None = None
 
 
 # -- computers and client tasks (R20-R26) ------------------------------------------
