@@ -1604,10 +1604,12 @@ def _describe(f: LicenseFilter) -> str:
 
 @app.command()
 @handled
-def filters(ctx: typer.Context, json_: JsonOption = False) -> None:
+def filters(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
     """Your saved license filters (R8a)."""
     session = _session(ctx)
-    presets = session.app.filters(session.actor)
+    when = _as_of(session, as_of, json_, {})
+    with _replaying(session, when):
+        presets = session.app.filters(session.actor, as_of=when)
     if json_:
         _print_json({name: to_jsonable(f) for name, f in sorted(presets.items())})
         return
@@ -2587,11 +2589,14 @@ def _products_text(view: ComputerView) -> str:
 
 @app.command("computers")
 @handled
-def computers_(ctx: typer.Context, tag: TagOption = None, json_: JsonOption = False) -> None:
+def computers_(ctx: typer.Context, tag: TagOption = None, as_of: AsOfOption = None,
+               json_: JsonOption = False) -> None:
     """The computers you may see, with their products and licenses (R9, R20; --tag, R28)."""
     session = _session(ctx)
     lm = session.app
-    views = lm.computers(session.actor, tags=tag or ())
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views = lm.computers(session.actor, tags=tag or (), as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -2615,12 +2620,15 @@ def computer_(
     ctx: typer.Context,
     computer: Annotated[str, typer.Argument(metavar="COMPUTER",
                                             help="A computer by id, id prefix or name.")],
+    as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
     """One computer: each product, the license it is activated with and its validity (R9)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    view = lm.computer(actor, _computer(lm, actor, computer))
+    when = _as_of(session, as_of, json_, None)
+    with _replaying(session, when):
+        view = lm.computer(actor, _computer(lm, actor, computer), as_of=when)
     names = _group_namer(lm)
     if json_:
         _print_json(to_jsonable(view, names))
@@ -2941,6 +2949,7 @@ def delete_not_connecting(
 def task_(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="TASK_ID")],
+    as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
     """A client task and each target's result (R21)."""
@@ -2950,7 +2959,9 @@ def task_(
         tid = TaskId(uuid.UUID(task_id.strip()))
     except ValueError:
         raise InvalidInput(f"a task id is a UUID, not {task_id!r}") from None
-    view = lm.task(actor, tid)
+    when = _as_of(session, as_of, json_, None)
+    with _replaying(session, when):
+        view = lm.task(actor, tid, as_of=when)
     if json_:
         _print_json(to_jsonable(view))
         return

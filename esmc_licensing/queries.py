@@ -334,9 +334,12 @@ class Queries(ServiceBase):
             )
         return rows
 
-    def filters(self, actor: UserId) -> dict[str, LicenseFilter]:
-        """The actor's saved filter presets by name (R8a)."""
-        with self._reading(None) as (views, d, _):
+    def filters(
+        self, actor: UserId, *, as_of: datetime | int | None = None
+    ) -> dict[str, LicenseFilter]:
+        """The actor's saved filter presets by name (R8a); with ``as_of``, as they
+        were then (R30)."""
+        with self._reading(as_of) as (views, d, _):
             uid = self._actor(actor, d)
             state = views.state("filters", str(uid))
         return dict(state.presets) if state else {}

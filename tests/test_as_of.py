@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 
 from esmc_licensing import (
     Adapters,
     InMemoryActivationServer,
+    InMemoryAgents,
+    LicenseFilter,
     LicenseManagement,
     ManualClock,
     NotFound,
+    StatusLevel,
 )
 from esmc_licensing.testing.strategies import World, commands
 
-from .conftest import START
+from .conftest import PRODUCT, START, AppFactory, issue
 
 
 @settings(max_examples=max(5, int(settings().max_examples * 0.6)), deadline=None)
@@ -49,3 +53,29 @@ def test_r30_one_license_as_of_t_equals_the_whole_store_replay(sequence) -> None
                 else:
                     assert whole.get(alone.public_id) == alone, (t, pid)
     app.close()
+
+
+def test_r30_computers_tasks_and_filters_as_they_were(
+    make_app: AppFactory, vendor: InMemoryActivationServer, clock: ManualClock
+) -> None:
+    app = make_app(agents=InMemoryAgents())
+    admin = app.administrator
+    pid = app.add_license_key(admin, issue(vendor, "ASO-000-001"))
+    before = clock.now()
+    clock.advance(timedelta(hours=1))
+    pc = app.register_computer(admin, "pc-1", app.all_group, fingerprint="hw-1", products=[PRODUCT])
+    app.save_filter(admin, "bad", LicenseFilter(levels=(StatusLevel.ERROR,)))
+    registered = clock.now()
+    clock.advance(timedelta(hours=1))
+    task = app.run_product_activation(admin, pid, [pc])
+    app.delete_filter(admin, "bad")
+    assert app.computers(admin, as_of=before) == []
+    then = app.computer(admin, pc, as_of=registered)
+    assert then.name == "pc-1" and not any(p.activated for p in then.products)
+    assert any(p.activated for p in app.computer(admin, pc).products)
+    assert [c.computer_id for c in app.computers(admin, as_of=registered)] == [pc]
+    with pytest.raises(NotFound):  # it did not exist yet
+        app.task(admin, task, as_of=registered)
+    assert app.task(admin, task).task_id == task
+    assert set(app.filters(admin, as_of=registered)) == {"bad"}
+    assert app.filters(admin) == {}

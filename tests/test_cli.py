@@ -580,3 +580,12 @@ def test_r14_unknown_names_get_suggestions_from_what_the_actor_sees_and_groups_t
     ok(demo("create-group", "Lab", "--parent", "All/San Diego"))
     assert "All/San Diego/Lab" in [g["path"] for g in js(demo("groups", "--json"))]  # type: ignore[union-attr]
     refused(demo("create-group", "Lab2", "--parent", "All/Sydny"), 1, "did you mean 'All/Sydney'")
+
+
+def test_r30_every_query_takes_as_of(demo: Run) -> None:
+    for query in (["computers"], ["filters"], ["licenses"], ["pools"]):
+        shown = ok(demo(*query, "--as-of", "2000-01-01"))
+        assert "Nothing was recorded before 2000-01-01" in shown.stdout, query
+    today = datetime.now(UTC).date().isoformat()
+    assert js(demo("filters", "--as-of", today, "--json")) == js(demo("filters", "--json"))
+    assert js(demo("computers", "--as-of", today, "--json")) == js(demo("computers", "--json"))

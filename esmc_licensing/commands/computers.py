@@ -886,10 +886,13 @@ class ComputerCommands(ServiceBase):
             tags=tags.get(computer_target(c.computer_id), frozenset()),
         )
 
-    def computer(self, actor: UserId, computer_id: ComputerId) -> ComputerView:
-        """A computer with each product's license and its validity (R9, R20)."""
+    def computer(
+        self, actor: UserId, computer_id: ComputerId, *, as_of: datetime | int | None = None
+    ) -> ComputerView:
+        """A computer with each product's license and its validity (R9, R20);
+        with ``as_of``, as it was then (R30)."""
         cid = ComputerId(computer_id)
-        with self._reading(None) as (views, d, _):
+        with self._reading(as_of) as (views, d, _):
             uid = self._actor(actor, d)
             states, tags, licenses = views.computer_rows(
                 visible_groups(d, uid), computer_id=str(cid)
@@ -898,12 +901,19 @@ class ComputerCommands(ServiceBase):
             raise NotFound("computer", cid)
         return self._computer_view(states[0], tags, licenses)
 
-    def computers(self, actor: UserId, *, tags: Iterable[str] = ()) -> list[ComputerView]:
-        """The computers the actor may see, by name; with ``tags``, those carrying any (R28)."""
+    def computers(
+        self,
+        actor: UserId,
+        *,
+        tags: Iterable[str] = (),
+        as_of: datetime | int | None = None,
+    ) -> list[ComputerView]:
+        """The computers the actor may see, by name; with ``tags``, those carrying
+        any (R28); with ``as_of``, as they were then (R30)."""
         wanted = frozenset(
             str(t).strip().casefold() for t in ((tags,) if isinstance(tags, str) else tags)
         )
-        with self._reading(None) as (views, d, _):
+        with self._reading(as_of) as (views, d, _):
             uid = self._actor(actor, d)
             states, tags_of, licenses = views.computer_rows(visible_groups(d, uid))
         rows = [self._computer_view(c, tags_of, licenses) for c in states]
@@ -911,11 +921,13 @@ class ComputerCommands(ServiceBase):
             rows = [v for v in rows if any(t.casefold() in wanted for t in v.tags)]
         return rows
 
-    def task(self, actor: UserId, task_id: TaskId) -> TaskView:
+    def task(
+        self, actor: UserId, task_id: TaskId, *, as_of: datetime | int | None = None
+    ) -> TaskView:
         """A client task and each target's result; visible to its creator and to
-        users who see every group it acted on."""
+        users who see every group it acted on; with ``as_of``, as it was then (R30)."""
         tid = TaskId(task_id)
-        with self._reading(None) as (views, d, _):
+        with self._reading(as_of) as (views, d, _):
             uid = self._actor(actor, d)
             t = views.state("task", str(tid))
             visible = d.visible_groups(uid)
