@@ -114,20 +114,34 @@ class Keyring:
         return Keyring(self.purpose, tuple(e for e in self.entries if e[0] != key_id_))
 
 
-def from_setting(purpose: str, value: str, *, variable: str) -> Keyring:
-    """One key from an environment setting.
+def from_setting(
+    purpose: str, value: str, *, variable: str, passphrase: bool = False
+) -> Keyring:
+    """Keys from an environment setting: base64 of 32 bytes each, separated by
+    commas, oldest first (the last is current).
 
-    A value that is base64 of exactly 32 bytes is that key; any other non-empty
-    text is used as its UTF-8 bytes, so seal keys set as passphrases by earlier
-    versions keep verifying the seals made with them.
+    With ``passphrase`` (seal keys), a value that is not such a list is one key,
+    its UTF-8 bytes, so seal keys set as passphrases by earlier versions keep
+    verifying the seals made with them.
     """
-    if not value:
+    if not value.strip():
         raise KeyringError(f"{variable} is set but empty; unset it or give it a key")
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    return Keyring.of(purpose, raw if len(raw) == KEY_BYTES else value.encode())
+    keys = []
+    for part in value.split(","):
+        try:
+            raw = base64.b64decode(part.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != KEY_BYTES:
+            if passphrase:
+                return Keyring.of(purpose, value.encode())
+            raise KeyringError(
+                f"{variable} must be base64 keys of 32 bytes separated by commas "
+                '(make one with: python -c "import base64,os;'
+                'print(base64.b64encode(os.urandom(32)).decode())")'
+            )
+        keys.append(raw)
+    return Keyring.of(purpose, *keys)
 
 
 def _check_private(path: Path, purpose: str) -> None:

@@ -103,7 +103,7 @@ def seal_keyring(env: Mapping[str, str] | Any) -> Keyring | None:
     if path:
         return read_key_file(Path(os.path.expanduser(str(path))), "seal")
     if value is not None:
-        return from_setting("seal", str(value), variable=SEAL_KEY_VARIABLE)
+        return from_setting("seal", str(value), variable=SEAL_KEY_VARIABLE, passphrase=True)
     return None
 
 

@@ -511,11 +511,7 @@ class ServiceBase(Application[uuid.UUID]):
                 self._pending_touched.clear()
         if positions and positions[-1] - self._views_position >= self.views_lag:
             self._catch_up_views(positions[-1])
-        self._after_save(positions)
         return positions
-
-    def _after_save(self, positions: list[int]) -> None:
-        """A hook run after every save (the history area seals here, R31)."""
 
     @contextmanager
     def _reading(

@@ -53,9 +53,19 @@ def test_r31_an_unknown_key_id_is_named_and_no_key_appears_in_reprs() -> None:
 def test_r31_a_setting_is_a_base64_key_or_a_passphrase() -> None:
     key = bytes(range(32))
     assert from_setting("seal", base64.b64encode(key).decode(), variable="X").current == key
-    assert from_setting("seal", "correct horse", variable="X").current == b"correct horse"
+    assert (
+        from_setting("seal", "correct horse", variable="X", passphrase=True).current
+        == b"correct horse"
+    )
     with pytest.raises(KeyringError, match="X is set but empty"):
         from_setting("seal", "", variable="X")
+    # data keys: only base64 keys, several separated by commas, the last current (R32)
+    with pytest.raises(KeyringError, match="base64 keys of 32 bytes"):
+        from_setting("data", "correct horse", variable="X")
+    other = bytes(range(1, 33))
+    both = f"{base64.b64encode(key).decode()},{base64.b64encode(other).decode()}"
+    ring = from_setting("data", both, variable="X")
+    assert ring.current == other and ring.key(key_id(key)) == key
 
 
 def test_r32_forgetting_a_key_keeps_the_others() -> None:

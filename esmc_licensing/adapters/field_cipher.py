@@ -41,6 +41,7 @@ from ..keyring import (
     KEY_BYTES,
     Keyring,
     KeyringError,
+    from_setting,
     generate_key,
     key_id,
     read_key_file,
@@ -246,27 +247,6 @@ def process_keyring() -> Keyring:
     return Keyring.of(PURPOSE, _process_key[0])
 
 
-def keyring_from_setting(value: str, variable: str = DATA_KEY_VARIABLE) -> Keyring:
-    """``ESMC_DATA_KEY``: base64 keys of 32 bytes, separated by commas, oldest first."""
-    keys = []
-    for part in value.split(","):
-        text = part.strip()
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != KEY_BYTES:
-            raise KeyringError(
-                f"{variable} must be base64 keys of 32 bytes separated by commas "
-                '(make one with: python -c "import base64,os;'
-                'print(base64.b64encode(os.urandom(32)).decode())")'
-            )
-        keys.append(raw)
-    if not keys:
-        raise KeyringError(f"{variable} is set but empty; unset it or give it a key")
-    return Keyring.of(PURPOSE, *keys)
-
-
 def data_key_file(path: str | Path) -> str:
     """``path``, after creating a data key file there (0600, one new key) if none
     exists: the value for ``ESMC_DATA_KEY_FILE`` of an embedding application
@@ -305,7 +285,7 @@ def data_keyring(settings: Mapping[str, Any]) -> Keyring | None:
             f"both {DATA_KEY_VARIABLE} and {DATA_KEY_FILE_VARIABLE} are set; keep one"
         )
     if value:
-        return keyring_from_setting(str(value))
+        return from_setting(PURPOSE, str(value), variable=DATA_KEY_VARIABLE)
     if path:
         return read_key_file(Path(str(path)).expanduser(), PURPOSE)
     return None
@@ -322,7 +302,6 @@ __all__ = [
     "data_keyring",
     "is_sealed",
     "key_id",
-    "keyring_from_setting",
     "license_key_data",
     "license_key_from_data",
     "lost",

@@ -61,8 +61,8 @@ from ..domain.errors import (
     LicensingError,
 )
 from ..domain.ids import ComputerId, LicenseKey, PublicId, TaskId
-from ..keyring import KEY_BYTES, Keyring
-from .field_cipher import FieldCipher, is_sealed, keyring_from_setting
+from ..keyring import KEY_BYTES, Keyring, from_setting
+from .field_cipher import FieldCipher, is_sealed
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis
@@ -169,7 +169,9 @@ def agent_keys(key: AgentKeys | Keyring | str | None = None) -> AgentKeys | None
         key = os.environ.get(AGENT_KEY_VARIABLE) or None
     if key is None:
         return None
-    ring = key if isinstance(key, Keyring) else keyring_from_setting(key, AGENT_KEY_VARIABLE)
+    if isinstance(key, Keyring):
+        return AgentKeys(key)
+    ring = from_setting("agent", key, variable=AGENT_KEY_VARIABLE)
     return AgentKeys(ring)
 
 
