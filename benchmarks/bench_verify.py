@@ -63,15 +63,7 @@ def build(path: Path, events: int, per_save: int, key: bytes) -> int:
             seal = sealer.seal(previous, rows[i : i + per_save])
             conn.execute(
                 "INSERT INTO stored_events_seals VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    seal.seq,
-                    seal.first,
-                    seal.last,
-                    seal.positions,
-                    seal.key_id,
-                    seal.digests,
-                    seal.chain,
-                ),
+                seal,  # a SealRow: its fields in the table's column order
             )
             previous = seal
         after = rows[-1][0]

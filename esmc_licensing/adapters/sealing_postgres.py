@@ -68,15 +68,7 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
                 SQL("INSERT INTO {0} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
                     self._seals_ident
                 ),
-                (
-                    seal.seq,
-                    seal.first,
-                    seal.last,
-                    seal.positions,
-                    seal.key_id,
-                    seal.digests,
-                    seal.chain,
-                ),
+                seal,  # a SealRow: its fields in the table's column order
             )
         return ids
 
