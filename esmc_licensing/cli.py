@@ -3006,15 +3006,13 @@ def rotate_data_key(ctx: typer.Context) -> None:
     Creates the key file (mode 0600) when there is none. Run `migrate-secrets`
     afterwards to re-state the current secrets with the new key.
     """
-    from .keyring import create_key_file, read_key_file, write_key_file
+    from .keyring import rotate_key_file
 
     path = _data_key_file(ctx)
-    if not path.exists():
-        ring = create_key_file(path, "data")
+    ring, created = rotate_key_file(path, "data")
+    if created:
         _say(f"Created the data key file {path} with key {ring.current_id} (mode 0600).")
         return
-    ring = read_key_file(path, "data").rotated()
-    write_key_file(path, ring)
     older = ", ".join(ring.ids[:-1])
     _say(
         f"Data key {ring.current_id} is now current in {path}; {older} stay to read "
@@ -3169,17 +3167,15 @@ def rotate_seal_key(
 ) -> None:
     """Add a new current key to a seal key file (R31); older keys stay to verify
     the seals they made. Point ESMC_SEAL_KEY_FILE at the file."""
-    from .keyring import create_key_file, read_key_file, write_key_file
+    from .keyring import rotate_key_file
 
     path = Path(key_file).expanduser()
-    if path.exists():
-        ring = read_key_file(path, "seal").rotated()
-        write_key_file(path, ring)
+    ring, created = rotate_key_file(path, "seal")
+    if created:
+        _say(f"Created the seal key file {path} (mode 0600) with key id {ring.current_id}.")
+    else:
         _say(f"Rotated the seal key in {path}: new saves are sealed with key id "
              f"{ring.current_id}; key ids {', '.join(ring.ids[:-1])} still verify older seals.")
-    else:
-        ring = create_key_file(path, "seal")
-        _say(f"Created the seal key file {path} (mode 0600) with key id {ring.current_id}.")
 
 
 audit_app = typer.Typer(help="The whole audit log (R29, R31): export it for a SIEM.",

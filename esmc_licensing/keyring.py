@@ -238,3 +238,14 @@ def create_key_file(path: Path, purpose: str) -> Keyring:
     ring = Keyring.of(purpose, generate_key())
     write_key_file(path, ring)
     return ring
+
+
+def rotate_key_file(path: Path, purpose: str) -> tuple[Keyring, bool]:
+    """Add a new current key to the key file at ``path``, creating the file
+    (mode 0600, one key) when there is none; returns the keyring and whether
+    the file was created. Older keys stay, to read what they made."""
+    if not path.exists():
+        return create_key_file(path, purpose), True
+    ring = read_key_file(path, purpose).rotated()
+    write_key_file(path, ring)
+    return ring, False
