@@ -2444,10 +2444,12 @@ def _when_text(moment: datetime | None) -> str:
 
 @app.command()
 @handled
-def accounts(ctx: typer.Context, json_: JsonOption = False) -> None:
+def accounts(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
     """The accounts ever connected (administrators); never their passwords."""
     session = _session(ctx)
-    views = session.app.accounts(session.actor)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views = session.app.accounts(session.actor, as_of=when)
     if json_:
         _print_json([to_jsonable(v) for v in views])
         return

@@ -14,18 +14,24 @@ import pytest
 from hypothesis import given, settings
 
 from esmc_licensing import (
+    AccountKind,
     Adapters,
+    Credentials,
+    InMemoryAccounts,
     InMemoryActivationServer,
     InMemoryAgents,
     LicenseFilter,
     LicenseManagement,
     ManualClock,
     NotFound,
+    PermissionDenied,
     StatusLevel,
 )
 from esmc_licensing.testing.strategies import World, commands
 
 from .conftest import PRODUCT, START, AppFactory, issue
+
+ELA = Credentials("legacy-admin", "ela-Passw0rd!")
 
 
 @settings(max_examples=max(5, int(settings().max_examples * 0.6)), deadline=None)
@@ -79,3 +85,54 @@ def test_r30_computers_tasks_and_filters_as_they_were(
     assert app.task(admin, task).task_id == task
     assert set(app.filters(admin, as_of=registered)) == {"bad"}
     assert app.filters(admin) == {}
+
+
+def test_r30_accounts_as_they_were(
+    make_app: AppFactory, vendor: InMemoryActivationServer, clock: ManualClock
+) -> None:
+    accounts = InMemoryAccounts(vendor)
+    app = make_app(accounts=accounts)
+    admin = app.administrator
+    issue(vendor, "ACM-000-001", owner="")
+    accounts.add_ela_account(ELA, ["ACM-000-001"])
+    before = app.position
+    clock.advance(timedelta(hours=1))
+    app.connect_account(admin, AccountKind.ELA, ELA)
+    connected = app.position
+    clock.advance(timedelta(hours=1))
+    app.disconnect_account(admin, AccountKind.ELA, ELA.username)
+    assert app.accounts(admin, as_of=before) == []
+    [then] = app.accounts(admin, as_of=connected)
+    assert (then.username, then.connected, then.last_synced) == (ELA.username, True, clock.now()
+                                                                 - timedelta(hours=1))
+    assert app.accounts(admin, as_of=clock.now() - timedelta(minutes=1)) == [then]
+    [now] = app.accounts(admin)
+    assert not now.connected and app.accounts(admin, as_of=app.position) == [now]
+    # the same rights as then: a branch user is refused, as they are now
+    user = app.create_user(admin, "Branch", app.create_group(admin, "Branch"))
+    with pytest.raises(PermissionDenied):
+        app.accounts(user, as_of=app.position)
+    with pytest.raises(NotFound):  # the user did not exist yet
+        app.accounts(user, as_of=connected)
+
+
+def test_r30_accounts_on_the_command_line_take_as_of(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from esmc_licensing import cli
+
+    from .cli_support import js, ok
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(cli.app, ["--store", str(tmp_path / "s.db"), *args],
+                             env={"ESMC_LICENSING_STORE": None, "ESMC_SEAL_KEY": None,
+                                  "ESMC_LICENSING_USER": None, "COLUMNS": "200"})
+
+    ok(run("demo"))
+    shown = ok(run("accounts", "--as-of", "2000-01-01"))
+    assert "Nothing was recorded before 2000-01-01" in shown.stdout
+    assert js(run("accounts", "--as-of", "0", "--json")) == []
+    assert js(run("accounts", "--as-of", "3", "--json")) == js(run("accounts", "--json")) == []

@@ -274,12 +274,19 @@ class AccountCommands(ServiceBase):
         self._execute(decide)
         log.info("%s disconnected", label_of(kind, name.strip()))
 
-    def accounts(self, actor: UserId) -> list[AccountView]:
-        """The accounts ever connected, for administrators (R12)."""
-        uid = self._actor(actor)
-        directory.require_administrator(self._directory(), uid, "listing accounts")
-        self._refresh()
-        states = self.views.states("account")
+    def accounts(
+        self, actor: UserId, *, as_of: datetime | int | None = None
+    ) -> list[AccountView]:
+        """The accounts ever connected, for administrators (R12); with ``as_of``
+        (a timezone-aware datetime or a log position), as they were then (R30)."""
+
+        def targets() -> list[str]:  # every account's events, none of the licenses'
+            return [f"account:{s.account_id}" for s in self.views.states("account")]
+
+        with self._reading(as_of, targets) as (views, d, _):
+            uid = self._actor(actor, d)
+            directory.require_administrator(d, uid, "listing accounts")
+            states = views.states("account")
         return sorted(
             (
                 AccountView(
