@@ -23,7 +23,8 @@ from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, Target, UserId
 from .domain.values import LicenseType, Policy, Source
 from .forecasting import Forecasts
-from .projections.fold import details, event_name, license_target, pool_target
+from .history_names import Names, entry
+from .projections.fold import license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
 from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
 from .service import ServiceBase
@@ -372,7 +373,8 @@ class Queries(ServiceBase):
                     (q, e) for q, e in self.event_log.at(created) if isinstance(e, PoolCreated)
                 ]
                 events = sorted([*events, *extra], key=lambda pe: pe[0])
-        names = _Names(d, views, visible)
+        names = _Names(d, views, visible, self.event_log)  # names as they were then (R29)
+        names.prefetch((target, event) for _, event in events)
         return [_entry(d, target, p, event, names) for p, event in events]
 
     def history(self, actor: UserId, target: Target) -> list[HistoryEntry]:
@@ -403,104 +405,15 @@ class Queries(ServiceBase):
             return self._history(views, d, license_target(pid), shown)
 
 
-#: detail keys that name a static group
-_GROUP_KEYS = frozenset({"group", "from_group", "to_group", "parent", "home_group"})
-
-
-class _Names:
-    """Names beside ids in history details, and what the reader may not see (R29, R14).
-
-    Groups and users cannot be renamed and pools keep their names, so their
-    names now are their names then.
-    """
-
-    def __init__(
-        self, d: DirectoryState, views: ViewStore, visible: frozenset[GroupId] | None
-    ) -> None:
-        self.d = d
-        self.views = views
-        self.visible = visible
-
-    def _sees(self, group: object) -> bool:
-        return self.visible is None or group in self.visible
-
-    def group(self, value: Any) -> tuple[Any, str | None]:
-        try:
-            gid = GroupId(value)
-        except Exception:
-            return value, None
-        g = self.d.groups.get(gid)
-        if not self._sees(gid):
-            return None, None
-        return value, g.name if g is not None else None
-
-    def user(self, value: Any) -> tuple[Any, str | None]:
-        try:
-            u = self.d.users.get(UserId(value))
-        except Exception:
-            return value, None
-        if u is None:
-            return value, None
-        if not self._sees(u.home_group):
-            return None, None
-        return value, u.name
-
-    def entity(self, kind: str, value: Any) -> tuple[Any, str | None]:
-        state = self.views.state(kind, str(value)) if value else None
-        if state is None:
-            return value, None
-        if not self._sees(state.group):
-            return None, None
-        return value, state.name
-
-    def target(self, target: str) -> str | None:
-        """A history's target by name: a license by its Public ID, a pool or a
-        computer by its name (None when the reader may not see it)."""
-        kind, _, key = target.partition(":")
-        if kind == "license":
-            return key
-        if kind in ("pool", "computer"):
-            return self.entity(kind, key)[1]
-        return None
-
-    def shown(self, raw: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, raw_value in raw.items():
-            value, name = raw_value, None
-            named = True
-            if value is None:
-                named = key in _GROUP_KEYS or key in ("user", "pool_id", "computer_id")
-            elif key in _GROUP_KEYS:
-                value, name = self.group(value)
-            elif key == "user":
-                value, name = self.user(value)
-            elif key == "pool_id":
-                value, name = self.entity("pool", value)
-            elif key == "computer_id":
-                value, name = self.entity("computer", value)
-            else:
-                named = False
-            out[key] = value
-            if named:
-                out[f"{key.removesuffix('_id')}_name"] = name
-        return out
+class _Names(Names):
+    """Names beside ids in history details (see :mod:`esmc_licensing.history_names`)."""
 
 
 def _entry(
-    d: DirectoryState, target: str, position: int, event: DomainEvent, names: _Names
+    d: DirectoryState, target: str, position: int, event: DomainEvent, names: Names
 ) -> HistoryEntry:
     """The one way an event becomes a history entry (histories and the audit log)."""
-    actor = event.actor
-    return HistoryEntry(
-        when=event.timestamp,
-        actor=actor.removeprefix("user:"),
-        actor_name=actor_name(d, actor),
-        what=event_name(event),
-        target=target,
-        target_name=names.target(target),
-        details=names.shown(details(event)),
-        position=position,
-    )
+    return entry(d, target, position, event, names, actor_name)
 
 
 def _depleting(

@@ -12,6 +12,7 @@ from esmc_licensing import (
     Adapters,
     ConfirmationRequired,
     InMemoryActivationServer,
+    InMemoryAgents,
     LicenseManagement,
     ManualClock,
     NotFound,
@@ -19,9 +20,10 @@ from esmc_licensing import (
 )
 from esmc_licensing.projections.runner import ViewUpdater
 from esmc_licensing.projections.tables import SQLiteViews
+from esmc_licensing.testing import stores
 from esmc_licensing.testing.strategies import World, commands
 
-from .conftest import START, Story, issue, pool_of, recorded
+from .conftest import PRODUCT, START, Story, branch_story, issue, pool_of, recorded
 
 
 def whats(entries) -> list[str]:
@@ -334,3 +336,164 @@ def test_r29_an_entry_names_its_actor_and_target_by_id_and_by_name(
     assert (tagged.actor, tagged.actor_name) == (str(story.john), "John")
     moved = next(e for e in app.history(story.admin, pool) if e.what == "PoolMoved")
     assert (moved.target, moved.target_name) == (f"pool:{pool}", "Acme")
+
+
+# -- names as they were then; nothing the reader cannot see; no secret (R29) ------------------
+
+
+def _renamed_story(app: LicenseManagement, vendor, story: Story):
+    """A computer removed and registered again (same hardware) under another name
+    and group, and a pool removed and made again for its owner written otherwise."""
+    admin = story.admin
+    pid = app.add_license_key(admin, issue(vendor, "NAM-000-001", owner="Acme"))
+    pool = pool_of(app, pid)
+    pc = app.register_computer(admin, "pc-old", story.sydney, fingerprint="hw-1",
+                               products=[PRODUCT])
+    app.run_product_activation(admin, pid, [pc])
+    app.remove_computer(admin, pc, deactivate=True)
+    again = app.register_computer(admin, "pc-new", story.san_diego, fingerprint="hw-1",
+                                  products=[PRODUCT])
+    assert again == pc  # the same hardware: the same computer, a new life
+    app.run_product_activation(admin, pid, [pc])
+    app.remove_pools(admin, [pool], confirm=True)
+    second = app.add_license_key(admin, issue(vendor, "NAM-000-002", owner="ACME"))
+    assert pool_of(app, second) == pool  # the same owner: the same pool, a new name
+    return pid, second, pool, pc
+
+
+def _named(entries, what: str, key: str) -> list:
+    return [e.details[key] for e in entries if e.what == what]
+
+
+def test_r29_names_are_as_they_were_at_each_entry(
+    make_app, vendor, clock: ManualClock
+) -> None:
+    app = make_app(agents=InMemoryAgents())
+    story = branch_story(app)
+    pid, second, pool, pc = _renamed_story(app, vendor, story)
+    admin = story.admin
+    first_life = app.history(admin, pid)
+    assert _named(first_life, "ProductActivated", "computer_name") == ["pc-old", "pc-new"]
+    assert _named(first_life, "LicenseAdded", "pool_name") == ["Acme"]
+    # removed with its pool, after the pool's removal: still the name it had
+    assert _named(first_life, "LicenseRemoved", "pool_name") == ["Acme"]
+    # added before the pool made for it joins it: the name of the pool made then
+    assert _named(app.history(admin, second), "LicenseAdded", "pool_name") == ["ACME"]
+    pool_history = app.history(admin, pool)
+    assert [(e.what, e.target_name) for e in pool_history if e.what == "PoolCreated"] == [
+        ("PoolCreated", "Acme"), ("PoolCreated", "ACME")]
+    assert {e.target_name for e in pool_history if e.what == "PoolRemoved"} == {"Acme"}
+    computer_history = app.history(admin, pc)
+    registered = [e for e in computer_history if e.what == "ComputerRegistered"]
+    assert [e.target_name for e in registered] == ["pc-old", "pc-new"]
+    before = [e.target_name for e in computer_history if e.position < registered[1].position]
+    assert set(before) == {"pc-old"}
+    # the audit log says the same, from the start or from the middle
+    log = list(app.audit_log(admin))
+    by_position = {e.position: e for e in log}
+    for e in [*first_life, *pool_history, *computer_history]:
+        assert by_position[e.position].details == e.details or e.target != by_position[
+            e.position].target, e
+    middle = registered[1].position - 1
+    tail = {e.position: e for e in app.audit_log(admin, since=middle)}
+    for position, e in tail.items():
+        assert (e.details, e.target_name) == (by_position[position].details,
+                                              by_position[position].target_name)
+
+
+def test_r29_names_then_in_history_json_and_the_table(tmp_path, monkeypatch) -> None:
+    """The command line shows the name a pool had at each entry, in the table
+    and in --json."""
+    from typer.testing import CliRunner
+
+    from esmc_licensing import cli
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "s.db"
+    vendor = cli.demo_vendor(ManualClock(START))
+    env = {**stores.sqlite_env(store)}
+    app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor,
+                                                       clock=vendor.clock))
+    admin = app.administrator
+    pid = app.add_license_key(admin, issue(vendor, "NAM-000-001", owner="Acme"))
+    pool = pool_of(app, pid)
+    app.remove_pools(admin, [pool], confirm=True)
+    app.add_license_key(admin, issue(vendor, "NAM-000-002", owner="ACME"))
+    app.close()
+    runner = CliRunner()
+    run_env = {"ESMC_LICENSING_STORE": None, "ESMC_LICENSING_USER": None, "COLUMNS": "250",
+               "ESMC_DATA_KEY": stores.TEST_DATA_KEY, "ESMC_SEAL_KEY": None}
+    shown = runner.invoke(cli.app, ["--store", str(store), "history", str(pool), "--json"],
+                          env=run_env)
+    assert shown.exit_code == 0, shown.output
+    entries = json.loads(shown.stdout)
+    assert [e["target_name"] for e in entries if e["what"] == "PoolCreated"] == ["Acme", "ACME"]
+    table = runner.invoke(cli.app, ["--store", str(store), "history", "NAM-000-001"],
+                          env=run_env)
+    assert table.exit_code == 0, table.output
+    assert "Acme" in table.stdout and "ACME" not in table.stdout
+
+
+def test_r29_a_branch_user_sees_no_other_groups_computer_or_license(
+    make_app, vendor
+) -> None:
+    """The issue's case: a license's history showed a computer of another group."""
+    app = make_app(agents=InMemoryAgents())
+    story = branch_story(app)
+    admin = story.admin
+    mine = app.add_license_key(admin, issue(vendor, "VIS-000-001", owner="Mine"))
+    theirs = app.add_license_key(admin, issue(vendor, "VIS-000-002", owner="Theirs"))
+    app.move_pools(admin, [pool_of(app, mine)], story.san_diego)
+    app.move_pools(admin, [pool_of(app, theirs)], story.tokyo)
+    far = app.register_computer(admin, "tokyo-pc", story.tokyo, fingerprint="hw-t",
+                                products=[PRODUCT])
+    near = app.register_computer(admin, "sd-pc", story.san_diego, fingerprint="hw-s",
+                                 products=[PRODUCT])
+    app.run_product_activation(admin, mine, [far])
+    app.run_product_activation(admin, theirs, [near])
+    secrets = {str(far), "tokyo-pc", "VIS-000-002", str(pool_of(app, theirs)), "Theirs",
+               str(story.tokyo), "Tokyo"}
+    for target in (mine, near, pool_of(app, mine)):
+        entries = app.history(story.john, target)
+        text = json.dumps([[e.target, e.target_name, dict(e.details)] for e in entries])
+        assert not [s for s in secrets if s in text], (target, text)
+    # the Administrator sees them all, by name
+    activated = [e for e in app.history(admin, mine) if e.what == "ProductActivated"]
+    assert [(e.details["computer_id"], e.details["computer_name"]) for e in activated] == [
+        (str(far), "tokyo-pc")]
+    hidden = [e for e in app.history(story.john, mine) if e.what == "ProductActivated"]
+    assert [(e.details["computer_id"], e.details["computer_name"]) for e in hidden] == [
+        (None, None)]
+
+
+def test_r29_the_console_token_is_hidden_in_history_and_export(
+    app: LicenseManagement, tmp_path, monkeypatch
+) -> None:
+    token = app.console_token
+    entries = list(app.audit_log(app.administrator))
+    initialised = next(e for e in entries if e.what == "DirectoryInitialised")
+    assert initialised.details["console_token"] == "(hidden)"
+    assert token not in json.dumps([[e.target_name, dict(e.details)] for e in entries])
+
+
+def test_r29_the_console_token_is_not_in_audit_export(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from esmc_licensing import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    env = {"ESMC_LICENSING_STORE": None, "ESMC_LICENSING_USER": None, "ESMC_SEAL_KEY": None,
+           "COLUMNS": "200"}
+
+    def run(*args: str):
+        result = runner.invoke(cli.app, ["--store", str(tmp_path / "s.db"), *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    run("demo")
+    token = json.loads(run("info", "--json"))["console_token"]
+    for fmt in ("jsonl", "csv"):
+        out = run("audit", "export", "--format", fmt)
+        assert "DirectoryInitialised" in out and "(hidden)" in out
+        assert token not in out

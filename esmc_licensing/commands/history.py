@@ -26,10 +26,11 @@ from ..domain.errors import InvalidInput, PermissionDenied
 from ..domain.events import DomainEvent, Emitter, SealingStarted
 from ..domain.ids import DIRECTORY_ID, UserId
 from ..domain.values import Permission
+from ..history_names import LIFE_EVENTS, Lives, Names
 from ..keyring import Keyring
 from ..projections.fold import entity_key
 from ..projections.views import HistoryEntry
-from ..queries import _entry, _Names
+from ..queries import _entry
 from ..seals import HistoryReport, Receipt, SealKeyMissing
 from ..service import Decision, ServiceBase
 
@@ -176,8 +177,15 @@ class HistoryCommands(ServiceBase):
         stop = until if isinstance(until, int) else None
         self._refresh()
         d = self._directory()
-        names = _Names(d, self.views, None)
+        # names as they were at each entry (R29): the lives of pools and computers
+        # are followed as the log streams past them, looked up only for objects
+        # made before the first entry read
+        lives = Lives(self.event_log, self.views)
+        names = Names(d, self.views, None, lives=lives)
+        complete = after <= 0
         for position, event in self.event_log.read(max(after, 0), stop):
+            if isinstance(event, LIFE_EVENTS):
+                lives.seen(position, event, complete)
             if isinstance(since, datetime) and event.timestamp < since:
                 continue
             if isinstance(until, datetime) and event.timestamp > until:
