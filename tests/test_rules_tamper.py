@@ -425,48 +425,72 @@ def test_r31_saves_before_sealing_started_are_reported_as_not_sealed(
 # -- the property ----------------------------------------------------------------------------
 
 
+#: how each kind of tampering changes one stored row, and what verification must name
+_ROW_TAMPERING = {
+    "state": ("UPDATE {events} SET state = state || {space} WHERE {pos} = {p}", "altered"),
+    "topic": ("UPDATE {events} SET topic = topic || 'x' WHERE {pos} = {p}", "altered"),
+    "version": ("UPDATE {events} SET originator_version = originator_version + 1000 "
+                "WHERE {pos} = {p}", "altered"),
+    "delete": ("DELETE FROM {events} WHERE {pos} = {p}", "removed"),
+}
+
+
+def _tampered_one_row_is_named(env: dict[str, str], sequence: list, data: st.DataObject) -> None:
+    from esmc_licensing import Adapters, InMemoryActivationServer, ManualClock
+
+    from .conftest import START
+
+    env = {**env, "ESMC_SEAL_KEY": KEY_TEXT}
+    vendor = InMemoryActivationServer(clock=ManualClock(START))
+    app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor,
+                                                       clock=vendor.clock))
+    try:
+        World(app, vendor).run_all(sequence)
+        admin = app.administrator
+        assert app.verify_history(admin).ok
+        end = recorded(app)
+        target = data.draw(st.integers(1, end), label="position")
+        how = data.draw(st.sampled_from(sorted(_ROW_TAMPERING)), label="how")
+        statement, expected = _ROW_TAMPERING[how]
+        space = "x'20'" if env["PERSISTENCE_MODULE"].endswith("sqlite") else "'\\x20'::bytea"
+        _tamper(app, env, (statement.replace("{space}", space), (target,)))
+        report = app.verify_history(admin)
+        assert not report.ok
+        assert (target, expected) in [(p.position, p.kind) for p in report.problems]
+    finally:
+        app.close()
+
+
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sequence=commands(max_size=12), data=st.data())
 def test_r31_any_one_tampered_row_is_named_and_untouched_history_passes(
     sequence: list, data: st.DataObject
 ) -> None:
-    from esmc_licensing import Adapters, InMemoryActivationServer, ManualClock
-
-    from .conftest import START
-
+    """SQLite: for random command sequences and one stored row tampered with
+    (its bytes, topic or version changed, or the row deleted), verification
+    names that position; untouched, the history verifies."""
     with tempfile.TemporaryDirectory() as folder:
-        env = {**stores.sqlite_env(Path(folder) / "t.db"), "ESMC_SEAL_KEY": KEY_TEXT}
-        vendor = InMemoryActivationServer(clock=ManualClock(START))
-        app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor,
-                                                           clock=vendor.clock))
-        try:
-            World(app, vendor).run_all(sequence)
-            admin = app.administrator
-            assert app.verify_history(admin).ok
-            end = recorded(app)
-            target = data.draw(st.integers(1, end), label="position")
-            how = data.draw(st.sampled_from(["state", "topic", "version", "delete"]), label="how")
-            conn = sqlite3.connect(env["SQLITE_DBNAME"])
-            with conn:
-                if how == "state":
-                    conn.execute("UPDATE stored_events SET state = state || x'20' "
-                                 "WHERE rowid = ?", (target,))
-                elif how == "topic":
-                    conn.execute("UPDATE stored_events SET topic = topic || 'x' "
-                                 "WHERE rowid = ?", (target,))
-                elif how == "version":
-                    conn.execute("UPDATE stored_events SET originator_version = "
-                                 "originator_version + 1000 WHERE rowid = ?", (target,))
-                else:
-                    conn.execute("DELETE FROM stored_events WHERE rowid = ?", (target,))
-            conn.close()
-            report = app.verify_history(admin)
-            assert not report.ok
-            expected = "removed" if how == "delete" else "altered"
-            assert (target, expected) in [(p.position, p.kind) for p in report.problems]
-        finally:
-            app.close()
+        _tampered_one_row_is_named(stores.sqlite_env(Path(folder) / "t.db"), sequence, data)
+
+
+@settings(max_examples=max(5, settings().max_examples // 2), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(sequence=commands(max_size=12), data=st.data())
+def test_r31_any_one_tampered_row_is_named_on_postgresql(
+    postgres_ready: None, sequence: list, data: st.DataObject
+) -> None:
+    """The same property on PostgreSQL, a fresh schema per example (fewer
+    examples: each makes and drops a schema)."""
+    with stores.postgres_schema() as schema:
+        _tampered_one_row_is_named(stores.postgres_env(schema), sequence, data)
+
+
+@pytest.fixture
+def postgres_ready() -> None:
+    from .conftest import _postgres_or_skip
+
+    _postgres_or_skip()
 
 
 # -- digests ---------------------------------------------------------------------------------
