@@ -18,6 +18,7 @@ from esmc_licensing import (
     NotFound,
     PermissionDenied,
 )
+from esmc_licensing.commands.history import may_audit
 from esmc_licensing.projections.runner import ViewUpdater
 from esmc_licensing.projections.tables import SQLiteViews
 from esmc_licensing.testing import stores
@@ -285,39 +286,65 @@ def test_r29_every_license_history_is_causal_and_typed(sequence: list) -> None:
     app.close()
 
 
+def _where_last(app: LicenseManagement, world: World) -> tuple[dict, dict]:
+    """Each pool's and license's group as the views hold it now (or last, removed)."""
+    app._refresh()  # the views caught up with the log
+    views = app.views
+    pools = {str(p): views.state("pool", str(p)) for p in world.pools}
+    pool_group = {p: s.group for p, s in pools.items() if s is not None}
+    license_group = {}
+    for pid in world.licenses:
+        lic = views.state("license", str(pid))
+        if lic is not None and lic.pool_id is not None:
+            license_group[str(pid)] = pool_group.get(str(lic.pool_id))
+    return pool_group, license_group
+
+
 @settings(max_examples=30, deadline=None)
 @given(sequence=commands(max_size=25))
-def test_r29_a_branch_users_history_shows_nothing_outside_their_visibility(
+def test_r29_a_branch_users_history_and_export_show_nothing_outside_their_visibility(
     sequence: list,
 ) -> None:
+    """No id or name of a group, pool or license outside the reader's visibility
+    (R14) in any history they may read -- in its targets, names or details --
+    and the audit log only for those who see everything (R31)."""
     app, vendor = _fresh_app()
     world = World(app, vendor)
     world.run_all(sequence)
     d = app._directory()
+    pool_group, license_group = _where_last(app, world)
+    pool_names = {p: app.views.state("pool", p).name for p in pool_group}
     for user in world.users[1:]:
         visible = d.visible_groups(user)
-        hidden = [g for g in d.groups if g not in visible]
-        visible_names = {d.groups[g].name.casefold() for g in visible}
-        hidden_names = {
-            d.groups[g].name.casefold() for g in hidden
-        } - visible_names  # a name both seen and hidden says nothing
-        hidden_pools = {
-            str(p.pool_id) for p in app.pools(app.administrator) if p.group not in visible
-        }
-        for pid in world.licenses + world.pools:
+        if may_audit(d, user):
+            assert visible == set(d.groups)  # READ on All: nothing is outside
+            assert [e.position for e in app.audit_log(user)] == list(
+                range(1, recorded(app) + 1))
+        else:
+            with pytest.raises(PermissionDenied):
+                app.audit_log(user)
+        hidden_groups = [g for g in d.groups if g not in visible]
+        seen_names = {d.groups[g].name.casefold() for g in visible} | {
+            pool_names[p].casefold() for p, g in pool_group.items() if g in visible}
+        hidden_names = ({d.groups[g].name.casefold() for g in hidden_groups} | {
+            pool_names[p].casefold() for p, g in pool_group.items() if g not in visible
+        }) - seen_names  # a name both seen and hidden says nothing
+        hidden_ids = {str(g) for g in hidden_groups} | {
+            p for p, g in pool_group.items() if g not in visible} | {
+            pid for pid, g in license_group.items() if g not in visible}
+        for target in world.licenses + world.pools:
             try:
-                history = app.history(user, pid)
+                history = app.history(user, target)
             except NotFound:
                 continue
-            text = json.dumps([dict(e.details) for e in history])
-            for g in hidden:
-                assert str(g) not in text
-            for p in hidden_pools:
-                assert p not in text
             for e in history:
-                for key, value in e.details.items():
-                    if key.endswith("_name") and isinstance(value, str):
-                        assert value.casefold() not in hidden_names, (e.what, key)
+                text = json.dumps([e.target, dict(e.details)])
+                assert not [x for x in hidden_ids if x in text], (e.what, text)
+                names = [e.target_name] + [
+                    v for k, v in e.details.items() if k.endswith("_name") or k == "name"]
+                for name in names:
+                    if isinstance(name, str) and e.what != "TagAssigned":
+                        assert name.casefold() not in hidden_names, (e.what, name)
     app.close()
 
 
