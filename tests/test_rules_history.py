@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +18,7 @@ from esmc_licensing import (
     NotFound,
     PermissionDenied,
 )
+from esmc_licensing.cli import to_jsonable
 from esmc_licensing.commands.history import may_audit
 from esmc_licensing.projections.runner import ViewUpdater
 from esmc_licensing.projections.tables import SQLiteViews
@@ -276,14 +277,29 @@ def test_r29_every_license_history_is_causal_and_typed(sequence: list) -> None:
         assert positions == sorted(positions) and len(set(positions)) == len(positions)
         assert history[0].what == "LicenseAdded"
         for e in history:
-            assert json.loads(json.dumps(dict(e.details))) == dict(e.details)
+            # through JSON and back, and through history --json, each value keeps its
+            # type (1 == True == 1.0 in Python: the types are compared too)
+            assert _typed(json.loads(json.dumps(dict(e.details)))) == _typed(dict(e.details))
+            shown = json.loads(json.dumps(to_jsonable(e)))
+            assert _typed(shown["details"]) == _typed(dict(e.details))
+            assert shown["position"] == e.position and shown["what"] == e.what
             assert all(
                 v is None or type(v) in (int, bool, str, float, list, dict)
                 for v in e.details.values()
             )
         added = history[0].details
         assert type(added["units"]) is int and type(added["subscription"]) is bool
+        assert added["expires"] is None or date.fromisoformat(added["expires"])
     app.close()
+
+
+def _typed(value: object) -> object:
+    """A JSON value with the type of every part beside it."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
 
 
 def _where_last(app: LicenseManagement, world: World) -> tuple[dict, dict]:
