@@ -1626,10 +1626,12 @@ def filters(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = Fa
 
 @app.command()
 @handled
-def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
+def groups(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
     """The static groups you see, by path (All/San Diego)."""
     session = _session(ctx)
-    views = session.app.groups(session.actor)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        views = session.app.groups(session.actor, as_of=when)
     if json_:
         _print_json([
             {"group_id": str(g.group_id), "name": g.name, "path": g.path,
@@ -1652,12 +1654,14 @@ def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, s
 
 @app.command()
 @handled
-def users(ctx: typer.Context, json_: JsonOption = False) -> None:
+def users(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
     """The users of the groups you see, with the permissions granted to them."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    paths = {g.group_id: g.path for g in lm.groups(actor)}
-    views = lm.users(actor)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        paths = {g.group_id: g.path for g in lm.groups(actor, as_of=when)}
+        views = lm.users(actor, as_of=when)
     if json_:
         _print_json([
             {"user_id": str(u.user_id), "name": u.name,
@@ -1681,6 +1685,7 @@ def users(ctx: typer.Context, json_: JsonOption = False) -> None:
 def permissions(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
     """What a user may do on each group you see: granted there, or inherited
@@ -1688,8 +1693,10 @@ def permissions(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     wanted = _named_user(lm, actor, user)
-    paths = {g.group_id: g.path for g in lm.groups(actor)}
-    view = next((u for u in lm.users(actor) if u.user_id == wanted), None)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        paths = {g.group_id: g.path for g in lm.groups(actor, as_of=when)}
+        view = next((u for u in lm.users(actor, as_of=when) if u.user_id == wanted), None)
     if view is None:
         raise NotFound("user", user)
     rows = []

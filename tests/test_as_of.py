@@ -8,6 +8,7 @@ t, for every position and moment, visible or not (R14).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from esmc_licensing import (
     LicenseManagement,
     ManualClock,
     NotFound,
+    Permission,
     PermissionDenied,
     StatusLevel,
 )
@@ -136,3 +138,56 @@ def test_r30_accounts_on_the_command_line_take_as_of(tmp_path, monkeypatch) -> N
     assert "Nothing was recorded before 2000-01-01" in shown.stdout
     assert js(run("accounts", "--as-of", "0", "--json")) == []
     assert js(run("accounts", "--as-of", "3", "--json")) == js(run("accounts", "--json")) == []
+
+
+def test_r30_groups_and_users_as_they_were(make_app: AppFactory) -> None:
+    app = make_app()
+    admin = app.administrator
+    sd = app.create_group(admin, "San Diego")
+    before = app.position
+    john = app.create_user(admin, "John", sd)
+    app.grant(admin, john, sd, Permission.WRITE)
+    created = app.position - 1  # John, before his grant
+    app.create_group(admin, "Sydney")
+    assert [g.path for g in app.groups(admin, as_of=before)] == ["All", "All/San Diego"]
+    assert [g.path for g in app.groups(admin)] == ["All", "All/San Diego", "All/Sydney"]
+    assert [u.name for u in app.users(admin, as_of=before)] == ["Administrator"]
+    then = {u.name: u for u in app.users(admin, as_of=created)}
+    assert then["John"].grants == {}
+    assert {u.name: u for u in app.users(admin)}["John"].grants == {sd: Permission.WRITE}
+    assert [g.path for g in app.groups(john, as_of=app.position)] == ["All/San Diego"]
+    with pytest.raises(NotFound):  # John did not exist yet
+        app.groups(john, as_of=before)
+
+
+def test_r30_every_query_on_the_command_line_takes_as_of(tmp_path, monkeypatch) -> None:
+    """Groups, users, permissions and accounts too: before the first event,
+    "nothing was recorded before …"; at the end, what they answer now."""
+    from typer.testing import CliRunner
+
+    from esmc_licensing import cli
+
+    from .cli_support import js, ok
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(cli.app, ["--store", str(tmp_path / "s.db"), *args],
+                             env={"ESMC_LICENSING_STORE": None, "ESMC_SEAL_KEY": None,
+                                  "ESMC_LICENSING_USER": None, "COLUMNS": "200"})
+
+    ok(run("demo"))
+    end = str(js(run("history", "DMO-SDG-001", "--json"))[-1]["position"])  # type: ignore[index]
+    for query in (["groups"], ["users"], ["permissions", "John"], ["accounts"]):
+        shown = ok(run(*query, "--as-of", "2000-01-01"))
+        assert "Nothing was recorded before 2000-01-01" in shown.stdout, query
+        at = js(run(*query, "--as-of", "999999", "--json"))
+        assert at == js(run(*query, "--json")), query
+    exported = [json.loads(line) for line in ok(run("audit", "export")).stdout.splitlines()]
+    first = str(next(e["position"] for e in exported if e["what"] == "DirectoryInitialised"))
+    assert js(run("groups", "--as-of", first, "--json")) == [
+        {"group_id": js(run("groups", "--json"))[0]["group_id"],  # type: ignore[index]
+         "name": "All", "path": "All", "parent": None}]
+    assert "John" not in ok(run("users", "--as-of", first)).stdout
+    assert "John" in ok(run("users", "--as-of", end)).stdout

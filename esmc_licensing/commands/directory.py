@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from ..domain import directory
 from ..domain.directory import DirectoryState
@@ -94,15 +95,22 @@ class DirectoryCommands(ServiceBase):
             return frozenset(d.groups)
         return d.visible_groups(uid) | {d.users[uid].home_group}
 
-    def groups(self, actor: UserId) -> list[GroupView]:
-        """The static groups the actor sees and their own home group, by path.
+    def groups(
+        self, actor: UserId, *, as_of: datetime | int | None = None
+    ) -> list[GroupView]:
+        """The static groups the actor sees and their own home group, by path;
+        with ``as_of``, as they were then (R30).
 
         A path names the groups above too (``All/San Diego/Lab``): it is how a
         group is addressed, and the tree's shape above one's groups is not
         hidden (R14 hides pools, licenses and computers, not group names)."""
-        uid = self._actor(actor)
-        self._refresh(views=False)
-        d = self._directory()
+        if as_of is None:
+            uid = self._actor(actor)
+            self._refresh(views=False)
+            d = self._directory()
+        else:
+            d = self._directory_as_of(as_of)
+            uid = self._actor(actor, d)
         directory.require_user(d, uid)
         out = [
             GroupView(gid, d.groups[gid].name, d.groups[gid].parent, _path(d, gid))
@@ -110,13 +118,20 @@ class DirectoryCommands(ServiceBase):
         ]
         return sorted(out, key=lambda g: g.path.casefold())
 
-    def users(self, actor: UserId) -> list[UserView]:
+    def users(
+        self, actor: UserId, *, as_of: datetime | int | None = None
+    ) -> list[UserView]:
         """The users whose home group the actor sees (and the actor), by name,
         with their grants and effective permissions on the groups the actor
-        sees (an administrator sees everything)."""
-        uid = self._actor(actor)
-        self._refresh(views=False)
-        d = self._directory()
+        sees (an administrator sees everything); with ``as_of``, as they were
+        then (R30)."""
+        if as_of is None:
+            uid = self._actor(actor)
+            self._refresh(views=False)
+            d = self._directory()
+        else:
+            d = self._directory_as_of(as_of)
+            uid = self._actor(actor, d)
         directory.require_user(d, uid)
         seen = self._seen_groups(d, uid)
         out = []
@@ -127,6 +142,11 @@ class DirectoryCommands(ServiceBase):
             effective = {g: p for g, p in _effective(d, user).items() if g in seen}
             out.append(UserView(user, u.name, u.home_group, grants, effective))
         return sorted(out, key=lambda v: v.name.casefold())
+
+    def _directory_as_of(self, as_of: datetime | int) -> DirectoryState:
+        """The directory as it was at ``as_of``: only its own events are replayed."""
+        with self._reading(as_of, lambda: ()) as (_, d, _today):
+            return d
 
     def tags(self, actor: UserId) -> list[str]:
         """The tag catalogue (R28): shared by every user, its names are not secret."""
