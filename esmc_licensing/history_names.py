@@ -286,6 +286,8 @@ class Names:
     def _state(self, kind: str, key: str) -> Any:
         found = self._states.get((kind, key), self)
         if found is self:
+            if len(self._states) >= MAX_KNOWN:  # bounded memory over a whole audit log
+                self._states.clear()
             found = self._states[(kind, key)] = self.views.state(kind, key)
         return found
 
