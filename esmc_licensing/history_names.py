@@ -61,6 +61,8 @@ _CREATIONS: dict[str, type[DomainEvent]] = {"pool": PoolCreated, "computer": Com
 _REMOVALS: dict[str, type[DomainEvent]] = {"pool": PoolRemoved, "computer": ComputerRemoved}
 #: the most objects whose lives an audit log keeps in memory as it streams
 MAX_KNOWN = 50_000
+#: the most view states a reading keeps at hand (one history needs a few)
+_MAX_STATES = 4096
 
 
 class Life:
@@ -286,7 +288,7 @@ class Names:
     def _state(self, kind: str, key: str) -> Any:
         found = self._states.get((kind, key), self)
         if found is self:
-            if len(self._states) >= MAX_KNOWN:  # bounded memory over a whole audit log
+            if len(self._states) >= _MAX_STATES:  # bounded memory over a whole audit log
                 self._states.clear()
             found = self._states[(kind, key)] = self.views.state(kind, key)
         return found
