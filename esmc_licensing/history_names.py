@@ -31,9 +31,11 @@ from __future__ import annotations
 import bisect
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from .domain.directory import DirectoryState
+from .domain.errors import InvalidInput
 from .domain.events import (
     CLASSES,
     ComputerRegistered,
@@ -420,8 +422,43 @@ def entry(
     )
 
 
+Bound = datetime | int | None
+
+
+def check_bounds(**bounds: object) -> None:
+    """``since``, ``until``, ``as_of``: timezone-aware datetimes or log positions."""
+    for name, bound in bounds.items():
+        if bound is not None and (
+            isinstance(bound, bool)
+            or not isinstance(bound, datetime | int)
+            or (isinstance(bound, datetime) and bound.tzinfo is None)
+        ):
+            raise InvalidInput(f"{name} is a timezone-aware datetime or a log position")
+
+
+def within(
+    entries: list[HistoryEntry], since: Bound, until: Bound, as_of: Bound = None
+) -> list[HistoryEntry]:
+    """The entries from ``since`` to ``until`` (inclusive; times or positions),
+    recorded by ``as_of`` (R30)."""
+
+    def after(e: HistoryEntry, bound: Bound) -> bool:
+        if bound is None:
+            return True
+        return e.position >= bound if isinstance(bound, int) else e.when >= bound
+
+    def before(e: HistoryEntry, bound: Bound) -> bool:
+        if bound is None:
+            return True
+        return e.position <= bound if isinstance(bound, int) else e.when <= bound
+
+    if since is None and until is None and as_of is None:
+        return entries
+    return [e for e in entries if after(e, since) and before(e, until) and before(e, as_of)]
+
+
 #: the events ``Lives.seen`` wants to be told of
 LIFE_EVENTS = (PoolCreated, PoolRemoved, ComputerRegistered, ComputerRemoved)
 
 
-__all__ = ["HIDDEN", "LIFE_EVENTS", "Lives", "Names", "entry"]
+__all__ = ["HIDDEN", "LIFE_EVENTS", "Lives", "Names", "check_bounds", "entry", "within"]

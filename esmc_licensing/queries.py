@@ -23,7 +23,7 @@ from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, Target, UserId
 from .domain.values import LicenseType, Policy, Source
 from .forecasting import Forecasts
-from .history_names import Names, entry
+from .history_names import Names, check_bounds, entry, within
 from .projections.fold import license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
 from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
@@ -377,16 +377,33 @@ class Queries(ServiceBase):
         names.prefetch((target, event) for _, event in events)
         return [_entry(d, target, p, event, names) for p, event in events]
 
-    def history(self, actor: UserId, target: Target) -> list[HistoryEntry]:
+    def history(
+        self,
+        actor: UserId,
+        target: Target,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+        as_of: datetime | int | None = None,
+    ) -> list[HistoryEntry]:
         """What happened to a license or pool, oldest first, in causal order (R29).
 
         A license's history includes its pool's events that affect it (its
         creation with the license, moves, tags, removal). Details keep their
-        types and name groups, users, pools and computers beside their ids;
-        what lies outside the reader's visibility is shown as None. Removed
-        objects keep their history, visible to whoever could see them where
-        they were last.
+        types and name groups, users, pools and computers beside their ids,
+        by the names they had then; what lies outside the reader's visibility
+        is shown as None. Removed objects keep their history, visible to
+        whoever could see them where they were last.
+
+        ``since`` / ``until``: from / up to a time or log position (inclusive).
+        ``as_of``: the history as it was recorded up to then (R30), for an
+        actor who existed then; what it shows of other objects is decided by
+        where they are now.
         """
+        check_bounds(since=since, until=until, as_of=as_of)
+        if as_of is not None:
+            with self._reading(as_of, lambda: ()) as (_, then, _today):
+                self._actor(actor, then)  # NotFound: the user did not exist yet
         with self._reading(None) as (views, d, _):
             uid = self._actor(actor, d)
             visible = d.visible_groups(uid)
@@ -396,13 +413,15 @@ class Queries(ServiceBase):
                 p = views.state("pool", str(pool_id))
                 if p is None or p.group not in visible:
                     raise NotFound("license pool", pool_id)
-                return self._history(views, d, pool_target(pool_id), shown)
+                entries = self._history(views, d, pool_target(pool_id), shown)
+                return within(entries, since, until, as_of)
             pid = PublicId(target)
             lic = views.state("license", str(pid))
             p = views.state("pool", str(lic.pool_id)) if lic and lic.pool_id else None
             if p is None or p.group not in visible:
                 raise NotFound("license", pid)
-            return self._history(views, d, license_target(pid), shown)
+            entries = self._history(views, d, license_target(pid), shown)
+            return within(entries, since, until, as_of)
 
 
 class _Names(Names):

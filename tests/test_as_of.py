@@ -21,6 +21,7 @@ from esmc_licensing import (
     InMemoryAccounts,
     InMemoryActivationServer,
     InMemoryAgents,
+    InvalidInput,
     LicenseFilter,
     LicenseManagement,
     ManualClock,
@@ -191,3 +192,39 @@ def test_r30_every_query_on_the_command_line_takes_as_of(tmp_path, monkeypatch) 
          "name": "All", "path": "All", "parent": None}]
     assert "John" not in ok(run("users", "--as-of", first)).stdout
     assert "John" in ok(run("users", "--as-of", end)).stdout
+
+
+def test_r30_history_takes_since_until_and_as_of(
+    make_app: AppFactory, vendor: InMemoryActivationServer, clock: ManualClock
+) -> None:
+    app = make_app(agents=InMemoryAgents())
+    admin = app.administrator
+    pid = app.add_license_key(admin, issue(vendor, "HIS-000-001"))
+    added = app.position
+    clock.advance(timedelta(days=1))
+    middle = clock.now()
+    group = app.create_group(admin, "Lab")
+    pool = app.license(admin, pid).pool_id
+    app.move_pools(admin, [pool], group)
+    pc = app.register_computer(admin, "pc-1", group, fingerprint="hw-1", products=[PRODUCT])
+    clock.advance(timedelta(days=1))
+    app.run_product_activation(admin, pid, [pc])
+    whole = app.history(admin, pid)
+    assert [e.position for e in app.history(admin, pid, as_of=added)] == [
+        e.position for e in whole if e.position <= added]
+    assert app.history(admin, pid, since=middle) == [e for e in whole if e.when >= middle]
+    assert app.history(admin, pid, until=middle - timedelta(seconds=1)) == [
+        e for e in whole if e.when < middle]
+    assert app.history(admin, pool, since=added + 1, until=app.position) == [
+        e for e in app.history(admin, pool) if e.position > added]
+    assert app.history(admin, pc, as_of=middle - timedelta(seconds=1)) == []
+    assert app.history(admin, pc) and app.history(admin, pc, as_of=app.position) == app.history(
+        admin, pc)
+    user = app.create_user(admin, "Late", group)
+    app.grant(admin, user, group, Permission.READ)
+    with pytest.raises(NotFound):  # not there yet at that moment
+        app.history(user, pid, as_of=added)
+    for bad in ({"as_of": middle.replace(tzinfo=None)}, {"since": "yesterday"},
+                {"until": True}):
+        with pytest.raises(InvalidInput):
+            app.history(admin, pid, **bad)  # type: ignore[arg-type]

@@ -56,6 +56,7 @@ from ..domain.ids import (
 from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
+from ..history_names import check_bounds, within
 from ..projections.fold import computer_target
 from ..projections.tables import row_expires
 from ..projections.views import (
@@ -947,10 +948,24 @@ class ComputerCommands(ServiceBase):
             created_at=t.created_at,
         )
 
-    def history(self, actor: UserId, target: Target) -> list[HistoryEntry]:
+    def history(
+        self,
+        actor: UserId,
+        target: Target,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+        as_of: datetime | int | None = None,
+    ) -> list[HistoryEntry]:
         """Also a computer's history (R29): removed computers keep theirs."""
         if not isinstance(target, ComputerId):
-            return super().history(actor, target)  # type: ignore[misc,no-any-return]
+            return super().history(  # type: ignore[misc,no-any-return]
+                actor, target, since=since, until=until, as_of=as_of
+            )
+        check_bounds(since=since, until=until, as_of=as_of)
+        if as_of is not None:
+            with self._reading(as_of, lambda: ()) as (_, then, _today):
+                self._actor(actor, then)  # NotFound: the user did not exist yet
         with self._reading(None) as (views, d, _):
             uid = self._actor(actor, d)
             c = views.state("computer", str(target))
@@ -958,7 +973,8 @@ class ComputerCommands(ServiceBase):
             if c is None or c.group not in visible:
                 raise NotFound("computer", target)
             shown = None if len(visible) >= len(d.groups) else visible
-            return self._history(views, d, computer_target(target), shown)  # type: ignore[attr-defined,no-any-return]
+            entries = self._history(views, d, computer_target(target), shown)  # type: ignore[attr-defined]
+            return within(entries, since, until, as_of)
 
 
 __all__ = ["ComputerCommands"]
