@@ -462,6 +462,8 @@ class Session:
     description: str | None = None
     #: the command only reads: a store that does not exist is not created for it
     queries_only: bool = False
+    #: --json given before the command (or after it, to a command without its own)
+    json: bool = False
     _config: Config | None = None
     _secrets: Secrets | None = None
     _wiring: Wiring | None = None
@@ -707,6 +709,8 @@ def handled(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
         session = _session(ctx)
+        if session.json and "json_" in kwargs:
+            kwargs["json_"] = True
         with _library_logging(session.debug):
             try:
                 return fn(ctx, *args, **kwargs)
@@ -916,6 +920,8 @@ def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
 
 #: --quiet: what a command did is not told, only what it answers
 _QUIET = [False]
+#: --no-pager: long output is never paged
+_NO_PAGER = [False]
 
 
 def _say(message: str) -> None:
@@ -959,6 +965,23 @@ def to_jsonable(value: Any, group_name: Callable[[GroupId], str] | None = None) 
 
 def _print_json(data: Any) -> None:
     typer.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def _done(json_: bool, data: Mapping[str, Any], message: str) -> None:
+    """What a command that changes things did: ``data`` (with ids) under
+    --json, else the sentence (which --quiet silences)."""
+    if json_:
+        _print_json(data)
+    else:
+        _say(message)
+
+
+def _group_path(lm: LicenseManagement, actor: UserId, group: GroupId) -> str:
+    """The group's path (All/San Diego) as the actor sees it, else its name."""
+    for g in lm.groups(actor):
+        if g.group_id == group:
+            return g.path
+    return lm.group_name(group)
 
 
 def json_safe(text: str) -> str:
@@ -1139,6 +1162,7 @@ class _Group(typer.core.TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None:
+            _add_global_options(command)
             _defer_coercion(command, ctx)
         return name, command, rest
 
@@ -1204,14 +1228,99 @@ def _root(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print only results and errors, not what was done.",
     )] = False,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of tables and sentences (any command).",
+    )] = False,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Never page long output through $PAGER.",
+    )] = False,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_show_version,
         help="Print the version and exit.",
     )] = False,
 ) -> None:
     _QUIET[0] = quiet
+    _NO_PAGER[0] = no_pager
     ctx.obj = Session(store, as_user, debug, config, credentials)
+    ctx.obj.json = json_
     ctx.obj.queries_only = ctx.invoked_subcommand in QUERY_COMMANDS
+
+
+# -- the global options after the command -------------------------------------------------
+#
+# ``esmc-licensing licenses --store x.db --as John`` is the same as
+# ``esmc-licensing --store x.db --as John licenses``: every command (and command
+# group) is given copies of the root's options, which change the session the
+# root made instead of reaching the command's function. Click parses them, so
+# an option's value is never taken for another option.
+
+
+def _global_template(
+    store: Annotated[str | None, typer.Option(
+        "--store", metavar="STORE",
+        help="The store (as before the command): a SQLite file, a postgresql:// URL, "
+             "':memory:' or KEY=VALUE settings.")] = None,
+    as_user: Annotated[str | None, typer.Option(
+        "--as", metavar="USER", help="Act as this user (as before the command).")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", metavar="PATH", help="The TOML vendor settings (as before the command).")
+    ] = None,
+    credentials: Annotated[str | None, typer.Option(
+        "--credentials", metavar="PATH",
+        help="The credentials file, mode 0600 (as before the command).")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show tracebacks and the library's log on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only results and errors, not what was done.")] = False,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of tables and sentences.")] = False,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Never page long output through $PAGER.")] = False,
+) -> None:
+    """The options every command takes after its name too."""
+
+
+@functools.cache
+def _global_options() -> tuple[Any, ...]:
+    template = typer.Typer(add_completion=False)
+    template.command()(_global_template)
+    return tuple(typer.main.get_command(template).params)
+
+
+def _apply_global(ctx: Any, param: Any, value: Any) -> Any:
+    """A global option given after the command: it changes the root's session."""
+    session = ctx.find_object(Session)
+    if session is None or value is None or value is False:
+        return value
+    if param.name == "store":
+        session.store = value
+    elif param.name == "as_user":
+        session.user_name = value
+    elif param.name == "config":
+        session.config_file = value
+    elif param.name == "credentials":
+        session.credentials_file = value
+    elif param.name == "debug":
+        session.debug = True
+    elif param.name == "quiet":
+        _QUIET[0] = True
+    elif param.name == "json_":
+        session.json = True
+    elif param.name == "no_pager":
+        _NO_PAGER[0] = True
+    return value
+
+
+def _add_global_options(command: Any) -> None:
+    """Give ``command`` the global options it does not have (its own --json stays)."""
+    taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    for template in _global_options():
+        if taken.intersection(template.opts):
+            continue
+        option = copy.copy(template)
+        option.expose_value = False
+        option.callback = _apply_global
+        command.params.append(option)
 
 
 #: commands that only read: on a store that does not exist they fail (exit 3)
@@ -1267,30 +1376,38 @@ def _demo_seal_key(session: Session, store: Store) -> Path | None:
 
 @app.command()
 @handled
-def demo(ctx: typer.Context) -> None:
+def demo(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Play the branch-administrator story on the store and show what each user sees
     (as --as, which must be an administrator: the story creates users and groups)."""
     session = _session(ctx)
     store = parse_store(session.store)
     created = _demo_seal_key(session, store)
     lm = session.app
-    admin = session.actor  # R12/R14: the demo acts as who it is told to, never above that
+    admin = session.actor  # it acts as who it is told to, never above that
     vendor = lm.adapters.activation_server
-    _say(f"Branch-administrator demo on {store.description}")
+    done: list[str] = []
+    if not json_:
+        _say(f"Branch-administrator demo on {store.description}")
+
+    def tell(message: str) -> None:
+        done.append(message)
+        if not json_:
+            _say(f"  {message}")
+
     if created is not None:
-        _say(f"  created the seal key file {created} (mode 0600): every save is sealed "
-             "with it (R31); keep it, or a copy, away from the store in real use")
+        tell(f"created the seal key file {created} (mode 0600): every save is sealed "
+             "with it; keep it, or a copy, away from the store in real use")
     for user, branch, permission in DEMO_BRANCHES:
         try:
             gid = lm.group_named(branch)
         except NotFound:
             gid = lm.create_group(admin, branch)
-            _say(f"  created static group {branch}")
+            tell(f"created static group {branch}")
         try:
             uid = lm.user_named(user)
         except NotFound:
             uid = lm.create_user(admin, user, gid)
-            _say(f"  created user {user} (home group {branch})")
+            tell(f"created user {user} (home group {branch})")
         lm.grant(admin, uid, gid, permission)
     for d in DEMO_LICENSES:
         if not d.in_demo:
@@ -1299,27 +1416,33 @@ def demo(ctx: typer.Context) -> None:
         before = lm.position
         pid = lm.add_license_key(admin, key)
         if lm.position != before:
-            _say(f"  added license {pid} ({d.product}, owner {d.owner}) by its key")
+            tell(f"added license {pid} ({d.product}, owner {d.owner}) by its key")
     for d in DEMO_LICENSES:
         if d.in_demo and d.branch is not None:
             view = lm.license(admin, d.public_id)
             target = lm.group_named(d.branch)
             if view.group != target:
                 lm.move_pools(admin, [view.pool_id], target)
-                _say(f"  moved pool {d.owner} to {d.branch}")
-    console = _console()
+                tell(f"moved pool {d.owner} to {d.branch}")
     names = _group_namer(lm)
     people = [("Administrator", "All", Permission.WRITE), *DEMO_BRANCHES]
+    seen = {user: lm.licenses(lm.user_named(user)) for user, _, _ in people}
+    spare = [d.public_id for d in DEMO_LICENSES if not d.in_demo]
+    if json_:
+        _print_json({"store": store.description, "done": done,
+                     "sees": {user: [str(v.public_id) for v in views]
+                              for user, views in seen.items()},
+                     "spare": spare})
+        return
+    console = _console()
     for user, home, permission in people:
-        uid = lm.user_named(user)
-        views = lm.licenses(uid)
+        views = seen[user]
         console.print()
         console.print(licenses_table(
             views, names,
             title=f"{user} (home group {home}, {permission.name} on {home}) "
                   f"sees {len(views)} license(s)",
         ))
-    spare = [d.public_id for d in DEMO_LICENSES if not d.in_demo]
     console.print()
     _say(
         f"Next: esmc-licensing --as John licenses; esmc-licensing history DMO-SDG-001; "
@@ -1719,6 +1842,7 @@ def revoke(
     user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
     group: Annotated[str, typer.Argument(
         metavar="GROUP", help="The group the permission was granted on.")],
+    json_: JsonOption = False,
 ) -> None:
     """Take back the permission granted to a user on a group (administrators).
 
@@ -1729,10 +1853,10 @@ def revoke(
     uid, gid = _named_user(lm, actor, user), _group(lm, actor, group)
     held = next((u.grants for u in lm.users(actor) if u.user_id == uid), {})
     lm.revoke(actor, uid, gid)
-    if gid in held:
-        _say(f"Revoked {held[gid].name} on {group} from {user}.")
-    else:
-        _say(f"{user} had no permission granted on {group}; nothing changed.")
+    data = {"user": user.strip(), "user_id": str(uid), "group": _group_path(lm, actor, gid),
+            "group_id": str(gid), "revoked": held[gid].name if gid in held else None}
+    _done(json_, data, f"Revoked {held[gid].name} on {group} from {user}." if gid in held
+          else f"{user} had no permission granted on {group}; nothing changed.")
 
 
 @app.command("save-filter")
@@ -1746,12 +1870,14 @@ def save_filter(
     type_: TypeOption = None,
     product: ProductOption = None,
     text: TextOption = None,
+    json_: JsonOption = False,
 ) -> None:
-    """Save the filter options as a named preset (R8a)."""
+    """Save the filter options as a named preset (see `filters`)."""
     session = _session(ctx)
     f = _filter(level, reason, tag, type_, product, text)
     session.app.save_filter(session.actor, name, f)
-    _say(f"Saved filter {name.strip()}: {_describe(f)}.")
+    _done(json_, {"name": name.strip(), "filter": to_jsonable(f)},
+          f"Saved filter {name.strip()}: {_describe(f)}.")
 
 
 @app.command("create-group")
@@ -1761,13 +1887,16 @@ def create_group(
     name: Annotated[str, typer.Argument(metavar="NAME")],
     parent: Annotated[str | None, typer.Option(
         "--parent", metavar="GROUP", help="The parent group (default: All).")] = None,
+    json_: JsonOption = False,
 ) -> None:
-    """Create a static group (R10)."""
+    """Create a static group (under All, or --parent)."""
     session = _session(ctx)
-    lm = session.app
-    parent_id = None if parent is None else _group(lm, session.actor, parent)
-    lm.create_group(session.actor, name, parent_id)
-    _say(f"Created static group {name.strip()} under {parent or 'All'}.")
+    lm, actor = session.app, session.actor
+    parent_id = None if parent is None else _group(lm, actor, parent)
+    gid = lm.create_group(actor, name, parent_id)
+    _done(json_, {"group_id": str(gid), "name": name.strip(),
+                  "path": _group_path(lm, actor, gid)},
+          f"Created static group {name.strip()} under {parent or 'All'}.")
 
 
 @app.command("create-user")
@@ -1776,12 +1905,16 @@ def create_user(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME")],
     home: Annotated[str, typer.Option("--home", metavar="GROUP", help="The home group.")],
+    json_: JsonOption = False,
 ) -> None:
-    """Create a user with a home group (R10); grant permissions with `grant`."""
+    """Create a user with a home group; grant permissions with `grant`."""
     session = _session(ctx)
-    lm = session.app
-    lm.create_user(session.actor, name, _group(lm, session.actor, home))
-    _say(f"Created user {name.strip()} with home group {home}.")
+    lm, actor = session.app, session.actor
+    gid = _group(lm, actor, home)
+    uid = lm.create_user(actor, name, gid)
+    _done(json_, {"user_id": str(uid), "name": name.strip(),
+                  "home_group": _group_path(lm, actor, gid), "home_group_id": str(gid)},
+          f"Created user {name.strip()} with home group {home}.")
 
 
 class PermissionChoice(enum.StrEnum):
@@ -1798,13 +1931,17 @@ def grant(
     group: Annotated[str, typer.Argument(metavar="GROUP")],
     permission: Annotated[PermissionChoice, typer.Argument(
         metavar="READ|USE|WRITE", case_sensitive=False)],
+    json_: JsonOption = False,
 ) -> None:
-    """Grant a user a permission on licenses in a group and its subgroups (R11)."""
+    """Grant a user a permission on licenses in a group and its subgroups."""
     session = _session(ctx)
-    lm = session.app
-    lm.grant(session.actor, _named_user(lm, session.actor, user), _group(lm, session.actor, group),
-             Permission[permission.value])
-    _say(f"{user} has {permission.value} (at least) on licenses in {group}.")
+    lm, actor = session.app, session.actor
+    uid, gid = _named_user(lm, actor, user), _group(lm, actor, group)
+    lm.grant(actor, uid, gid, Permission[permission.value])
+    _done(json_, {"user": user.strip(), "user_id": str(uid),
+                  "group": _group_path(lm, actor, gid), "group_id": str(gid),
+                  "permission": permission.value},
+          f"{user} has {permission.value} (at least) on licenses in {group}.")
 
 
 def _read_key(key: str | None, key_file: Path | None) -> str:
@@ -1883,17 +2020,20 @@ def move(
         "--dry-run", help="Show who would gain or lose which licenses, and which "
         "activations would use a license outside their computer's group; move nothing.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="With --dry-run: JSON output.")] = False,
+    json_: JsonOption = False,
 ) -> None:
     """Move license pools to a static group (administrators)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     ids = _pools_arg(lm, actor, pools)
+    target = _group(lm, actor, to)
     if dry_run:
-        _print_impact(lm, actor, lm.preview_move(actor, ids, _group(lm, actor, to)), to, json_)
+        _print_impact(lm, actor, lm.preview_move(actor, ids, target), to, json_)
         return
-    lm.move_pools(actor, ids, _group(lm, actor, to))
-    _say(f"Moved {len(ids)} license pool(s) to {to}.")
+    lm.move_pools(actor, ids, target)
+    _done(json_, {"moved": [str(i) for i in ids], "to_group": _group_path(lm, actor, target),
+                  "to_group_id": str(target)},
+          f"Moved {len(ids)} license pool(s) to {to}.")
 
 
 def _print_impact(
@@ -1932,8 +2072,39 @@ def _print_impact(
         _say(f"  computer {name} would use {', '.join(pids)} from outside its group")
 
 
+def _require_administrator(lm: LicenseManagement, actor: UserId, doing: str) -> None:
+    """The library's refusal for a non-administrator, before a question is asked."""
+    me = next((u for u in lm.users(actor) if u.user_id == actor), None)
+    if (me is None or me.home_group != lm.all_group
+            or me.effective.get(lm.all_group, 0) < Permission.WRITE):
+        raise PermissionDenied(
+            f"{doing} needs an administrator: home group All and WRITE permission "
+            "on licenses in All"
+        )
+
+
 def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
+
+
+YesOption = Annotated[bool, typer.Option(
+    "--yes", "-y", help="Do it without asking for confirmation.")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Show what would be done; change nothing.")]
+
+
+def _confirm(yes: bool, question: str, what: str) -> None:
+    """Ask ``question`` on a terminal unless --yes; without a terminal (cron, a
+    pipe) refuse, saying that --yes is needed. Nothing is recorded either way."""
+    if yes:
+        return
+    if not _stdin_is_tty():
+        raise ConfirmationRequired(
+            f"{what} needs confirmation and there is no terminal to ask on: run again with "
+            "--yes (or --dry-run to see what it would do); nothing was changed"
+        )
+    if not typer.confirm(question, default=False):
+        raise ConfirmationRequired("not confirmed; nothing was changed")
 
 
 @app.command()
@@ -1942,46 +2113,44 @@ def remove(
     ctx: typer.Context,
     pools: Annotated[list[str], typer.Argument(
         metavar="POOL...", help="Pools by id, id prefix or name.")],
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Confirm the removal without asking.")] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    json_: JsonOption = False,
 ) -> None:
-    """Remove license pools and their licenses (administrators, R19).
+    """Remove license pools and their licenses (administrators).
 
     Asks for confirmation on a terminal; without a terminal it needs --yes.
     Products activated with the licenses stay activated.
     """
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    ids = _pools_arg(lm, actor, pools)
-    if not yes:
-        # the library checks everything else first, then asks for confirmation
-        with contextlib.suppress(ConfirmationRequired):
-            lm.remove_pools(actor, ids, confirm=False)
-        views = {v.pool_id: v for v in lm.pools(actor)}
-        count = sum(len(views[i].public_ids) for i in ids if i in views)
-        names = ", ".join(views[i].name for i in ids if i in views)
-        if not _stdin_is_tty():
-            raise ConfirmationRequired(
-                f"removing {len(ids)} license pool(s) ({names}) with {count} license(s) needs "
-                "confirmation: run again with --yes (there is no terminal to ask on)"
-            )
-        if not typer.confirm(
-            f"Remove {len(ids)} license pool(s) ({names}) with {count} license(s)? "
-            "Products activated with them stay activated",
-            default=False,
-        ):
-            raise ConfirmationRequired("removal not confirmed; nothing was removed")
+    ids = list(dict.fromkeys(_pools_arg(lm, actor, pools)))
+    # the library checks everything else first, then asks for confirmation
+    with contextlib.suppress(ConfirmationRequired):
+        lm.remove_pools(actor, ids, confirm=False)
+    views = {v.pool_id: v for v in lm.pools(actor)}
+    public_ids = sorted(str(p) for i in ids if i in views for p in views[i].public_ids)
+    names = ", ".join(views[i].name for i in ids if i in views)
+    data = {"pools": [str(i) for i in ids], "public_ids": public_ids, "dry_run": dry_run}
+    if dry_run:
+        _done(json_, data, f"Would remove {len(ids)} license pool(s) ({names}) with "
+              f"{len(public_ids)} license(s): {', '.join(public_ids) or '-'}; nothing removed.")
+        return
+    _confirm(yes, f"Remove {len(ids)} license pool(s) ({names}) with {len(public_ids)} "
+             "license(s)? Products activated with them stay activated",
+             f"removing {len(ids)} license pool(s) ({names}) with {len(public_ids)} license(s)")
     lm.remove_pools(actor, ids, confirm=True)
-    _say(f"Removed {len(ids)} license pool(s).")
+    _done(json_, data, f"Removed {len(ids)} license pool(s).")
 
 
 @tag_app.command("create")
 @handled
-def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+               json_: JsonOption = False) -> None:
     """Create a tag."""
     session = _session(ctx)
     session.app.create_tag(session.actor, name)
-    _say(f"Created tag {name.strip()}.")
+    _done(json_, {"tag": name.strip()}, f"Created tag {name.strip()}.")
 
 
 @tag_app.command("list")
@@ -2001,11 +2170,57 @@ def tag_list(ctx: typer.Context, json_: JsonOption = False) -> None:
 
 @tag_app.command("delete")
 @handled
-def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
-    """Delete a tag; it is unassigned everywhere (administrators)."""
+def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+               yes: YesOption = False, dry_run: DryRunOption = False,
+               json_: JsonOption = False) -> None:
+    """Delete a tag; it is unassigned everywhere (administrators).
+
+    Asks for confirmation on a terminal; without a terminal it needs --yes.
+    """
     session = _session(ctx)
-    session.app.delete_tag(session.actor, name)
-    _say(f"Deleted tag {name.strip()}.")
+    lm, actor = session.app, session.actor
+    tag = name.strip()
+    known = {t.casefold(): t for t in lm.tags(actor)}
+    if tag.casefold() not in known:
+        raise _did_you_mean(NotFound("tag", tag), tag, known.values(), "esmc-licensing tag list")
+    tag = known[tag.casefold()]
+    pools_ = [str(p.pool_id) for p in lm.pools(actor, tags=[tag])]
+    licenses_ = [str(v.public_id) for v in lm.licenses(actor, LicenseFilter(tags=[tag]))]
+    computers = [str(c.computer_id) for c in lm.computers(actor, tags=[tag])]
+    data = {"tag": tag, "pools": pools_, "public_ids": licenses_, "computers": computers,
+            "dry_run": dry_run}
+    tagged = (f"{len(licenses_)} license(s), {len(pools_)} pool(s) and {len(computers)} "
+              "computer(s) you see")
+    if dry_run:
+        _done(json_, data, f"Would delete tag {tag}, unassigning it from {tagged}; "
+              "nothing deleted.")
+        return
+    _require_administrator(lm, actor, "deleting a tag")  # refused before any question
+    _confirm(yes, f"Delete tag {tag}? It is unassigned from {tagged}",
+             f"deleting tag {tag} (on {tagged})")
+    lm.delete_tag(actor, tag)
+    _done(json_, data, f"Deleted tag {tag}.")
+
+
+filter_app = typer.Typer(help="Delete saved license filters (list them with `filters`).",
+                         no_args_is_help=True, cls=_Group)
+app.add_typer(filter_app, name="filter")
+
+
+@filter_app.command("delete")
+@handled
+def filter_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+                  json_: JsonOption = False) -> None:
+    """Delete one of your saved filters."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    saved = {n.casefold(): n for n in lm.filters(actor)}
+    wanted = saved.get(name.strip().casefold())
+    if wanted is None:
+        raise _did_you_mean(NotFound("saved filter", name.strip()), name, saved.values(),
+                            "esmc-licensing filters")
+    lm.delete_filter(actor, wanted)
+    _done(json_, {"deleted": wanted}, f"Deleted filter {wanted}.")
 
 
 TargetArg = Annotated[str, typer.Argument(
@@ -2015,23 +2230,32 @@ TargetArg = Annotated[str, typer.Argument(
 @tag_app.command("assign")
 @handled
 def tag_assign(ctx: typer.Context, target: TargetArg,
-               name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+               name: Annotated[str, typer.Argument(metavar="NAME")],
+               json_: JsonOption = False) -> None:
     """Tag a license or a pool (WRITE on its group)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    lm.assign_tag(actor, _target(lm, actor, target), name)
-    _say(f"Tagged {target} with {name.strip()}.")
+    what = _target(lm, actor, target)
+    lm.assign_tag(actor, what, name)
+    _done(json_, _tagged(what, name), f"Tagged {target} with {name.strip()}.")
+
+
+def _tagged(target: PublicId | PoolId, name: str) -> dict[str, str]:
+    key = "public_id" if isinstance(target, PublicId) else "pool_id"
+    return {key: str(target), "tag": name.strip()}
 
 
 @tag_app.command("unassign")
 @handled
 def tag_unassign(ctx: typer.Context, target: TargetArg,
-                 name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+                 name: Annotated[str, typer.Argument(metavar="NAME")],
+                 json_: JsonOption = False) -> None:
     """Remove a tag from a license or a pool (WRITE on its group)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    lm.unassign_tag(actor, _target(lm, actor, target), name)
-    _say(f"Removed tag {name.strip()} from {target}.")
+    what = _target(lm, actor, target)
+    lm.unassign_tag(actor, what, name)
+    _done(json_, _tagged(what, name), f"Removed tag {name.strip()} from {target}.")
 
 
 # -- alerts (R35) ----------------------------------------------------------------------------
@@ -2189,6 +2413,7 @@ def project(
     once: Annotated[bool, typer.Option("--once", help="Catch up, then stop.")] = False,
     interval: Annotated[float, typer.Option(
         "--interval", metavar="SECONDS", help="Pause between polls of the log.")] = 0.2,
+    json_: JsonOption = False,
 ) -> None:
     """Keep the views current with the log (a separate process; optional)."""
     from .projections.runner import run_projections
@@ -2200,20 +2425,20 @@ def project(
         position = run_projections(env, once=once, interval=interval)
     except KeyboardInterrupt:
         return
-    _say(f"Views are at log position {position}.")
+    _done(json_, {"position": position}, f"Views are at log position {position}.")
 
 
 @app.command()
 @handled
-def rebuild(ctx: typer.Context, views: ViewsOption = None) -> None:
-    """Empty the views and rebuild them from the log (R30)."""
+def rebuild(ctx: typer.Context, views: ViewsOption = None, json_: JsonOption = False) -> None:
+    """Empty the views and rebuild them from the log."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .projections.runner import rebuild_views
 
     env = _views_env(ctx, views)
     console = _console()
-    if console.is_terminal:
+    if console.is_terminal and not json_:
         with Progress(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=console,
@@ -2226,7 +2451,8 @@ def rebuild(ctx: typer.Context, views: ViewsOption = None) -> None:
             position = rebuild_views(env, progress=progress)
     else:
         position = rebuild_views(env)
-    _say(f"Rebuilt the views from the log up to position {position}.")
+    _done(json_, {"position": position},
+          f"Rebuilt the views from the log up to position {position}.")
 
 
 @app.command("consume-results")
@@ -2245,6 +2471,7 @@ def consume_results(
         help="Take over results another consumer left pending this many seconds.")] = 60,
     once: Annotated[bool, typer.Option(
         "--once", help="Settle what is waiting, then stop.")] = False,
+    json_: JsonOption = False,
 ) -> None:
     """Record agents' task results from Redis Streams (R21), each exactly once.
 
@@ -2261,7 +2488,7 @@ def consume_results(
         )
     except KeyboardInterrupt:
         return
-    _say(f"Settled {count} task result(s).")
+    _done(json_, {"settled": count}, f"Settled {count} task result(s).")
 
 
 # -- more of the public API: files, accounts, sync, computers, tasks, history --------------
@@ -2431,11 +2658,13 @@ def connect_account(
 
 @app.command("disconnect-account")
 @handled
-def disconnect_account(ctx: typer.Context, kind: KindArg, username: UsernameOption) -> None:
-    """Stop syncing an account (R12); its pools and licenses stay."""
+def disconnect_account(ctx: typer.Context, kind: KindArg, username: UsernameOption,
+                       json_: JsonOption = False) -> None:
+    """Stop syncing an account; its pools and licenses stay."""
     session = _session(ctx)
     session.app.disconnect_account(session.actor, AccountKind(kind.value), username)
-    _say(f"Disconnected {kind.value} account {username.strip()}; its pools stay.")
+    _done(json_, {"kind": kind.value, "username": username.strip(), "connected": False},
+          f"Disconnected {kind.value} account {username.strip()}; its pools stay.")
 
 
 def _when_text(moment: datetime | None) -> str:
@@ -2658,8 +2887,9 @@ def agent_secret(
     ctx: typer.Context,
     computer: Annotated[str, typer.Argument(metavar="COMPUTER",
                                             help="A computer by id, id prefix or name.")],
+    json_: JsonOption = False,
 ) -> None:
-    """Print the secret to provision a computer's agent with (R34; administrators).
+    """Print the secret to provision a computer's agent with (administrators).
 
     Derived from ESMC_AGENT_KEY and the agent's id, it is stored nowhere: the
     agent signs its results and opens its orders with it. Run it when the
@@ -2677,7 +2907,12 @@ def agent_secret(
     keys = agent_keys()
     if keys is None:
         raise InvalidInput(f"no agent key is configured: set {AGENT_KEY_VARIABLE}")
-    typer.echo(keys.secret(str(view.computer_id)).text)
+    secret = keys.secret(str(view.computer_id)).text
+    if json_:
+        _print_json({"computer_id": str(view.computer_id), "name": view.name,
+                     "agent_secret": secret})
+    else:
+        typer.echo(secret)
 
 
 @app.command("register-computer")
@@ -2877,11 +3112,11 @@ def remove_computer(
     deactivate_: Annotated[bool, typer.Option(
         "--deactivate", help="Deactivate its products first and free the seats (R25).")
     ] = False,
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Confirm the removal without asking.")] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Remove a computer from management (WRITE on its group, R25).
+    """Remove a computer from management (WRITE on its group).
 
     Without --deactivate its seats stay used and can no longer be freed here
     (a warning says so). Asks for confirmation on a terminal; without one it
@@ -2891,19 +3126,20 @@ def remove_computer(
     lm, actor = session.app, session.actor
     cid = _computer(lm, actor, computer)
     view = lm.computer(actor, cid)
-    if not yes:
-        held = [p for p in view.products if p.activated or p.suspended]
-        consequence = (
-            "its products are deactivated and the seats freed" if deactivate_ else
-            f"{len(held)} activated product(s) keep their seats, which can no longer be freed"
-        )
-        if not _stdin_is_tty():
-            raise ConfirmationRequired(
-                f"removing computer {view.name} needs confirmation: run again with --yes "
-                "(there is no terminal to ask on)"
-            )
-        if not typer.confirm(f"Remove computer {view.name}? {consequence}", default=False):
-            raise ConfirmationRequired("removal not confirmed; nothing was removed")
+    held = [p for p in view.products if p.activated or p.suspended]
+    consequence = (
+        "its products are deactivated and the seats freed" if deactivate_ else
+        f"{len(held)} activated product(s) keep their seats, which can no longer be freed"
+    )
+    if dry_run:
+        _group_of_writable(lm, actor, view.group, f"removing computer {view.name!r}")
+        _done(json_, {"computer_id": str(cid), "name": view.name, "dry_run": True,
+                      "deactivate": deactivate_,
+                      "products": [p.product for p in held]},
+              f"Would remove computer {view.name} ({cid}): {consequence}; nothing removed.")
+        return
+    _confirm(yes, f"Remove computer {view.name}? {consequence}",
+             f"removing computer {view.name}")
     result = lm.remove_computer(actor, cid, deactivate=deactivate_)
     if json_:
         _print_json(to_jsonable(result))
@@ -2925,13 +3161,35 @@ def delete_not_connecting(
     ] = False,
     remove_unmanaged: Annotated[bool, typer.Option(
         "--remove-unmanaged", help="Also remove computers without an agent.")] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Remove the computers of a group (and subgroups) not connected for N days (R26)."""
+    """Remove the computers of a group (and subgroups) not connected for N days.
+
+    A computer that never connected counts from its registration. Asks for
+    confirmation on a terminal; without a terminal it needs --yes.
+    """
     session = _session(ctx)
     lm, actor = session.app, session.actor
+    gid = _group(lm, actor, group)
+    _group_of_writable(lm, actor, gid, "deleting not connecting computers")
+    doomed = _not_connecting(lm, actor, gid, days, remove_unmanaged)
+    listed = ", ".join(c.name for c in doomed) or "none"
+    if dry_run:
+        _done(json_, {"group": _group_path(lm, actor, gid), "group_id": str(gid),
+                      "days": days, "dry_run": True,
+                      "computers": [{"computer_id": str(c.computer_id), "name": c.name}
+                                    for c in doomed]},
+              f"Would remove {len(doomed)} computer(s) of {group} not connected for {days} "
+              f"day(s): {listed}; nothing removed.")
+        return
+    if doomed:
+        _confirm(yes, f"Remove {len(doomed)} computer(s) of {group} not connected for {days} "
+                 f"day(s) ({listed})?",
+                 f"removing {len(doomed)} computer(s) of {group} ({listed})")
     tid = lm.delete_not_connecting_computers(
-        actor, _group(lm, actor, group), days, deactivate_license=deactivate_license,
+        actor, gid, days, deactivate_license=deactivate_license,
         remove_unmanaged=remove_unmanaged,
     )
     view = lm.task(actor, tid)
@@ -2942,6 +3200,39 @@ def delete_not_connecting(
          f"day(s): task {tid}.")
     if view.results:
         _console().print(_task_table(lm, actor, view))
+
+
+def _group_of_writable(lm: LicenseManagement, actor: UserId, group: GroupId,
+                       doing: str) -> None:
+    """The library's refusal without WRITE on ``group``, before a question or a dry run."""
+    me = next((u for u in lm.users(actor) if u.user_id == actor), None)
+    if me is None or me.effective.get(group, 0) < Permission.WRITE:
+        raise PermissionDenied(
+            f"{doing} needs WRITE permission on group {lm.group_name(group)!r}")
+
+
+def _not_connecting(lm: LicenseManagement, actor: UserId, group: GroupId, days: int,
+                    unmanaged: bool) -> list[ComputerView]:
+    """The computers ``delete-not-connecting`` would remove now: in ``group`` or
+    below, not connected (or, never connected, registered) for ``days`` days;
+    those without an agent only with ``unmanaged``. What the library decides
+    when it runs; shown for the question and for --dry-run."""
+    children: dict[GroupId, list[GroupId]] = {}
+    for g in lm.groups(actor):
+        if g.parent is not None:
+            children.setdefault(g.parent, []).append(g.group_id)
+    below, todo = set(), [group]
+    while todo:
+        g = todo.pop()
+        below.add(g)
+        todo.extend(children.get(g, ()))
+    cutoff = lm.adapters.clock.now() - timedelta(days=days)
+    out = []
+    for c in lm.computers(actor):
+        seen = c.last_connected or c.registered_at
+        if c.group in below and seen is not None and (c.managed or unmanaged) and seen <= cutoff:
+            out.append(c)
+    return sorted(out, key=lambda c: (c.name.casefold(), str(c.computer_id)))
 
 
 @app.command("task")
@@ -3000,8 +3291,8 @@ def _data_key_file(ctx: typer.Context) -> Path:
 
 @app.command("rotate-data-key")
 @handled
-def rotate_data_key(ctx: typer.Context) -> None:
-    """Add a new data key for new secrets; older keys stay to read older ones (R32).
+def rotate_data_key(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Add a new data key for new secrets; older keys stay to read older ones.
 
     Creates the key file (mode 0600) when there is none. Run `migrate-secrets`
     afterwards to re-state the current secrets with the new key.
@@ -3010,6 +3301,10 @@ def rotate_data_key(ctx: typer.Context) -> None:
 
     path = _data_key_file(ctx)
     ring, created = rotate_key_file(path, "data")
+    if json_:
+        _print_json({"key_file": str(path), "created": created, "key_id": ring.current_id,
+                     "key_ids": list(ring.ids)})
+        return
     if created:
         _say(f"Created the data key file {path} with key {ring.current_id} (mode 0600).")
         return
@@ -3028,6 +3323,7 @@ def forget_data_key(
     key_id: Annotated[str, typer.Argument(help="The id of the data key to forget.")],
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Confirm: what only this key protects becomes unreadable.")] = False,
+    json_: JsonOption = False,
 ) -> None:
     """Forget a data key ("crypto-shredding", R32): every secret only it protects
     becomes unavailable; every other fact stays readable."""
@@ -3048,12 +3344,14 @@ def forget_data_key(
             "for good; run again with --yes to confirm"
         )
     write_key_file(path, ring.without(key_id))
-    _say(f"Forgot data key {key_id}; {path} keeps {', '.join(k for k in ring.ids if k != key_id)}.")
+    kept = [k for k in ring.ids if k != key_id]
+    _done(json_, {"key_file": str(path), "forgotten": key_id, "key_ids": kept},
+          f"Forgot data key {key_id}; {path} keeps {', '.join(kept)}.")
 
 
 @app.command("migrate-secrets")
 @handled
-def migrate_secrets(ctx: typer.Context) -> None:
+def migrate_secrets(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Re-state every license key and password not sealed with the current data key
     (plain text from before R32, or an older key) as new events (R32).
 
@@ -3078,7 +3376,8 @@ def migrate_secrets(ctx: typer.Context) -> None:
             )
     app_ = session.app
     count = app_.migrate_secrets(session.actor)
-    _say(
+    _done(
+        json_, {"restated": count},
         f"Re-stated {count} secret(s) sealed with the current data key. Rows written "
         "before stay as they were (history is not rewritten)."
     )
@@ -3094,7 +3393,8 @@ ReceiptOption = Annotated[str | None, typer.Option(
 
 @app.command("seal-history")
 @handled
-def seal_history(ctx: typer.Context, receipt: ReceiptOption = None) -> None:
+def seal_history(ctx: typer.Context, receipt: ReceiptOption = None,
+                 json_: JsonOption = False) -> None:
     """Take a signed receipt of the history as it ends now (R31).
 
     Every save is sealed as it is recorded; keep the receipt away from the
@@ -3109,9 +3409,11 @@ def seal_history(ctx: typer.Context, receipt: ReceiptOption = None) -> None:
             path.write_bytes(made.to_bytes())
         except OSError as e:
             raise InvalidInput(f"cannot write the receipt {path}: {e.strerror}") from None
-    _say(f"Sealed the history up to log position {made.position} (seal {made.seal}, key id "
-         f"{made.key_id})." + (f" Receipt written to {receipt}." if receipt else
-                              " Add --receipt FILE to keep a receipt of it."))
+    _done(json_, {"position": made.position, "seal": made.seal, "key_id": made.key_id,
+                  "receipt": receipt},
+          f"Sealed the history up to log position {made.position} (seal {made.seal}, key id "
+          f"{made.key_id})." + (f" Receipt written to {receipt}." if receipt else
+                                " Add --receipt FILE to keep a receipt of it."))
 
 
 def _read_receipt(path: str | None) -> Receipt | None:
@@ -3158,12 +3460,51 @@ def verify_history(ctx: typer.Context, receipt: ReceiptOption = None,
         raise typer.Exit(EXIT_REFUSED)
 
 
+@app.command()
+@handled
+def keygen(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write a key file (mode 0600, never over an existing file) instead of printing "
+             "the key.")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Make a new key for ESMC_SEAL_KEY or ESMC_DATA_KEY: the base64 text of 32 random bytes.
+
+    With --output FILE it is written as a key file for ESMC_SEAL_KEY_FILE or
+    ESMC_DATA_KEY_FILE instead, and only the key's id is printed.
+    """
+    import base64
+
+    from .keyring import create_key_file, generate_key
+
+    if output is None:
+        key = base64.b64encode(generate_key()).decode("ascii")
+        if json_:
+            _print_json({"key": key})
+        else:
+            typer.echo(key)
+        return
+    path = output.expanduser()
+    if path.exists() or path.is_symlink():
+        raise InvalidInput(f"{path} already exists; a key file is written only to a new file")
+    try:
+        ring = create_key_file(path, "new")
+    except OSError as e:
+        raise InvalidInput(f"cannot write the key file {path}: {e.strerror}") from None
+    _done(json_, {"key_file": str(path), "key_id": ring.current_id},
+          f"Wrote a new key (id {ring.current_id}) to {path} (mode 0600); point "
+          "ESMC_SEAL_KEY_FILE or ESMC_DATA_KEY_FILE at it.")
+
+
 @app.command("rotate-seal-key")
 @handled
 def rotate_seal_key(
     ctx: typer.Context,
     key_file: Annotated[str, typer.Option(
         "--key-file", metavar="PATH", help="The seal key file (created, mode 0600, if missing).")],
+    json_: JsonOption = False,
 ) -> None:
     """Add a new current key to a seal key file (R31); older keys stay to verify
     the seals they made. Point ESMC_SEAL_KEY_FILE at the file."""
@@ -3171,6 +3512,10 @@ def rotate_seal_key(
 
     path = Path(key_file).expanduser()
     ring, created = rotate_key_file(path, "seal")
+    if json_:
+        _print_json({"key_file": str(path), "created": created, "key_id": ring.current_id,
+                     "key_ids": list(ring.ids)})
+        return
     if created:
         _say(f"Created the seal key file {path} (mode 0600) with key id {ring.current_id}.")
     else:
@@ -3207,6 +3552,9 @@ def audit_export(
         "--format", help="jsonl (one JSON object a line) or csv.")] = ExportFormat.JSONL,
     output: Annotated[str | None, typer.Option(
         "--output", metavar="FILE", help="Write here instead of stdout.")] = None,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="JSON lines (the same as --format jsonl); with --output, the "
+                       "summary as JSON.")] = False,
 ) -> None:
     """Export every recorded event in log order, with whether a verified seal covers it.
 
@@ -3214,6 +3562,8 @@ def audit_export(
     stderr when it is a terminal. Only an administrator or a user with READ on
     All may export (R31).
     """
+    if json_ and format_ is not ExportFormat.JSONL:
+        raise InvalidInput("--json exports JSON lines; it cannot be combined with --format csv")
     session = _session(ctx)
     lm, actor = session.app, session.actor
 
@@ -3280,11 +3630,13 @@ def audit_export(
         if progress:
             sys.stderr.write(f"\r{count} events exported\n")
     if output is not None:
-        _say(f"Exported {count} events to {output}.")
+        _done(json_, {"exported": count, "output": output}, f"Exported {count} events to {output}.")
 
 
 #: the root options (see ``_root``) that take a value
 _ROOT_VALUE_OPTIONS = frozenset({"--store", "--as", "--config", "--credentials"})
+#: the root options that are flags
+_ROOT_FLAGS = frozenset({"--debug", "--quiet", "-q", "--json", "--no-pager"})
 
 
 def _command_named(args: Sequence[str]) -> str | None:
@@ -3293,7 +3645,7 @@ def _command_named(args: Sequence[str]) -> str | None:
     for arg in rest:
         if arg in _ROOT_VALUE_OPTIONS:
             next(rest, None)
-        elif arg == "--debug" or arg.partition("=")[0] in _ROOT_VALUE_OPTIONS:
+        elif arg in _ROOT_FLAGS or arg.partition("=")[0] in _ROOT_VALUE_OPTIONS:
             continue
         elif arg == "--":
             return next(rest, None)

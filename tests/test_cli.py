@@ -421,7 +421,7 @@ def test_r28_tags(demo: Run) -> None:
     refused(demo("--as", "John", "tag", "assign", "DMO-SYD-001", "audit"), 1, "not found")
     refused(demo("--as", "John", "tag", "delete", "audit"), 1, "administrator")
     refused(demo("tag", "create", "AUDIT"), 1, "already exists")
-    ok(demo("tag", "delete", "audit"))
+    ok(demo("tag", "delete", "audit", "--yes"))
     assert ids(demo("licenses", "--json", "--tag", "audit")) == set()
     refused(demo("tag", "assign", "DMO-SDG-001", "audit"), 1, "not found")
 

@@ -492,11 +492,16 @@ def test_r26_delete_not_connecting(pcs: Run, monkeypatch: pytest.MonkeyPatch) ->
     assert nothing["results"] == {}  # type: ignore[index]
     later = datetime.now(UTC) + timedelta(days=40)
     monkeypatch.setattr(cli, "SystemClock", lambda: ManualClock(later))
-    task = js(pcs("delete-not-connecting", "All", "--days", "30", "--json"))
+    before = js(pcs("computers", "--json"))
+    refused(pcs("delete-not-connecting", "All", "--days", "30"), 1, "--yes", "pc-1, pc-2")
+    preview = js(pcs("delete-not-connecting", "All", "--days", "30", "--dry-run", "--json"))
+    assert [c["name"] for c in preview["computers"]] == ["pc-1", "pc-2"]  # type: ignore[index]
+    assert js(pcs("computers", "--json")) == before  # neither recorded anything
+    task = js(pcs("delete-not-connecting", "All", "--days", "30", "--json", "--yes"))
     assert task["kind"] == "DELETE_NOT_CONNECTING" and len(task["results"]) == 2  # type: ignore[index]
     assert [c["name"] for c in js(pcs("computers", "--json"))] == ["printer"]  # type: ignore[union-attr]
     assert "Removed 1 computer(s)" in ok(pcs("delete-not-connecting", "All", "--days", "30",
-                                              "--remove-unmanaged")).stdout
+                                              "--remove-unmanaged", "--yes")).stdout
     assert pcs("delete-not-connecting", "All", "--days", "0").exit_code == 2
     refused(pcs("--as", "Makio", "delete-not-connecting", "Tokyo", "--days", "1"), 1)
 
