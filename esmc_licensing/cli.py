@@ -868,10 +868,14 @@ def _when(value: str | None, option: str, *, end_of_day: bool = False) -> dateti
 # -- output ----------------------------------------------------------------------------
 
 
+def _stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
 def _columns() -> int | None:
     """The width of output that is not a terminal: ``COLUMNS`` when it is a
     sensible number (empty or junk is ignored, as other tools do), else 160."""
-    if sys.stdout.isatty():
+    if _stdout_is_tty():
         return None
     raw = os.environ.get("COLUMNS", "").strip()
     if raw.isdigit() and 20 <= int(raw) <= 10_000:
@@ -911,6 +915,64 @@ def _table(*args: Any, **kwargs: Any) -> Table:
     return Table(*args, **kwargs)
 
 
+@attrs.frozen
+class Column:
+    """A table column: ``drop`` orders what goes when the table is too wide for
+    the terminal (highest first; 0: never dropped); ``no_wrap`` keeps ids,
+    dates, numbers and states on one line, whole."""
+
+    header: str
+    drop: int = 0
+    no_wrap: bool = False
+
+
+def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
+                 title: str | None = None, console: Console | None = None) -> Table:
+    """A table as wide as the console allows: the least important columns are
+    dropped (and the caption names them) until every id, date and state fits
+    whole and the other columns can wrap between words; nothing is cut."""
+    from rich.measure import Measurement
+
+    console = console or _console()
+    rows = [list(r) for r in rows]
+    wide = console.options.update_width(10_000)
+
+    def measure(i: int) -> tuple[int, int]:
+        """The narrowest the column gets without cutting a word, and its natural width."""
+        cells = [columns[i].header, *(row[i] for row in rows)]
+        measured = [Measurement.get(console, wide, c) for c in cells]
+        most = max(m.maximum for m in measured)
+        return (most if columns[i].no_wrap else max(m.minimum for m in measured)), most
+
+    needs, natural = zip(*(measure(i) for i in range(len(columns))), strict=True)
+    keep = list(range(len(columns)))
+    droppable = sorted((i for i, c in enumerate(columns) if c.drop),
+                       key=lambda i: -columns[i].drop)
+    dropped: list[str] = []
+    # each column is padded by a space either side and followed by a rule
+    room = console.width - 1
+    while droppable and sum(needs[i] + 3 for i in keep) > room:
+        gone = droppable.pop(0)
+        keep.remove(gone)
+        dropped.insert(0, columns[gone].header)
+    widths = {i: natural[i] for i in keep}
+    while sum(w + 3 for w in widths.values()) > room:
+        slack = [i for i in keep if widths[i] > needs[i]]
+        if not slack:
+            break
+        widest = max(slack, key=lambda i: (widths[i], -i))
+        widths[widest] -= 1  # Rich would narrow columns below their longest word
+    table = _table(title=title, title_justify="left")
+    for i in keep:
+        table.add_column(columns[i].header, no_wrap=columns[i].no_wrap, width=widths[i])
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    if dropped:
+        table.caption = f"Not shown for want of width: {', '.join(dropped)} (--json has all)"
+        table.caption_justify = "left"
+    return table
+
+
 def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
     """A Rich ``Text`` (its text shown with control characters escaped, R33)."""
     from rich.text import Text
@@ -922,6 +984,59 @@ def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
 _QUIET = [False]
 #: --no-pager: long output is never paged
 _NO_PAGER = [False]
+
+
+#: the pager when PAGER is not set: less, quitting at once when a screen holds it all
+DEFAULT_PAGER = "less -FRX"
+
+
+def _show(*renderables: Any, note: str | None = None) -> None:
+    """Print a query's answer (tables, then ``note``), through ``$PAGER`` when
+    stdout is a terminal and the answer is taller than it. Never paged: output
+    to a file or pipe, --json (printed elsewhere), --no-pager, an empty PAGER."""
+    import shutil
+
+    console = _console()
+    pager = os.environ.get("PAGER", DEFAULT_PAGER)
+    if _NO_PAGER[0] or not pager.strip() or not _stdout_is_tty():
+        for r in renderables:
+            console.print(r)
+        if note:
+            _say(note)
+        return
+    with console.capture() as captured:
+        for r in renderables:
+            console.print(r)
+        if note and not _QUIET[0]:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
+    text = captured.get()
+    if text.count("\n") < shutil.get_terminal_size().lines:
+        sys.stdout.write(text)
+        return
+    import shlex
+    import subprocess
+
+    try:
+        argv = shlex.split(pager)
+        sys.stdout.flush()
+        subprocess.run(argv, input=text.encode(sys.stdout.encoding or "utf-8", "replace"),
+                       check=False)
+    except (OSError, ValueError):  # no such pager: print it as it is
+        sys.stdout.write(text)
+
+
+LimitOption = Annotated[int | None, typer.Option(
+    "--limit", metavar="N", min=1, help="Show at most the first N rows.")]
+
+_T = TypeVar("_T")
+
+
+def _limited(rows: Sequence[_T], limit: int | None) -> tuple[list[_T], str | None]:
+    """The first ``limit`` rows, and the note saying how many were left out."""
+    if limit is None or len(rows) <= limit:
+        return list(rows), None
+    return list(rows[:limit]), (f"Showing the first {limit} of {len(rows)}; "
+                                "raise --limit to see more.")
 
 
 def _say(message: str) -> None:
@@ -1029,14 +1144,19 @@ def _expires(view: LicenseView) -> str:
     return view.expires.isoformat() + (" (subscription)" if view.subscription else "")
 
 
+#: the license table's columns (the first are dropped last on a narrow terminal)
+LICENSE_COLUMNS = (
+    Column("Public ID", no_wrap=True), Column("Product", drop=2), Column("Type", drop=5),
+    Column("Used/Units", no_wrap=True), Column("Expires"), Column("Owner", drop=6),
+    Column("Group", drop=4), Column("Tags", drop=7), Column("Status"),
+    Column("Forecast", drop=8),
+)
+
+
 def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId], str],
                    title: str | None = None) -> Table:
-    table = _table(title=title, title_justify="left")
-    for column in ("Public ID", "Product", "Type", "Used/Units", "Expires", "Owner",
-                   "Group", "Tags", "Status", "Forecast"):
-        table.add_column(column, no_wrap=column in ("Public ID", "Used/Units"))
-    for v in views:
-        table.add_row(
+    return fitted_table(LICENSE_COLUMNS, (
+        (
             str(v.public_id),
             v.product,
             v.license_type.name,
@@ -1048,7 +1168,8 @@ def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId],
             status_text(v),
             forecast_text(v),
         )
-    return table
+        for v in views
+    ), title=title)
 
 
 def forecast_text(view: LicenseView) -> str:
@@ -1424,6 +1545,11 @@ def demo(ctx: typer.Context, json_: JsonOption = False) -> None:
             if view.group != target:
                 lm.move_pools(admin, [view.pool_id], target)
                 tell(f"moved pool {d.owner} to {d.branch}")
+    _demo_views(lm, store, done, json_)
+
+
+def _demo_views(lm: LicenseManagement, store: Store, done: list[str], json_: bool) -> None:
+    """What each user of the demo sees (as tables, or JSON with what was done)."""
     names = _group_namer(lm)
     people = [("Administrator", "All", Permission.WRITE), *DEMO_BRANCHES]
     seen = {user: lm.licenses(lm.user_named(user)) for user, _, _ in people}
@@ -1465,11 +1591,12 @@ def licenses(
         "--filter", metavar="NAME", help="Apply a saved filter (see `filters`).")] = None,
     depleting_within: Annotated[int | None, typer.Option(
         "--depleting-within", metavar="DAYS",
-        help="Only licenses forecast to reach their units within DAYS days (R36).")] = None,
+        help="Only licenses forecast to reach their units within DAYS days.")] = None,
     as_of: AsOfOption = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The licenses you may see, with status and forecast (filter with the options, R8a)."""
+    """The licenses you may see, with status and forecast (filter with the options)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     license_filter = _filter(level, reason, tag, type_, product, text)
@@ -1485,13 +1612,14 @@ def licenses(
     with _replaying(session, when):
         views = lm.licenses(actor, license_filter, as_of=when)
     names = _group_namer(lm)
+    views, note = _limited(views, limit)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
         return
     if not views:
         _say(f"No licenses visible to {session.user_name} match.")
         return
-    _console().print(licenses_table(views, names))
+    _show(licenses_table(views, names), note=note)
 
 
 def _as_of(session: Session, value: str | None, json_: bool = False,
@@ -1603,28 +1731,29 @@ def pools(
     ctx: typer.Context,
     tag: TagOption = None,
     as_of: AsOfOption = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The license pools you may see and the group each lives in (--tag filters, R28)."""
+    """The license pools you may see and the group each lives in (--tag filters)."""
     session = _session(ctx)
     lm = session.app
     when = _as_of(session, as_of, json_)
     with _replaying(session, when):
-        views: list[PoolView] = lm.pools(session.actor, tags=tag or (), as_of=when)
+        all_views: list[PoolView] = lm.pools(session.actor, tags=tag or (), as_of=when)
     names = _group_namer(lm)
+    views, note = _limited(all_views, limit)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
         return
     if not views:
         _say(f"No license pools visible to {session.user_name}.")
         return
-    table = _table()
-    for column in ("Pool", "Pool ID", "Group", "Source", "Licenses", "Tags"):
-        table.add_column(column, no_wrap=column == "Pool ID")
-    for v in views:
-        table.add_row(v.name, str(v.pool_id), names(v.group), v.source.name,
-                      ", ".join(str(p) for p in v.public_ids), ", ".join(sorted(v.tags)))
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Pool"), Column("Pool ID", no_wrap=True), Column("Group", drop=2),
+         Column("Source", drop=3), Column("Licenses", drop=1), Column("Tags", drop=4)),
+        ((v.name, str(v.pool_id), names(v.group), v.source.name,
+          ", ".join(str(p) for p in v.public_ids), ", ".join(sorted(v.tags))) for v in views),
+    ), note=note)
 
 
 @app.command()
@@ -1638,9 +1767,10 @@ def history(
     until: Annotated[str | None, typer.Option(
         "--until", metavar="WHEN", help="Up to this date (inclusive) or date-time.")] = None,
     as_of: AsOfOption = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """What happened to a license or pool: when, by whom, what (R29)."""
+    """What happened to a license, pool or computer: when, by whom, what."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     start = _when(since, "--since")
@@ -1653,6 +1783,7 @@ def history(
         and (moment is None or (e.position <= moment if isinstance(moment, int)
                                 else e.when <= moment))
     ]
+    entries, note = _limited(entries, limit)
     if json_:
         _print_json([to_jsonable(e) for e in entries])
         return
@@ -1677,18 +1808,18 @@ def history(
         base = key.removesuffix("_name")
         return key.endswith("_name") and (base in all_ or f"{base}_id" in all_)
 
-    table = _table(title=f"History of {target}", title_justify="left")
-    for column in ("When (UTC)", "Who", "What", "Details"):
-        table.add_column(column, no_wrap=column != "Details")
+    rows = []
     for e in entries:
         d = e.details
         details = ", ".join(
             f"{k}={shown(k, v, d)}" for k, v in d.items()
             if v not in ("", None) and not beside(k, d)
         )
-        table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor_name,
-                      e.what, details)
-    _console().print(table)
+        rows.append((e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor_name,
+                     e.what, details))
+    _show(fitted_table(
+        (Column("When (UTC)"), Column("Who"), Column("What"), Column("Details")),
+        rows, title=f"History of {target}"), note=note)
 
 
 def _history_of(lm: LicenseManagement, actor: UserId, text: str) -> list[HistoryEntry]:
@@ -1727,32 +1858,30 @@ def _describe(f: LicenseFilter) -> str:
 
 @app.command()
 @handled
-def filters(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
-    """Your saved license filters (R8a)."""
+def filters(ctx: typer.Context, as_of: AsOfOption = None, limit: LimitOption = None,
+            json_: JsonOption = False) -> None:
+    """Your saved license filters (apply one with licenses --filter NAME)."""
     session = _session(ctx)
     when = _as_of(session, as_of, json_, {})
     with _replaying(session, when):
         presets = session.app.filters(session.actor, as_of=when)
+    shown, note = _limited(sorted(presets.items()), limit)
     if json_:
-        _print_json({name: to_jsonable(f) for name, f in sorted(presets.items())})
+        _print_json({name: to_jsonable(f) for name, f in shown})
         return
     if not presets:
         _say("No saved filters; create one with save-filter.")
         return
-    table = _table()
-    table.add_column("Name")
-    table.add_column("Shows")
-    for name, f in sorted(presets.items()):
-        table.add_row(name, _describe(f))
-    _console().print(table)
+    _show(fitted_table((Column("Name"), Column("Shows")),
+                       ((name, _describe(f)) for name, f in shown)), note=note)
 
 
 @app.command()
 @handled
-def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
+def groups(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
     """The static groups you see, by path (All/San Diego)."""
     session = _session(ctx)
-    views = session.app.groups(session.actor)
+    views, note = _limited(session.app.groups(session.actor), limit)
     if json_:
         _print_json([
             {"group_id": str(g.group_id), "name": g.name, "path": g.path,
@@ -1760,12 +1889,8 @@ def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
             for g in views
         ])
         return
-    table = _table()
-    table.add_column("Group")
-    table.add_column("Group ID", no_wrap=True)
-    for g in views:
-        table.add_row(_text(g.path), str(g.group_id))
-    _console().print(table)
+    _show(fitted_table((Column("Group"), Column("Group ID", no_wrap=True)),
+                       ((_text(g.path), str(g.group_id)) for g in views)), note=note)
 
 
 def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, str]) -> Any:
@@ -1775,12 +1900,12 @@ def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, s
 
 @app.command()
 @handled
-def users(ctx: typer.Context, json_: JsonOption = False) -> None:
+def users(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
     """The users of the groups you see, with the permissions granted to them."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     paths = {g.group_id: g.path for g in lm.groups(actor)}
-    views = lm.users(actor)
+    views, note = _limited(lm.users(actor), limit)
     if json_:
         _print_json([
             {"user_id": str(u.user_id), "name": u.name,
@@ -1789,14 +1914,12 @@ def users(ctx: typer.Context, json_: JsonOption = False) -> None:
             for u in views
         ])
         return
-    table = _table()
-    table.add_column("User")
-    table.add_column("Home group")
-    table.add_column("Granted")
+    rows = []
     for u in views:
         granted = ", ".join(f"{p} on {g}" for g, p in _grants_json(u.grants, paths).items())
-        table.add_row(_text(u.name), _text(paths.get(u.home_group, "-")), _text(granted or "-"))
-    _console().print(table)
+        rows.append((_text(u.name), _text(paths.get(u.home_group, "-")), _text(granted or "-")))
+    _show(fitted_table((Column("User"), Column("Home group"), Column("Granted")), rows),
+          note=note)
 
 
 @app.command()
@@ -1804,6 +1927,7 @@ def users(ctx: typer.Context, json_: JsonOption = False) -> None:
 def permissions(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
     """What a user may do on each group you see: granted there, or inherited
@@ -1819,20 +1943,17 @@ def permissions(
     for g, p in sorted(view.effective.items(), key=lambda i: paths.get(i[0], "").casefold()):
         inherited = g not in view.grants
         rows.append((paths.get(g, str(g)), p.name, inherited))
+    rows, note = _limited(rows, limit)
     if json_:
         _print_json([{"group": g, "permission": p, "inherited": i} for g, p, i in rows])
         return
     if not rows:
         _say(f"{view.name} has no permission on the groups you see.")
         return
-    table = _table()
-    table.add_column("Group")
-    table.add_column("Permission")
-    table.add_column("How")
-    for path, level, inherited in rows:
-        table.add_row(_text(path), level, "inherited from a group above" if inherited
-                      else "granted here")
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Group"), Column("Permission", no_wrap=True), Column("How")),
+        ((_text(path), level, "inherited from a group above" if inherited else "granted here")
+         for path, level, inherited in rows)), note=note)
 
 
 @app.command()
@@ -2155,17 +2276,19 @@ def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
 
 @tag_app.command("list")
 @handled
-def tag_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+def tag_list(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
     """The tag catalogue (shared by every user)."""
     session = _session(ctx)
-    names = session.app.tags(session.actor)
+    names, note = _limited(session.app.tags(session.actor), limit)
     if json_:
         _print_json(names)
     elif not names:
         _say("No tags; create one with tag create NAME.")
     else:
-        for name in names:  # the answer itself: printed under --quiet too
-            _console().print(name, markup=False, highlight=False, soft_wrap=True)
+        from rich.text import Text
+
+        # the answer itself: printed under --quiet too
+        _show(*(Text(escape_controls(n), no_wrap=True) for n in names), note=note)
 
 
 @tag_app.command("delete")
@@ -2313,33 +2436,29 @@ def alerts(
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WHEN", help="Only alerts raised from this date or date-time on.")]
         = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The alerts of the licenses you may see, oldest first (R35)."""
+    """The alerts of the licenses you may see, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    found = lm.alerts(actor, since=_when(since, "--since"))
+    found, note = _limited(lm.alerts(actor, since=_when(since, "--since")), limit)
     if json_:
         _print_json([{**a.to_json(), "deliveries": to_jsonable(a.deliveries)} for a in found])
         return
     if not found:
         _say(f"No alerts for {session.user_name}.")
         return
-    table = _table()
-    for column in ("When", "Public ID", "Condition", "", "Delivered", "Alert id"):
-        table.add_column(column, no_wrap=column in ("When", "Public ID", "Alert id"))
-    for a in found:
-        table.add_row(
-            a.when.strftime("%Y-%m-%d %H:%M"),
-            str(a.public_id),
-            a.reason.name.lower().replace("_", " "),
-            "entered" if a.entered else "left",
-            ", ".join(f"{d.sink}: {d.outcome}" for d in a.deliveries.values()) or "-",
-            a.alert_id,
-        )
-    _console().print(table)
+    _show(fitted_table(
+        (Column("When"), Column("Public ID", no_wrap=True), Column("Condition"),
+         Column("", no_wrap=True), Column("Delivered", drop=2),
+         Column("Alert id", no_wrap=True, drop=1)),
+        ((a.when.strftime("%Y-%m-%d %H:%M"), str(a.public_id),
+          a.reason.name.lower().replace("_", " "), "entered" if a.entered else "left",
+          ", ".join(f"{d.sink}: {d.outcome}" for d in a.deliveries.values()) or "-",
+          a.alert_id) for a in found)), note=note)
 
 
 @alerts_app.command("deliver")
@@ -2673,26 +2792,24 @@ def _when_text(moment: datetime | None) -> str:
 
 @app.command()
 @handled
-def accounts(ctx: typer.Context, json_: JsonOption = False) -> None:
+def accounts(ctx: typer.Context, limit: LimitOption = None,
+             json_: JsonOption = False) -> None:
     """The accounts ever connected (administrators); never their passwords."""
     session = _session(ctx)
-    views = session.app.accounts(session.actor)
+    views, note = _limited(session.app.accounts(session.actor), limit)
     if json_:
         _print_json([to_jsonable(v) for v in views])
         return
     if not views:
         _say("No accounts connected; connect one with connect-account.")
         return
-    table = _table()
-    for column in ("Kind", "Username", "Type", "Connected", "Connected at (UTC)",
-                   "Last synced (UTC)", "Pools"):
-        table.add_column(column)
-    for v in views:
-        table.add_row(v.kind.value, v.username,
-                      "-" if v.account_type is None else v.account_type.name,
-                      "yes" if v.connected else "no", _when_text(v.connected_at),
-                      _when_text(v.last_synced), str(len(v.pools)))
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Kind", no_wrap=True), Column("Username"), Column("Type", drop=3),
+         Column("Connected", no_wrap=True), Column("Connected at (UTC)", drop=2),
+         Column("Last synced (UTC)"), Column("Pools", drop=1)),
+        ((v.kind.value, v.username, "-" if v.account_type is None else v.account_type.name,
+          "yes" if v.connected else "no", _when_text(v.connected_at),
+          _when_text(v.last_synced), str(len(v.pools))) for v in views)), note=note)
 
 
 def _report_json(report: Any, due: list[str] | None = None) -> dict[str, Any]:
@@ -2819,13 +2936,14 @@ def _products_text(view: ComputerView) -> str:
 @app.command("computers")
 @handled
 def computers_(ctx: typer.Context, tag: TagOption = None, as_of: AsOfOption = None,
-               json_: JsonOption = False) -> None:
-    """The computers you may see, with their products and licenses (R9, R20; --tag, R28)."""
+               limit: LimitOption = None, json_: JsonOption = False) -> None:
+    """The computers you may see, with their products and licenses (--tag filters)."""
     session = _session(ctx)
     lm = session.app
     when = _as_of(session, as_of, json_)
     with _replaying(session, when):
-        views = lm.computers(session.actor, tags=tag or (), as_of=when)
+        all_views = lm.computers(session.actor, tags=tag or (), as_of=when)
+    views, note = _limited(all_views, limit)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -2833,14 +2951,12 @@ def computers_(ctx: typer.Context, tag: TagOption = None, as_of: AsOfOption = No
     if not views:
         _say(f"No computers visible to {session.user_name}.")
         return
-    table = _table()
-    for column in ("Name", "Computer ID", "Group", "Last connected (UTC)", "Products"):
-        table.add_column(column, no_wrap=column == "Computer ID")
-    for v in views:
-        table.add_row(v.name, str(v.computer_id), names(v.group),
-                      _when_text(v.last_connected) if v.managed else "no agent",
-                      _products_text(v))
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Name"), Column("Computer ID", no_wrap=True), Column("Group", drop=2),
+         Column("Last connected (UTC)"), Column("Products", drop=1)),
+        ((v.name, str(v.computer_id), names(v.group),
+          _when_text(v.last_connected) if v.managed else "no agent", _products_text(v))
+         for v in views)), note=note)
 
 
 @app.command("computer")
@@ -2971,15 +3087,14 @@ def _task_table(lm: LicenseManagement, actor: UserId, view: TaskView) -> Table:
     computer_names: dict[ComputerId, str] = {}
     with contextlib.suppress(LicensingError):
         computer_names = {c.computer_id: c.name for c in lm.computers(actor)}
-    table = _table()
-    for column in ("Computer", "Computer ID", "Result", "Reason"):
-        table.add_column(column, no_wrap=column == "Computer ID")
     styles = {"SUCCEEDED": "green", "FAILED": "bold red", "PENDING": "yellow",
               "DELIVERED": "yellow"}
-    for cid, r in sorted(view.results.items(), key=lambda kv: str(kv[0])):
-        table.add_row(computer_names.get(cid, "(removed)"), str(cid),
-                      _text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
-    return table
+    return fitted_table(
+        (Column("Computer"), Column("Computer ID", no_wrap=True),
+         Column("Result", no_wrap=True), Column("Reason")),
+        ((computer_names.get(cid, "(removed)"), str(cid),
+          _text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
+         for cid, r in sorted(view.results.items(), key=lambda kv: str(kv[0]))))
 
 
 @app.command()
@@ -3218,14 +3333,15 @@ def _not_connecting(lm: LicenseManagement, actor: UserId, group: GroupId, days: 
     those without an agent only with ``unmanaged``. What the library decides
     when it runs; shown for the question and for --dry-run."""
     children: dict[GroupId, list[GroupId]] = {}
-    for g in lm.groups(actor):
-        if g.parent is not None:
-            children.setdefault(g.parent, []).append(g.group_id)
-    below, todo = set(), [group]
+    for view in lm.groups(actor):
+        if view.parent is not None:
+            children.setdefault(view.parent, []).append(view.group_id)
+    below: set[GroupId] = set()
+    todo = [group]
     while todo:
         g = todo.pop()
         below.add(g)
-        todo.extend(children.get(g, ()))
+        todo.extend(children.get(g, []))
     cutoff = lm.adapters.clock.now() - timedelta(days=days)
     out = []
     for c in lm.computers(actor):
