@@ -2303,6 +2303,7 @@ def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tag = name.strip()
+    _require_administrator(lm, actor, "deleting a tag")  # refused before a question or preview
     known = {t.casefold(): t for t in lm.tags(actor)}
     if tag.casefold() not in known:
         raise _did_you_mean(NotFound("tag", tag), tag, known.values(), "esmc-licensing tag list")
@@ -2318,7 +2319,6 @@ def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
         _done(json_, data, f"Would delete tag {tag}, unassigning it from {tagged}; "
               "nothing deleted.")
         return
-    _require_administrator(lm, actor, "deleting a tag")  # refused before any question
     _confirm(yes, f"Delete tag {tag}? It is unassigned from {tagged}",
              f"deleting tag {tag} (on {tagged})")
     lm.delete_tag(actor, tag)
