@@ -3351,21 +3351,44 @@ def _not_connecting(lm: LicenseManagement, actor: UserId, group: GroupId, days: 
     return sorted(out, key=lambda c: (c.name.casefold(), str(c.computer_id)))
 
 
+def _task_id(lm: LicenseManagement, actor: UserId, text: str) -> TaskId:
+    """A task by id, or by a unique id prefix (at least 4 characters) among the
+    tasks recorded on the computers the actor sees, as pools and computers are."""
+    text = text.strip()
+    try:
+        return TaskId(uuid.UUID(text))
+    except ValueError:
+        pass
+    if len(text) < 4 or not re.fullmatch(r"[0-9a-fA-F-]+", text):
+        raise InvalidInput(f"a task id is a UUID or a prefix of one (4 characters or more), "
+                           f"not {text!r}")
+    found: set[str] = set()
+    for c in lm.computers(actor):
+        for entry in lm.history(actor, c.computer_id):
+            task = entry.details.get("task_id")
+            if isinstance(task, str) and task.startswith(text.lower()):
+                found.add(task)
+    if len(found) > 1:
+        raise InvalidInput(f"{len(found)} tasks have ids starting {text!r}: "
+                           f"{', '.join(sorted(found))}")
+    if not found:
+        raise NotFound("task", text)
+    return TaskId(uuid.UUID(found.pop()))
+
+
 @app.command("task")
 @handled
 def task_(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="TASK_ID")],
+    task_id: Annotated[str, typer.Argument(
+        metavar="TASK_ID", help="A task id, or a unique prefix of one (4 characters or more).")],
     as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
     """A client task and each target's result (R21)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    try:
-        tid = TaskId(uuid.UUID(task_id.strip()))
-    except ValueError:
-        raise InvalidInput(f"a task id is a UUID, not {task_id!r}") from None
+    tid = _task_id(lm, actor, task_id)
     when = _as_of(session, as_of, json_, None)
     with _replaying(session, when):
         view = lm.task(actor, tid, as_of=when)

@@ -329,3 +329,11 @@ def test_keygen_prints_a_key_or_writes_a_private_key_file(bare: Run, tmp_path: P
     refused(bare("keygen", "--output", str(path)), 2, "already exists")
     assert path.read_bytes() == content
     assert not (tmp_path / "esmc-licensing.db").exists()  # no store touched
+
+
+def test_r8a_product_option_matches_case_insensitively(demo: Run) -> None:
+    exact = js(demo("licenses", "--product", "ESET Endpoint Security", "--json"))
+    assert [r["public_id"] for r in exact] == ["DMO-SDG-001"]  # type: ignore[union-attr]
+    assert js(demo("licenses", "--product", "eset endpoint security", "--json")) == exact
+    ok(demo("save-filter", "ees", "--product", "ESET ENDPOINT SECURITY"))
+    assert js(demo("licenses", "--filter", "ees", "--json")) == exact

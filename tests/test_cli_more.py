@@ -411,6 +411,9 @@ def test_r21_r23_activate_install_and_task(pcs: Run) -> None:
     refused(pcs("task", "not-a-task"), 2, "UUID")
     refused(pcs("task", "00000000-0000-0000-0000-000000000000"), 1, "not found")
     refused(pcs("--as", "Makio", "task", task["task_id"]), 1, "not found")
+    # a unique id prefix, as pools and computers take (issue 13)
+    assert js(pcs("task", task["task_id"][:8], "--json")) == task
+    refused(pcs("--as", "Makio", "task", task["task_id"][:8]), 1, "not found")
 
 
 def test_r22_installer_never_prints_the_key(pcs: Run, tmp_path: Path) -> None:
