@@ -338,6 +338,82 @@ def _postgres_store(url: str) -> Store:
     return Store(env, f"PostgreSQL {where}")
 
 
+def _postgres_cause(error: BaseException, env: Mapping[str, str]) -> str:
+    """Why a connection to PostgreSQL failed, in words (never a password)."""
+    text = " ".join(str(error).split())
+    where = f"{env.get('POSTGRES_HOST')}:{env.get('POSTGRES_PORT', '5432')}"
+    low = text.lower()
+    found = re.search(r'(role|database) "([^"]*)" does not exist', text)
+    if found and found.group(1) == "role":
+        return (f"PostgreSQL at {where} has no user (role) {found.group(2)!r}: "
+                "check the user in the --store URL")
+    if found:
+        return (f"PostgreSQL at {where} has no database {found.group(2)!r}: check the "
+                "database in the --store URL, or create it (createdb)")
+    if "password authentication failed" in low or "authentication failed" in low:
+        user = env.get("POSTGRES_USER")
+        return (f"PostgreSQL at {where} refused the password of user {user!r} "
+                "(authentication failed): check POSTGRES_PASSWORD")
+    if "no password supplied" in low:
+        return (f"PostgreSQL at {where} wants a password for user {env.get('POSTGRES_USER')!r}: "
+                "set POSTGRES_PASSWORD in the environment")
+    if "connection refused" in low:
+        return (f"nothing accepts connections at {where} (connection refused): is PostgreSQL "
+                "running there, and is the port right?")
+    if "timeout" in low or "timed out" in low:
+        return (f"PostgreSQL at {where} did not answer within "
+                f"{env.get('POSTGRES_CONNECT_TIMEOUT', DEFAULT_POSTGRES_CONNECT_TIMEOUT)} s "
+                "(connection timeout)")
+    if "translate host name" in low or "name or service not known" in low:
+        return f"the host {env.get('POSTGRES_HOST')!r} is unknown (its name does not resolve)"
+    if "pg_hba.conf" in low:
+        return f"PostgreSQL at {where} does not allow this user, database or host (pg_hba.conf)"
+    return text.removeprefix("connection failed: ")
+
+
+def _prepare_postgres(env: Mapping[str, str], description: str, *, create: bool) -> None:
+    """Connect once before the application does, so that a failure says why
+    (refused port, unknown user or database, authentication) instead of a pool's
+    "couldn't get a connection"; and create the schema the store names when it
+    is missing (``create``), or say that it does not exist (queries)."""
+    import psycopg
+
+    try:
+        timeout = max(1, int(float(env.get("POSTGRES_CONNECT_TIMEOUT")
+                                   or DEFAULT_POSTGRES_CONNECT_TIMEOUT)))
+    except ValueError:
+        raise InvalidInput("POSTGRES_CONNECT_TIMEOUT is a number of seconds") from None
+    try:
+        port = int(env.get("POSTGRES_PORT") or 5432)
+    except ValueError:
+        raise InvalidInput("POSTGRES_PORT is a port number") from None
+    password = os.environ.get("POSTGRES_PASSWORD", env.get("POSTGRES_PASSWORD", ""))
+    try:
+        with psycopg.connect(
+            host=env.get("POSTGRES_HOST"), port=port, dbname=env.get("POSTGRES_DBNAME"),
+            user=env.get("POSTGRES_USER"), password=password or None,
+            connect_timeout=timeout, autocommit=True,
+        ) as conn:
+            schema = env.get("POSTGRES_SCHEMA")
+            if not schema:
+                return
+            exists = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            if exists:
+                return
+            if not create:
+                raise AdapterUnavailable(
+                    f"the store ({description}) has no schema {schema!r}, and a query does not "
+                    "create one: check ?schema= in --store, or create it with a command that "
+                    "records something (esmc-licensing demo, create-group NAME, add-key -)"
+                )
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # a checked identifier
+    except psycopg.Error as e:
+        raise AdapterUnavailable(
+            f"cannot open the store ({description}): {_postgres_cause(e, env)}"
+        ) from e
+
+
 #: the first bytes of every SQLite database file
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -506,6 +582,8 @@ class Session:
             if store.sqlite_path is not None and not _store_access(store.sqlite_path):
                 self.read_only = True
                 env = _read_only_env(env, store.sqlite_path)
+            if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+                _prepare_postgres(env, store.description, create=not self.queries_only)
             clock = SystemClock()
             self._wiring = wiring = build_adapters(cfg, clock, activation_server)
             adapters = Adapters(
