@@ -1383,7 +1383,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-tag_app = typer.Typer(help="Create, delete, assign and unassign tags (R28).",
+tag_app = typer.Typer(help="Create, list, delete, assign and unassign tags.",
                       no_args_is_help=True, cls=_Group)
 app.add_typer(tag_app, name="tag")
 
@@ -1534,7 +1534,7 @@ QUERY_COMMANDS = frozenset({
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsOfOption = Annotated[str | None, typer.Option(
     "--as-of", metavar="WHEN",
-    help="As it was at this date, date-time (UTC) or log position (R30).")]
+    help="As it was at this date, date-time (UTC) or log position.")]
 LevelOption = Annotated[list[str] | None, typer.Option(
     "--level", help="OK, WARNING, ERROR, EXPIRED or SUSPENDED (repeatable).")]
 ReasonOption = Annotated[list[str] | None, typer.Option(
@@ -2182,7 +2182,7 @@ def add_key(
         "--file", metavar="PATH", help="Read the license key from this file.")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Add a license by its key (R15); the key is never printed (R2)."""
+    """Add a license by its key; the key is never printed."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     secret = _read_key(key, key_file)
@@ -2462,7 +2462,7 @@ def tag_unassign(ctx: typer.Context, target: TargetArg,
 # -- alerts (R35) ----------------------------------------------------------------------------
 
 alerts_app = typer.Typer(
-    help="Alerts: licenses entering or leaving a condition (R35); `alerts deliver` sends them.",
+    help="Alerts: licenses entering or leaving a condition; `alerts deliver` sends them.",
     invoke_without_command=True, cls=_Group,
 )
 app.add_typer(alerts_app, name="alerts")
@@ -2548,7 +2548,7 @@ def alerts_deliver(
         help="Keep delivering, every SECONDS (default: once, for cron).")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Send the alerts not yet delivered to the configured sinks (R35).
+    """Send the alerts not yet delivered to the configured sinks.
 
     Sinks come from the environment: ESMC_ALERT_WEBHOOK_URL and
     ESMC_ALERT_WEBHOOK_SECRET; ESMC_ALERT_SMTP_HOST, _PORT, _FROM, _TO. Exit 3
@@ -2670,7 +2670,7 @@ def consume_results(
         "--once", help="Settle what is waiting, then stop.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Record agents' task results from Redis Streams (R21), each exactly once.
+    """Record agents' task results from Redis Streams, each exactly once.
 
     A result is acknowledged only after it is saved; a repeat records nothing.
     """
@@ -2719,7 +2719,7 @@ def add_file(
         metavar="PATH", help="An offline license file (.lf), or - to read it from stdin.")],
     json_: JsonOption = False,
 ) -> None:
-    """Add a license from an offline license file generated for this console (R16).
+    """Add a license from an offline license file generated for this console.
 
     The file must be signed by the vendor (ESMC_VENDOR_PUBLIC_KEY with a real
     vendor) and generated for this installation's console token (see `info`).
@@ -2753,7 +2753,7 @@ def add_file(
 @app.command()
 @handled
 def info(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """This installation: the store, the vendor the CLI talks to, the console token (R16)."""
+    """This installation: the store, the vendor the CLI talks to, the console token."""
     session = _session(ctx)
     lm = session.app
     cfg = session.config
@@ -2827,7 +2827,7 @@ def connect_account(
         "--password-stdin", help="Read the password from the first line of stdin.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Connect an EBA, EMA2 or ELA account and import its licenses (R17).
+    """Connect an EBA, EMA2 or ELA account and import its licenses.
 
     The password is never taken from the command line: it comes from
     ESMC_ACCOUNT_PASSWORD, the credentials file, stdin (--password-stdin) or a
@@ -2939,7 +2939,7 @@ def _working(message: str) -> Iterator[None]:
 @app.command()
 @handled
 def sync(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """Synchronise every connected account and license-key license now (R18).
+    """Synchronise every connected account and license-key license now.
 
     Prints what each source added and changed. Exit 0 when every source
     synced, 3 when any failed (the others keep their results).
@@ -2954,7 +2954,7 @@ def sync(ctx: typer.Context, json_: JsonOption = False) -> None:
 @app.command("run-due")
 @handled
 def run_due(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """The scheduled daily sync, for cron: sync the sources that are due (R18).
+    """The scheduled daily sync, for cron: sync the sources that are due.
 
     Recorded as the `sync` actor. Exit 0 when nothing was due or all synced,
     3 when a source failed.
@@ -3046,7 +3046,7 @@ def computer_(
     as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """One computer: each product, the license it is activated with and its validity (R9)."""
+    """One computer: each product, the license it is activated with and its validity."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     when = _as_of(session, as_of, json_, None)
@@ -3129,7 +3129,7 @@ def register_computer(
     ] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Register a computer in a static group (WRITE there, R20)."""
+    """Register a computer in a static group (WRITE needed there)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     before = lm.position
@@ -3185,7 +3185,7 @@ def activate(
         "--product", help="The product to activate (default: the license's).")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Run a product activation task with a license on computers (R21, R23).
+    """Run a product activation task with a license on computers.
 
     Each target's result is shown; a target can fail (overuse ceiling, agent)
     while the others succeed. Exit 0 once the task exists.
@@ -3206,7 +3206,7 @@ def install(
     computers: ComputersArg,
     json_: JsonOption = False,
 ) -> None:
-    """Run a software install task with a license on computers (R21)."""
+    """Run a software install task with a license on computers."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = lm.run_software_install(actor, _computers_arg(lm, actor, computers), package,
@@ -3238,9 +3238,9 @@ def installer(
     ] = None,
     json_: JsonOption = False,
 ) -> None:
-    """An all-in-one agent installer configuration for a license (USE needed, R22).
+    """An all-in-one agent installer configuration for a license (USE needed).
 
-    The license key is a secret (R2): it is never printed, only its last four
+    The license key is a secret: it is never printed, only its last four
     characters. It leaves the tool only in the file named by --output, created
     new with mode 0600.
     """
@@ -3274,7 +3274,7 @@ def installer(
     if output is not None:
         _say(f"Wrote the installer configuration with the license key to {output} (mode 0600).")
     else:
-        _say("The key is not printed (R2); use --output FILE to write the configuration "
+        _say("The key is not printed; use --output FILE to write the configuration "
              "with the key to a new private file.")
 
 
@@ -3288,7 +3288,7 @@ def deactivate(
     ] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Deactivate products on computers through the activation server; frees seats (R24)."""
+    """Deactivate products on computers through the activation server; frees seats."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = lm.deactivate_products(actor, _computers_arg(lm, actor, computers),
@@ -3303,7 +3303,7 @@ def remove_computer(
     computer: Annotated[str, typer.Argument(metavar="COMPUTER",
                                             help="A computer by id, id prefix or name.")],
     deactivate_: Annotated[bool, typer.Option(
-        "--deactivate", help="Deactivate its products first and free the seats (R25).")
+        "--deactivate", help="Deactivate its products first and free the seats.")
     ] = False,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
@@ -3463,7 +3463,7 @@ def task_(
     as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """A client task and each target's result (R21)."""
+    """A client task and each target's result."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = _task_id(lm, actor, task_id)
@@ -3542,7 +3542,7 @@ def forget_data_key(
         "--yes", "-y", help="Confirm: what only this key protects becomes unreadable.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Forget a data key ("crypto-shredding", R32): every secret only it protects
+    """Forget a data key ("crypto-shredding"): every secret only it protects
     becomes unavailable; every other fact stays readable."""
     from .keyring import read_key_file, write_key_file
 
@@ -3570,7 +3570,7 @@ def forget_data_key(
 @handled
 def migrate_secrets(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Re-state every license key and password not sealed with the current data key
-    (plain text from before R32, or an older key) as new events (R32).
+    (plain text from older versions, or an older key) as new events.
 
     History is not rewritten: the older rows keep what they held.
     """
@@ -3604,7 +3604,7 @@ def migrate_secrets(ctx: typer.Context, json_: JsonOption = False) -> None:
 
 
 ReceiptOption = Annotated[str | None, typer.Option(
-    "--receipt", metavar="FILE", help="The receipt file (R31): written by seal-history, "
+    "--receipt", metavar="FILE", help="The receipt file: written by seal-history, "
     "checked by verify-history.")]
 
 
@@ -3612,7 +3612,7 @@ ReceiptOption = Annotated[str | None, typer.Option(
 @handled
 def seal_history(ctx: typer.Context, receipt: ReceiptOption = None,
                  json_: JsonOption = False) -> None:
-    """Take a signed receipt of the history as it ends now (R31).
+    """Take a signed receipt of the history as it ends now.
 
     Every save is sealed as it is recorded; keep the receipt away from the
     store: verify-history --receipt FILE then also proves that nothing up to
@@ -3647,7 +3647,7 @@ def _read_receipt(path: str | None) -> Receipt | None:
 @handled
 def verify_history(ctx: typer.Context, receipt: ReceiptOption = None,
                    json_: JsonOption = False) -> None:
-    """Verify the whole stored history, first event to last, against its seals (R31).
+    """Verify the whole stored history, first event to last, against its seals.
 
     Exit 0 when nothing is wrong; 1 when tampering is found, each problem named.
     The seal key comes from ESMC_SEAL_KEY_FILE, ESMC_SEAL_KEY, the credentials
@@ -3723,7 +3723,7 @@ def rotate_seal_key(
         "--key-file", metavar="PATH", help="The seal key file (created, mode 0600, if missing).")],
     json_: JsonOption = False,
 ) -> None:
-    """Add a new current key to a seal key file (R31); older keys stay to verify
+    """Add a new current key to a seal key file; older keys stay to verify
     the seals they made. Point ESMC_SEAL_KEY_FILE at the file."""
     from .keyring import rotate_key_file
 
@@ -3740,7 +3740,7 @@ def rotate_seal_key(
              f"{ring.current_id}; key ids {', '.join(ring.ids[:-1])} still verify older seals.")
 
 
-audit_app = typer.Typer(help="The whole audit log (R29, R31): export it for a SIEM.",
+audit_app = typer.Typer(help="The whole audit log: export it for a SIEM.",
                         no_args_is_help=True, cls=_Group)
 app.add_typer(audit_app, name="audit")
 
@@ -3777,7 +3777,7 @@ def audit_export(
 
     Streams: memory stays bounded whatever the log's length. Progress goes to
     stderr when it is a terminal. Only an administrator or a user with READ on
-    All may export (R31).
+    All may export.
     """
     if json_ and format_ is not ExportFormat.JSONL:
         raise InvalidInput("--json exports JSON lines; it cannot be combined with --format csv")
@@ -3848,6 +3848,47 @@ def audit_export(
             sys.stderr.write(f"\r{count} events exported\n")
     if output is not None:
         _done(json_, {"exported": count, "output": output}, f"Exported {count} events to {output}.")
+
+
+#: Examples shown under each command's --help; docs/cli.md ("Examples") shows
+#: the same lines (a test keeps the two in step).
+EXAMPLES: Mapping[str, tuple[str, ...]] = {
+    "demo": ("esmc-licensing demo",),
+    "licenses": (
+        "esmc-licensing licenses --level ERROR --level EXPIRED",
+        'esmc-licensing licenses --product "eset endpoint security" --limit 20',
+        "esmc-licensing --as John licenses --json",
+    ),
+    "license": ("esmc-licensing license DMO-SDG-001",),
+    "history": ("esmc-licensing history DMO-SDG-001 --since 2026-01-01",),
+    "add-key": ("esmc-licensing add-key - < key.txt",),
+    "create-group": ('esmc-licensing create-group Lab --parent "All/San Diego" --json',),
+    "create-user": ('esmc-licensing create-user Greta --home "All/San Diego"',),
+    "grant": ('esmc-licensing grant Greta "All/San Diego" USE',),
+    "move": ('esmc-licensing move "Acme Corp" --to "All/San Diego" --dry-run',),
+    "remove": ('esmc-licensing remove "Acme Corp" --dry-run',),
+    "delete-not-connecting": (
+        'esmc-licensing delete-not-connecting "All/San Diego" --days 30 --dry-run',),
+    "run-due": ("esmc-licensing run-due --json >> sync.log",),
+    "keygen": ("esmc-licensing keygen --output seal.key",),
+    "tag delete": ("esmc-licensing tag delete audit --dry-run",),
+    "audit export": ("esmc-licensing audit export --format csv --output audit.csv",),
+}
+
+
+def _add_examples() -> None:
+    """Each command's examples (EXAMPLES) as the epilog of its help."""
+    for prefix, typer_app in (("", app), ("tag ", tag_app), ("audit ", audit_app),
+                              ("filter ", filter_app), ("alerts ", alerts_app)):
+        for info in typer_app.registered_commands:
+            assert info.callback is not None
+            name = info.name or typer.main.get_command_name(info.callback.__name__)
+            lines = EXAMPLES.get(prefix + name)
+            if lines:
+                info.epilog = "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+
+
+_add_examples()
 
 
 #: the root options (see ``_root``) that take a value

@@ -303,7 +303,7 @@ def test_bulk_destructive_commands_confirm(pcs: Run, monkeypatch: pytest.MonkeyP
     assert "DMO-SDG-001" not in {r["public_id"] for r in js(pcs("licenses", "--json"))}  # type: ignore[union-attr]
 
 
-# -- filter delete and keygen -----------------------------------------------------------------------
+# -- filter delete and keygen -------------------------------------------------------------------
 
 
 def test_filter_delete(demo: Run) -> None:
