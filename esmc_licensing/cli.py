@@ -996,12 +996,15 @@ def _table(*args: Any, **kwargs: Any) -> Table:
 @attrs.frozen
 class Column:
     """A table column: ``drop`` orders what goes when the table is too wide for
-    the terminal (highest first; 0: never dropped); ``no_wrap`` keeps ids,
-    dates, numbers and states on one line, whole."""
+    the terminal (highest first; 0: never dropped); a ``spare`` column goes as
+    soon as the table does not fit unwrapped, the others only when it would not
+    fit even wrapped; ``no_wrap`` keeps ids, dates, numbers and states on one
+    line, whole."""
 
     header: str
     drop: int = 0
     no_wrap: bool = False
+    spare: bool = False
 
 
 def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
@@ -1029,10 +1032,16 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     dropped: list[str] = []
     # each column is padded by a space either side and followed by a rule
     room = console.width - 1
-    while droppable and sum(needs[i] + 3 for i in keep) > room:
-        gone = droppable.pop(0)
+    def drop(gone: int) -> None:
+        droppable.remove(gone)
         keep.remove(gone)
         dropped.insert(0, columns[gone].header)
+
+    spare = [i for i in droppable if columns[i].spare]
+    while spare and sum(natural[i] + 3 for i in keep) > room:
+        drop(spare.pop(0))
+    while droppable and sum(needs[i] + 3 for i in keep) > room:
+        drop(droppable[0])
     widths = {i: natural[i] for i in keep}
     while sum(w + 3 for w in widths.values()) > room:
         slack = [i for i in keep if widths[i] > needs[i]]
@@ -1225,9 +1234,9 @@ def _expires(view: LicenseView) -> str:
 #: the license table's columns (the first are dropped last on a narrow terminal)
 LICENSE_COLUMNS = (
     Column("Public ID", no_wrap=True), Column("Product", drop=2), Column("Type", drop=5),
-    Column("Used/Units", no_wrap=True), Column("Expires"), Column("Owner", drop=6),
-    Column("Group", drop=4), Column("Tags", drop=7), Column("Status"),
-    Column("Forecast", drop=8),
+    Column("Used/Units", no_wrap=True), Column("Expires"), Column("Owner", drop=6, spare=True),
+    Column("Group", drop=4), Column("Tags", drop=7, spare=True), Column("Status"),
+    Column("Forecast", drop=8, spare=True),
 )
 
 
@@ -1828,7 +1837,8 @@ def pools(
         return
     _show(fitted_table(
         (Column("Pool"), Column("Pool ID", no_wrap=True), Column("Group", drop=2),
-         Column("Source", drop=3), Column("Licenses", drop=1), Column("Tags", drop=4)),
+         Column("Source", drop=3, spare=True), Column("Licenses", drop=1),
+         Column("Tags", drop=4, spare=True)),
         ((v.name, str(v.pool_id), names(v.group), v.source.name,
           ", ".join(str(p) for p in v.public_ids), ", ".join(sorted(v.tags))) for v in views),
     ), note=note)
