@@ -2248,12 +2248,12 @@ def move(
 def _print_impact(
     lm: LicenseManagement, actor: UserId, impact: MoveImpact, to: str, as_json: bool
 ) -> None:
-    users = lm._directory().users
+    names = {u.user_id: u.name for u in lm.users(actor)}  # moving is for administrators
     computers = {c: lm.computer(actor, c).name for c in impact.activations_outside}
 
     def by_user(side: Mapping[UserId, frozenset[PublicId]]) -> dict[str, list[str]]:
-        ordered = sorted(side, key=lambda u: users[u].name)
-        return {users[u].name: sorted(map(str, side[u])) for u in ordered}
+        ordered = sorted(side, key=lambda u: names.get(u, str(u)))
+        return {names.get(u, str(u)): sorted(map(str, side[u])) for u in ordered}
 
     gains, loses = by_user(impact.gains), by_user(impact.loses)
     outside = {
