@@ -59,7 +59,7 @@ from .adapters.clock import SystemClock
 from .adapters.memory import InMemoryActivationServer
 from .adapters.ports import ActivationServer, Clock
 from .application import LicenseManagement
-from .config import Config, Secrets, Wiring, build_adapters, load_config, load_secrets
+from .config import Config, ConfigError, Secrets, Wiring, build_adapters, load_config, load_secrets
 from .domain.errors import (
     AdapterUnavailable,
     ConfirmationRequired,
@@ -1589,11 +1589,25 @@ def demo(ctx: typer.Context, json_: JsonOption = False) -> None:
     (as --as, which must be an administrator: the story creates users and groups)."""
     session = _session(ctx)
     store = parse_store(session.store)
-    created = _demo_seal_key(session, store)
+    cfg = session.config
+    if not cfg.uses_demo_vendor:
+        raise ConfigError(
+            f"demo plays its story with the built-in demo vendor, but a vendor is "
+            f"configured ({cfg.describe()}): run it without the vendor settings "
+            "(ESMC_ACTIVATION_URL, the accounts URLs, --config), on a store of its own "
+            "(--store demo.db)"
+        )
+    new_store = store.sqlite_path is not None and (
+        not Path(store.sqlite_path).exists() or Path(store.sqlite_path).stat().st_size == 0
+    )
+    if not new_store:
+        _refuse_unless_demo_store(session.app, session.actor, store)
+    created = _demo_seal_key(session, store) if new_store else None
     lm = session.app
     admin = session.actor  # it acts as who it is told to, never above that
     vendor = lm.adapters.activation_server
     done: list[str] = []
+    added: set[str] = set()
     if not json_:
         _say(f"Branch-administrator demo on {store.description}")
 
@@ -1624,15 +1638,42 @@ def demo(ctx: typer.Context, json_: JsonOption = False) -> None:
         before = lm.position
         pid = lm.add_license_key(admin, key)
         if lm.position != before:
+            added.add(d.public_id)
             tell(f"added license {pid} ({d.product}, owner {d.owner}) by its key")
+    # only the pools this run added are distributed: a second run leaves where
+    # an administrator has since moved them
     for d in DEMO_LICENSES:
-        if d.in_demo and d.branch is not None:
+        if d.public_id in added and d.branch is not None:
             view = lm.license(admin, d.public_id)
             target = lm.group_named(d.branch)
             if view.group != target:
                 lm.move_pools(admin, [view.pool_id], target)
                 tell(f"moved pool {d.owner} to {d.branch}")
     _demo_views(lm, store, done, json_)
+
+
+def _refuse_unless_demo_store(lm: LicenseManagement, actor: UserId, store: Store) -> None:
+    """Refuse, before anything is written, a store that holds more than the demo's
+    own groups, users and licenses (a real installation, or a demo store someone
+    has since built on)."""
+    branches = {branch for _, branch, _ in DEMO_BRANCHES}
+    people = {"Administrator"} | {user for user, _, _ in DEMO_BRANCHES}
+    licenses = {d.public_id for d in DEMO_LICENSES}
+    foreign = (
+        [f"group {g.path}" for g in lm.groups(actor) if g.parent is not None
+         and g.name not in branches]
+        + [f"user {u.name}" for u in lm.users(actor) if u.name not in people]
+        + [f"license {v.public_id}" for v in lm.licenses(actor)
+           if str(v.public_id) not in licenses]
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise InvalidInput(
+            f"demo runs only on a new store or one it created, and {store.description} "
+            f"holds more ({shown}); nothing was changed: run it on a store of its own, "
+            "e.g. esmc-licensing --store demo.db demo"
+        )
 
 
 def _demo_views(lm: LicenseManagement, store: Store, done: list[str], json_: bool) -> None:
