@@ -51,10 +51,32 @@ from .field_cipher import (
 converter = make_converter(detailed_validation=False)
 
 
+_new = object.__new__
+_set = object.__setattr__
+_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _from_text(cls: type[uuid.UUID], text: str) -> uuid.UUID:
+    """``cls(text)`` for a stored id: a canonical UUID's digits are read without
+    ``UUID.__init__``'s argument handling (a third of a log's decoding is ids);
+    anything else goes through the constructor, which checks it."""
+    digits = text.replace("-", "")
+    if len(digits) == 32 and (len(text) == 32 or len(text) == 36):
+        try:
+            value = int(digits, 16)
+        except ValueError:
+            return cls(text)
+        new = _new(cls)
+        _set(new, "int", value)
+        _set(new, "is_safe", _UNKNOWN)
+        return new
+    return cls(text)
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _parsed(cls: type[uuid.UUID], text: str) -> uuid.UUID:
     """Ids are immutable: one object per (type, text) serves every event naming it."""
-    return cls(text)
+    return _from_text(cls, text)
 
 
 def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
@@ -299,8 +321,10 @@ class _NoTranscoder(Transcoder):
         return orjson.loads(data)
 
 
-#: aggregate ids by their stored text: a log names the same aggregates many times
-_uuid = functools.lru_cache(maxsize=1 << 12)(uuid.UUID)
+@functools.lru_cache(maxsize=1 << 12)
+def _uuid(text: str) -> uuid.UUID:
+    """Aggregate ids by their stored text: a log names the same aggregates many times."""
+    return _from_text(uuid.UUID, text)
 
 
 class EventMapper(Mapper[uuid.UUID]):

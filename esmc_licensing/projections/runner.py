@@ -123,8 +123,10 @@ class ViewUpdater:
                 count = 0
                 decode = self.log.decode
                 for page in self.log.pages(position, stop, min(PAGE_SIZE, limit)):
-                    for row in page:
-                        apply(b, row[0], decode(row))
+                    events = [decode(row) for row in page]
+                    b.prefetch(filter(None, map(entity_key, events)))
+                    for row, event in zip(page, events, strict=True):
+                        apply(b, row[0], event)
                     count += len(page)
                     b.reached = page[-1][0]
                     if count >= limit:
