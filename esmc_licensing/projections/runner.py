@@ -68,6 +68,8 @@ class ViewUpdater:
                 return None
             for (kind, key), state in (seeds or {}).items():
                 b.seed(kind, key, state)
+            if len(pairs) > 20:  # a bulk save (a sync): its rows read in a few queries
+                b.prefetch(filter(None, (entity_key(e) for _, e in pairs)))
             for position, event in pairs:
                 apply(b, position, event)
             b.reached = pairs[-1][0]
