@@ -88,7 +88,18 @@ def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
 
 
 converter.register_unstructure_hook(PublicId, str)
-converter.register_structure_hook(PublicId, lambda v, _: PublicId(v))
+#: Public IDs by their stored text (validated once each: a log names the same
+#: licenses in most of its events)
+_cached_public_id = functools.lru_cache(maxsize=1 << 14)(PublicId)
+
+
+def _public_id(value: object) -> PublicId:
+    if type(value) is str or type(value) is PublicId:
+        return _cached_public_id(value)
+    return PublicId(value)  # refused as the constructor refuses it
+
+
+converter.register_structure_hook(PublicId, lambda v, _: _public_id(v))
 converter.register_unstructure_hook(LicenseKey, license_key_data)
 converter.register_structure_hook(LicenseKey, lambda v, _: license_key_from_data(v))
 converter.register_unstructure_hook(Credentials, credentials_data)
@@ -243,6 +254,9 @@ def _structure_expression(tp: Any, value: str, hooks: dict[str, Any]) -> str:
         name = f"_h{len(hooks)}"
         hooks[name] = _typed_id(tp)
         return f"{name}({value})"
+    if tp is PublicId:
+        hooks["_pid"] = _public_id
+        return f"_pid({value})"
     if tp in (str, int, bool):
         # cattrs calls the type: a value already of it passes untouched
         return f"({value} if type({value}) is {tp.__name__} else {tp.__name__}({value}))"
