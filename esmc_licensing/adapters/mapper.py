@@ -58,7 +58,7 @@ _UNKNOWN = uuid.SafeUUID.unknown
 
 def _from_text(cls: type[uuid.UUID], text: str) -> uuid.UUID:
     """``cls(text)`` for a stored id: a canonical UUID's digits are read without
-    ``UUID.__init__``'s argument handling (a third of a log's decoding is ids);
+    ``UUID.__init__``'s argument handling (most events name one or two ids);
     anything else goes through the constructor, which checks it."""
     digits = text.replace("-", "")
     if len(digits) == 32 and (len(text) == 32 or len(text) == 36):
