@@ -109,6 +109,17 @@ class EventLog:
         rows: list[LogRow] = []
         for i in range(0, len(values), 500):
             chunk = values[i : i + 500]
+            if self._lean:
+                assert isinstance(r, FastSQLiteApplicationRecorder)
+                rows.extend(
+                    r.select_rows(
+                        "SELECT rowid, originator_id, originator_version, topic, state "
+                        f"FROM {r.events_table_name} WHERE {column} IN "
+                        f"({', '.join('?' * len(chunk))}) ORDER BY {order}",
+                        list(chunk),
+                    )
+                )
+                continue
             with r.datastore.transaction(commit=False) as c:
                 cursor = c.sqlite_cursor
                 cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row
