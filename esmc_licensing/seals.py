@@ -219,19 +219,14 @@ class Sealer:
         positions = "" if contiguous else ",".join(str(r[0]) for r in rows)
         # the events' digests and the rows' hash in one pass (what the two
         # functions of the same names compute; a test checks they agree)
-        # (the head encoded once, no concatenated copy of the state)
         sha256 = hashlib.sha256
         whole = sha256()
         update = whole.update
-        parts: list[bytes] = []
-        part = parts.append
+        parts = []
         for position, oid, version, topic, state in rows:
-            head = f"{position}|{oid}|{version}|{topic}|".encode()
-            h = sha256(head)
-            h.update(state)
-            part(h.digest()[:DIGEST_BYTES])
-            update(head)
-            update(b"%d|" % len(state))
+            head = f"{position}|{oid}|{version}|{topic}|"
+            parts.append(sha256(head.encode() + state).digest()[:DIGEST_BYTES])
+            update(f"{head}{len(state)}|".encode())
             update(state)
         digests = b"".join(parts)
         seq = 1 if previous is None else previous.seq + 1
