@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,7 @@ from .domain.events import (
     PoolRemoved,
 )
 from .domain.ids import GroupId, UserId
-from .eventlog import EventLog, LogRow
+from .eventlog import EventLog
 from .projections.fold import details, event_name
 from .projections.tables import ViewStore
 from .projections.views import HistoryEntry
@@ -77,80 +77,6 @@ class Life:
         self.end: int | None = None
         self.name = name
         self.group = group
-
-
-def _is_postgres(recorder: object) -> bool:
-    return any(c.__module__ == "eventsourcing.postgres" for c in type(recorder).__mro__)
-
-
-def _life_rows(log: EventLog, ids: Sequence[uuid.UUID]) -> list[LogRow] | None:
-    """The stored creations and removals of these pools and computers, read by
-    their aggregates in one query per 400 (the events table's index on the
-    aggregate), in log order; None when the store cannot be asked so."""
-    from eventsourcing.sqlite import SQLiteApplicationRecorder
-
-    r: Any = log.recorder
-    topics = [CLASSES[c].topic for c in LIFE_EVENTS]
-    rows: list[LogRow] = []
-    if isinstance(r, SQLiteApplicationRecorder):
-        for i in range(0, len(ids), 400):
-            chunk = ids[i : i + 400]
-            keys = [u.hex for u in chunk] + [str(u) for u in chunk]
-            with r.datastore.transaction(commit=False) as c:
-                cursor = c.sqlite_cursor
-                cursor.row_factory = None
-                cursor.execute(
-                    "SELECT rowid, originator_id, originator_version, topic, state "
-                    f"FROM {r.events_table_name} WHERE originator_id IN "
-                    f"({', '.join('?' * len(keys))}) AND topic IN "
-                    f"({', '.join('?' * len(topics))})",
-                    [*keys, *topics],
-                )
-                rows.extend(cursor.fetchall())
-    elif _is_postgres(r):
-        from psycopg.sql import SQL, Identifier
-
-        statement = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {0}.{1} WHERE originator_id = ANY(%s) AND topic = ANY(%s)"
-        ).format(Identifier(r.datastore.schema), Identifier(r.events_table_name))
-        with r.datastore.get_connection() as conn, conn.cursor() as curs:
-            for i in range(0, len(ids), 400):
-                curs.execute(statement, (list(ids[i : i + 400]), topics))
-                rows.extend(
-                    (
-                        x["notification_id"],
-                        str(x["originator_id"]),
-                        x["originator_version"],
-                        x["topic"],
-                        bytes(x["state"]),
-                    )
-                    for x in curs.fetchall()
-                )
-    else:
-        return None
-    rows.sort(key=lambda row: row[0])
-    return rows
-
-
-def _rows_at(log: EventLog, positions: Sequence[int]) -> list[LogRow]:
-    """The stored rows at these positions, undecoded, in log order."""
-    wanted = sorted(set(positions))
-    if not wanted:
-        return []
-    from eventsourcing.sqlite import SQLiteApplicationRecorder
-
-    if isinstance(log.recorder, SQLiteApplicationRecorder):
-        return log._sqlite_rows_in("rowid", wanted, "rowid")
-    rows: list[LogRow] = []
-    i = 0
-    while i < len(wanted):  # runs of consecutive positions are read as one page
-        j = i
-        while j + 1 < len(wanted) and wanted[j + 1] == wanted[j] + 1:
-            j += 1
-        rows.extend(log.rows(wanted[i] - 1, wanted[j], j - i + 1))
-        i = j + 1
-    return rows
 
 
 class Lives:
@@ -193,7 +119,7 @@ class Lives:
                 continue
         if not wanted:
             return
-        rows = _life_rows(self.log, list(wanted))
+        rows = self.log.rows_of_topics(list(wanted), [CLASSES[c].topic for c in LIFE_EVENTS])
         if rows is None:
             return  # looked up one by one, as they are asked for
         found: dict[str, list[Life]] = {target: [] for target in wanted.values()}
@@ -216,7 +142,7 @@ class Lives:
             creation, removal = _CREATIONS[kind], _REMOVALS[kind]
             topics = (CLASSES[creation].topic, CLASSES[removal].topic)
             found = []
-            for row in _rows_at(self.log, self.views.history_positions(target)):
+            for row in self.log.rows_at(self.views.history_positions(target)):
                 if row[3] not in topics or row[1].replace("-", "") != key.replace("-", ""):
                     continue
                 event = self.log.decode(row)
