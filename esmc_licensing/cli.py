@@ -1275,7 +1275,7 @@ def demo(ctx: typer.Context) -> None:
     created = _demo_seal_key(session, store)
     lm = session.app
     admin = session.actor  # R12/R14: the demo acts as who it is told to, never above that
-    vendor = lm.adapters.activation_server
+    vendor = lm._core.adapters.activation_server
     _say(f"Branch-administrator demo on {store.description}")
     if created is not None:
         _say(f"  created the seal key file {created} (mode 0600): every save is sealed "
@@ -1899,7 +1899,7 @@ def move(
 def _print_impact(
     lm: LicenseManagement, actor: UserId, impact: MoveImpact, to: str, as_json: bool
 ) -> None:
-    users = lm._directory().users
+    users = lm._core._directory().users
     computers = {c: lm.computer(actor, c).name for c in impact.activations_outside}
 
     def by_user(side: Mapping[UserId, frozenset[PublicId]]) -> dict[str, list[str]]:
@@ -2143,7 +2143,7 @@ def alerts_deliver(
     if every is not None and every <= 0:
         raise InvalidInput("--every takes a number of seconds > 0")
     lm = _session(ctx).app
-    lm.adapters.alert_sinks = tuple(sinks)
+    lm._core.adapters.alert_sinks = tuple(sinks)
     while True:
         report = lm.deliver_alerts()
         if json_:
@@ -2303,7 +2303,7 @@ def add_file(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     content = _read_file_arg(path)
-    if lm.adapters.offline_verifier is None:
+    if lm._core.adapters.offline_verifier is None:
         raise AdapterUnavailable(
             "no vendor public key to verify offline license files: set ESMC_VENDOR_PUBLIC_KEY "
             "(or vendor.public_key_file in the config file) to the vendor's Ed25519 key"

@@ -23,10 +23,10 @@ from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, Target, UserId
 from .domain.values import LicenseType, Policy, Source
 from .forecasting import Forecasts
+from .handler import Handler
 from .projections.fold import details, event_name, license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
 from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
-from .service import ServiceBase
 
 
 def visible_groups(d: DirectoryState, uid: UserId) -> frozenset[GroupId] | None:
@@ -185,7 +185,7 @@ class _MadeViews:
         return made
 
 
-class Queries(ServiceBase):
+class Queries(Handler):
     @functools.cached_property
     def _answers(self) -> _Answers:
         return _Answers()

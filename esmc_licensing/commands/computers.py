@@ -56,6 +56,7 @@ from ..domain.ids import (
 from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
+from ..handler import Handler
 from ..projections.fold import computer_target
 from ..projections.tables import row_expires
 from ..projections.views import (
@@ -68,7 +69,7 @@ from ..projections.views import (
     TaskView,
     Validity,
 )
-from ..queries import visible_groups
+from ..queries import Queries, visible_groups
 from ..service import EVOLVE, Decision, FoldedEvents, ServiceBase
 
 log = logging.getLogger("esmc_licensing.computers")
@@ -86,7 +87,7 @@ class _Unit:
 
     __slots__ = ("_svc", "events", "states")
 
-    def __init__(self, svc: ServiceBase) -> None:
+    def __init__(self, svc: Handler) -> None:
         self._svc = svc
         #: by aggregate id's ``.int`` (an int hashes in C, a UUID in Python)
         self.states: dict[int, Any] = {}
@@ -135,7 +136,12 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
-class ComputerCommands(ServiceBase):
+class ComputerCommands(Handler):
+    def __init__(self, core: ServiceBase, queries: Queries) -> None:
+        super().__init__(core)
+        #: where the history of pools and licenses is read (a computer's is read here)
+        self._queries = queries
+
     # -- helpers ---------------------------------------------------------------------
 
     def _computer_ids(self, computer_ids: object) -> list[ComputerId]:
@@ -950,7 +956,7 @@ class ComputerCommands(ServiceBase):
     def history(self, actor: UserId, target: Target) -> list[HistoryEntry]:
         """Also a computer's history (R29): removed computers keep theirs."""
         if not isinstance(target, ComputerId):
-            return super().history(actor, target)  # type: ignore[misc,no-any-return]
+            return self._queries.history(actor, target)
         with self._reading(None) as (views, d, _):
             uid = self._actor(actor, d)
             c = views.state("computer", str(target))
@@ -958,7 +964,7 @@ class ComputerCommands(ServiceBase):
             if c is None or c.group not in visible:
                 raise NotFound("computer", target)
             shown = None if len(visible) >= len(d.groups) else visible
-            return self._history(views, d, computer_target(target), shown)  # type: ignore[attr-defined,no-any-return]
+            return self._queries._history(views, d, computer_target(target), shown)
 
 
 __all__ = ["ComputerCommands"]
