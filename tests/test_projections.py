@@ -287,17 +287,17 @@ def test_r30_views_kept_live_by_an_application_equal_views_rebuilt_from_scratch(
     with fresh_store() as store:
         app = store.app()
         if lag is not None and hasattr(app, "views_lag"):
-            app.views_lag = lag
+            app._core.views_lag = lag
         world = World(app, store.vendor)
         for command, ask in zip(sequence, asks, strict=False):
             with suppress(LicensingError):
                 world.run(command)
             if ask:
                 app.pools(app.administrator)
-                assert app.views.position() == app.event_log.end()
+                assert app._core.views.position() == app._core.event_log.end()
         app.licenses(app.administrator)
-        assert app.views.position() == app.event_log.end()
-        assert _rows(app.views) == store.rebuilt()
+        assert app._core.views.position() == app._core.event_log.end()
+        assert _rows(app._core.views) == store.rebuilt()
 
 
 # -- (b) crash anywhere, resume, equal ---------------------------------------------------------

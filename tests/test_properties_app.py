@@ -106,7 +106,7 @@ class Session:
         )
         if self.env["PERSISTENCE_MODULE"].endswith("popo") and self.opened:
             first = self.opened[0]
-            app._share_store(first)
+            app._core._share_store(first._core)
         self.opened.append(app)
         return app
 

@@ -244,7 +244,7 @@ def test_r29_history_stays_complete_as_events_keep_arriving(
     assert whats(second[len(first) :]) == ["TagAssigned", "PoolMoved"]
     target = f"license:{pid}"
     rebuilt = SQLiteViews(":memory:")
-    ViewUpdater(app.event_log, rebuilt).catch_up()
+    ViewUpdater(app._core.event_log, rebuilt).catch_up()
     # the index names the license's own events; the pool's creation with it is added (R29)
     own = [e.position for e in second if e.what != "PoolCreated"]
     assert own == rebuilt.history_positions(target)
@@ -291,7 +291,7 @@ def test_r29_a_branch_users_history_shows_nothing_outside_their_visibility(
     app, vendor = _fresh_app()
     world = World(app, vendor)
     world.run_all(sequence)
-    d = app._directory()
+    d = app._core._directory()
     for user in world.users[1:]:
         visible = d.visible_groups(user)
         hidden = [g for g in d.groups if g not in visible]
