@@ -47,6 +47,11 @@ def may_audit(d: DirectoryState, uid: UserId) -> bool:
 class SealingService(ServiceBase):
     """The service core over a store whose saves are sealed (R31)."""
 
+    #: eventsourcing names the tables (PostgreSQL) and the settings' prefix by
+    #: the class's name unless told: the store's names stay those of the
+    #: application that wrote it
+    name = "LicenseManagement"
+
     _seal_ring: Keyring | None = None
     #: the store's saves were sealed when it was opened (so unsealed ones are refused)
     _store_sealed = False
