@@ -530,7 +530,7 @@ def test_r13_a_command_in_one_application_decides_on_what_another_just_wrote(
         a.create_user(admin, "eve", lab)
     a.move_pools(admin, [pool.pool_id], a.all_group)
     assert b.licenses(eve) == []
-    assert a.views.position() == b.views.position() == a.position == b.position
+    assert a._core.views.position() == b._core.views.position() == a.position == b.position
 
 
 def _race(works: list[Callable[[], Any]]) -> list[Any]:
@@ -567,8 +567,8 @@ def test_r10_two_applications_racing_to_create_one_group_name_exactly_one_wins(
         assert len(won) == 1 and len(lost) == 1, results
         assert isinstance(lost[0], AlreadyExists), lost
         assert a.group_named(name) == b.group_named(name) == won[0]
-    assert a._directory() == b._directory()
-    assert _rows(a.views) == _rows(b.views)
+    assert a._core._directory() == b._core._directory()
+    assert _rows(a._core.views) == _rows(b._core.views)
 
 
 # -- (f) an interrupted rebuild ----------------------------------------------------------------
