@@ -59,7 +59,7 @@ from .adapters.clock import SystemClock
 from .adapters.memory import InMemoryActivationServer
 from .adapters.ports import ActivationServer, Clock
 from .application import LicenseManagement
-from .config import Config, Secrets, Wiring, build_adapters, load_config, load_secrets
+from .config import Config, ConfigError, Secrets, Wiring, build_adapters, load_config, load_secrets
 from .domain.errors import (
     AdapterUnavailable,
     ConfirmationRequired,
@@ -338,6 +338,82 @@ def _postgres_store(url: str) -> Store:
     return Store(env, f"PostgreSQL {where}")
 
 
+def _postgres_cause(error: BaseException, env: Mapping[str, str]) -> str:
+    """Why a connection to PostgreSQL failed, in words (never a password)."""
+    text = " ".join(str(error).split())
+    where = f"{env.get('POSTGRES_HOST')}:{env.get('POSTGRES_PORT', '5432')}"
+    low = text.lower()
+    found = re.search(r'(role|database) "([^"]*)" does not exist', text)
+    if found and found.group(1) == "role":
+        return (f"PostgreSQL at {where} has no user (role) {found.group(2)!r}: "
+                "check the user in the --store URL")
+    if found:
+        return (f"PostgreSQL at {where} has no database {found.group(2)!r}: check the "
+                "database in the --store URL, or create it (createdb)")
+    if "password authentication failed" in low or "authentication failed" in low:
+        user = env.get("POSTGRES_USER")
+        return (f"PostgreSQL at {where} refused the password of user {user!r} "
+                "(authentication failed): check POSTGRES_PASSWORD")
+    if "no password supplied" in low:
+        return (f"PostgreSQL at {where} wants a password for user {env.get('POSTGRES_USER')!r}: "
+                "set POSTGRES_PASSWORD in the environment")
+    if "connection refused" in low:
+        return (f"nothing accepts connections at {where} (connection refused): is PostgreSQL "
+                "running there, and is the port right?")
+    if "timeout" in low or "timed out" in low:
+        return (f"PostgreSQL at {where} did not answer within "
+                f"{env.get('POSTGRES_CONNECT_TIMEOUT', DEFAULT_POSTGRES_CONNECT_TIMEOUT)} s "
+                "(connection timeout)")
+    if "translate host name" in low or "name or service not known" in low:
+        return f"the host {env.get('POSTGRES_HOST')!r} is unknown (its name does not resolve)"
+    if "pg_hba.conf" in low:
+        return f"PostgreSQL at {where} does not allow this user, database or host (pg_hba.conf)"
+    return text.removeprefix("connection failed: ")
+
+
+def _prepare_postgres(env: Mapping[str, str], description: str, *, create: bool) -> None:
+    """Connect once before the application does, so that a failure says why
+    (refused port, unknown user or database, authentication) instead of a pool's
+    "couldn't get a connection"; and create the schema the store names when it
+    is missing (``create``), or say that it does not exist (queries)."""
+    import psycopg
+
+    try:
+        timeout = max(1, int(float(env.get("POSTGRES_CONNECT_TIMEOUT")
+                                   or DEFAULT_POSTGRES_CONNECT_TIMEOUT)))
+    except ValueError:
+        raise InvalidInput("POSTGRES_CONNECT_TIMEOUT is a number of seconds") from None
+    try:
+        port = int(env.get("POSTGRES_PORT") or 5432)
+    except ValueError:
+        raise InvalidInput("POSTGRES_PORT is a port number") from None
+    password = os.environ.get("POSTGRES_PASSWORD", env.get("POSTGRES_PASSWORD", ""))
+    try:
+        with psycopg.connect(
+            host=env.get("POSTGRES_HOST"), port=port, dbname=env.get("POSTGRES_DBNAME"),
+            user=env.get("POSTGRES_USER"), password=password or None,
+            connect_timeout=timeout, autocommit=True,
+        ) as conn:
+            schema = env.get("POSTGRES_SCHEMA")
+            if not schema:
+                return
+            exists = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            if exists:
+                return
+            if not create:
+                raise AdapterUnavailable(
+                    f"the store ({description}) has no schema {schema!r}, and a query does not "
+                    "create one: check ?schema= in --store, or create it with a command that "
+                    "records something (esmc-licensing demo, create-group NAME, add-key -)"
+                )
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # a checked identifier
+    except psycopg.Error as e:
+        raise AdapterUnavailable(
+            f"cannot open the store ({description}): {_postgres_cause(e, env)}"
+        ) from e
+
+
 #: the first bytes of every SQLite database file
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -462,6 +538,8 @@ class Session:
     description: str | None = None
     #: the command only reads: a store that does not exist is not created for it
     queries_only: bool = False
+    #: --json given before the command (or after it, to a command without its own)
+    json: bool = False
     _config: Config | None = None
     _secrets: Secrets | None = None
     _wiring: Wiring | None = None
@@ -504,6 +582,8 @@ class Session:
             if store.sqlite_path is not None and not _store_access(store.sqlite_path):
                 self.read_only = True
                 env = _read_only_env(env, store.sqlite_path)
+            if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+                _prepare_postgres(env, store.description, create=not self.queries_only)
             clock = SystemClock()
             self._wiring = wiring = build_adapters(cfg, clock, activation_server)
             adapters = Adapters(
@@ -707,6 +787,8 @@ def handled(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
         session = _session(ctx)
+        if session.json and "json_" in kwargs:
+            kwargs["json_"] = True
         with _library_logging(session.debug):
             try:
                 return fn(ctx, *args, **kwargs)
@@ -864,10 +946,14 @@ def _when(value: str | None, option: str, *, end_of_day: bool = False) -> dateti
 # -- output ----------------------------------------------------------------------------
 
 
+def _stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
 def _columns() -> int | None:
     """The width of output that is not a terminal: ``COLUMNS`` when it is a
     sensible number (empty or junk is ignored, as other tools do), else 160."""
-    if sys.stdout.isatty():
+    if _stdout_is_tty():
         return None
     raw = os.environ.get("COLUMNS", "").strip()
     if raw.isdigit() and 20 <= int(raw) <= 10_000:
@@ -907,6 +993,73 @@ def _table(*args: Any, **kwargs: Any) -> Table:
     return Table(*args, **kwargs)
 
 
+@attrs.frozen
+class Column:
+    """A table column: ``drop`` orders what goes when the table is too wide for
+    the terminal (highest first; 0: never dropped); a ``spare`` column goes as
+    soon as the table does not fit unwrapped, the others only when it would not
+    fit even wrapped; ``no_wrap`` keeps ids, dates, numbers and states on one
+    line, whole."""
+
+    header: str
+    drop: int = 0
+    no_wrap: bool = False
+    spare: bool = False
+
+
+def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
+                 title: str | None = None, console: Console | None = None) -> Table:
+    """A table as wide as the console allows: the least important columns are
+    dropped (and the caption names them) until every id, date and state fits
+    whole and the other columns can wrap between words; nothing is cut."""
+    from rich.measure import Measurement
+
+    console = console or _console()
+    rows = [list(r) for r in rows]
+    wide = console.options.update_width(10_000)
+
+    def measure(i: int) -> tuple[int, int]:
+        """The narrowest the column gets without cutting a word, and its natural width."""
+        cells = [columns[i].header, *(row[i] for row in rows)]
+        measured = [Measurement.get(console, wide, c) for c in cells]
+        most = max(m.maximum for m in measured)
+        return (most if columns[i].no_wrap else max(m.minimum for m in measured)), most
+
+    needs, natural = zip(*(measure(i) for i in range(len(columns))), strict=True)
+    keep = list(range(len(columns)))
+    droppable = sorted((i for i, c in enumerate(columns) if c.drop),
+                       key=lambda i: -columns[i].drop)
+    dropped: list[str] = []
+    # each column is padded by a space either side and followed by a rule
+    room = console.width - 1
+    def drop(gone: int) -> None:
+        droppable.remove(gone)
+        keep.remove(gone)
+        dropped.insert(0, columns[gone].header)
+
+    spare = [i for i in droppable if columns[i].spare]
+    while spare and sum(natural[i] + 3 for i in keep) > room:
+        drop(spare.pop(0))
+    while droppable and sum(needs[i] + 3 for i in keep) > room:
+        drop(droppable[0])
+    widths = {i: natural[i] for i in keep}
+    while sum(w + 3 for w in widths.values()) > room:
+        slack = [i for i in keep if widths[i] > needs[i]]
+        if not slack:
+            break
+        widest = max(slack, key=lambda i: (widths[i], -i))
+        widths[widest] -= 1  # Rich would narrow columns below their longest word
+    table = _table(title=title, title_justify="left")
+    for i in keep:
+        table.add_column(columns[i].header, no_wrap=columns[i].no_wrap, width=widths[i])
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    if dropped:
+        table.caption = f"Not shown for want of width: {', '.join(dropped)} (--json has all)"
+        table.caption_justify = "left"
+    return table
+
+
 def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
     """A Rich ``Text`` (its text shown with control characters escaped, R33)."""
     from rich.text import Text
@@ -916,6 +1069,61 @@ def _text(text: str = "", *args: Any, **kwargs: Any) -> Text:
 
 #: --quiet: what a command did is not told, only what it answers
 _QUIET = [False]
+#: --no-pager: long output is never paged
+_NO_PAGER = [False]
+
+
+#: the pager when PAGER is not set: less, quitting at once when a screen holds it all
+DEFAULT_PAGER = "less -FRX"
+
+
+def _show(*renderables: Any, note: str | None = None) -> None:
+    """Print a query's answer (tables, then ``note``), through ``$PAGER`` when
+    stdout is a terminal and the answer is taller than it. Never paged: output
+    to a file or pipe, --json (printed elsewhere), --no-pager, an empty PAGER."""
+    import shutil
+
+    console = _console()
+    pager = os.environ.get("PAGER", DEFAULT_PAGER)
+    if _NO_PAGER[0] or not pager.strip() or not _stdout_is_tty():
+        for r in renderables:
+            console.print(r)
+        if note:
+            _say(note)
+        return
+    with console.capture() as captured:
+        for r in renderables:
+            console.print(r)
+        if note and not _QUIET[0]:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
+    text = captured.get()
+    if text.count("\n") < shutil.get_terminal_size().lines:
+        sys.stdout.write(text)
+        return
+    import shlex
+    import subprocess
+
+    try:
+        argv = shlex.split(pager)
+        sys.stdout.flush()
+        subprocess.run(argv, input=text.encode(sys.stdout.encoding or "utf-8", "replace"),
+                       check=False)
+    except (OSError, ValueError):  # no such pager: print it as it is
+        sys.stdout.write(text)
+
+
+LimitOption = Annotated[int | None, typer.Option(
+    "--limit", metavar="N", min=1, help="Show at most the first N rows.")]
+
+_T = TypeVar("_T")
+
+
+def _limited(rows: Sequence[_T], limit: int | None) -> tuple[list[_T], str | None]:
+    """The first ``limit`` rows, and the note saying how many were left out."""
+    if limit is None or len(rows) <= limit:
+        return list(rows), None
+    return list(rows[:limit]), (f"Showing the first {limit} of {len(rows)}; "
+                                "raise --limit to see more.")
 
 
 def _say(message: str) -> None:
@@ -959,6 +1167,23 @@ def to_jsonable(value: Any, group_name: Callable[[GroupId], str] | None = None) 
 
 def _print_json(data: Any) -> None:
     typer.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def _done(json_: bool, data: Mapping[str, Any], message: str) -> None:
+    """What a command that changes things did: ``data`` (with ids) under
+    --json, else the sentence (which --quiet silences)."""
+    if json_:
+        _print_json(data)
+    else:
+        _say(message)
+
+
+def _group_path(lm: LicenseManagement, actor: UserId, group: GroupId) -> str:
+    """The group's path (All/San Diego) as the actor sees it, else its name."""
+    for g in lm.groups(actor):
+        if g.group_id == group:
+            return g.path
+    return lm.group_name(group)
 
 
 def json_safe(text: str) -> str:
@@ -1006,14 +1231,19 @@ def _expires(view: LicenseView) -> str:
     return view.expires.isoformat() + (" (subscription)" if view.subscription else "")
 
 
+#: the license table's columns (the first are dropped last on a narrow terminal)
+LICENSE_COLUMNS = (
+    Column("Public ID", no_wrap=True), Column("Product", drop=2), Column("Type", drop=5),
+    Column("Used/Units", no_wrap=True), Column("Expires"), Column("Owner", drop=6, spare=True),
+    Column("Group", drop=4), Column("Tags", drop=7, spare=True), Column("Status"),
+    Column("Forecast", drop=8, spare=True),
+)
+
+
 def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId], str],
                    title: str | None = None) -> Table:
-    table = _table(title=title, title_justify="left")
-    for column in ("Public ID", "Product", "Type", "Used/Units", "Expires", "Owner",
-                   "Group", "Tags", "Status", "Forecast"):
-        table.add_column(column, no_wrap=column in ("Public ID", "Used/Units"))
-    for v in views:
-        table.add_row(
+    return fitted_table(LICENSE_COLUMNS, (
+        (
             str(v.public_id),
             v.product,
             v.license_type.name,
@@ -1025,7 +1255,8 @@ def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId],
             status_text(v),
             forecast_text(v),
         )
-    return table
+        for v in views
+    ), title=title)
 
 
 def forecast_text(view: LicenseView) -> str:
@@ -1139,6 +1370,7 @@ class _Group(typer.core.TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None:
+            _add_global_options(command)
             _defer_coercion(command, ctx)
         return name, command, rest
 
@@ -1160,7 +1392,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-tag_app = typer.Typer(help="Create, delete, assign and unassign tags (R28).",
+tag_app = typer.Typer(help="Create, list, delete, assign and unassign tags.",
                       no_args_is_help=True, cls=_Group)
 app.add_typer(tag_app, name="tag")
 
@@ -1204,14 +1436,99 @@ def _root(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print only results and errors, not what was done.",
     )] = False,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of tables and sentences (any command).",
+    )] = False,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Never page long output through $PAGER.",
+    )] = False,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_show_version,
         help="Print the version and exit.",
     )] = False,
 ) -> None:
     _QUIET[0] = quiet
+    _NO_PAGER[0] = no_pager
     ctx.obj = Session(store, as_user, debug, config, credentials)
+    ctx.obj.json = json_
     ctx.obj.queries_only = ctx.invoked_subcommand in QUERY_COMMANDS
+
+
+# -- the global options after the command -------------------------------------------------
+#
+# ``esmc-licensing licenses --store x.db --as John`` is the same as
+# ``esmc-licensing --store x.db --as John licenses``: every command (and command
+# group) is given copies of the root's options, which change the session the
+# root made instead of reaching the command's function. Click parses them, so
+# an option's value is never taken for another option.
+
+
+def _global_template(
+    store: Annotated[str | None, typer.Option(
+        "--store", metavar="STORE",
+        help="The store (as before the command): a SQLite file, a postgresql:// URL, "
+             "':memory:' or KEY=VALUE settings.")] = None,
+    as_user: Annotated[str | None, typer.Option(
+        "--as", metavar="USER", help="Act as this user (as before the command).")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", metavar="PATH", help="The TOML vendor settings (as before the command).")
+    ] = None,
+    credentials: Annotated[str | None, typer.Option(
+        "--credentials", metavar="PATH",
+        help="The credentials file, mode 0600 (as before the command).")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show tracebacks and the library's log on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only results and errors, not what was done.")] = False,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Print JSON instead of tables and sentences.")] = False,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Never page long output through $PAGER.")] = False,
+) -> None:
+    """The options every command takes after its name too."""
+
+
+@functools.cache
+def _global_options() -> tuple[Any, ...]:
+    template = typer.Typer(add_completion=False)
+    template.command()(_global_template)
+    return tuple(typer.main.get_command(template).params)
+
+
+def _apply_global(ctx: Any, param: Any, value: Any) -> Any:
+    """A global option given after the command: it changes the root's session."""
+    session = ctx.find_object(Session)
+    if session is None or value is None or value is False:
+        return value
+    if param.name == "store":
+        session.store = value
+    elif param.name == "as_user":
+        session.user_name = value
+    elif param.name == "config":
+        session.config_file = value
+    elif param.name == "credentials":
+        session.credentials_file = value
+    elif param.name == "debug":
+        session.debug = True
+    elif param.name == "quiet":
+        _QUIET[0] = True
+    elif param.name == "json_":
+        session.json = True
+    elif param.name == "no_pager":
+        _NO_PAGER[0] = True
+    return value
+
+
+def _add_global_options(command: Any) -> None:
+    """Give ``command`` the global options it does not have (its own --json stays)."""
+    taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    for template in _global_options():
+        if taken.intersection(template.opts):
+            continue
+        option = copy.copy(template)
+        option.expose_value = False
+        option.callback = _apply_global
+        command.params.append(option)
 
 
 #: commands that only read: on a store that does not exist they fail (exit 3)
@@ -1226,7 +1543,7 @@ QUERY_COMMANDS = frozenset({
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsOfOption = Annotated[str | None, typer.Option(
     "--as-of", metavar="WHEN",
-    help="As it was at this date, date-time (UTC) or log position (R30).")]
+    help="As it was at this date, date-time (UTC) or log position.")]
 LevelOption = Annotated[list[str] | None, typer.Option(
     "--level", help="OK, WARNING, ERROR, EXPIRED or SUSPENDED (repeatable).")]
 ReasonOption = Annotated[list[str] | None, typer.Option(
@@ -1267,30 +1584,52 @@ def _demo_seal_key(session: Session, store: Store) -> Path | None:
 
 @app.command()
 @handled
-def demo(ctx: typer.Context) -> None:
+def demo(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Play the branch-administrator story on the store and show what each user sees
     (as --as, which must be an administrator: the story creates users and groups)."""
     session = _session(ctx)
     store = parse_store(session.store)
-    created = _demo_seal_key(session, store)
+    cfg = session.config
+    if not cfg.uses_demo_vendor:
+        raise ConfigError(
+            f"demo plays its story with the built-in demo vendor, but a vendor is "
+            f"configured ({cfg.describe()}): run it without the vendor settings "
+            "(ESMC_ACTIVATION_URL, the accounts URLs, --config), on a store of its own "
+            "(--store demo.db)"
+        )
+    new_store = store.sqlite_path is not None and (
+        not Path(store.sqlite_path).exists() or Path(store.sqlite_path).stat().st_size == 0
+    )
+    if not new_store:
+        _refuse_unless_demo_store(session.app, session.actor, store)
+    created = _demo_seal_key(session, store) if new_store else None
     lm = session.app
-    admin = session.actor  # R12/R14: the demo acts as who it is told to, never above that
+    admin = session.actor  # it acts as who it is told to, never above that
     vendor = lm._core.adapters.activation_server
-    _say(f"Branch-administrator demo on {store.description}")
+    done: list[str] = []
+    added: set[str] = set()
+    if not json_:
+        _say(f"Branch-administrator demo on {store.description}")
+
+    def tell(message: str) -> None:
+        done.append(message)
+        if not json_:
+            _say(f"  {message}")
+
     if created is not None:
-        _say(f"  created the seal key file {created} (mode 0600): every save is sealed "
-             "with it (R31); keep it, or a copy, away from the store in real use")
+        tell(f"created the seal key file {created} (mode 0600): every save is sealed "
+             "with it; keep it, or a copy, away from the store in real use")
     for user, branch, permission in DEMO_BRANCHES:
         try:
             gid = lm.group_named(branch)
         except NotFound:
             gid = lm.create_group(admin, branch)
-            _say(f"  created static group {branch}")
+            tell(f"created static group {branch}")
         try:
             uid = lm.user_named(user)
         except NotFound:
             uid = lm.create_user(admin, user, gid)
-            _say(f"  created user {user} (home group {branch})")
+            tell(f"created user {user} (home group {branch})")
         lm.grant(admin, uid, gid, permission)
     for d in DEMO_LICENSES:
         if not d.in_demo:
@@ -1299,27 +1638,65 @@ def demo(ctx: typer.Context) -> None:
         before = lm.position
         pid = lm.add_license_key(admin, key)
         if lm.position != before:
-            _say(f"  added license {pid} ({d.product}, owner {d.owner}) by its key")
+            added.add(d.public_id)
+            tell(f"added license {pid} ({d.product}, owner {d.owner}) by its key")
+    # only the pools this run added are distributed: a second run leaves where
+    # an administrator has since moved them
     for d in DEMO_LICENSES:
-        if d.in_demo and d.branch is not None:
+        if d.public_id in added and d.branch is not None:
             view = lm.license(admin, d.public_id)
             target = lm.group_named(d.branch)
             if view.group != target:
                 lm.move_pools(admin, [view.pool_id], target)
-                _say(f"  moved pool {d.owner} to {d.branch}")
-    console = _console()
+                tell(f"moved pool {d.owner} to {d.branch}")
+    _demo_views(lm, store, done, json_)
+
+
+def _refuse_unless_demo_store(lm: LicenseManagement, actor: UserId, store: Store) -> None:
+    """Refuse, before anything is written, a store that holds more than the demo's
+    own groups, users and licenses (a real installation, or a demo store someone
+    has since built on)."""
+    branches = {branch for _, branch, _ in DEMO_BRANCHES}
+    people = {"Administrator"} | {user for user, _, _ in DEMO_BRANCHES}
+    licenses = {d.public_id for d in DEMO_LICENSES}
+    foreign = (
+        [f"group {g.path}" for g in lm.groups(actor) if g.parent is not None
+         and g.name not in branches]
+        + [f"user {u.name}" for u in lm.users(actor) if u.name not in people]
+        + [f"license {v.public_id}" for v in lm.licenses(actor)
+           if str(v.public_id) not in licenses]
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise InvalidInput(
+            f"demo runs only on a new store or one it created, and {store.description} "
+            f"holds more ({shown}); nothing was changed: run it on a store of its own, "
+            "e.g. esmc-licensing --store demo.db demo"
+        )
+
+
+def _demo_views(lm: LicenseManagement, store: Store, done: list[str], json_: bool) -> None:
+    """What each user of the demo sees (as tables, or JSON with what was done)."""
     names = _group_namer(lm)
     people = [("Administrator", "All", Permission.WRITE), *DEMO_BRANCHES]
+    seen = {user: lm.licenses(lm.user_named(user)) for user, _, _ in people}
+    spare = [d.public_id for d in DEMO_LICENSES if not d.in_demo]
+    if json_:
+        _print_json({"store": store.description, "done": done,
+                     "sees": {user: [str(v.public_id) for v in views]
+                              for user, views in seen.items()},
+                     "spare": spare})
+        return
+    console = _console()
     for user, home, permission in people:
-        uid = lm.user_named(user)
-        views = lm.licenses(uid)
+        views = seen[user]
         console.print()
         console.print(licenses_table(
             views, names,
             title=f"{user} (home group {home}, {permission.name} on {home}) "
                   f"sees {len(views)} license(s)",
         ))
-    spare = [d.public_id for d in DEMO_LICENSES if not d.in_demo]
     console.print()
     _say(
         f"Next: esmc-licensing --as John licenses; esmc-licensing history DMO-SDG-001; "
@@ -1342,11 +1719,12 @@ def licenses(
         "--filter", metavar="NAME", help="Apply a saved filter (see `filters`).")] = None,
     depleting_within: Annotated[int | None, typer.Option(
         "--depleting-within", metavar="DAYS",
-        help="Only licenses forecast to reach their units within DAYS days (R36).")] = None,
+        help="Only licenses forecast to reach their units within DAYS days.")] = None,
     as_of: AsOfOption = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The licenses you may see, with status and forecast (filter with the options, R8a)."""
+    """The licenses you may see, with status and forecast (filter with the options)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     license_filter = _filter(level, reason, tag, type_, product, text)
@@ -1362,13 +1740,14 @@ def licenses(
     with _replaying(session, when):
         views = lm.licenses(actor, license_filter, as_of=when)
     names = _group_namer(lm)
+    views, note = _limited(views, limit)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
         return
     if not views:
         _say(f"No licenses visible to {session.user_name} match.")
         return
-    _console().print(licenses_table(views, names))
+    _show(licenses_table(views, names), note=note)
 
 
 def _as_of(session: Session, value: str | None, json_: bool = False,
@@ -1480,28 +1859,30 @@ def pools(
     ctx: typer.Context,
     tag: TagOption = None,
     as_of: AsOfOption = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The license pools you may see and the group each lives in (--tag filters, R28)."""
+    """The license pools you may see and the group each lives in (--tag filters)."""
     session = _session(ctx)
     lm = session.app
     when = _as_of(session, as_of, json_)
     with _replaying(session, when):
-        views: list[PoolView] = lm.pools(session.actor, tags=tag or (), as_of=when)
+        all_views: list[PoolView] = lm.pools(session.actor, tags=tag or (), as_of=when)
     names = _group_namer(lm)
+    views, note = _limited(all_views, limit)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
         return
     if not views:
         _say(f"No license pools visible to {session.user_name}.")
         return
-    table = _table()
-    for column in ("Pool", "Pool ID", "Group", "Source", "Licenses", "Tags"):
-        table.add_column(column, no_wrap=column == "Pool ID")
-    for v in views:
-        table.add_row(v.name, str(v.pool_id), names(v.group), v.source.name,
-                      ", ".join(str(p) for p in v.public_ids), ", ".join(sorted(v.tags)))
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Pool"), Column("Pool ID", no_wrap=True), Column("Group", drop=2),
+         Column("Source", drop=3, spare=True), Column("Licenses", drop=1),
+         Column("Tags", drop=4, spare=True)),
+        ((v.name, str(v.pool_id), names(v.group), v.source.name,
+          ", ".join(str(p) for p in v.public_ids), ", ".join(sorted(v.tags))) for v in views),
+    ), note=note)
 
 
 @app.command()
@@ -1515,9 +1896,10 @@ def history(
     until: Annotated[str | None, typer.Option(
         "--until", metavar="WHEN", help="Up to this date (inclusive) or date-time.")] = None,
     as_of: AsOfOption = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """What happened to a license or pool: when, by whom, what (R29)."""
+    """What happened to a license, pool or computer: when, by whom, what."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     start = _when(since, "--since")
@@ -1530,6 +1912,7 @@ def history(
         and (moment is None or (e.position <= moment if isinstance(moment, int)
                                 else e.when <= moment))
     ]
+    entries, note = _limited(entries, limit)
     if json_:
         _print_json([to_jsonable(e) for e in entries])
         return
@@ -1554,18 +1937,18 @@ def history(
         base = key.removesuffix("_name")
         return key.endswith("_name") and (base in all_ or f"{base}_id" in all_)
 
-    table = _table(title=f"History of {target}", title_justify="left")
-    for column in ("When (UTC)", "Who", "What", "Details"):
-        table.add_column(column, no_wrap=column != "Details")
+    rows = []
     for e in entries:
         d = e.details
         details = ", ".join(
             f"{k}={shown(k, v, d)}" for k, v in d.items()
             if v not in ("", None) and not beside(k, d)
         )
-        table.add_row(e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor_name,
-                      e.what, details)
-    _console().print(table)
+        rows.append((e.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.actor_name,
+                     e.what, details))
+    _show(fitted_table(
+        (Column("When (UTC)"), Column("Who"), Column("What"), Column("Details")),
+        rows, title=f"History of {target}"), note=note)
 
 
 def _history_of(lm: LicenseManagement, actor: UserId, text: str) -> list[HistoryEntry]:
@@ -1604,32 +1987,30 @@ def _describe(f: LicenseFilter) -> str:
 
 @app.command()
 @handled
-def filters(ctx: typer.Context, as_of: AsOfOption = None, json_: JsonOption = False) -> None:
-    """Your saved license filters (R8a)."""
+def filters(ctx: typer.Context, as_of: AsOfOption = None, limit: LimitOption = None,
+            json_: JsonOption = False) -> None:
+    """Your saved license filters (apply one with licenses --filter NAME)."""
     session = _session(ctx)
     when = _as_of(session, as_of, json_, {})
     with _replaying(session, when):
         presets = session.app.filters(session.actor, as_of=when)
+    shown, note = _limited(sorted(presets.items()), limit)
     if json_:
-        _print_json({name: to_jsonable(f) for name, f in sorted(presets.items())})
+        _print_json({name: to_jsonable(f) for name, f in shown})
         return
     if not presets:
         _say("No saved filters; create one with save-filter.")
         return
-    table = _table()
-    table.add_column("Name")
-    table.add_column("Shows")
-    for name, f in sorted(presets.items()):
-        table.add_row(name, _describe(f))
-    _console().print(table)
+    _show(fitted_table((Column("Name"), Column("Shows")),
+                       ((name, _describe(f)) for name, f in shown)), note=note)
 
 
 @app.command()
 @handled
-def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
+def groups(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
     """The static groups you see, by path (All/San Diego)."""
     session = _session(ctx)
-    views = session.app.groups(session.actor)
+    views, note = _limited(session.app.groups(session.actor), limit)
     if json_:
         _print_json([
             {"group_id": str(g.group_id), "name": g.name, "path": g.path,
@@ -1637,12 +2018,8 @@ def groups(ctx: typer.Context, json_: JsonOption = False) -> None:
             for g in views
         ])
         return
-    table = _table()
-    table.add_column("Group")
-    table.add_column("Group ID", no_wrap=True)
-    for g in views:
-        table.add_row(_text(g.path), str(g.group_id))
-    _console().print(table)
+    _show(fitted_table((Column("Group"), Column("Group ID", no_wrap=True)),
+                       ((_text(g.path), str(g.group_id)) for g in views)), note=note)
 
 
 def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, str]) -> Any:
@@ -1652,12 +2029,12 @@ def _grants_json(grants: Mapping[GroupId, Permission], paths: Mapping[GroupId, s
 
 @app.command()
 @handled
-def users(ctx: typer.Context, json_: JsonOption = False) -> None:
+def users(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
     """The users of the groups you see, with the permissions granted to them."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     paths = {g.group_id: g.path for g in lm.groups(actor)}
-    views = lm.users(actor)
+    views, note = _limited(lm.users(actor), limit)
     if json_:
         _print_json([
             {"user_id": str(u.user_id), "name": u.name,
@@ -1666,14 +2043,12 @@ def users(ctx: typer.Context, json_: JsonOption = False) -> None:
             for u in views
         ])
         return
-    table = _table()
-    table.add_column("User")
-    table.add_column("Home group")
-    table.add_column("Granted")
+    rows = []
     for u in views:
         granted = ", ".join(f"{p} on {g}" for g, p in _grants_json(u.grants, paths).items())
-        table.add_row(_text(u.name), _text(paths.get(u.home_group, "-")), _text(granted or "-"))
-    _console().print(table)
+        rows.append((_text(u.name), _text(paths.get(u.home_group, "-")), _text(granted or "-")))
+    _show(fitted_table((Column("User"), Column("Home group"), Column("Granted")), rows),
+          note=note)
 
 
 @app.command()
@@ -1681,6 +2056,7 @@ def users(ctx: typer.Context, json_: JsonOption = False) -> None:
 def permissions(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
     """What a user may do on each group you see: granted there, or inherited
@@ -1696,20 +2072,17 @@ def permissions(
     for g, p in sorted(view.effective.items(), key=lambda i: paths.get(i[0], "").casefold()):
         inherited = g not in view.grants
         rows.append((paths.get(g, str(g)), p.name, inherited))
+    rows, note = _limited(rows, limit)
     if json_:
         _print_json([{"group": g, "permission": p, "inherited": i} for g, p, i in rows])
         return
     if not rows:
         _say(f"{view.name} has no permission on the groups you see.")
         return
-    table = _table()
-    table.add_column("Group")
-    table.add_column("Permission")
-    table.add_column("How")
-    for path, level, inherited in rows:
-        table.add_row(_text(path), level, "inherited from a group above" if inherited
-                      else "granted here")
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Group"), Column("Permission", no_wrap=True), Column("How")),
+        ((_text(path), level, "inherited from a group above" if inherited else "granted here")
+         for path, level, inherited in rows)), note=note)
 
 
 @app.command()
@@ -1719,6 +2092,7 @@ def revoke(
     user: Annotated[str, typer.Argument(metavar="USER", help="A user name or id.")],
     group: Annotated[str, typer.Argument(
         metavar="GROUP", help="The group the permission was granted on.")],
+    json_: JsonOption = False,
 ) -> None:
     """Take back the permission granted to a user on a group (administrators).
 
@@ -1729,10 +2103,10 @@ def revoke(
     uid, gid = _named_user(lm, actor, user), _group(lm, actor, group)
     held = next((u.grants for u in lm.users(actor) if u.user_id == uid), {})
     lm.revoke(actor, uid, gid)
-    if gid in held:
-        _say(f"Revoked {held[gid].name} on {group} from {user}.")
-    else:
-        _say(f"{user} had no permission granted on {group}; nothing changed.")
+    data = {"user": user.strip(), "user_id": str(uid), "group": _group_path(lm, actor, gid),
+            "group_id": str(gid), "revoked": held[gid].name if gid in held else None}
+    _done(json_, data, f"Revoked {held[gid].name} on {group} from {user}." if gid in held
+          else f"{user} had no permission granted on {group}; nothing changed.")
 
 
 @app.command("save-filter")
@@ -1746,12 +2120,14 @@ def save_filter(
     type_: TypeOption = None,
     product: ProductOption = None,
     text: TextOption = None,
+    json_: JsonOption = False,
 ) -> None:
-    """Save the filter options as a named preset (R8a)."""
+    """Save the filter options as a named preset (see `filters`)."""
     session = _session(ctx)
     f = _filter(level, reason, tag, type_, product, text)
     session.app.save_filter(session.actor, name, f)
-    _say(f"Saved filter {name.strip()}: {_describe(f)}.")
+    _done(json_, {"name": name.strip(), "filter": to_jsonable(f)},
+          f"Saved filter {name.strip()}: {_describe(f)}.")
 
 
 @app.command("create-group")
@@ -1761,13 +2137,16 @@ def create_group(
     name: Annotated[str, typer.Argument(metavar="NAME")],
     parent: Annotated[str | None, typer.Option(
         "--parent", metavar="GROUP", help="The parent group (default: All).")] = None,
+    json_: JsonOption = False,
 ) -> None:
-    """Create a static group (R10)."""
+    """Create a static group (under All, or --parent)."""
     session = _session(ctx)
-    lm = session.app
-    parent_id = None if parent is None else _group(lm, session.actor, parent)
-    lm.create_group(session.actor, name, parent_id)
-    _say(f"Created static group {name.strip()} under {parent or 'All'}.")
+    lm, actor = session.app, session.actor
+    parent_id = None if parent is None else _group(lm, actor, parent)
+    gid = lm.create_group(actor, name, parent_id)
+    _done(json_, {"group_id": str(gid), "name": name.strip(),
+                  "path": _group_path(lm, actor, gid)},
+          f"Created static group {name.strip()} under {parent or 'All'}.")
 
 
 @app.command("create-user")
@@ -1776,12 +2155,16 @@ def create_user(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME")],
     home: Annotated[str, typer.Option("--home", metavar="GROUP", help="The home group.")],
+    json_: JsonOption = False,
 ) -> None:
-    """Create a user with a home group (R10); grant permissions with `grant`."""
+    """Create a user with a home group; grant permissions with `grant`."""
     session = _session(ctx)
-    lm = session.app
-    lm.create_user(session.actor, name, _group(lm, session.actor, home))
-    _say(f"Created user {name.strip()} with home group {home}.")
+    lm, actor = session.app, session.actor
+    gid = _group(lm, actor, home)
+    uid = lm.create_user(actor, name, gid)
+    _done(json_, {"user_id": str(uid), "name": name.strip(),
+                  "home_group": _group_path(lm, actor, gid), "home_group_id": str(gid)},
+          f"Created user {name.strip()} with home group {home}.")
 
 
 class PermissionChoice(enum.StrEnum):
@@ -1798,13 +2181,17 @@ def grant(
     group: Annotated[str, typer.Argument(metavar="GROUP")],
     permission: Annotated[PermissionChoice, typer.Argument(
         metavar="READ|USE|WRITE", case_sensitive=False)],
+    json_: JsonOption = False,
 ) -> None:
-    """Grant a user a permission on licenses in a group and its subgroups (R11)."""
+    """Grant a user a permission on licenses in a group and its subgroups."""
     session = _session(ctx)
-    lm = session.app
-    lm.grant(session.actor, _named_user(lm, session.actor, user), _group(lm, session.actor, group),
-             Permission[permission.value])
-    _say(f"{user} has {permission.value} (at least) on licenses in {group}.")
+    lm, actor = session.app, session.actor
+    uid, gid = _named_user(lm, actor, user), _group(lm, actor, group)
+    lm.grant(actor, uid, gid, Permission[permission.value])
+    _done(json_, {"user": user.strip(), "user_id": str(uid),
+                  "group": _group_path(lm, actor, gid), "group_id": str(gid),
+                  "permission": permission.value},
+          f"{user} has {permission.value} (at least) on licenses in {group}.")
 
 
 def _read_key(key: str | None, key_file: Path | None) -> str:
@@ -1846,7 +2233,7 @@ def add_key(
         "--file", metavar="PATH", help="Read the license key from this file.")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Add a license by its key (R15); the key is never printed (R2)."""
+    """Add a license by its key; the key is never printed."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     secret = _read_key(key, key_file)
@@ -1883,28 +2270,31 @@ def move(
         "--dry-run", help="Show who would gain or lose which licenses, and which "
         "activations would use a license outside their computer's group; move nothing.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="With --dry-run: JSON output.")] = False,
+    json_: JsonOption = False,
 ) -> None:
     """Move license pools to a static group (administrators)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     ids = _pools_arg(lm, actor, pools)
+    target = _group(lm, actor, to)
     if dry_run:
-        _print_impact(lm, actor, lm.preview_move(actor, ids, _group(lm, actor, to)), to, json_)
+        _print_impact(lm, actor, lm.preview_move(actor, ids, target), to, json_)
         return
-    lm.move_pools(actor, ids, _group(lm, actor, to))
-    _say(f"Moved {len(ids)} license pool(s) to {to}.")
+    lm.move_pools(actor, ids, target)
+    _done(json_, {"moved": [str(i) for i in ids], "to_group": _group_path(lm, actor, target),
+                  "to_group_id": str(target)},
+          f"Moved {len(ids)} license pool(s) to {to}.")
 
 
 def _print_impact(
     lm: LicenseManagement, actor: UserId, impact: MoveImpact, to: str, as_json: bool
 ) -> None:
-    users = lm._core._directory().users
+    names = {u.user_id: u.name for u in lm.users(actor)}  # moving is for administrators
     computers = {c: lm.computer(actor, c).name for c in impact.activations_outside}
 
     def by_user(side: Mapping[UserId, frozenset[PublicId]]) -> dict[str, list[str]]:
-        ordered = sorted(side, key=lambda u: users[u].name)
-        return {users[u].name: sorted(map(str, side[u])) for u in ordered}
+        ordered = sorted(side, key=lambda u: names.get(u, str(u)))
+        return {names.get(u, str(u)): sorted(map(str, side[u])) for u in ordered}
 
     gains, loses = by_user(impact.gains), by_user(impact.loses)
     outside = {
@@ -1932,8 +2322,39 @@ def _print_impact(
         _say(f"  computer {name} would use {', '.join(pids)} from outside its group")
 
 
+def _require_administrator(lm: LicenseManagement, actor: UserId, doing: str) -> None:
+    """The library's refusal for a non-administrator, before a question is asked."""
+    me = next((u for u in lm.users(actor) if u.user_id == actor), None)
+    if (me is None or me.home_group != lm.all_group
+            or me.effective.get(lm.all_group, 0) < Permission.WRITE):
+        raise PermissionDenied(
+            f"{doing} needs an administrator: home group All and WRITE permission "
+            "on licenses in All"
+        )
+
+
 def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
+
+
+YesOption = Annotated[bool, typer.Option(
+    "--yes", "-y", help="Do it without asking for confirmation.")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Show what would be done; change nothing.")]
+
+
+def _confirm(yes: bool, question: str, what: str) -> None:
+    """Ask ``question`` on a terminal unless --yes; without a terminal (cron, a
+    pipe) refuse, saying that --yes is needed. Nothing is recorded either way."""
+    if yes:
+        return
+    if not _stdin_is_tty():
+        raise ConfirmationRequired(
+            f"{what} needs confirmation and there is no terminal to ask on: run again with "
+            "--yes (or --dry-run to see what it would do); nothing was changed"
+        )
+    if not typer.confirm(question, default=False):
+        raise ConfirmationRequired("not confirmed; nothing was changed")
 
 
 @app.command()
@@ -1942,70 +2363,116 @@ def remove(
     ctx: typer.Context,
     pools: Annotated[list[str], typer.Argument(
         metavar="POOL...", help="Pools by id, id prefix or name.")],
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Confirm the removal without asking.")] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    json_: JsonOption = False,
 ) -> None:
-    """Remove license pools and their licenses (administrators, R19).
+    """Remove license pools and their licenses (administrators).
 
     Asks for confirmation on a terminal; without a terminal it needs --yes.
     Products activated with the licenses stay activated.
     """
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    ids = _pools_arg(lm, actor, pools)
-    if not yes:
-        # the library checks everything else first, then asks for confirmation
-        with contextlib.suppress(ConfirmationRequired):
-            lm.remove_pools(actor, ids, confirm=False)
-        views = {v.pool_id: v for v in lm.pools(actor)}
-        count = sum(len(views[i].public_ids) for i in ids if i in views)
-        names = ", ".join(views[i].name for i in ids if i in views)
-        if not _stdin_is_tty():
-            raise ConfirmationRequired(
-                f"removing {len(ids)} license pool(s) ({names}) with {count} license(s) needs "
-                "confirmation: run again with --yes (there is no terminal to ask on)"
-            )
-        if not typer.confirm(
-            f"Remove {len(ids)} license pool(s) ({names}) with {count} license(s)? "
-            "Products activated with them stay activated",
-            default=False,
-        ):
-            raise ConfirmationRequired("removal not confirmed; nothing was removed")
+    ids = list(dict.fromkeys(_pools_arg(lm, actor, pools)))
+    # the library checks everything else first, then asks for confirmation
+    with contextlib.suppress(ConfirmationRequired):
+        lm.remove_pools(actor, ids, confirm=False)
+    views = {v.pool_id: v for v in lm.pools(actor)}
+    public_ids = sorted(str(p) for i in ids if i in views for p in views[i].public_ids)
+    names = ", ".join(views[i].name for i in ids if i in views)
+    data = {"pools": [str(i) for i in ids], "public_ids": public_ids, "dry_run": dry_run}
+    if dry_run:
+        _done(json_, data, f"Would remove {len(ids)} license pool(s) ({names}) with "
+              f"{len(public_ids)} license(s): {', '.join(public_ids) or '-'}; nothing removed.")
+        return
+    _confirm(yes, f"Remove {len(ids)} license pool(s) ({names}) with {len(public_ids)} "
+             "license(s)? Products activated with them stay activated",
+             f"removing {len(ids)} license pool(s) ({names}) with {len(public_ids)} license(s)")
     lm.remove_pools(actor, ids, confirm=True)
-    _say(f"Removed {len(ids)} license pool(s).")
+    _done(json_, data, f"Removed {len(ids)} license pool(s).")
 
 
 @tag_app.command("create")
 @handled
-def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+               json_: JsonOption = False) -> None:
     """Create a tag."""
     session = _session(ctx)
     session.app.create_tag(session.actor, name)
-    _say(f"Created tag {name.strip()}.")
+    _done(json_, {"tag": name.strip()}, f"Created tag {name.strip()}.")
 
 
 @tag_app.command("list")
 @handled
-def tag_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+def tag_list(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
     """The tag catalogue (shared by every user)."""
     session = _session(ctx)
-    names = session.app.tags(session.actor)
+    names, note = _limited(session.app.tags(session.actor), limit)
     if json_:
         _print_json(names)
     elif not names:
         _say("No tags; create one with tag create NAME.")
     else:
-        for name in names:  # the answer itself: printed under --quiet too
-            _console().print(name, markup=False, highlight=False, soft_wrap=True)
+        from rich.text import Text
+
+        # the answer itself: printed under --quiet too
+        _show(*(Text(escape_controls(n), no_wrap=True) for n in names), note=note)
 
 
 @tag_app.command("delete")
 @handled
-def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
-    """Delete a tag; it is unassigned everywhere (administrators)."""
+def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+               yes: YesOption = False, dry_run: DryRunOption = False,
+               json_: JsonOption = False) -> None:
+    """Delete a tag; it is unassigned everywhere (administrators).
+
+    Asks for confirmation on a terminal; without a terminal it needs --yes.
+    """
     session = _session(ctx)
-    session.app.delete_tag(session.actor, name)
-    _say(f"Deleted tag {name.strip()}.")
+    lm, actor = session.app, session.actor
+    tag = name.strip()
+    _require_administrator(lm, actor, "deleting a tag")  # refused before a question or preview
+    known = {t.casefold(): t for t in lm.tags(actor)}
+    if tag.casefold() not in known:
+        raise _did_you_mean(NotFound("tag", tag), tag, known.values(), "esmc-licensing tag list")
+    tag = known[tag.casefold()]
+    pools_ = [str(p.pool_id) for p in lm.pools(actor, tags=[tag])]
+    licenses_ = [str(v.public_id) for v in lm.licenses(actor, LicenseFilter(tags=[tag]))]
+    computers = [str(c.computer_id) for c in lm.computers(actor, tags=[tag])]
+    data = {"tag": tag, "pools": pools_, "public_ids": licenses_, "computers": computers,
+            "dry_run": dry_run}
+    tagged = (f"{len(licenses_)} license(s), {len(pools_)} pool(s) and {len(computers)} "
+              "computer(s) you see")
+    if dry_run:
+        _done(json_, data, f"Would delete tag {tag}, unassigning it from {tagged}; "
+              "nothing deleted.")
+        return
+    _confirm(yes, f"Delete tag {tag}? It is unassigned from {tagged}",
+             f"deleting tag {tag} (on {tagged})")
+    lm.delete_tag(actor, tag)
+    _done(json_, data, f"Deleted tag {tag}.")
+
+
+filter_app = typer.Typer(help="Delete saved license filters (list them with `filters`).",
+                         no_args_is_help=True, cls=_Group)
+app.add_typer(filter_app, name="filter")
+
+
+@filter_app.command("delete")
+@handled
+def filter_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+                  json_: JsonOption = False) -> None:
+    """Delete one of your saved filters."""
+    session = _session(ctx)
+    lm, actor = session.app, session.actor
+    saved = {n.casefold(): n for n in lm.filters(actor)}
+    wanted = saved.get(name.strip().casefold())
+    if wanted is None:
+        raise _did_you_mean(NotFound("saved filter", name.strip()), name, saved.values(),
+                            "esmc-licensing filters")
+    lm.delete_filter(actor, wanted)
+    _done(json_, {"deleted": wanted}, f"Deleted filter {wanted}.")
 
 
 TargetArg = Annotated[str, typer.Argument(
@@ -2015,29 +2482,38 @@ TargetArg = Annotated[str, typer.Argument(
 @tag_app.command("assign")
 @handled
 def tag_assign(ctx: typer.Context, target: TargetArg,
-               name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+               name: Annotated[str, typer.Argument(metavar="NAME")],
+               json_: JsonOption = False) -> None:
     """Tag a license or a pool (WRITE on its group)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    lm.assign_tag(actor, _target(lm, actor, target), name)
-    _say(f"Tagged {target} with {name.strip()}.")
+    what = _target(lm, actor, target)
+    lm.assign_tag(actor, what, name)
+    _done(json_, _tagged(what, name), f"Tagged {target} with {name.strip()}.")
+
+
+def _tagged(target: PublicId | PoolId, name: str) -> dict[str, str]:
+    key = "public_id" if isinstance(target, PublicId) else "pool_id"
+    return {key: str(target), "tag": name.strip()}
 
 
 @tag_app.command("unassign")
 @handled
 def tag_unassign(ctx: typer.Context, target: TargetArg,
-                 name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
+                 name: Annotated[str, typer.Argument(metavar="NAME")],
+                 json_: JsonOption = False) -> None:
     """Remove a tag from a license or a pool (WRITE on its group)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    lm.unassign_tag(actor, _target(lm, actor, target), name)
-    _say(f"Removed tag {name.strip()} from {target}.")
+    what = _target(lm, actor, target)
+    lm.unassign_tag(actor, what, name)
+    _done(json_, _tagged(what, name), f"Removed tag {name.strip()} from {target}.")
 
 
 # -- alerts (R35) ----------------------------------------------------------------------------
 
 alerts_app = typer.Typer(
-    help="Alerts: licenses entering or leaving a condition (R35); `alerts deliver` sends them.",
+    help="Alerts: licenses entering or leaving a condition; `alerts deliver` sends them.",
     invoke_without_command=True, cls=_Group,
 )
 app.add_typer(alerts_app, name="alerts")
@@ -2089,33 +2565,29 @@ def alerts(
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WHEN", help="Only alerts raised from this date or date-time on.")]
         = None,
+    limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The alerts of the licenses you may see, oldest first (R35)."""
+    """The alerts of the licenses you may see, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    found = lm.alerts(actor, since=_when(since, "--since"))
+    found, note = _limited(lm.alerts(actor, since=_when(since, "--since")), limit)
     if json_:
         _print_json([{**a.to_json(), "deliveries": to_jsonable(a.deliveries)} for a in found])
         return
     if not found:
         _say(f"No alerts for {session.user_name}.")
         return
-    table = _table()
-    for column in ("When", "Public ID", "Condition", "", "Delivered", "Alert id"):
-        table.add_column(column, no_wrap=column in ("When", "Public ID", "Alert id"))
-    for a in found:
-        table.add_row(
-            a.when.strftime("%Y-%m-%d %H:%M"),
-            str(a.public_id),
-            a.reason.name.lower().replace("_", " "),
-            "entered" if a.entered else "left",
-            ", ".join(f"{d.sink}: {d.outcome}" for d in a.deliveries.values()) or "-",
-            a.alert_id,
-        )
-    _console().print(table)
+    _show(fitted_table(
+        (Column("When"), Column("Public ID", no_wrap=True), Column("Condition"),
+         Column("", no_wrap=True), Column("Delivered", drop=2),
+         Column("Alert id", no_wrap=True, drop=1)),
+        ((a.when.strftime("%Y-%m-%d %H:%M"), str(a.public_id),
+          a.reason.name.lower().replace("_", " "), "entered" if a.entered else "left",
+          ", ".join(f"{d.sink}: {d.outcome}" for d in a.deliveries.values()) or "-",
+          a.alert_id) for a in found)), note=note)
 
 
 @alerts_app.command("deliver")
@@ -2127,7 +2599,7 @@ def alerts_deliver(
         help="Keep delivering, every SECONDS (default: once, for cron).")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Send the alerts not yet delivered to the configured sinks (R35).
+    """Send the alerts not yet delivered to the configured sinks.
 
     Sinks come from the environment: ESMC_ALERT_WEBHOOK_URL and
     ESMC_ALERT_WEBHOOK_SECRET; ESMC_ALERT_SMTP_HOST, _PORT, _FROM, _TO. Exit 3
@@ -2189,6 +2661,7 @@ def project(
     once: Annotated[bool, typer.Option("--once", help="Catch up, then stop.")] = False,
     interval: Annotated[float, typer.Option(
         "--interval", metavar="SECONDS", help="Pause between polls of the log.")] = 0.2,
+    json_: JsonOption = False,
 ) -> None:
     """Keep the views current with the log (a separate process; optional)."""
     from .projections.runner import run_projections
@@ -2200,20 +2673,20 @@ def project(
         position = run_projections(env, once=once, interval=interval)
     except KeyboardInterrupt:
         return
-    _say(f"Views are at log position {position}.")
+    _done(json_, {"position": position}, f"Views are at log position {position}.")
 
 
 @app.command()
 @handled
-def rebuild(ctx: typer.Context, views: ViewsOption = None) -> None:
-    """Empty the views and rebuild them from the log (R30)."""
+def rebuild(ctx: typer.Context, views: ViewsOption = None, json_: JsonOption = False) -> None:
+    """Empty the views and rebuild them from the log."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .projections.runner import rebuild_views
 
     env = _views_env(ctx, views)
     console = _console()
-    if console.is_terminal:
+    if console.is_terminal and not json_:
         with Progress(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=console,
@@ -2226,7 +2699,8 @@ def rebuild(ctx: typer.Context, views: ViewsOption = None) -> None:
             position = rebuild_views(env, progress=progress)
     else:
         position = rebuild_views(env)
-    _say(f"Rebuilt the views from the log up to position {position}.")
+    _done(json_, {"position": position},
+          f"Rebuilt the views from the log up to position {position}.")
 
 
 @app.command("consume-results")
@@ -2245,8 +2719,9 @@ def consume_results(
         help="Take over results another consumer left pending this many seconds.")] = 60,
     once: Annotated[bool, typer.Option(
         "--once", help="Settle what is waiting, then stop.")] = False,
+    json_: JsonOption = False,
 ) -> None:
-    """Record agents' task results from Redis Streams (R21), each exactly once.
+    """Record agents' task results from Redis Streams, each exactly once.
 
     A result is acknowledged only after it is saved; a repeat records nothing.
     """
@@ -2261,7 +2736,7 @@ def consume_results(
         )
     except KeyboardInterrupt:
         return
-    _say(f"Settled {count} task result(s).")
+    _done(json_, {"settled": count}, f"Settled {count} task result(s).")
 
 
 # -- more of the public API: files, accounts, sync, computers, tasks, history --------------
@@ -2295,7 +2770,7 @@ def add_file(
         metavar="PATH", help="An offline license file (.lf), or - to read it from stdin.")],
     json_: JsonOption = False,
 ) -> None:
-    """Add a license from an offline license file generated for this console (R16).
+    """Add a license from an offline license file generated for this console.
 
     The file must be signed by the vendor (ESMC_VENDOR_PUBLIC_KEY with a real
     vendor) and generated for this installation's console token (see `info`).
@@ -2329,7 +2804,7 @@ def add_file(
 @app.command()
 @handled
 def info(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """This installation: the store, the vendor the CLI talks to, the console token (R16)."""
+    """This installation: the store, the vendor the CLI talks to, the console token."""
     session = _session(ctx)
     lm = session.app
     cfg = session.config
@@ -2403,7 +2878,7 @@ def connect_account(
         "--password-stdin", help="Read the password from the first line of stdin.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Connect an EBA, EMA2 or ELA account and import its licenses (R17).
+    """Connect an EBA, EMA2 or ELA account and import its licenses.
 
     The password is never taken from the command line: it comes from
     ESMC_ACCOUNT_PASSWORD, the credentials file, stdin (--password-stdin) or a
@@ -2431,11 +2906,13 @@ def connect_account(
 
 @app.command("disconnect-account")
 @handled
-def disconnect_account(ctx: typer.Context, kind: KindArg, username: UsernameOption) -> None:
-    """Stop syncing an account (R12); its pools and licenses stay."""
+def disconnect_account(ctx: typer.Context, kind: KindArg, username: UsernameOption,
+                       json_: JsonOption = False) -> None:
+    """Stop syncing an account; its pools and licenses stay."""
     session = _session(ctx)
     session.app.disconnect_account(session.actor, AccountKind(kind.value), username)
-    _say(f"Disconnected {kind.value} account {username.strip()}; its pools stay.")
+    _done(json_, {"kind": kind.value, "username": username.strip(), "connected": False},
+          f"Disconnected {kind.value} account {username.strip()}; its pools stay.")
 
 
 def _when_text(moment: datetime | None) -> str:
@@ -2444,26 +2921,24 @@ def _when_text(moment: datetime | None) -> str:
 
 @app.command()
 @handled
-def accounts(ctx: typer.Context, json_: JsonOption = False) -> None:
+def accounts(ctx: typer.Context, limit: LimitOption = None,
+             json_: JsonOption = False) -> None:
     """The accounts ever connected (administrators); never their passwords."""
     session = _session(ctx)
-    views = session.app.accounts(session.actor)
+    views, note = _limited(session.app.accounts(session.actor), limit)
     if json_:
         _print_json([to_jsonable(v) for v in views])
         return
     if not views:
         _say("No accounts connected; connect one with connect-account.")
         return
-    table = _table()
-    for column in ("Kind", "Username", "Type", "Connected", "Connected at (UTC)",
-                   "Last synced (UTC)", "Pools"):
-        table.add_column(column)
-    for v in views:
-        table.add_row(v.kind.value, v.username,
-                      "-" if v.account_type is None else v.account_type.name,
-                      "yes" if v.connected else "no", _when_text(v.connected_at),
-                      _when_text(v.last_synced), str(len(v.pools)))
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Kind", no_wrap=True), Column("Username"), Column("Type", drop=3),
+         Column("Connected", no_wrap=True), Column("Connected at (UTC)", drop=2),
+         Column("Last synced (UTC)"), Column("Pools", drop=1)),
+        ((v.kind.value, v.username, "-" if v.account_type is None else v.account_type.name,
+          "yes" if v.connected else "no", _when_text(v.connected_at),
+          _when_text(v.last_synced), str(len(v.pools))) for v in views)), note=note)
 
 
 def _report_json(report: Any, due: list[str] | None = None) -> dict[str, Any]:
@@ -2515,7 +2990,7 @@ def _working(message: str) -> Iterator[None]:
 @app.command()
 @handled
 def sync(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """Synchronise every connected account and license-key license now (R18).
+    """Synchronise every connected account and license-key license now.
 
     Prints what each source added and changed. Exit 0 when every source
     synced, 3 when any failed (the others keep their results).
@@ -2530,7 +3005,7 @@ def sync(ctx: typer.Context, json_: JsonOption = False) -> None:
 @app.command("run-due")
 @handled
 def run_due(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """The scheduled daily sync, for cron: sync the sources that are due (R18).
+    """The scheduled daily sync, for cron: sync the sources that are due.
 
     Recorded as the `sync` actor. Exit 0 when nothing was due or all synced,
     3 when a source failed.
@@ -2590,13 +3065,14 @@ def _products_text(view: ComputerView) -> str:
 @app.command("computers")
 @handled
 def computers_(ctx: typer.Context, tag: TagOption = None, as_of: AsOfOption = None,
-               json_: JsonOption = False) -> None:
-    """The computers you may see, with their products and licenses (R9, R20; --tag, R28)."""
+               limit: LimitOption = None, json_: JsonOption = False) -> None:
+    """The computers you may see, with their products and licenses (--tag filters)."""
     session = _session(ctx)
     lm = session.app
     when = _as_of(session, as_of, json_)
     with _replaying(session, when):
-        views = lm.computers(session.actor, tags=tag or (), as_of=when)
+        all_views = lm.computers(session.actor, tags=tag or (), as_of=when)
+    views, note = _limited(all_views, limit)
     names = _group_namer(lm)
     if json_:
         _print_json([to_jsonable(v, names) for v in views])
@@ -2604,14 +3080,12 @@ def computers_(ctx: typer.Context, tag: TagOption = None, as_of: AsOfOption = No
     if not views:
         _say(f"No computers visible to {session.user_name}.")
         return
-    table = _table()
-    for column in ("Name", "Computer ID", "Group", "Last connected (UTC)", "Products"):
-        table.add_column(column, no_wrap=column == "Computer ID")
-    for v in views:
-        table.add_row(v.name, str(v.computer_id), names(v.group),
-                      _when_text(v.last_connected) if v.managed else "no agent",
-                      _products_text(v))
-    _console().print(table)
+    _show(fitted_table(
+        (Column("Name"), Column("Computer ID", no_wrap=True), Column("Group", drop=2),
+         Column("Last connected (UTC)"), Column("Products", drop=1)),
+        ((v.name, str(v.computer_id), names(v.group),
+          _when_text(v.last_connected) if v.managed else "no agent", _products_text(v))
+         for v in views)), note=note)
 
 
 @app.command("computer")
@@ -2623,7 +3097,7 @@ def computer_(
     as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """One computer: each product, the license it is activated with and its validity (R9)."""
+    """One computer: each product, the license it is activated with and its validity."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     when = _as_of(session, as_of, json_, None)
@@ -2658,8 +3132,9 @@ def agent_secret(
     ctx: typer.Context,
     computer: Annotated[str, typer.Argument(metavar="COMPUTER",
                                             help="A computer by id, id prefix or name.")],
+    json_: JsonOption = False,
 ) -> None:
-    """Print the secret to provision a computer's agent with (R34; administrators).
+    """Print the secret to provision a computer's agent with (administrators).
 
     Derived from ESMC_AGENT_KEY and the agent's id, it is stored nowhere: the
     agent signs its results and opens its orders with it. Run it when the
@@ -2677,7 +3152,12 @@ def agent_secret(
     keys = agent_keys()
     if keys is None:
         raise InvalidInput(f"no agent key is configured: set {AGENT_KEY_VARIABLE}")
-    typer.echo(keys.secret(str(view.computer_id)).text)
+    secret = keys.secret(str(view.computer_id)).text
+    if json_:
+        _print_json({"computer_id": str(view.computer_id), "name": view.name,
+                     "agent_secret": secret})
+    else:
+        typer.echo(secret)
 
 
 @app.command("register-computer")
@@ -2700,7 +3180,7 @@ def register_computer(
     ] = False,
     json_: JsonOption = False,
 ) -> None:
-    """Register a computer in a static group (WRITE there, R20)."""
+    """Register a computer in a static group (WRITE needed there)."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     before = lm.position
@@ -2736,15 +3216,14 @@ def _task_table(lm: LicenseManagement, actor: UserId, view: TaskView) -> Table:
     computer_names: dict[ComputerId, str] = {}
     with contextlib.suppress(LicensingError):
         computer_names = {c.computer_id: c.name for c in lm.computers(actor)}
-    table = _table()
-    for column in ("Computer", "Computer ID", "Result", "Reason"):
-        table.add_column(column, no_wrap=column == "Computer ID")
     styles = {"SUCCEEDED": "green", "FAILED": "bold red", "PENDING": "yellow",
               "DELIVERED": "yellow"}
-    for cid, r in sorted(view.results.items(), key=lambda kv: str(kv[0])):
-        table.add_row(computer_names.get(cid, "(removed)"), str(cid),
-                      _text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
-    return table
+    return fitted_table(
+        (Column("Computer"), Column("Computer ID", no_wrap=True),
+         Column("Result", no_wrap=True), Column("Reason")),
+        ((computer_names.get(cid, "(removed)"), str(cid),
+          _text(r.state.name, style=styles.get(r.state.name, "")), r.reason or "")
+         for cid, r in sorted(view.results.items(), key=lambda kv: str(kv[0]))))
 
 
 @app.command()
@@ -2757,7 +3236,7 @@ def activate(
         "--product", help="The product to activate (default: the license's).")] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Run a product activation task with a license on computers (R21, R23).
+    """Run a product activation task with a license on computers.
 
     Each target's result is shown; a target can fail (overuse ceiling, agent)
     while the others succeed. Exit 0 once the task exists.
@@ -2778,7 +3257,7 @@ def install(
     computers: ComputersArg,
     json_: JsonOption = False,
 ) -> None:
-    """Run a software install task with a license on computers (R21)."""
+    """Run a software install task with a license on computers."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = lm.run_software_install(actor, _computers_arg(lm, actor, computers), package,
@@ -2810,9 +3289,9 @@ def installer(
     ] = None,
     json_: JsonOption = False,
 ) -> None:
-    """An all-in-one agent installer configuration for a license (USE needed, R22).
+    """An all-in-one agent installer configuration for a license (USE needed).
 
-    The license key is a secret (R2): it is never printed, only its last four
+    The license key is a secret: it is never printed, only its last four
     characters. It leaves the tool only in the file named by --output, created
     new with mode 0600.
     """
@@ -2846,7 +3325,7 @@ def installer(
     if output is not None:
         _say(f"Wrote the installer configuration with the license key to {output} (mode 0600).")
     else:
-        _say("The key is not printed (R2); use --output FILE to write the configuration "
+        _say("The key is not printed; use --output FILE to write the configuration "
              "with the key to a new private file.")
 
 
@@ -2860,7 +3339,7 @@ def deactivate(
     ] = None,
     json_: JsonOption = False,
 ) -> None:
-    """Deactivate products on computers through the activation server; frees seats (R24)."""
+    """Deactivate products on computers through the activation server; frees seats."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tid = lm.deactivate_products(actor, _computers_arg(lm, actor, computers),
@@ -2875,13 +3354,13 @@ def remove_computer(
     computer: Annotated[str, typer.Argument(metavar="COMPUTER",
                                             help="A computer by id, id prefix or name.")],
     deactivate_: Annotated[bool, typer.Option(
-        "--deactivate", help="Deactivate its products first and free the seats (R25).")
+        "--deactivate", help="Deactivate its products first and free the seats.")
     ] = False,
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Confirm the removal without asking.")] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Remove a computer from management (WRITE on its group, R25).
+    """Remove a computer from management (WRITE on its group).
 
     Without --deactivate its seats stay used and can no longer be freed here
     (a warning says so). Asks for confirmation on a terminal; without one it
@@ -2891,19 +3370,20 @@ def remove_computer(
     lm, actor = session.app, session.actor
     cid = _computer(lm, actor, computer)
     view = lm.computer(actor, cid)
-    if not yes:
-        held = [p for p in view.products if p.activated or p.suspended]
-        consequence = (
-            "its products are deactivated and the seats freed" if deactivate_ else
-            f"{len(held)} activated product(s) keep their seats, which can no longer be freed"
-        )
-        if not _stdin_is_tty():
-            raise ConfirmationRequired(
-                f"removing computer {view.name} needs confirmation: run again with --yes "
-                "(there is no terminal to ask on)"
-            )
-        if not typer.confirm(f"Remove computer {view.name}? {consequence}", default=False):
-            raise ConfirmationRequired("removal not confirmed; nothing was removed")
+    held = [p for p in view.products if p.activated or p.suspended]
+    consequence = (
+        "its products are deactivated and the seats freed" if deactivate_ else
+        f"{len(held)} activated product(s) keep their seats, which can no longer be freed"
+    )
+    if dry_run:
+        _group_of_writable(lm, actor, view.group, f"removing computer {view.name!r}")
+        _done(json_, {"computer_id": str(cid), "name": view.name, "dry_run": True,
+                      "deactivate": deactivate_,
+                      "products": [p.product for p in held]},
+              f"Would remove computer {view.name} ({cid}): {consequence}; nothing removed.")
+        return
+    _confirm(yes, f"Remove computer {view.name}? {consequence}",
+             f"removing computer {view.name}")
     result = lm.remove_computer(actor, cid, deactivate=deactivate_)
     if json_:
         _print_json(to_jsonable(result))
@@ -2925,13 +3405,35 @@ def delete_not_connecting(
     ] = False,
     remove_unmanaged: Annotated[bool, typer.Option(
         "--remove-unmanaged", help="Also remove computers without an agent.")] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
     json_: JsonOption = False,
 ) -> None:
-    """Remove the computers of a group (and subgroups) not connected for N days (R26)."""
+    """Remove the computers of a group (and subgroups) not connected for N days.
+
+    A computer that never connected counts from its registration. Asks for
+    confirmation on a terminal; without a terminal it needs --yes.
+    """
     session = _session(ctx)
     lm, actor = session.app, session.actor
+    gid = _group(lm, actor, group)
+    _group_of_writable(lm, actor, gid, "deleting not connecting computers")
+    doomed = _not_connecting(lm, actor, gid, days, remove_unmanaged)
+    listed = ", ".join(c.name for c in doomed) or "none"
+    if dry_run:
+        _done(json_, {"group": _group_path(lm, actor, gid), "group_id": str(gid),
+                      "days": days, "dry_run": True,
+                      "computers": [{"computer_id": str(c.computer_id), "name": c.name}
+                                    for c in doomed]},
+              f"Would remove {len(doomed)} computer(s) of {group} not connected for {days} "
+              f"day(s): {listed}; nothing removed.")
+        return
+    if doomed:
+        _confirm(yes, f"Remove {len(doomed)} computer(s) of {group} not connected for {days} "
+                 f"day(s) ({listed})?",
+                 f"removing {len(doomed)} computer(s) of {group} ({listed})")
     tid = lm.delete_not_connecting_computers(
-        actor, _group(lm, actor, group), days, deactivate_license=deactivate_license,
+        actor, gid, days, deactivate_license=deactivate_license,
         remove_unmanaged=remove_unmanaged,
     )
     view = lm.task(actor, tid)
@@ -2944,21 +3446,78 @@ def delete_not_connecting(
         _console().print(_task_table(lm, actor, view))
 
 
+def _group_of_writable(lm: LicenseManagement, actor: UserId, group: GroupId,
+                       doing: str) -> None:
+    """The library's refusal without WRITE on ``group``, before a question or a dry run."""
+    me = next((u for u in lm.users(actor) if u.user_id == actor), None)
+    if me is None or me.effective.get(group, 0) < Permission.WRITE:
+        raise PermissionDenied(
+            f"{doing} needs WRITE permission on group {lm.group_name(group)!r}")
+
+
+def _not_connecting(lm: LicenseManagement, actor: UserId, group: GroupId, days: int,
+                    unmanaged: bool) -> list[ComputerView]:
+    """The computers ``delete-not-connecting`` would remove now: in ``group`` or
+    below, not connected (or, never connected, registered) for ``days`` days;
+    those without an agent only with ``unmanaged``. What the library decides
+    when it runs; shown for the question and for --dry-run."""
+    children: dict[GroupId, list[GroupId]] = {}
+    for view in lm.groups(actor):
+        if view.parent is not None:
+            children.setdefault(view.parent, []).append(view.group_id)
+    below: set[GroupId] = set()
+    todo = [group]
+    while todo:
+        g = todo.pop()
+        below.add(g)
+        todo.extend(children.get(g, []))
+    cutoff = lm._core.adapters.clock.now() - timedelta(days=days)
+    out = []
+    for c in lm.computers(actor):
+        seen = c.last_connected or c.registered_at
+        if c.group in below and seen is not None and (c.managed or unmanaged) and seen <= cutoff:
+            out.append(c)
+    return sorted(out, key=lambda c: (c.name.casefold(), str(c.computer_id)))
+
+
+def _task_id(lm: LicenseManagement, actor: UserId, text: str) -> TaskId:
+    """A task by id, or by a unique id prefix (at least 4 characters) among the
+    tasks recorded on the computers the actor sees, as pools and computers are."""
+    text = text.strip()
+    try:
+        return TaskId(uuid.UUID(text))
+    except ValueError:
+        pass
+    if len(text) < 4 or not re.fullmatch(r"[0-9a-fA-F-]+", text):
+        raise InvalidInput(f"a task id is a UUID or a prefix of one (4 characters or more), "
+                           f"not {text!r}")
+    found: set[str] = set()
+    for c in lm.computers(actor):
+        for entry in lm.history(actor, c.computer_id):
+            task = entry.details.get("task_id")
+            if isinstance(task, str) and task.startswith(text.lower()):
+                found.add(task)
+    if len(found) > 1:
+        raise InvalidInput(f"{len(found)} tasks have ids starting {text!r}: "
+                           f"{', '.join(sorted(found))}")
+    if not found:
+        raise NotFound("task", text)
+    return TaskId(uuid.UUID(found.pop()))
+
+
 @app.command("task")
 @handled
 def task_(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="TASK_ID")],
+    task_id: Annotated[str, typer.Argument(
+        metavar="TASK_ID", help="A task id, or a unique prefix of one (4 characters or more).")],
     as_of: AsOfOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """A client task and each target's result (R21)."""
+    """A client task and each target's result."""
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    try:
-        tid = TaskId(uuid.UUID(task_id.strip()))
-    except ValueError:
-        raise InvalidInput(f"a task id is a UUID, not {task_id!r}") from None
+    tid = _task_id(lm, actor, task_id)
     when = _as_of(session, as_of, json_, None)
     with _replaying(session, when):
         view = lm.task(actor, tid, as_of=when)
@@ -3000,8 +3559,8 @@ def _data_key_file(ctx: typer.Context) -> Path:
 
 @app.command("rotate-data-key")
 @handled
-def rotate_data_key(ctx: typer.Context) -> None:
-    """Add a new data key for new secrets; older keys stay to read older ones (R32).
+def rotate_data_key(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Add a new data key for new secrets; older keys stay to read older ones.
 
     Creates the key file (mode 0600) when there is none. Run `migrate-secrets`
     afterwards to re-state the current secrets with the new key.
@@ -3010,6 +3569,10 @@ def rotate_data_key(ctx: typer.Context) -> None:
 
     path = _data_key_file(ctx)
     ring, created = rotate_key_file(path, "data")
+    if json_:
+        _print_json({"key_file": str(path), "created": created, "key_id": ring.current_id,
+                     "key_ids": list(ring.ids)})
+        return
     if created:
         _say(f"Created the data key file {path} with key {ring.current_id} (mode 0600).")
         return
@@ -3028,8 +3591,9 @@ def forget_data_key(
     key_id: Annotated[str, typer.Argument(help="The id of the data key to forget.")],
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="Confirm: what only this key protects becomes unreadable.")] = False,
+    json_: JsonOption = False,
 ) -> None:
-    """Forget a data key ("crypto-shredding", R32): every secret only it protects
+    """Forget a data key ("crypto-shredding"): every secret only it protects
     becomes unavailable; every other fact stays readable."""
     from .keyring import read_key_file, write_key_file
 
@@ -3048,14 +3612,16 @@ def forget_data_key(
             "for good; run again with --yes to confirm"
         )
     write_key_file(path, ring.without(key_id))
-    _say(f"Forgot data key {key_id}; {path} keeps {', '.join(k for k in ring.ids if k != key_id)}.")
+    kept = [k for k in ring.ids if k != key_id]
+    _done(json_, {"key_file": str(path), "forgotten": key_id, "key_ids": kept},
+          f"Forgot data key {key_id}; {path} keeps {', '.join(kept)}.")
 
 
 @app.command("migrate-secrets")
 @handled
-def migrate_secrets(ctx: typer.Context) -> None:
+def migrate_secrets(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Re-state every license key and password not sealed with the current data key
-    (plain text from before R32, or an older key) as new events (R32).
+    (plain text from older versions, or an older key) as new events.
 
     History is not rewritten: the older rows keep what they held.
     """
@@ -3078,7 +3644,8 @@ def migrate_secrets(ctx: typer.Context) -> None:
             )
     app_ = session.app
     count = app_.migrate_secrets(session.actor)
-    _say(
+    _done(
+        json_, {"restated": count},
         f"Re-stated {count} secret(s) sealed with the current data key. Rows written "
         "before stay as they were (history is not rewritten)."
     )
@@ -3088,14 +3655,15 @@ def migrate_secrets(ctx: typer.Context) -> None:
 
 
 ReceiptOption = Annotated[str | None, typer.Option(
-    "--receipt", metavar="FILE", help="The receipt file (R31): written by seal-history, "
+    "--receipt", metavar="FILE", help="The receipt file: written by seal-history, "
     "checked by verify-history.")]
 
 
 @app.command("seal-history")
 @handled
-def seal_history(ctx: typer.Context, receipt: ReceiptOption = None) -> None:
-    """Take a signed receipt of the history as it ends now (R31).
+def seal_history(ctx: typer.Context, receipt: ReceiptOption = None,
+                 json_: JsonOption = False) -> None:
+    """Take a signed receipt of the history as it ends now.
 
     Every save is sealed as it is recorded; keep the receipt away from the
     store: verify-history --receipt FILE then also proves that nothing up to
@@ -3109,9 +3677,11 @@ def seal_history(ctx: typer.Context, receipt: ReceiptOption = None) -> None:
             path.write_bytes(made.to_bytes())
         except OSError as e:
             raise InvalidInput(f"cannot write the receipt {path}: {e.strerror}") from None
-    _say(f"Sealed the history up to log position {made.position} (seal {made.seal}, key id "
-         f"{made.key_id})." + (f" Receipt written to {receipt}." if receipt else
-                              " Add --receipt FILE to keep a receipt of it."))
+    _done(json_, {"position": made.position, "seal": made.seal, "key_id": made.key_id,
+                  "receipt": receipt},
+          f"Sealed the history up to log position {made.position} (seal {made.seal}, key id "
+          f"{made.key_id})." + (f" Receipt written to {receipt}." if receipt else
+                                " Add --receipt FILE to keep a receipt of it."))
 
 
 def _read_receipt(path: str | None) -> Receipt | None:
@@ -3128,7 +3698,7 @@ def _read_receipt(path: str | None) -> Receipt | None:
 @handled
 def verify_history(ctx: typer.Context, receipt: ReceiptOption = None,
                    json_: JsonOption = False) -> None:
-    """Verify the whole stored history, first event to last, against its seals (R31).
+    """Verify the whole stored history, first event to last, against its seals.
 
     Exit 0 when nothing is wrong; 1 when tampering is found, each problem named.
     The seal key comes from ESMC_SEAL_KEY_FILE, ESMC_SEAL_KEY, the credentials
@@ -3158,19 +3728,62 @@ def verify_history(ctx: typer.Context, receipt: ReceiptOption = None,
         raise typer.Exit(EXIT_REFUSED)
 
 
+@app.command()
+@handled
+def keygen(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write a key file (mode 0600, never over an existing file) instead of printing "
+             "the key.")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Make a new key for ESMC_SEAL_KEY or ESMC_DATA_KEY: the base64 text of 32 random bytes.
+
+    With --output FILE it is written as a key file for ESMC_SEAL_KEY_FILE or
+    ESMC_DATA_KEY_FILE instead, and only the key's id is printed.
+    """
+    import base64
+
+    from .keyring import create_key_file, generate_key
+
+    if output is None:
+        key = base64.b64encode(generate_key()).decode("ascii")
+        if json_:
+            _print_json({"key": key})
+        else:
+            typer.echo(key)
+        return
+    path = output.expanduser()
+    if path.exists() or path.is_symlink():
+        raise InvalidInput(f"{path} already exists; a key file is written only to a new file")
+    try:
+        ring = create_key_file(path, "new")
+    except OSError as e:
+        raise InvalidInput(f"cannot write the key file {path}: {e.strerror}") from None
+    _done(json_, {"key_file": str(path), "key_id": ring.current_id},
+          f"Wrote a new key (id {ring.current_id}) to {path} (mode 0600); point "
+          "ESMC_SEAL_KEY_FILE or ESMC_DATA_KEY_FILE at it.")
+
+
 @app.command("rotate-seal-key")
 @handled
 def rotate_seal_key(
     ctx: typer.Context,
     key_file: Annotated[str, typer.Option(
         "--key-file", metavar="PATH", help="The seal key file (created, mode 0600, if missing).")],
+    json_: JsonOption = False,
 ) -> None:
-    """Add a new current key to a seal key file (R31); older keys stay to verify
+    """Add a new current key to a seal key file; older keys stay to verify
     the seals they made. Point ESMC_SEAL_KEY_FILE at the file."""
     from .keyring import rotate_key_file
 
     path = Path(key_file).expanduser()
     ring, created = rotate_key_file(path, "seal")
+    if json_:
+        _print_json({"key_file": str(path), "created": created, "key_id": ring.current_id,
+                     "key_ids": list(ring.ids)})
+        return
     if created:
         _say(f"Created the seal key file {path} (mode 0600) with key id {ring.current_id}.")
     else:
@@ -3178,7 +3791,7 @@ def rotate_seal_key(
              f"{ring.current_id}; key ids {', '.join(ring.ids[:-1])} still verify older seals.")
 
 
-audit_app = typer.Typer(help="The whole audit log (R29, R31): export it for a SIEM.",
+audit_app = typer.Typer(help="The whole audit log: export it for a SIEM.",
                         no_args_is_help=True, cls=_Group)
 app.add_typer(audit_app, name="audit")
 
@@ -3207,13 +3820,18 @@ def audit_export(
         "--format", help="jsonl (one JSON object a line) or csv.")] = ExportFormat.JSONL,
     output: Annotated[str | None, typer.Option(
         "--output", metavar="FILE", help="Write here instead of stdout.")] = None,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="JSON lines (the same as --format jsonl); with --output, the "
+                       "summary as JSON.")] = False,
 ) -> None:
     """Export every recorded event in log order, with whether a verified seal covers it.
 
     Streams: memory stays bounded whatever the log's length. Progress goes to
     stderr when it is a terminal. Only an administrator or a user with READ on
-    All may export (R31).
+    All may export.
     """
+    if json_ and format_ is not ExportFormat.JSONL:
+        raise InvalidInput("--json exports JSON lines; it cannot be combined with --format csv")
     session = _session(ctx)
     lm, actor = session.app, session.actor
 
@@ -3280,11 +3898,54 @@ def audit_export(
         if progress:
             sys.stderr.write(f"\r{count} events exported\n")
     if output is not None:
-        _say(f"Exported {count} events to {output}.")
+        _done(json_, {"exported": count, "output": output}, f"Exported {count} events to {output}.")
+
+
+#: Examples shown under each command's --help; docs/cli.md ("Examples") shows
+#: the same lines (a test keeps the two in step).
+EXAMPLES: Mapping[str, tuple[str, ...]] = {
+    "demo": ("esmc-licensing demo",),
+    "licenses": (
+        "esmc-licensing licenses --level ERROR --level EXPIRED",
+        'esmc-licensing licenses --product "eset endpoint security" --limit 20',
+        "esmc-licensing --as John licenses --json",
+    ),
+    "license": ("esmc-licensing license DMO-SDG-001",),
+    "history": ("esmc-licensing history DMO-SDG-001 --since 2026-01-01",),
+    "add-key": ("esmc-licensing add-key - < key.txt",),
+    "create-group": ('esmc-licensing create-group Lab --parent "All/San Diego" --json',),
+    "create-user": ('esmc-licensing create-user Greta --home "All/San Diego"',),
+    "grant": ('esmc-licensing grant Greta "All/San Diego" USE',),
+    "move": ('esmc-licensing move "Acme Corp" --to "All/San Diego" --dry-run',),
+    "remove": ('esmc-licensing remove "Acme Corp" --dry-run',),
+    "delete-not-connecting": (
+        'esmc-licensing delete-not-connecting "All/San Diego" --days 30 --dry-run',),
+    "run-due": ("esmc-licensing run-due --json >> sync.log",),
+    "keygen": ("esmc-licensing keygen --output seal.key",),
+    "tag delete": ("esmc-licensing tag delete audit --dry-run",),
+    "audit export": ("esmc-licensing audit export --format csv --output audit.csv",),
+}
+
+
+def _add_examples() -> None:
+    """Each command's examples (EXAMPLES) as the epilog of its help."""
+    for prefix, typer_app in (("", app), ("tag ", tag_app), ("audit ", audit_app),
+                              ("filter ", filter_app), ("alerts ", alerts_app)):
+        for info in typer_app.registered_commands:
+            assert info.callback is not None
+            name = info.name or typer.main.get_command_name(info.callback.__name__)
+            lines = EXAMPLES.get(prefix + name)
+            if lines:
+                info.epilog = "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+
+
+_add_examples()
 
 
 #: the root options (see ``_root``) that take a value
 _ROOT_VALUE_OPTIONS = frozenset({"--store", "--as", "--config", "--credentials"})
+#: the root options that are flags
+_ROOT_FLAGS = frozenset({"--debug", "--quiet", "-q", "--json", "--no-pager"})
 
 
 def _command_named(args: Sequence[str]) -> str | None:
@@ -3293,7 +3954,7 @@ def _command_named(args: Sequence[str]) -> str | None:
     for arg in rest:
         if arg in _ROOT_VALUE_OPTIONS:
             next(rest, None)
-        elif arg == "--debug" or arg.partition("=")[0] in _ROOT_VALUE_OPTIONS:
+        elif arg in _ROOT_FLAGS or arg.partition("=")[0] in _ROOT_VALUE_OPTIONS:
             continue
         elif arg == "--":
             return next(rest, None)

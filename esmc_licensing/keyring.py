@@ -161,12 +161,23 @@ def _check_private(path: Path, purpose: str) -> None:
 
 
 def read_key_file(path: Path, purpose: str) -> Keyring:
-    """Read a key file, refusing it unless only its owner can read it."""
+    """Read a key file, refusing it unless only its owner can read it.
+
+    The file is this library's JSON (key ids, several keys after a rotation) or,
+    as api.md allows, just the key's base64 text as ``keygen`` prints it
+    (several separated by commas, the last current).
+    """
     _check_private(path, purpose)
     problem = f"the {purpose} key file {path} is not a key file of this library"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise KeyringError(problem) from None
+    if not text.lstrip().startswith("{"):
+        return from_setting(purpose, text.strip(), variable=f"the {purpose} key file {path}")
+    try:
+        data = json.loads(text)
+    except ValueError:
         raise KeyringError(problem) from None
     if not isinstance(data, Mapping) or data.get("version") != _FILE_VERSION:
         raise KeyringError(problem)

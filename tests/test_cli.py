@@ -113,6 +113,39 @@ def test_demo_runs_twice_in_a_subprocess_on_the_default_store(tmp_path: Path) ->
     assert (tmp_path / "esmc-licensing.db").stat().st_mode & 0o777 == 0o600
 
 
+def test_r13_demo_refuses_a_store_it_did_not_create_before_writing_anything(
+    run: Run, store: Path
+) -> None:
+    ok(run("create-group", "Lab"))
+    before = ok(run("audit", "export")).stdout
+    message = refused(run("demo"), 2, "demo runs only on a new store or one it created",
+                      "group All/Lab", "--store demo.db")
+    assert "nothing was changed" in message
+    assert ok(run("audit", "export")).stdout == before
+    assert not store.with_name(store.name + ".seal-key").exists()
+
+
+def test_r13_demo_refuses_a_configured_vendor_before_creating_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "new.db"
+    result = CliRunner().invoke(
+        cli.app, ["--store", str(store), "demo"],
+        env={"ESMC_LICENSING_STORE": None, "ESMC_LICENSING_USER": None, **NO_VENDOR_CONFIG,
+             "ESMC_ACTIVATION_URL": "http://127.0.0.1:9/activation"},
+    )
+    refused(result, 2, "built-in demo vendor", "a vendor is configured")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_r13_demo_again_leaves_a_pool_where_an_administrator_moved_it(demo: Run) -> None:
+    johns = ids(demo("--as", "John", "licenses", "--json"))
+    assert johns
+    ok(demo("move", "Acme Corp", "--to", "Sydney"))
+    again = ok(demo("demo")).stdout
+    assert "moved pool" not in again
+    assert ids(demo("--as", "John", "licenses", "--json")) == set()
+    assert johns <= ids(demo("--as", "Larry", "licenses", "--json"))
+
+
 def test_r13_demo_distributes_one_pool_to_each_branch(demo: Run) -> None:
     assert ids(demo("licenses", "--json")) == DEMO_IDS
     assert ids(demo("--as", "John", "licenses", "--json")) == {"DMO-SDG-001", "DMO-SDG-002"}
@@ -421,7 +454,7 @@ def test_r28_tags(demo: Run) -> None:
     refused(demo("--as", "John", "tag", "assign", "DMO-SYD-001", "audit"), 1, "not found")
     refused(demo("--as", "John", "tag", "delete", "audit"), 1, "administrator")
     refused(demo("tag", "create", "AUDIT"), 1, "already exists")
-    ok(demo("tag", "delete", "audit"))
+    ok(demo("tag", "delete", "audit", "--yes"))
     assert ids(demo("licenses", "--json", "--tag", "audit")) == set()
     refused(demo("tag", "assign", "DMO-SDG-001", "audit"), 1, "not found")
 

@@ -411,6 +411,9 @@ def test_r21_r23_activate_install_and_task(pcs: Run) -> None:
     refused(pcs("task", "not-a-task"), 2, "UUID")
     refused(pcs("task", "00000000-0000-0000-0000-000000000000"), 1, "not found")
     refused(pcs("--as", "Makio", "task", task["task_id"]), 1, "not found")
+    # a unique id prefix, as pools and computers take (issue 13)
+    assert js(pcs("task", task["task_id"][:8], "--json")) == task
+    refused(pcs("--as", "Makio", "task", task["task_id"][:8]), 1, "not found")
 
 
 def test_r22_installer_never_prints_the_key(pcs: Run, tmp_path: Path) -> None:
@@ -492,11 +495,16 @@ def test_r26_delete_not_connecting(pcs: Run, monkeypatch: pytest.MonkeyPatch) ->
     assert nothing["results"] == {}  # type: ignore[index]
     later = datetime.now(UTC) + timedelta(days=40)
     monkeypatch.setattr(cli, "SystemClock", lambda: ManualClock(later))
-    task = js(pcs("delete-not-connecting", "All", "--days", "30", "--json"))
+    before = js(pcs("computers", "--json"))
+    refused(pcs("delete-not-connecting", "All", "--days", "30"), 1, "--yes", "pc-1, pc-2")
+    preview = js(pcs("delete-not-connecting", "All", "--days", "30", "--dry-run", "--json"))
+    assert [c["name"] for c in preview["computers"]] == ["pc-1", "pc-2"]  # type: ignore[index]
+    assert js(pcs("computers", "--json")) == before  # neither recorded anything
+    task = js(pcs("delete-not-connecting", "All", "--days", "30", "--json", "--yes"))
     assert task["kind"] == "DELETE_NOT_CONNECTING" and len(task["results"]) == 2  # type: ignore[index]
     assert [c["name"] for c in js(pcs("computers", "--json"))] == ["printer"]  # type: ignore[union-attr]
     assert "Removed 1 computer(s)" in ok(pcs("delete-not-connecting", "All", "--days", "30",
-                                              "--remove-unmanaged")).stdout
+                                              "--remove-unmanaged", "--yes")).stdout
     assert pcs("delete-not-connecting", "All", "--days", "0").exit_code == 2
     refused(pcs("--as", "Makio", "delete-not-connecting", "Tokyo", "--days", "1"), 1)
 

@@ -74,3 +74,17 @@ def test_r32_forgetting_a_key_keeps_the_others() -> None:
     assert left.ids == (key_id(b"b" * 32),)
     with pytest.raises(KeyringError):
         left.without(key_id(b"b" * 32))
+
+
+def test_r32_a_key_file_may_hold_just_the_keys_base64_text(tmp_path: Path) -> None:
+    """api.md: a key file holds the same text as the setting (``keygen > FILE``)."""
+    old, new = os.urandom(32), os.urandom(32)
+    path = tmp_path / "data.key"
+    path.write_text(f"{base64.b64encode(old).decode()}, {base64.b64encode(new).decode()}\n")
+    path.chmod(0o600)
+    ring = read_key_file(path, "data")
+    assert ring.current == new and ring.key(key_id(old)) == old
+    path.write_text("not a key\n")
+    with pytest.raises(KeyringError, match="must be base64 keys of 32 bytes") as caught:
+        read_key_file(path, "data")
+    assert "not a key" not in str(caught.value)

@@ -251,6 +251,10 @@ def test_r8a_filter_by_type_and_product(story: Story, app: LicenseManagement, ca
     assert ids(app.licenses(admin, LicenseFilter(products=["ESET File Security"]))) == [
         "OLD-000-001"
     ]
+    # product names match case-insensitively (issue 13: "eset endpoint security" matched nothing)
+    assert ids(app.licenses(admin, LicenseFilter(products=["eset file SECURITY"]))) == [
+        "OLD-000-001"
+    ]
     assert ids(
         app.licenses(
             admin, LicenseFilter(products=["ESET Endpoint Security"], levels=[StatusLevel.OK])

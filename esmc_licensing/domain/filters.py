@@ -106,8 +106,8 @@ class LicenseFilter:
             return False  # tag names are unique case-insensitively (R28)
         if self.types and license_type not in self.types:
             return False
-        if self.products and product not in self.products:
-            return False
+        if self.products and product.casefold() not in {p.casefold() for p in self.products}:
+            return False  # product names match case-insensitively, as text does
         if self.text is not None:
             needle = self.text.casefold()
             if not any(needle in field.casefold() for field in (public_id, product, owner)):

@@ -883,8 +883,8 @@ class ViewStore:
             params += [x.value for x in f.types]
         if f.products:
             marks = ", ".join(["{}"] * len(f.products))
-            parts.append(f"l.product IN ({marks})")
-            params += list(f.products)
+            parts.append(f"l.product_cf IN ({marks})")
+            params += [p.casefold() for p in f.products]
         if f.text is not None:
             needle = f.text.casefold()
             contains = self.dialect.contains
