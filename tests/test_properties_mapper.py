@@ -98,3 +98,43 @@ def test_r30_every_event_type_through_the_recorder_and_a_reopened_app(
     reopened = make_app()
     for e in events:
         assert list(reopened._core.events.get(e.originator_id)) == [e]
+
+
+@given(st.uuids(), st.sampled_from(["str", "hex", "upper", "braces", "urn"]))
+def test_r30_ids_read_from_stored_text_equal_the_constructors(
+    value: uuid.UUID, form: str
+) -> None:
+    """The fast reading of a stored id gives what ``UUID(text)`` and the typed
+    ids give, for every form the constructor accepts."""
+    from esmc_licensing.adapters.mapper import _from_text
+    from esmc_licensing.domain.ids import ComputerId, PoolId
+
+    text = {
+        "str": str(value),
+        "hex": value.hex,
+        "upper": str(value).upper(),
+        "braces": "{" + str(value) + "}",
+        "urn": value.urn,
+    }[form]
+    for cls in (uuid.UUID, ComputerId, PoolId):
+        made = _from_text(cls, text)
+        expected = cls(text)
+        assert type(made) is cls
+        assert made == expected and made.int == value.int
+        assert str(made) == str(expected) and hash(made) == hash(expected)
+        assert made.is_safe == expected.is_safe
+
+
+@pytest.mark.parametrize("text", ["", "not-a-uuid", "g" * 32, "1234", "0x" + "1" * 30 + "-" * 4])
+def test_r30_malformed_stored_ids_are_refused_as_by_the_constructor(text: str) -> None:
+    from esmc_licensing.adapters.mapper import _from_text
+
+    try:
+        expected: object = uuid.UUID(text)
+    except ValueError as e:
+        expected = type(e)
+    try:
+        made: object = _from_text(uuid.UUID, text)
+    except ValueError as e:
+        made = type(e)
+    assert made == expected

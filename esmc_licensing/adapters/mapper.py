@@ -51,10 +51,32 @@ from .field_cipher import (
 converter = make_converter(detailed_validation=False)
 
 
+_new = object.__new__
+_set = object.__setattr__
+_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _from_text(cls: type[uuid.UUID], text: str) -> uuid.UUID:
+    """``cls(text)`` for a stored id: a canonical UUID's digits are read without
+    ``UUID.__init__``'s argument handling (most events name one or two ids);
+    anything else goes through the constructor, which checks it."""
+    digits = text.replace("-", "")
+    if len(digits) == 32 and (len(text) == 32 or len(text) == 36):
+        try:
+            value = int(digits, 16)
+        except ValueError:
+            return cls(text)
+        new = _new(cls)
+        _set(new, "int", value)
+        _set(new, "is_safe", _UNKNOWN)
+        return new
+    return cls(text)
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _parsed(cls: type[uuid.UUID], text: str) -> uuid.UUID:
     """Ids are immutable: one object per (type, text) serves every event naming it."""
-    return cls(text)
+    return _from_text(cls, text)
 
 
 def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
@@ -66,7 +88,18 @@ def _to_uuid(value: object, cls: type[uuid.UUID]) -> uuid.UUID:
 
 
 converter.register_unstructure_hook(PublicId, str)
-converter.register_structure_hook(PublicId, lambda v, _: PublicId(v))
+#: Public IDs by their stored text (validated once each: a log names the same
+#: licenses in most of its events)
+_cached_public_id = functools.lru_cache(maxsize=1 << 14)(PublicId)
+
+
+def _public_id(value: object) -> PublicId:
+    if type(value) is str or type(value) is PublicId:
+        return _cached_public_id(value)
+    return PublicId(value)  # refused as the constructor refuses it
+
+
+converter.register_structure_hook(PublicId, lambda v, _: _public_id(v))
 converter.register_unstructure_hook(LicenseKey, license_key_data)
 converter.register_structure_hook(LicenseKey, lambda v, _: license_key_from_data(v))
 converter.register_unstructure_hook(Credentials, credentials_data)
@@ -221,6 +254,9 @@ def _structure_expression(tp: Any, value: str, hooks: dict[str, Any]) -> str:
         name = f"_h{len(hooks)}"
         hooks[name] = _typed_id(tp)
         return f"{name}({value})"
+    if tp is PublicId:
+        hooks["_pid"] = _public_id
+        return f"_pid({value})"
     if tp in (str, int, bool):
         # cattrs calls the type: a value already of it passes untouched
         return f"({value} if type({value}) is {tp.__name__} else {tp.__name__}({value}))"
@@ -299,8 +335,10 @@ class _NoTranscoder(Transcoder):
         return orjson.loads(data)
 
 
-#: aggregate ids by their stored text: a log names the same aggregates many times
-_uuid = functools.lru_cache(maxsize=1 << 12)(uuid.UUID)
+@functools.lru_cache(maxsize=1 << 12)
+def _uuid(text: str) -> uuid.UUID:
+    """Aggregate ids by their stored text: a log names the same aggregates many times."""
+    return _from_text(uuid.UUID, text)
 
 
 class EventMapper(Mapper[uuid.UUID]):

@@ -288,10 +288,13 @@ def before_event(s: AlertStorage, event: DomainEvent) -> None:
         advance(s, event_day)
 
 
+_LICENSE_EVENTS = frozenset(cls for cls, kind in KIND_OF.items() if kind.name == "license")
+
+
 def after_event(s: AlertStorage, position: int, event: DomainEvent) -> None:
     """After an event is folded: its license joins the pending save."""
-    day, _, _ = s.alert_clock()
-    if KIND_OF[type(event)].name == "license":
+    day = s.alert_clock()[0]
+    if type(event) in _LICENSE_EVENTS:
         public_id = str(event.public_id)  # type: ignore[attr-defined]
         s.add_pending(public_id)
         if isinstance(event, _USAGE_EVENTS):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import attrs
 
@@ -83,6 +83,23 @@ def entity_key(event: DomainEvent) -> tuple[str, str] | None:
     return kind, str(event.originator_id)
 
 
+def _key_of(kind: str) -> Callable[[Any], str]:
+    """How an event of an aggregate kind names its row (as :func:`entity_key`)."""
+    if kind == "license":
+        return lambda e: str(e.public_id)
+    if kind == "filters":
+        return lambda e: str(e.user)
+    return lambda e: str(e.originator_id)
+
+
+#: event class -> (row kind, its key, the row's initial state, the aggregate's evolve),
+#: decided once per class rather than at each event
+_ROWS: dict[type, tuple[str, Callable[[Any], str], Callable[[str], Any], Callable[..., Any]]] = {
+    cls: (kind.name, _key_of(kind.name), TABLES[kind.name].initial, kind.evolve)
+    for cls, kind in KIND_OF.items()
+    if kind.name in _ENTITY_KINDS
+}
+
 _SEAT_EVENTS = (SeatTaken, SeatReleased)
 _PRODUCT_EVENTS = (ProductActivated, ProductDeactivated)
 
@@ -90,11 +107,10 @@ _PRODUCT_EVENTS = (ProductActivated, ProductDeactivated)
 def _evolve_row(s: Storage, e: Any) -> tuple[str, Any, Any]:
     """Fold an event into its entity's row with the aggregate's own ``evolve``;
     returns (key, state before, state after)."""
-    found = entity_key(e)
-    assert found is not None
-    kind, key = found
-    before = s.get(kind, key) or TABLES[kind].initial(key)
-    after = KIND_OF[type(e)].evolve(before, e)
+    kind, key_of, initial, evolve = _ROWS[type(e)]
+    key = key_of(e)
+    before = s.get(kind, key) or initial(key)
+    after = evolve(before, e)
     s.put(kind, key, after)
     return key, before, after
 
@@ -193,12 +209,16 @@ _BY_CLASS: dict[type, Callable[[Storage, int, Any], None]] = {
 }
 
 
+_before_event = alerts.before_event
+_after_event = alerts.after_event
+
+
 def apply(storage: Storage, position: int, event: DomainEvent) -> None:
     """Fold one event, at its log position, into the views (and the alerts, R35)."""
-    alerting = cast(alerts.AlertStorage, storage)
-    alerts.before_event(alerting, event)
+    alerting: alerts.AlertStorage = storage  # type: ignore[assignment]
+    _before_event(alerting, event)
     _BY_CLASS[type(event)](storage, position, event)
-    alerts.after_event(alerting, position, event)
+    _after_event(alerting, position, event)
 
 
 # -- what a history shows of an event (R29) ---------------------------------------------

@@ -68,6 +68,8 @@ class ViewUpdater:
                 return None
             for (kind, key), state in (seeds or {}).items():
                 b.seed(kind, key, state)
+            if len(pairs) > 20:  # a bulk save (a sync): its rows read in a few queries
+                b.prefetch(filter(None, (entity_key(e) for _, e in pairs)))
             for position, event in pairs:
                 apply(b, position, event)
             b.reached = pairs[-1][0]
@@ -123,8 +125,10 @@ class ViewUpdater:
                 count = 0
                 decode = self.log.decode
                 for page in self.log.pages(position, stop, min(PAGE_SIZE, limit)):
-                    for row in page:
-                        apply(b, row[0], decode(row))
+                    events = [decode(row) for row in page]
+                    b.prefetch(filter(None, map(entity_key, events)))
+                    for row, event in zip(page, events, strict=True):
+                        apply(b, row[0], event)
                     count += len(page)
                     b.reached = page[-1][0]
                     if count >= limit:
