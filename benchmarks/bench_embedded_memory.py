@@ -90,15 +90,19 @@ EXPECTED_REFUSALS = frozenset({
     "run_product_activation: OveruseRefused",
 })
 
-#: the data key sealing license keys at rest (R32): one per run
-DATA_KEY = base64.b64encode(os.urandom(32)).decode()
+#: the data key sealing license keys at rest (R32) and the seal key sealing every
+#: save (R31): from the environment, else one per run, handed to the seeding child
+#: (set both to reuse a store with --reuse)
+for _variable in ("ESMC_DATA_KEY", "ESMC_SEAL_KEY"):
+    os.environ.setdefault(_variable, base64.b64encode(os.urandom(32)).decode())
 
 
 def env_of(db: Path) -> dict[str, str]:
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(db),
-        "ESMC_DATA_KEY": DATA_KEY,
+        "ESMC_DATA_KEY": os.environ["ESMC_DATA_KEY"],
+        "ESMC_SEAL_KEY": os.environ["ESMC_SEAL_KEY"],
     }
 
 

@@ -5,7 +5,8 @@
 The commands of ``bench_commands.py`` (``add_license_key``, ``move_pools``)
 and of ``bench_activation.py`` (``run_product_activation``, one seat each) on
 fresh SQLite files, alternately without a seal key and with ``ESMC_SEAL_KEY``
-set (every save then also writes its seal row in its own transaction). Each
+set (every save then also writes its seal row, in the same transaction as its
+events: one more INSERT before the COMMIT). Each
 measured loop reports commands per second of wall time and of this process's
 user CPU time: on a shared machine the wall figures swing with the disk's
 fsync latency and the other processes (both variants commit once per

@@ -37,6 +37,7 @@ class EventLog:
         #: neither encrypted nor compressed: stored states are plain JSON
         self.plain = not (mapper.cipher or mapper.compressor)
         self._lean = isinstance(recorder, FastSQLiteApplicationRecorder) and recorder.lean
+        self._rows_of_statement: str | None = None
 
     # -- writing ---------------------------------------------------------------------
 
@@ -75,6 +76,25 @@ class EventLog:
         decode = self.mapper.to_domain_event
         return [decode(s) for s in stored]
 
+    def rows_of(self, aggregate_id: uuid.UUID, limit: int) -> list[LogRow]:
+        """An aggregate's first ``limit`` stored rows, oldest first, undecoded (on
+        SQLite a plain SELECT on the writer connection; position 0 elsewhere)."""
+        r = self.recorder
+        if self._lean:
+            assert isinstance(r, FastSQLiteApplicationRecorder)
+            statement = self._rows_of_statement
+            if statement is None:
+                statement = self._rows_of_statement = (
+                    "SELECT rowid, originator_id, originator_version, topic, state "
+                    f"FROM {r.events_table_name} WHERE originator_id = ? "
+                    "ORDER BY originator_version LIMIT ?"
+                )
+            return r.select_rows(statement, (aggregate_id.hex, limit))
+        return [
+            (0, str(s.originator_id), s.originator_version, s.topic, s.state)
+            for s in r.select_events(aggregate_id, limit=limit)
+        ]
+
     def events_of_many(
         self, aggregate_ids: Sequence[uuid.UUID], after_versions: Sequence[int]
     ) -> dict[uuid.UUID, list[DomainEvent]]:
@@ -109,6 +129,17 @@ class EventLog:
         rows: list[LogRow] = []
         for i in range(0, len(values), 500):
             chunk = values[i : i + 500]
+            if self._lean:
+                assert isinstance(r, FastSQLiteApplicationRecorder)
+                rows.extend(
+                    r.select_rows(
+                        "SELECT rowid, originator_id, originator_version, topic, state "
+                        f"FROM {r.events_table_name} WHERE {column} IN "
+                        f"({', '.join('?' * len(chunk))}) ORDER BY {order}",
+                        list(chunk),
+                    )
+                )
+                continue
             with r.datastore.transaction(commit=False) as c:
                 cursor = c.sqlite_cursor
                 cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row

@@ -192,7 +192,8 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                         ids += sorted([r[0] for r in conn.execute(self._statement(n), chunk)])
                     sealed = None
                     if self.sealer is not None and ids:
-                        rows = [(i, *params[4 * k : 4 * k + 4]) for k, i in enumerate(ids)]
+                        p = params
+                        rows = list(zip(ids, p[0::4], p[1::4], p[2::4], p[3::4], strict=True))
                         # the seal before ours is the one this writer made last, when
                         # nobody saved in between (else our rows would not follow it)
                         known = self._last_seal
@@ -217,6 +218,18 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             else:
                 self._log_end = None
         return ids
+
+    def select_rows(self, statement: str, params: Sequence[Any]) -> list[Any]:
+        """A small read (an aggregate's events) as plain tuples, on the writer
+        connection: eventsourcing's pooled read transaction costs more than the
+        SELECT itself (a connection taken and returned under a lock, a wrapped
+        cursor, nested context managers). Sees every committed write."""
+        with self._lock:
+            conn = self._writer()
+            try:
+                return conn.execute(statement, params).fetchall()
+            except sqlite3.Error as e:
+                raise _persistence_error(e) from e
 
     # -- where the log ends ---------------------------------------------------------------
 

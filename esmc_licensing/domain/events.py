@@ -94,17 +94,64 @@ def agent_actor(agent: object) -> str:
 
 @attrs.frozen(kw_only=True)
 class DomainEvent:
+    """The fields every event has; ``__eq__``, ``__hash__`` and ``__repr__`` are
+    written here once for all events instead of generated for each class (the
+    event classes declare ``eq=False, repr=False``): compiling those methods for
+    some fifty classes was most of this module's import time, which every
+    process pays at start. They behave as attrs' own: equal when of the same
+    class with equal fields, and a repr without the fields declared
+    ``repr=False`` (secrets).
+    """
+
     originator_id: uuid.UUID
     originator_version: int
     timestamp: datetime
     actor: str
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        names = _compared(self.__class__)
+        return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        cls = self.__class__
+        return hash((cls, *(getattr(self, n) for n in _compared(cls))))
+
+    def __repr__(self) -> str:
+        cls = self.__class__
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _shown(cls))
+        return f"{cls.__qualname__}({shown})"
+
+
+#: per event class, the names of its fields compared by ``==`` / shown by ``repr``
+_COMPARED: dict[type[Any], tuple[str, ...]] = {}
+_SHOWN: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _compared(cls: type[Any]) -> tuple[str, ...]:
+    names = _COMPARED.get(cls)
+    if names is None:
+        names = _COMPARED[cls] = tuple(a.name for a in attrs.fields(cls) if a.eq)
+    return names
+
+
+def _shown(cls: type[Any]) -> tuple[str, ...]:
+    names = _SHOWN.get(cls)
+    if names is None:
+        names = _SHOWN[cls] = tuple(a.name for a in attrs.fields(cls) if a.repr)
+    return names
 
 
 # --- Directory: static groups, users, permission sets (R10, R11) ------------
 
 
 @event("DirectoryInitialised", aggregate="directory")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class DirectoryInitialised(DomainEvent):
     all_group: GroupId
     administrator: UserId
@@ -113,7 +160,7 @@ class DirectoryInitialised(DomainEvent):
 
 
 @event("GroupCreated", aggregate="directory")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class GroupCreated(DomainEvent):
     group: GroupId
     name: str
@@ -121,7 +168,7 @@ class GroupCreated(DomainEvent):
 
 
 @event("UserCreated", aggregate="directory")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class UserCreated(DomainEvent):
     user: UserId
     name: str
@@ -129,7 +176,7 @@ class UserCreated(DomainEvent):
 
 
 @event("PermissionGranted", aggregate="directory")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class PermissionGranted(DomainEvent):
     user: UserId
     group: GroupId
@@ -137,7 +184,7 @@ class PermissionGranted(DomainEvent):
 
 
 @event("PermissionRevoked", aggregate="directory")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class PermissionRevoked(DomainEvent):
     """R11: the permission set a user was granted on a group, taken back."""
 
@@ -149,7 +196,7 @@ class PermissionRevoked(DomainEvent):
 
 
 @event("PoolCreated", aggregate="pool")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class PoolCreated(DomainEvent):
     name: str
     group: GroupId
@@ -159,20 +206,20 @@ class PoolCreated(DomainEvent):
 
 
 @event("LicenseJoinedPool", aggregate="pool")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseJoinedPool(DomainEvent):
     public_id: PublicId
 
 
 @event("PoolMoved", aggregate="pool")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class PoolMoved(DomainEvent):
     from_group: GroupId
     to_group: GroupId
 
 
 @event("PoolRemoved", aggregate="pool")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class PoolRemoved(DomainEvent):
     public_ids: tuple[PublicId, ...]
 
@@ -188,7 +235,7 @@ def _license_added_v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
 
 
 @event("LicenseAdded", version=2, upcasters={1: _license_added_v1_to_v2}, aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseAdded(DomainEvent):
     public_id: PublicId
     pool_id: PoolId
@@ -213,7 +260,7 @@ class LicenseAdded(DomainEvent):
 
 
 @event("LicenseKeyResealed", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseKeyResealed(DomainEvent):
     """R32: the license's key stated again, so that the store holds it sealed
     with the current data key (``migrate-secrets``).
@@ -228,14 +275,14 @@ class LicenseKeyResealed(DomainEvent):
 
 
 @event("LicenseRemoved", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseRemoved(DomainEvent):
     public_id: PublicId
     pool_id: PoolId
 
 
 @event("UnitsChangedByVendor", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class UnitsChangedByVendor(DomainEvent):
     """R6: only the vendor changes units; it is a fact from the vendor."""
 
@@ -245,7 +292,7 @@ class UnitsChangedByVendor(DomainEvent):
 
 
 @event("ExpirationChanged", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ExpirationChanged(DomainEvent):
     public_id: PublicId
     expires: date | None
@@ -253,31 +300,31 @@ class ExpirationChanged(DomainEvent):
 
 
 @event("LicenseSuspended", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseSuspended(DomainEvent):
     public_id: PublicId
 
 
 @event("LicenseUnsuspended", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseUnsuspended(DomainEvent):
     public_id: PublicId
 
 
 @event("LicenseRegistered", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseRegistered(DomainEvent):
     public_id: PublicId
 
 
 @event("LicenseObsoleted", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseObsoleted(DomainEvent):
     public_id: PublicId
 
 
 @event("UsageReported", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class UsageReported(DomainEvent):
     """Usage the vendor reports, counted beside seats taken here."""
 
@@ -286,7 +333,7 @@ class UsageReported(DomainEvent):
 
 
 @event("LicenseOverused", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseOverused(DomainEvent):
     public_id: PublicId
     used_units: int
@@ -294,7 +341,7 @@ class LicenseOverused(DomainEvent):
 
 
 @event("LicenseBackWithinUnits", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class LicenseBackWithinUnits(DomainEvent):
     public_id: PublicId
     used_units: int
@@ -305,26 +352,26 @@ class LicenseBackWithinUnits(DomainEvent):
 
 
 @event("TagCreated", aggregate="tags")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TagCreated(DomainEvent):
     name: str
 
 
 @event("TagDeleted", aggregate="tags")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TagDeleted(DomainEvent):
     name: str
 
 
 @event("TagAssigned", aggregate="tags")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TagAssigned(DomainEvent):
     name: str
     target: str  # "pool:<uuid>", "license:<public id>" or "computer:<uuid>"
 
 
 @event("TagUnassigned", aggregate="tags")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TagUnassigned(DomainEvent):
     name: str
     target: str
@@ -334,7 +381,7 @@ class TagUnassigned(DomainEvent):
 
 
 @event("FilterSaved", aggregate="filters")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class FilterSaved(DomainEvent):
     user: UserId
     name: str
@@ -342,7 +389,7 @@ class FilterSaved(DomainEvent):
 
 
 @event("FilterDeleted", aggregate="filters")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class FilterDeleted(DomainEvent):
     user: UserId
     name: str
@@ -352,7 +399,7 @@ class FilterDeleted(DomainEvent):
 
 
 @event("HistorySealed", aggregate="seals")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class HistorySealed(DomainEvent):
     """Digests of stored events, so later changes to them can be detected.
 
@@ -367,7 +414,7 @@ class HistorySealed(DomainEvent):
 
 
 @event("SealingStarted", aggregate="directory")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class SealingStarted(DomainEvent):
     """From this event on, every save is sealed as it is recorded (R31).
 
@@ -384,7 +431,7 @@ class SealingStarted(DomainEvent):
 
 
 @event("AccountConnected", aggregate="account")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class AccountConnected(DomainEvent):
     """An administrator connected an account (or gave it new credentials).
 
@@ -399,7 +446,7 @@ class AccountConnected(DomainEvent):
 
 
 @event("AccountCredentialsResealed", aggregate="account")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class AccountCredentialsResealed(DomainEvent):
     """R32: the account's credentials stated again, sealed with the current
     data key (``migrate-secrets``); see ``LicenseKeyResealed``."""
@@ -409,13 +456,13 @@ class AccountCredentialsResealed(DomainEvent):
 
 
 @event("AccountDisconnected", aggregate="account")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class AccountDisconnected(DomainEvent):
     username: str
 
 
 @event("AccountSynchronized", aggregate="account")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class AccountSynchronized(DomainEvent):
     """A sync of the account recorded changes (a sync that changed nothing records nothing)."""
 
@@ -428,7 +475,7 @@ class AccountSynchronized(DomainEvent):
 
 
 @event("ComputerRegistered", aggregate="computer")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ComputerRegistered(DomainEvent):
     """R20. ``agent_id`` None: registered without an agent (known only by name, R26)."""
 
@@ -442,7 +489,7 @@ class ComputerRegistered(DomainEvent):
 
 
 @event("ComputerConnected", aggregate="computer")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ComputerConnected(DomainEvent):
     """An agent check-in at ``at`` (R20, R26)."""
 
@@ -451,7 +498,7 @@ class ComputerConnected(DomainEvent):
 
 
 @event("ProductInstalled", aggregate="computer")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ProductInstalled(DomainEvent):
     computer_id: ComputerId
     product: str
@@ -459,7 +506,7 @@ class ProductInstalled(DomainEvent):
 
 
 @event("ProductActivated", aggregate="computer")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ProductActivated(DomainEvent):
     """R21; ``reactivated``: by the unsuspension of its license (R27)."""
 
@@ -471,7 +518,7 @@ class ProductActivated(DomainEvent):
 
 
 @event("ProductDeactivated", aggregate="computer")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ProductDeactivated(DomainEvent):
     """R24, R25, R26; ``suspended``: by a suspension of its license, the seat kept (R27)."""
 
@@ -483,7 +530,7 @@ class ProductDeactivated(DomainEvent):
 
 
 @event("ComputerRemoved", aggregate="computer")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ComputerRemoved(DomainEvent):
     """R25. ``seats_left``: "PUBLIC-ID product" of seats that stay used."""
 
@@ -493,7 +540,7 @@ class ComputerRemoved(DomainEvent):
 
 
 @event("SeatTaken", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class SeatTaken(DomainEvent):
     """A seat (license, computer, product) taken on the License aggregate (R20, R23)."""
 
@@ -504,7 +551,7 @@ class SeatTaken(DomainEvent):
 
 
 @event("SeatReleased", aggregate="license")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class SeatReleased(DomainEvent):
     public_id: PublicId
     computer_id: ComputerId
@@ -513,7 +560,7 @@ class SeatReleased(DomainEvent):
 
 
 @event("ClientTaskCreated", aggregate="task")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class ClientTaskCreated(DomainEvent):
     """A client task and its targets; ``new_seats``: targets it took a new seat for."""
 
@@ -528,21 +575,21 @@ class ClientTaskCreated(DomainEvent):
 
 
 @event("TaskTargetsDelivered", aggregate="task")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TaskTargetsDelivered(DomainEvent):
     task_id: TaskId
     computer_ids: tuple[ComputerId, ...]
 
 
 @event("TaskTargetSucceeded", aggregate="task")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TaskTargetSucceeded(DomainEvent):
     task_id: TaskId
     computer_id: ComputerId
 
 
 @event("TaskTargetFailed", aggregate="task")
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False, eq=False)
 class TaskTargetFailed(DomainEvent):
     task_id: TaskId
     computer_id: ComputerId
