@@ -48,8 +48,8 @@ START = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
 
 
 def write(app: LicenseManagement, events: list[DomainEvent]) -> None:
-    rec = app.recorder
-    mapper = app.mapper
+    rec = app._core.recorder
+    mapper = app._core.mapper
     rows = []
     for e in events:
         topic, state = mapper.encode_state(e)  # type: ignore[attr-defined]
@@ -251,7 +251,7 @@ def main() -> None:
         - START
     )
     deployed = LicenseManagement(env=env, adapters=Adapters(clock=clock))
-    views = deployed.views
+    views = deployed._core.views
     views.advance_alerts(last.toordinal())  # the last sync's save, evaluated
     # the calendar alone: nothing recorded since yesterday's sync
     before = len(views.alert_rows(None, None))
@@ -267,7 +267,7 @@ def main() -> None:
     write(deployed, story.day((last - START.date()).days + 1))
     before = len(views.alert_rows(None, None))
     t = time.perf_counter()
-    deployed._refresh()
+    deployed._core._refresh()
     fold = time.perf_counter() - t
     t = time.perf_counter()
     views.advance_alerts(clock.now().date().toordinal())
@@ -288,7 +288,7 @@ def main() -> None:
 
     first = LicenseManagement(env=env, adapters=Adapters(clock=clock))
     admin = first.administrator
-    first.views.drop_forecasts()  # as on a new day: none kept yet
+    first._core.views.drop_forecasts()  # as on a new day: none kept yet
     t = time.perf_counter()
     rows = first.licenses(admin)
     took = time.perf_counter() - t
@@ -319,7 +319,7 @@ def main() -> None:
     )
     clock.advance(timedelta(hours=3))  # after the day's sync
     p50, p99 = after_changes(fresh, story, clock, args.runs)
-    fresh.__dict__["_forecasts"] = _NoForecasts()
+    fresh._query_area.__dict__["_forecasts"] = _NoForecasts()
     b50, b99 = after_changes(fresh, story, clock, args.runs)
     print(
         f"licenses(Administrator) after one license's usage changed: with forecasts p50 "

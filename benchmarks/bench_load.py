@@ -32,9 +32,9 @@ DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 def timed_loads(app: LicenseManagement, cid: ComputerId, runs: int) -> tuple[float, float]:
     times = []
     for _ in range(runs):
-        app._states.clear()  # an empty cache: the load goes to the store
+        app._core._states.clear()  # an empty cache: the load goes to the store
         t = time.perf_counter()
-        app._computer(cid)
+        app._core._computer(cid)
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
@@ -71,14 +71,14 @@ def main() -> None:
         ("no snapshots", {"ESMC_SNAPSHOT_EVERY": str(10**9)}),
     ):
         reader = LicenseManagement(env={**env, **extra})
-        reader._computer(long_id)  # with snapshots on, this load writes the snapshot
+        reader._core._computer(long_id)  # with snapshots on, this load writes the snapshot
         for name, cid in (
             ("short history (10 events)", short_id),
             (f"long history ({args.events + 1:,} events)", long_id),
         ):
             p50, p99 = timed_loads(reader, cid, args.runs)
             print(f"{label:20} {name:32} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
-        reader.views.drop(snapshots=True)
+        reader._core.views.drop(snapshots=True)
         reader.close()
 
 

@@ -103,7 +103,7 @@ def one_run(companies: int, per: int, profile: bool) -> tuple[float, float, floa
         app = LicenseManagement(
             env=env, adapters=Adapters(activation_server=vendor, accounts=accounts)
         )
-        before = app.recorder.max_notification_id() or 0
+        before = app._core.recorder.max_notification_id() or 0
         prof = cProfile.Profile() if profile else None
         t = time.perf_counter()
         cpu = time.process_time()
@@ -114,7 +114,7 @@ def one_run(companies: int, per: int, profile: bool) -> tuple[float, float, floa
             prof.disable()
         elapsed = time.perf_counter() - t
         cpu = time.process_time() - cpu
-        events = (app.recorder.max_notification_id() or 0) - before
+        events = (app._core.recorder.max_notification_id() or 0) - before
         t = time.perf_counter()
         report = app.synchronize()
         resync = time.perf_counter() - t

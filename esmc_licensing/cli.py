@@ -1605,7 +1605,7 @@ def demo(ctx: typer.Context, json_: JsonOption = False) -> None:
     created = _demo_seal_key(session, store) if new_store else None
     lm = session.app
     admin = session.actor  # it acts as who it is told to, never above that
-    vendor = lm.adapters.activation_server
+    vendor = lm._core.adapters.activation_server
     done: list[str] = []
     added: set[str] = set()
     if not json_:
@@ -2624,7 +2624,7 @@ def alerts_deliver(
     if every is not None and every <= 0:
         raise InvalidInput("--every takes a number of seconds > 0")
     lm = _session(ctx).app
-    lm.adapters.alert_sinks = tuple(sinks)
+    lm._core.adapters.alert_sinks = tuple(sinks)
     while True:
         report = lm.deliver_alerts()
         if json_:
@@ -2787,7 +2787,7 @@ def add_file(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     content = _read_file_arg(path)
-    if lm.adapters.offline_verifier is None:
+    if lm._core.adapters.offline_verifier is None:
         raise AdapterUnavailable(
             "no vendor public key to verify offline license files: set ESMC_VENDOR_PUBLIC_KEY "
             "(or vendor.public_key_file in the config file) to the vendor's Ed25519 key"
@@ -3482,7 +3482,7 @@ def _not_connecting(lm: LicenseManagement, actor: UserId, group: GroupId, days: 
         g = todo.pop()
         below.add(g)
         todo.extend(children.get(g, []))
-    cutoff = lm.adapters.clock.now() - timedelta(days=days)
+    cutoff = lm._core.adapters.clock.now() - timedelta(days=days)
     out = []
     for c in lm.computers(actor):
         seen = c.last_connected or c.registered_at

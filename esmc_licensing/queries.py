@@ -23,11 +23,11 @@ from .domain.filters import LicenseFilter
 from .domain.ids import GroupId, PoolId, PublicId, Target, UserId
 from .domain.values import LicenseType, Policy, Source
 from .forecasting import Forecasts
+from .handler import Handler
 from .history_names import Names, check_bounds, entry, within
 from .projections.fold import license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
 from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
-from .service import ServiceBase
 
 
 def visible_groups(d: DirectoryState, uid: UserId) -> frozenset[GroupId] | None:
@@ -186,7 +186,7 @@ class _MadeViews:
         return made
 
 
-class Queries(ServiceBase):
+class Queries(Handler):
     @functools.cached_property
     def _answers(self) -> _Answers:
         return _Answers()

@@ -120,7 +120,7 @@ def make_app(
         app = LicenseManagement(env=store_env, adapters=adapters, policy=policy)
         if store_env["PERSISTENCE_MODULE"].endswith("popo") and opened:
             first = opened[0]
-            app._share_store(first)
+            app._core._share_store(first._core)
         opened.append(app)
         # Hypothesis examples open an application each; keep the number of open
         # ones (and so PostgreSQL connections) bounded by closing the oldest.
@@ -192,7 +192,7 @@ def issue(
 
 def recorded(app: LicenseManagement) -> int:
     """How far the log reaches: a refused command must leave it where it was."""
-    return app.recorder.max_notification_id() or 0
+    return app._core.recorder.max_notification_id() or 0
 
 
 def pool_of(app: LicenseManagement, public_id: str) -> PoolId:

@@ -75,16 +75,18 @@ def add_computers(
 
 def topics(app: LicenseManagement, name: str) -> int:
     return sum(
-        1 for n in app.recorder.select_notifications(start=None, limit=1_000_000) if n.topic == name
+        1
+        for n in app._core.recorder.select_notifications(start=None, limit=1_000_000)
+        if n.topic == name
     )
 
 
 def overuse_facts(app: LicenseManagement, public_id: str) -> list[str]:
     """The overuse facts of one license, in order (R23)."""
     out = []
-    for n in app.recorder.select_notifications(start=None, limit=1_000_000):
+    for n in app._core.recorder.select_notifications(start=None, limit=1_000_000):
         if n.topic in ("LicenseOverused", "LicenseBackWithinUnits"):
-            ev = app.mapper.to_domain_event(n)
+            ev = app._core.mapper.to_domain_event(n)
             if ev.public_id == public_id:
                 out.append(n.topic)
     return out

@@ -113,9 +113,9 @@ def test_r34_results_that_fail_authentication_are_kept_aside_and_recorded_nowher
     ]
     for fields in forged:
         redis_client.xadd(stream, fields)
-    before, states = app.recorder.max_notification_id(), _states(app, task_id)
+    before, states = app._core.recorder.max_notification_id(), _states(app, task_id)
     assert consumer.run_once() == len(forged)
-    assert app.recorder.max_notification_id() == before  # recorded nowhere
+    assert app._core.recorder.max_notification_id() == before  # recorded nowhere
     assert _states(app, task_id) == states == {c1: TargetState.DELIVERED, c2: TargetState.DELIVERED}
     assert consumer.dead == len(forged) and consumer.recorded == 0
     parked = [fields for _, fields in redis_client.xrange(f"{stream}:dead")]

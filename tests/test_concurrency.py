@@ -34,7 +34,9 @@ def _race(n: int, work: Callable[[int], object]) -> list[object]:
 
 def _events_named(app: LicenseManagement, name: str) -> list[object]:
     return [
-        n for n in app.recorder.select_notifications(start=None, limit=100_000) if n.topic == name
+        n
+        for n in app._core.recorder.select_notifications(start=None, limit=100_000)
+        if n.topic == name
     ]
 
 
@@ -65,7 +67,7 @@ def test_r13_racing_moves_of_one_pool_all_apply_in_some_order(make_app: AppFacto
     targets = [story.san_diego, story.sydney, story.tokyo, app.all_group] * 2
     results = _race(8, lambda i: app.move_pools(app.administrator, [pool.pool_id], targets[i]))
     assert not [r for r in results if isinstance(r, Exception)]
-    moves = [app.mapper.to_domain_event(n) for n in _events_named(app, "PoolMoved")]
+    moves = [app._core.mapper.to_domain_event(n) for n in _events_named(app, "PoolMoved")]
     assert all(isinstance(m, PoolMoved) for m in moves)
     # The moves form one chain: each starts where the previous one ended.
     group = app.all_group
@@ -98,11 +100,11 @@ def test_retries_run_out_as_concurrency_conflict_and_record_nothing(
     story = branch_story(app)
     app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D34"))
     [pool] = app.pools(app.administrator)
-    stale = app._pool(pool.pool_id)
+    stale = app._core._pool(pool.pool_id)
     # Another writer moves the pool first, then every attempt of ours decides on stale state.
     app.move_pools(app.administrator, [pool.pool_id], story.tokyo)
-    monkeypatch.setattr(app, "_pool", lambda _pool_id: stale)
-    before = app.recorder.max_notification_id()
+    monkeypatch.setattr(app._core, "_pool", lambda _pool_id: stale)
+    before = app._core.recorder.max_notification_id()
     with pytest.raises(ConcurrencyConflict, match="try again"):
         app.move_pools(app.administrator, [pool.pool_id], story.sydney)
-    assert app.recorder.max_notification_id() == before
+    assert app._core.recorder.max_notification_id() == before

@@ -57,8 +57,9 @@ def _check(app: LicenseManagement, outcomes: list[str], policy: OverusePolicy) -
     assert ok + refused == total, outcomes  # every refusal was reported as one
     assert conflicts <= 2, outcomes  # retries running out stays rare
     assert ok == (total - conflicts if ceiling is None else min(total - conflicts, ceiling))
-    fresh = LicenseManagement(env=app.env, adapters=app.adapters, policy=app.policy) if (
-        not app.env.get("PERSISTENCE_MODULE", "").endswith("popo")
+    core = app._core
+    fresh = LicenseManagement(env=core.env, adapters=core.adapters, policy=core.policy) if (
+        not app._core.env.get("PERSISTENCE_MODULE", "").endswith("popo")
     ) else app
     try:
         view = fresh.license(fresh.administrator, PID)

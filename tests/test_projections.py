@@ -286,18 +286,18 @@ def test_r30_views_kept_live_by_an_application_equal_views_rebuilt_from_scratch(
     ``views_lag`` the saves bring them up to date too)."""
     with fresh_store() as store:
         app = store.app()
-        if lag is not None and hasattr(app, "views_lag"):
-            app.views_lag = lag
+        if lag is not None:
+            app._core.views_lag = lag
         world = World(app, store.vendor)
         for command, ask in zip(sequence, asks, strict=False):
             with suppress(LicensingError):
                 world.run(command)
             if ask:
                 app.pools(app.administrator)
-                assert app.views.position() == app.event_log.end()
+                assert app._core.views.position() == app._core.event_log.end()
         app.licenses(app.administrator)
-        assert app.views.position() == app.event_log.end()
-        assert _rows(app.views) == store.rebuilt()
+        assert app._core.views.position() == app._core.event_log.end()
+        assert _rows(app._core.views) == store.rebuilt()
 
 
 # -- (b) crash anywhere, resume, equal ---------------------------------------------------------
@@ -468,8 +468,8 @@ def test_r30_applications_sharing_a_store_answer_alike_and_keep_one_set_of_views
         assert _answers(apps[1], world) == first
         reopened = store.app(views=store.views("own"))
         assert _answers(reopened, world) == first
-        assert reopened.views.position() == apps[0].views.position() == end
-        assert _rows(reopened.views) == _rows(apps[0].views) == store.rebuilt()
+        assert reopened._core.views.position() == apps[0]._core.views.position() == end
+        assert _rows(reopened._core.views) == _rows(apps[0]._core.views) == store.rebuilt()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -530,7 +530,7 @@ def test_r13_a_command_in_one_application_decides_on_what_another_just_wrote(
         a.create_user(admin, "eve", lab)
     a.move_pools(admin, [pool.pool_id], a.all_group)
     assert b.licenses(eve) == []
-    assert a.views.position() == b.views.position() == a.position == b.position
+    assert a._core.views.position() == b._core.views.position() == a.position == b.position
 
 
 def _race(works: list[Callable[[], Any]]) -> list[Any]:
@@ -567,8 +567,8 @@ def test_r10_two_applications_racing_to_create_one_group_name_exactly_one_wins(
         assert len(won) == 1 and len(lost) == 1, results
         assert isinstance(lost[0], AlreadyExists), lost
         assert a.group_named(name) == b.group_named(name) == won[0]
-    assert a._directory() == b._directory()
-    assert _rows(a.views) == _rows(b.views)
+    assert a._core._directory() == b._core._directory()
+    assert _rows(a._core.views) == _rows(b._core.views)
 
 
 # -- (f) an interrupted rebuild ----------------------------------------------------------------
@@ -628,8 +628,8 @@ def test_r30_an_application_opened_after_an_interrupted_rebuild_completes_the_vi
         store.closing.remove(app)
         again = store.app()
         assert (again.licenses(again.administrator), again.pools(again.administrator)) == before
-        assert again.views.position() == again.position
-        assert _rows(again.views) == store.rebuilt()
+        assert again._core.views.position() == again.position
+        assert _rows(again._core.views) == store.rebuilt()
 
 
 def test_r30_an_open_application_catches_up_views_a_rebuild_left_behind(
@@ -651,12 +651,12 @@ def test_r30_a_rebuild_over_live_views_equals_a_rebuild_into_new_ones(fresh_stor
     with fresh_store() as store:
         app = store.app()
         generate_log(app, events=1_500, licenses=40, computers=80, chunk=300)
-        assert app.views.position() < app.event_log.end()  # written behind its back
+        assert app._core.views.position() < app._core.event_log.end()  # written behind its back
         app.licenses(app.administrator)  # caught up before answering
-        assert app.views.position() == app.event_log.end()
+        assert app._core.views.position() == app._core.event_log.end()
         assert rebuild_views(None, app=app) == app.position
-        assert app.views.position() == app.position
-        assert _rows(app.views) == store.rebuilt()
+        assert app._core.views.position() == app.position
+        assert _rows(app._core.views) == store.rebuilt()
 
 
 # -- (g) views of another layout ---------------------------------------------------------------
@@ -681,7 +681,7 @@ def test_r30_views_of_another_layout_are_emptied_and_rebuilt_not_misread(
         _run(world, list(_STORY), lambda: None)
         answers = _answers(app, world)
         position = app.position
-        views = app.views
+        views = app._core.views
         t = views.t
         other = SCHEMA_VERSION - 1
         _sql(
@@ -702,11 +702,11 @@ def test_r30_views_of_another_layout_are_emptied_and_rebuilt_not_misread(
         app.close()
         store.closing.remove(app)
         again = store.app()
-        assert again.views.position() == position
+        assert again._core.views.position() == position
         assert _answers(again, world) == answers
-        assert _rows(again.views) == store.rebuilt()
-        with again.views.reading() as c:
-            assert again.views.fetch_one(
+        assert _rows(again._core.views) == store.rebuilt()
+        with again._core.views.reading() as c:
+            assert again._core.views.fetch_one(
                 c, f"SELECT value FROM {t('meta')} WHERE name = {{}}", ("schema",)
             )[0] == SCHEMA_VERSION
 
@@ -841,12 +841,12 @@ def test_r30_two_updaters_racing_on_one_view_store_apply_each_event_once(
                 other.recorder.datastore,  # type: ignore[attr-defined]
                 schema=store.schema or "public", prefix="shared_",
             )
-        logs = [store.log(), EventLog(app.recorder, app.event_log.mapper)]
+        logs = [store.log(), EventLog(app._core.recorder, app._core.event_log.mapper)]
         results = _race(
             [lambda: ViewUpdater(logs[0], first).catch_up(batch_size=50),
              lambda: ViewUpdater(logs[1], second).catch_up(batch_size=70)]
         )
-        end = app.event_log.end()
+        end = app._core.event_log.end()
         assert not [r for r in results if isinstance(r, Exception)], results
         assert max(results) == end
         assert first.position() == second.position() == end
@@ -858,22 +858,22 @@ def test_r30_in_memory_views_follow_an_in_memory_application() -> None:
     vendor = InMemoryActivationServer(clock=clock)
     app = LicenseManagement(adapters=Adapters(activation_server=vendor, clock=clock))
     try:
-        assert isinstance(app.views, SQLiteViews) and app.views.path == ":memory:"
+        assert isinstance(app._core.views, SQLiteViews) and app._core.views.path == ":memory:"
         pid = app.add_license_key(
             app.administrator,
             vendor.issue(public_id="3AB-C12-D34", product="ESET Endpoint Security", units=5,
                          expires=None, subscription=True, owner="Acme"),
         )
         assert app.license(app.administrator, pid).public_id == pid  # views caught up
-        assert app.views.position() == app.event_log.end()
-        assert [r[0] for r in app.views.dump()["licenses"]] == [str(pid)]
+        assert app._core.views.position() == app._core.event_log.end()
+        assert [r[0] for r in app._core.views.dump()["licenses"]] == [str(pid)]
         rebuilt = SQLiteViews(":memory:")
         assert rebuild_views(None, rebuilt, app=app) == app.position
-        assert _rows(rebuilt) == _rows(app.views)
+        assert _rows(rebuilt) == _rows(app._core.views)
         rebuilt.close()
         # the views never hold a license key (R2), only a stand-in with its last four
         key = vendor.key_of("3AB-C12-D34")
-        assert key not in str(app.views.dump())
+        assert key not in str(app._core.views.dump())
     finally:
         app.close()
 
@@ -901,7 +901,7 @@ def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
     app = LicenseManagement(
         adapters=Adapters(activation_server=vendor, clock=clock, agents=InMemoryAgents())
     )
-    app.views_lag = lag
+    app._core.views_lag = lag
     admin = app.administrator
     product = "ESET Endpoint Security"
     pids = [
@@ -932,6 +932,6 @@ def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
             pass  # a full license refuses; nothing recorded
     app.licenses(admin)  # the views follow before answering
     rebuilt = SQLiteViews(":memory:")
-    ViewUpdater(app.event_log, rebuilt).catch_up()
-    assert _rows(app.views) == _rows(rebuilt)
+    ViewUpdater(app._core.event_log, rebuilt).catch_up()
+    assert _rows(app._core.views) == _rows(rebuilt)
     app.close()

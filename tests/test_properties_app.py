@@ -106,7 +106,7 @@ class Session:
         )
         if self.env["PERSISTENCE_MODULE"].endswith("popo") and self.opened:
             first = self.opened[0]
-            app._share_store(first)
+            app._core._share_store(first._core)
         self.opened.append(app)
         return app
 
@@ -207,10 +207,10 @@ def test_r30_rebuilt_state_equals_live_state(sessions: Any, sequence: list[Comma
                 live, user, world
             )
         assert rebuilt.position == live.position
-        assert rebuilt._directory() == live._directory()
-        for key, state in list(live._states.items()):
+        assert rebuilt._core._directory() == live._core._directory()
+        for key, state in list(live._core._states.items()):
             aggregate_id = uuid.UUID(int=key)
-            stored = list(rebuilt.events.get(aggregate_id))
+            stored = list(rebuilt._core.events.get(aggregate_id))
             assert _fold_like(state, stored) == state, aggregate_id
 
 
@@ -518,7 +518,7 @@ def _check_visibility(model: Model, world: World, *, thorough: bool) -> None:
 
 
 def _log_end(app: LicenseManagement) -> int:
-    return app.recorder.max_notification_id() or 0
+    return app._core.recorder.max_notification_id() or 0
 
 
 @_scaled(1.0)
@@ -545,7 +545,7 @@ def test_r14_no_query_returns_invisible_license(sessions: Any, sequence: list[Co
             _check_visibility(model, world, thorough=False)
         _check_visibility(model, world, thorough=True)
         # R28: the tag catalogue agrees (removal and deletion unassign everywhere)
-        assert {n: set(t) for n, t in app._tags().tags.items()} == {
+        assert {n: set(t) for n, t in app._core._tags().tags.items()} == {
             name: targets for name, targets in model.tags.values()
         }
         non_admins = [u for u in world.users if not model.is_admin(u)]

@@ -71,15 +71,15 @@ def test_r30_generated_events_read_back_equal_from_every_store(
 ) -> None:
     app = make_app()
     events = _fresh_ids(events)
-    start = app.recorder.max_notification_id() or 0
-    app.events.put(events)  # type: ignore[arg-type]
+    start = app._core.recorder.max_notification_id() or 0
+    app._core.events.put(events)  # type: ignore[arg-type]
     for e in events:
-        assert list(app.events.get(e.originator_id)) == [e]
+        assert list(app._core.events.get(e.originator_id)) == [e]
     # the application log gives them back in order, through the same mapper
-    notes = app.recorder.select_notifications(
+    notes = app._core.recorder.select_notifications(
         start=start, limit=len(events) + 1, inclusive_of_start=False
     )
-    assert [app.mapper.to_domain_event(n) for n in notes] == events
+    assert [app._core.mapper.to_domain_event(n) for n in notes] == events
 
 
 _ONE_OF_EACH = st.tuples(*(events_of(c) for c in event_classes())).map(list)
@@ -94,10 +94,10 @@ def test_r30_every_event_type_through_the_recorder_and_a_reopened_app(
     assert {type(e) for e in events} == set(CLASSES)
     app = make_app()
     events = _fresh_ids(events)
-    app.recorder.insert_events([app.mapper.to_stored_event(e) for e in events])
+    app._core.recorder.insert_events([app._core.mapper.to_stored_event(e) for e in events])
     reopened = make_app()
     for e in events:
-        assert list(reopened.events.get(e.originator_id)) == [e]
+        assert list(reopened._core.events.get(e.originator_id)) == [e]
 
 
 @given(st.uuids(), st.sampled_from(["str", "hex", "upper", "braces", "urn"]))

@@ -99,7 +99,7 @@ def _assert_store_equals_vendor(
             continue  # a failed account's licenses stay as they were
         assert IDS[i] in in_store
         d = vendor.details_of(IDS[i])
-        s = app._license(d.public_id)
+        s = app._core._license(d.public_id)
         assert (s.units, s.expires, s.vendor_used_units, s.suspended, s.obsolete, s.registered) == (
             d.units,
             d.expires,
@@ -162,9 +162,9 @@ def _run(
             assert present <= now_present
             assert now_present - present <= {IDS[i] for i in joined if HOME[i][0] not in failing}
             present = now_present
-            before = app.recorder.max_notification_id()
+            before = app._core.recorder.max_notification_id()
             again = app.synchronize()
-            assert again.events == 0 and app.recorder.max_notification_id() == before
+            assert again.events == 0 and app._core.recorder.max_notification_id() == before
             for who in failing:
                 accounts.heal_account(f"{who}@example.com")
             failing.clear()

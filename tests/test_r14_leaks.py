@@ -252,10 +252,10 @@ def test_r33_names_stored_before_the_rule_are_printed_escaped(tmp_path: Path) ->
     db = tmp_path / "old.db"
     app = LicenseManagement(env=stores.sqlite_env(db))
     emit = Emitter(
-        DIRECTORY_ID, app._directory().version, datetime(2026, 1, 1, tzinfo=UTC), "system"
+        DIRECTORY_ID, app._core._directory().version, datetime(2026, 1, 1, tzinfo=UTC), "system"
     )
     emit(GroupCreated, group=GroupId.derive("old"), name="[/x]" + FAKE, parent=app.all_group)
-    app._save_events(emit.events)
+    app._core._save_events(emit.events)
     pools = app.pools(app.administrator)
     app.close()
     assert pools == []

@@ -187,7 +187,7 @@ def test_r33_every_command_records_a_valid_name_or_raises_invalid_input(
         assert recorded(app) == before
         return
     after = recorded(app)
-    for _, event in app.event_log.read(before, after):
+    for _, event in app._core.event_log.read(before, after):
         name = getattr(event, "name", None)
         if name is not None:
             assert valid_name(name), ascii(name)
@@ -229,16 +229,16 @@ OLD_TAG = "t\u200bag"
 
 def _store_old_names(app: LicenseManagement) -> tuple[GroupId, UserId]:
     """What an earlier version could record, saved as its events were."""
-    d = app._directory()
+    d = app._core._directory()
     now = datetime(2026, 1, 1, tzinfo=UTC)
     group = GroupId.derive("old-group")
     user = UserId.derive("old-user")
     emit = Emitter(DIRECTORY_ID, d.version, now, "system")
     emit(GroupCreated, group=group, name=OLD_GROUP, parent=app.all_group)
     emit(UserCreated, user=user, name=OLD_USER, home_group=group)
-    tags = Emitter(TAGS_ID, app._tags().version, now, "system")
+    tags = Emitter(TAGS_ID, app._core._tags().version, now, "system")
     tags(TagCreated, name=OLD_TAG)
-    app._save_events([*emit.events, *tags.events])
+    app._core._save_events([*emit.events, *tags.events])
     return group, user
 
 

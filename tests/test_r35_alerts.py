@@ -74,7 +74,7 @@ class Session:
             ),
         )
         if self.env["PERSISTENCE_MODULE"].endswith("popo") and self.opened:
-            app._share_store(self.opened[0])  # a restart: same events, views anew
+            app._core._share_store(self.opened[0]._core)  # a restart: same events, views anew
         self.opened.append(app)
         return app
 

@@ -23,7 +23,7 @@ from tests.conftest import PRODUCT, AppFactory, Story, branch_story, issue, pool
 
 
 def visible(app: LicenseManagement) -> dict[UserId, set[PublicId]]:
-    d = app._directory()
+    d = app._core._directory()
     return {u: {v.public_id for v in app.licenses(u)} for u in d.users}
 
 

@@ -248,9 +248,9 @@ def test_r21_a_refused_result_is_parked_acknowledged_and_records_nothing(
                            _secret(c1))
     redis_client.xadd(consumer.stream, signed)
     redis_client.xadd(consumer.stream, {"task_id": "garbage", "succeeded": "1"})
-    before = app.recorder.max_notification_id()
+    before = app._core.recorder.max_notification_id()
     assert consumer.run_once() == 2
-    assert app.recorder.max_notification_id() == before
+    assert app._core.recorder.max_notification_id() == before
     assert consumer.dead == 2
     parked = redis_client.xrange(f"{consumer.stream}:dead")
     assert "client task" in parked[0][1]["refused"]

@@ -101,7 +101,7 @@ def test_r7_a_company_without_licenses_gives_no_pool(
     pools = app.connect_account(app.administrator, AccountKind.EMA2, MSP)
     assert len(pools) == 1
     assert [p.name for p in app.pools(app.administrator)] == ["Contoso"]
-    assert "Empty Inc" not in app._tags().tags
+    assert "Empty Inc" not in app._core._tags().tags
 
 
 def test_r7_company_tag_that_exists_is_reused_not_created_twice(
@@ -294,7 +294,7 @@ def test_r2_credentials_never_appear_in_reprs_views_history_or_logs(
     accounts.heal_account(MSP.username)
     app.synchronize()
     texts = [caplog.text, repr(report), repr(app.accounts(app.administrator))]
-    for _, event in app.event_log.read(0):
+    for _, event in app._core.event_log.read(0):
         texts.append(repr(event))
         texts.append(repr(details(event)))
     for target in ("C01-000-001",):

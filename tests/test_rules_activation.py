@@ -164,10 +164,10 @@ def test_r21_results_arriving_later_twice_or_out_of_order_are_recorded_once(
     # seats are reserved while the task runs, so racing tasks cannot overbook
     assert app.license(story.larry, pid).used_units == 2
     assert app.record_task_result(task_id, c2, succeeded=False, reason="disk full") is True
-    before = app.recorder.max_notification_id()
+    before = app._core.recorder.max_notification_id()
     assert app.record_task_result(task_id, c2, succeeded=False, reason="disk full") is False
     assert app.record_task_result(task_id, c2, succeeded=True) is False  # first result stands
-    assert app.recorder.max_notification_id() == before
+    assert app._core.recorder.max_notification_id() == before
     assert app.record_task_result(task_id, c1, succeeded=True) is True
     assert app.record_task_result(task_id, c1, succeeded=True) is False
     view = app.task(story.larry, task_id)
@@ -227,9 +227,9 @@ def test_r22_installer_carries_the_key_only_in_its_configuration(
 ) -> None:
     pid = add_license(app, vendor, PID, group=story.sydney)
     key = vendor.key_of(pid)
-    before = app.recorder.max_notification_id()
+    before = app._core.recorder.max_notification_id()
     installer = app.installer_license(story.larry, pid)
-    assert app.recorder.max_notification_id() == before
+    assert app._core.recorder.max_notification_id() == before
     assert installer.configuration()["license_key"] == key
     assert key not in repr(installer) and key not in str(installer.key)
     assert key[-4:] in str(installer.key)
@@ -297,10 +297,10 @@ def test_r23_a_task_beyond_the_ceiling_fails_those_targets_and_keeps_the_seats_t
     assert states == [TargetState.SUCCEEDED] * 3 + [TargetState.FAILED] * 2
     assert "overuse ceiling" in (results[computers[4]].reason or "")
     assert app.license(admin, pid).used_units == 3
-    before = app.recorder.max_notification_id()
+    before = app._core.recorder.max_notification_id()
     with pytest.raises(OveruseRefused):
         app.run_product_activation(admin, pid, computers[3:])
-    assert app.recorder.max_notification_id() == before
+    assert app._core.recorder.max_notification_id() == before
 
 
 def test_r23_overuse_is_recorded_once_per_crossing_and_facts_alternate(

@@ -248,7 +248,7 @@ def test_r29_history_stays_complete_as_events_keep_arriving(
     assert whats(second[len(first) :]) == ["TagAssigned", "PoolMoved"]
     target = f"license:{pid}"
     rebuilt = SQLiteViews(":memory:")
-    ViewUpdater(app.event_log, rebuilt).catch_up()
+    ViewUpdater(app._core.event_log, rebuilt).catch_up()
     # the index names the license's own events; the pool's creation with it is added (R29)
     own = [e.position for e in second if e.what != "PoolCreated"]
     assert own == rebuilt.history_positions(target)
@@ -304,8 +304,8 @@ def _typed(value: object) -> object:
 
 def _where_last(app: LicenseManagement, world: World) -> tuple[dict, dict]:
     """Each pool's and license's group as the views hold it now (or last, removed)."""
-    app._refresh()  # the views caught up with the log
-    views = app.views
+    app._core._refresh()  # the views caught up with the log
+    views = app._core.views
     pools = {str(p): views.state("pool", str(p)) for p in world.pools}
     pool_group = {p: s.group for p, s in pools.items() if s is not None}
     license_group = {}
@@ -327,9 +327,9 @@ def test_r29_a_branch_users_history_and_export_show_nothing_outside_their_visibi
     app, vendor = _fresh_app()
     world = World(app, vendor)
     world.run_all(sequence)
-    d = app._directory()
+    d = app._core._directory()
     pool_group, license_group = _where_last(app, world)
-    pool_names = {p: app.views.state("pool", p).name for p in pool_group}
+    pool_names = {p: app._core.views.state("pool", p).name for p in pool_group}
     for user in world.users[1:]:
         visible = d.visible_groups(user)
         if may_audit(d, user):

@@ -12,7 +12,7 @@ from .conftest import AppFactory, branch_story, issue
 
 
 def _count(app: LicenseManagement) -> int | None:
-    return app.recorder.max_notification_id()
+    return app._core.recorder.max_notification_id()
 
 
 def test_r16_valid_file_adds_license_to_its_owners_pool(make_app: AppFactory, vendor) -> None:

@@ -46,8 +46,8 @@ def connected(app: LicenseManagement, vendor, accounts) -> LicenseManagement:
 
 
 def whats(app: LicenseManagement, since: int) -> list[tuple[str, str]]:
-    d = app._directory()
-    return [(event_name(e), actor_name(d, e.actor)) for _, e in app.event_log.read(since)]
+    d = app._core._directory()
+    return [(event_name(e), actor_name(d, e.actor)) for _, e in app._core.event_log.read(since)]
 
 
 # -- R18 ---------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_r27_suspension_events_reach_the_same_save_effects_hook(
         seen.extend((type(e).__name__, actor) for e in events)
         return []
 
-    monkeypatch.setattr(connected, "_effects_of_license_events", effects)
+    monkeypatch.setattr(connected._computer_area, "_effects_of_license_events", effects)
     vendor.suspend("F01-000-001")
     vendor.set_units("C01-000-001", 15)
     connected.synchronize()

@@ -37,8 +37,8 @@ KEY_TEXT = base64.b64encode(KEY).decode()
 @contextmanager
 def _sql(app: LicenseManagement, env: dict[str, str]) -> Iterator[tuple[Any, str, str, str]]:
     """A raw connection: (connection, events table, seals table, position column)."""
-    events = app.recorder.events_table_name  # type: ignore[attr-defined]
-    seals_table = app.recorder.seals_table_name  # type: ignore[attr-defined]
+    events = app._core.recorder.events_table_name  # type: ignore[attr-defined]
+    seals_table = app._core.recorder.seals_table_name  # type: ignore[attr-defined]
     if env["PERSISTENCE_MODULE"].endswith("sqlite"):
         conn = sqlite3.connect(env["SQLITE_DBNAME"])
         try:
@@ -91,7 +91,7 @@ def sealed_app(make_app: AppFactory, vendor, store_env) -> LicenseManagement:
 
 
 def _position_of(app: LicenseManagement, topic: str) -> int:
-    for n in app.recorder.select_notifications(start=None, limit=10_000):
+    for n in app._core.recorder.select_notifications(start=None, limit=10_000):
         if n.topic == topic:
             return n.id
     raise AssertionError(topic)
@@ -562,14 +562,14 @@ def test_r31_seals_of_earlier_versions_keep_verifying(
 
     app = make_app()
     app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D30"))
-    rows = list(app.recorder.select_notifications(start=1, limit=1000))
+    rows = list(app._core.recorder.select_notifications(start=1, limit=1000))
     key = seals.LEGACY_BUILTIN_KEY
     positions = tuple(n.id for n in rows)
     digests = seals.digests(key, rows)
     legacy = HistorySealed(originator_id=SEALS_ID, originator_version=1, timestamp=clock.now(),
                            actor="system", positions=positions, digests=digests,
                            chain=seals.chain(key, "", positions, digests))
-    app._save_events([legacy])
+    app._core._save_events([legacy])
     old_end = recorded(app)
     app.close()
     store_env["ESMC_SEAL_KEY"] = KEY_TEXT

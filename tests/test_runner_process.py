@@ -64,7 +64,7 @@ def _store_with_log(db: Path, events: int = EVENTS) -> tuple[dict[str, str], int
     env = stores.sqlite_env(db)
     app = LicenseManagement(env=env)
     generate_log(app, events=events, licenses=2_000, computers=3_000)
-    total = app.event_log.end()
+    total = app._core.event_log.end()
     app.close()
     return env, total
 

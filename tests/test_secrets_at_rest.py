@@ -254,7 +254,7 @@ def _app(env: dict[str, str], vendor: InMemoryActivationServer, accounts: Any) -
 
 def _stored_key_ids(app: LicenseManagement, topic: str) -> list[str | None]:
     out = []
-    for n in app.recorder.select_notifications(start=None, limit=1_000_000):
+    for n in app._core.recorder.select_notifications(start=None, limit=1_000_000):
         if n.topic == topic:
             data = orjson.loads(n.state)
             value = data.get("key") if topic == "LicenseAdded" else data["credentials"]["password"]
@@ -354,10 +354,10 @@ def test_r32_an_embedding_application_without_a_data_key_is_refused_before_recor
     env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "s.db")}
     app = _app(env, vendor, InMemoryAccounts(vendor))
     try:
-        before = app.recorder.max_notification_id()
+        before = app._core.recorder.max_notification_id()
         with pytest.raises(DataKeyMissing, match="ESMC_DATA_KEY"):
             app.add_license_key(app.administrator, key)
-        assert app.recorder.max_notification_id() == before
+        assert app._core.recorder.max_notification_id() == before
         assert app.licenses(app.administrator) == []
         # everything without a secret still works
         app.create_group(app.administrator, "Lab", app.all_group)
@@ -528,11 +528,11 @@ def _plain_snapshot(store: Path, public_id: str) -> None:
     app = LicenseManagement(env=env)
     try:
         aggregate_id = license_aggregate_id(PublicId(public_id))
-        state = app._load(
+        state = app._core._load(
             aggregate_id, lambda: license.initial(PublicId(public_id)), license.evolve
         )
         plain = orjson.dumps(converter.unstructure(state, type(state))).decode()
-        app.views.put_snapshot(aggregate_id, state.version, plain)
+        app._core.views.put_snapshot(aggregate_id, state.version, plain)
     finally:
         app.close()
 

@@ -23,7 +23,7 @@ from .conftest import START
 
 def _fold(app: LicenseManagement, cid: ComputerId) -> computer.ComputerState:
     state = computer.initial(cid)
-    for event in app.event_log.events_of(cid):
+    for event in app._core.event_log.events_of(cid):
         state = computer.evolve(state, event)
     return state
 
@@ -39,16 +39,16 @@ def test_r30_a_state_from_a_snapshot_and_later_events_equals_the_whole_fold(
     app.close()
 
     fresh = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
-    assert fresh.views.snapshots([cid]).get(cid) is None  # never loaded by id yet
-    loaded = fresh._computer(cid)  # 46 events folded: a snapshot is kept
-    snapshot = fresh.views.snapshots([cid]).get(cid)
+    assert fresh._core.views.snapshots([cid]).get(cid) is None  # never loaded by id yet
+    loaded = fresh._core._computer(cid)  # 46 events folded: a snapshot is kept
+    snapshot = fresh._core.views.snapshots([cid]).get(cid)
     assert snapshot is not None and snapshot[0] == loaded.version == 46
     for i in range(5):
         fresh.computer_connected(cid, at=START + timedelta(hours=1, minutes=i))
     fresh.close()
 
     again = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor, clock=clock))
-    from_snapshot = again._computer(cid)  # the snapshot (v46) and the 5 events after it
+    from_snapshot = again._core._computer(cid)  # the snapshot (v46) and the 5 events after it
     assert from_snapshot == _fold(again, cid)
     assert from_snapshot.last_connected == START + timedelta(hours=1, minutes=4)
     again.close()
@@ -61,10 +61,10 @@ def test_r30_the_aggregate_cache_is_bounded(tmp_path: Path, vendor, clock) -> No
         app.register_computer(app.administrator, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}")
         for i in range(20)
     ]
-    assert len(app._states) <= 5
+    assert len(app._core._states) <= 5
     for cid in ids:  # loaded again from the store, each equal to its fold
-        assert app._computer(cid) == _fold(app, cid)
-    assert len(app._states) <= 5
+        assert app._core._computer(cid) == _fold(app, cid)
+    assert len(app._core._states) <= 5
     app.close()
 
 
@@ -92,14 +92,14 @@ def test_r30_aggregates_prefetched_together_equal_those_loaded_one_by_one(
         for i in range(n + 1):
             app.computer_connected(cid, at=START + timedelta(minutes=i))
     for cid in ids[::2]:
-        app._states.clear()
-        app._computer(cid)  # leaves a snapshot where the history is long enough
-    app._states.clear()
+        app._core._states.clear()
+        app._core._computer(cid)  # leaves a snapshot where the history is long enough
+    app._core._states.clear()
     unknown = ComputerId.derive("never registered")
-    app._prefetch(
+    app._core._prefetch(
         [(c, partial(computer.initial, c), computer.evolve) for c in [*ids, unknown]]
     )
-    prefetched = {c: app._states[c.int] for c in [*ids, unknown]}
+    prefetched = {c: app._core._states[c.int] for c in [*ids, unknown]}
     for cid, state in prefetched.items():
         assert state == _fold(app, cid)
     assert not prefetched[unknown].exists

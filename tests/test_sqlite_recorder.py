@@ -95,7 +95,7 @@ def test_sqlite_log_end_sees_every_write_of_another_connection(tmp_path: Path) -
 def test_sqlite_app_on_sqlite_writes_through_the_lean_recorder(tmp_path: Path, vendor) -> None:
     env = stores.sqlite_env(tmp_path / "licenses.db")
     app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor))
-    assert isinstance(app.recorder, FastSQLiteApplicationRecorder)
+    assert isinstance(app._core.recorder, FastSQLiteApplicationRecorder)
     app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D34"))
     # a second application on the same file sees it, and its writes are seen back
     other = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor))
@@ -113,7 +113,7 @@ def test_sqlite_application_recorder_topic_still_chooses_the_recorder(tmp_path: 
     env = stores.sqlite_env(tmp_path / "licenses.db")
     env["APPLICATION_RECORDER_TOPIC"] = "eventsourcing.sqlite:SQLiteApplicationRecorder"
     app = LicenseManagement(env=env)
-    assert type(app.recorder) is SQLiteApplicationRecorder
+    assert type(app._core.recorder) is SQLiteApplicationRecorder
     assert app.position > 0
     app.close()
 
@@ -126,8 +126,8 @@ def test_sqlite_in_memory_database_keeps_eventsourcings_write_path(vendor) -> No
         "SQLITE_DBNAME": f"file:lean{uuid.uuid4().hex}?mode=memory&cache=shared",
     }
     app = LicenseManagement(env=env, adapters=Adapters(activation_server=vendor))
-    assert isinstance(app.recorder, FastSQLiteApplicationRecorder)
-    assert not app.recorder.lean
+    assert isinstance(app._core.recorder, FastSQLiteApplicationRecorder)
+    assert not app._core.recorder.lean
     before = app.position
     app.add_license_key(app.administrator, issue(vendor, "3AB-C12-D34"))
     assert app.position > before

@@ -74,7 +74,7 @@ def _pool_events(app: LicenseManagement) -> list[StoredEvent]:
     joined = LicenseJoinedPool(
         originator_id=POOL, originator_version=2, timestamp=START, actor=actor, public_id=PID
     )
-    return [app.mapper.to_stored_event(created), app.mapper.to_stored_event(joined)]
+    return [app._core.mapper.to_stored_event(created), app._core.mapper.to_stored_event(joined)]
 
 
 def test_r30_license_added_is_at_schema_version_2_with_an_upcaster_from_1() -> None:
@@ -90,10 +90,10 @@ def test_r30_old_license_added_loads_with_zero_offline_units_and_subunits(
     first = make_app()  # writes DirectoryInitialised, as the old version did too
     old = _v1_license_added(first, with_version_marker=with_version_marker)
     assert b"offline_units" not in old.state and b"subunits" not in old.state
-    first.recorder.insert_events([*_pool_events(first), old])
+    first._core.recorder.insert_events([*_pool_events(first), old])
 
     app = make_app()
-    [event] = list(app.events.get(license_aggregate_id(PID)))
+    [event] = list(app._core.events.get(license_aggregate_id(PID)))
     assert isinstance(event, LicenseAdded)
     assert (event.offline_units, event.subunits) == (0, 0)
     assert event.units == 25 and event.used_units == 3 and event.expires == date(2027, 6, 30)
@@ -108,8 +108,8 @@ def test_r30_old_license_added_loads_with_zero_offline_units_and_subunits(
         "LicenseAdded",
     ]
     # the old history is still history: the current mapper writes v2, not over v1
-    assert orjson.loads(app.mapper.to_stored_event(event).state)["_v"] == 2
-    stored = app.recorder.select_events(license_aggregate_id(PID))
+    assert orjson.loads(app._core.mapper.to_stored_event(event).state)["_v"] == 2
+    stored = app._core.recorder.select_events(license_aggregate_id(PID))
     assert orjson.loads(stored[0].state).get("_v", 1) == 1
 
 
@@ -136,7 +136,7 @@ def test_r30_unknown_topic_is_a_clear_mapper_error() -> None:
 def test_r30_unknown_topic_in_a_store_is_a_clear_mapper_error(make_app: AppFactory) -> None:
     app = make_app()
     oid = uuid.uuid4()
-    app.recorder.insert_events(
+    app._core.recorder.insert_events(
         [StoredEvent(originator_id=oid, originator_version=1, topic="FutureEvent", state=b"{}")]
     )
     with pytest.raises(MapperDeserialisationError, match="FutureEvent"):

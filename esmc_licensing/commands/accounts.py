@@ -22,10 +22,9 @@ restarted process syncs once more than strictly needed, which records nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
@@ -60,8 +59,11 @@ from ..domain.ids import (
 )
 from ..domain.license import LicenseState
 from ..domain.values import AccountKind, Ema2AccountType, LicenseDetails, Source
+from ..handler import Handler
 from ..projections.fold import pool_target
 from ..service import Decision, ServiceBase, log
+from .computers import ComputerCommands
+from .intake import IntakeCommands
 
 #: the report's name for the license-key licenses refreshed from the activation server
 KEY_LICENSES = "license keys"
@@ -168,9 +170,23 @@ def _tag_name(company: str) -> str:
     return name or "company"
 
 
-class AccountCommands(ServiceBase):
+class AccountCommands(Handler):
     #: how often connected accounts and license keys are synchronised (R18)
     sync_interval = timedelta(days=1)
+
+    def __init__(
+        self, core: ServiceBase, intake: IntakeCommands, computers: ComputerCommands
+    ) -> None:
+        super().__init__(core)
+        #: a legacy login is added as the key it converts to
+        self._intake = intake
+        #: what a vendor's suspension does to the computers using the license (R27)
+        self._computers = computers
+
+    def _effects_of_license_events(
+        self, events: list[DomainEvent], now: datetime, actor: str
+    ) -> list[DomainEvent]:
+        return self._computers._effects_of_license_events(events, now, actor)
 
     # -- helpers ------------------------------------------------------------------
 
@@ -366,8 +382,7 @@ class AccountCommands(ServiceBase):
     def add_legacy_credentials(self, actor: UserId, credentials: Credentials) -> PublicId:
         """Convert legacy credentials to a key and add the license by that key (R15)."""
         key = self.convert_credentials(actor, credentials)
-        add: Callable[[object, str], PublicId] = cast(Any, self).add_license_key
-        return add(actor, key.reveal())
+        return self._intake.add_license_key(actor, key.reveal())
 
     # -- the import ---------------------------------------------------------------------
 

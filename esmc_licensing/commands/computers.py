@@ -56,6 +56,7 @@ from ..domain.ids import (
 from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
+from ..handler import Handler
 from ..history_names import check_bounds, within
 from ..projections.fold import computer_target
 from ..projections.tables import row_expires
@@ -69,7 +70,7 @@ from ..projections.views import (
     TaskView,
     Validity,
 )
-from ..queries import visible_groups
+from ..queries import Queries, visible_groups
 from ..service import EVOLVE, Decision, FoldedEvents, ServiceBase
 
 log = logging.getLogger("esmc_licensing.computers")
@@ -87,7 +88,7 @@ class _Unit:
 
     __slots__ = ("_svc", "events", "states")
 
-    def __init__(self, svc: ServiceBase) -> None:
+    def __init__(self, svc: Handler) -> None:
         self._svc = svc
         #: by aggregate id's ``.int`` (an int hashes in C, a UUID in Python)
         self.states: dict[int, Any] = {}
@@ -136,7 +137,12 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
-class ComputerCommands(ServiceBase):
+class ComputerCommands(Handler):
+    def __init__(self, core: ServiceBase, queries: Queries) -> None:
+        super().__init__(core)
+        #: where the history of pools and licenses is read (a computer's is read here)
+        self._queries = queries
+
     # -- helpers ---------------------------------------------------------------------
 
     def _computer_ids(self, computer_ids: object) -> list[ComputerId]:
@@ -959,9 +965,7 @@ class ComputerCommands(ServiceBase):
     ) -> list[HistoryEntry]:
         """Also a computer's history (R29): removed computers keep theirs."""
         if not isinstance(target, ComputerId):
-            return super().history(  # type: ignore[misc,no-any-return]
-                actor, target, since=since, until=until, as_of=as_of
-            )
+            return self._queries.history(actor, target, since=since, until=until, as_of=as_of)
         check_bounds(since=since, until=until, as_of=as_of)
         if as_of is not None:
             with self._reading(as_of, lambda: ()) as (_, then, _today):
@@ -973,7 +977,7 @@ class ComputerCommands(ServiceBase):
             if c is None or c.group not in visible:
                 raise NotFound("computer", target)
             shown = None if len(visible) >= len(d.groups) else visible
-            entries = self._history(views, d, computer_target(target), shown)  # type: ignore[attr-defined]
+            entries = self._queries._history(views, d, computer_target(target), shown)
             return within(entries, since, until, as_of)
 
 

@@ -13,8 +13,9 @@ from ..domain.ids import (
     UserId,
 )
 from ..domain.values import Permission, lookup_name
+from ..handler import Handler
 from ..projections.views import GroupView, UserView
-from ..service import Decision, ServiceBase
+from ..service import Decision
 
 
 def _path(d: DirectoryState, group: GroupId) -> str:
@@ -38,7 +39,7 @@ def _effective(d: DirectoryState, user: UserId) -> dict[GroupId, Permission]:
     return out
 
 
-class DirectoryCommands(ServiceBase):
+class DirectoryCommands(Handler):
     # -- directory (R10, R11) ---------------------------------------------------
 
     def create_group(self, actor: UserId, name: str, parent: GroupId | None = None) -> GroupId:

@@ -26,6 +26,7 @@ from ..domain.errors import InvalidInput, PermissionDenied
 from ..domain.events import DomainEvent, Emitter, SealingStarted
 from ..domain.ids import DIRECTORY_ID, UserId
 from ..domain.values import Permission
+from ..handler import Handler
 from ..history_names import LIFE_EVENTS, Lives, Names
 from ..keyring import Keyring
 from ..projections.fold import entity_key
@@ -44,7 +45,14 @@ def may_audit(d: DirectoryState, uid: UserId) -> bool:
     return d.all_group is not None and d.can(uid, d.all_group, Permission.READ)
 
 
-class HistoryCommands(ServiceBase):
+class SealingService(ServiceBase):
+    """The service core over a store whose saves are sealed (R31)."""
+
+    #: eventsourcing names the tables (PostgreSQL) and the settings' prefix by
+    #: the class's name unless told: the store's names stay those of the
+    #: application that wrote it
+    name = "LicenseManagement"
+
     _seal_ring: Keyring | None = None
     #: the store's saves were sealed when it was opened (so unsealed ones are refused)
     _store_sealed = False
@@ -100,6 +108,20 @@ class HistoryCommands(ServiceBase):
                 f"nothing was recorded; {seals.HOW_TO_CONFIGURE}"
             )
         return super()._save_events(new_events)
+
+
+class HistoryCommands(Handler):
+    _core: SealingService
+
+    def __init__(self, core: SealingService) -> None:
+        super().__init__(core)
+
+    @property
+    def _seal_ring(self) -> Keyring | None:
+        return self._core._seal_ring
+
+    def _start_sealing(self, ring: Keyring) -> None:
+        self._core._start_sealing(ring)
 
     # -- commands and queries -----------------------------------------------------------
 
@@ -225,4 +247,4 @@ def _last_seal(recorder: Any) -> seals.SealRow | None:
     return found
 
 
-__all__ = ["HistoryCommands", "may_audit"]
+__all__ = ["HistoryCommands", "SealingService", "may_audit"]

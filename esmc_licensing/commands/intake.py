@@ -16,10 +16,11 @@ from ..domain.ids import (
     pool_id_for,
 )
 from ..domain.values import LicenseDetails, Source
-from ..service import Decision, ServiceBase, log
+from ..handler import Handler
+from ..service import Decision, log
 
 
-class IntakeCommands(ServiceBase):
+class IntakeCommands(Handler):
     # -- intake (R12, R15) ------------------------------------------------------
 
     def add_license_key(self, actor: UserId, key: str) -> PublicId:

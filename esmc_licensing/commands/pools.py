@@ -21,15 +21,16 @@ from ..domain.ids import (
     UserId,
 )
 from ..domain.pool import PoolState
+from ..handler import Handler
 from ..projections.fold import (
     license_target,
     pool_target,
 )
 from ..projections.views import MoveImpact
-from ..service import Decision, ServiceBase
+from ..service import Decision
 
 
-class PoolCommands(ServiceBase):
+class PoolCommands(Handler):
     # -- pools (R7, R13, R19) ---------------------------------------------------------
 
     def _pool_ids(self, pool_ids: Iterable[object]) -> list[PoolId]:

@@ -25,7 +25,8 @@ from ..domain import account, directory, license
 from ..domain.errors import DataKeyMissing, LicensingError
 from ..domain.events import TOPICS, DomainEvent, user_actor
 from ..domain.ids import PublicId, UserId
-from ..service import Decision, ServiceBase
+from ..handler import Handler
+from ..service import Decision
 
 #: aggregates re-stated per saved batch
 BATCH = 500
@@ -43,7 +44,7 @@ def _secret_key_ids(data: dict[str, Any], paths: tuple[tuple[str, ...], ...]) ->
     return out
 
 
-class SecretCommands(ServiceBase):
+class SecretCommands(Handler):
     def migrate_secrets(self, actor: UserId) -> int:
         """Re-state every current license key and password not sealed with the
         current data key (plain text from before R32, or an older key), as new

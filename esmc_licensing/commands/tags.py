@@ -22,15 +22,16 @@ from ..domain.ids import (
     filters_aggregate_id,
 )
 from ..domain.values import Permission
+from ..handler import Handler
 from ..projections.fold import (
     computer_target,
     license_target,
     pool_target,
 )
-from ..service import Decision, ServiceBase
+from ..service import Decision
 
 
-class TagCommands(ServiceBase):
+class TagCommands(Handler):
     # -- tags (R28) -------------------------------------------------------------
 
     def create_tag(self, actor: UserId, name: str) -> None:

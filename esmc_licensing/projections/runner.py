@@ -244,13 +244,13 @@ def rebuild_views(
     the whole process); reference counting frees everything as usual.
     """
     if app is not None:
-        event_log: EventLog = app.event_log
+        event_log: EventLog = app._core.event_log
         reader = None
     else:
         reader, event_log = _reader(env or {})
     own = views is None
     if views is None:
-        views = app.views if app is not None else open_views(env or {}, event_log.recorder)
+        views = app._core.views if app is not None else open_views(env or {}, event_log.recorder)
     total = event_log.end()
     collecting = gc.isenabled()
     gc.disable()

@@ -102,7 +102,7 @@ def generate_log(  # noqa: PLR0915 - one story, told in order
 ) -> int:
     """Append about ``events`` events to ``app``'s store; returns how many were written."""
     rnd = random.Random(seed)
-    d = app._directory()
+    d = app._core._directory()
     admin: UserId = d.administrator
     all_group: GroupId = d.all_group
     versions: dict[uuid.UUID, int] = {DIRECTORY_ID: d.version}
@@ -110,11 +110,11 @@ def generate_log(  # noqa: PLR0915 - one story, told in order
     emit = _Log(start, user_actor(admin), versions)
     computers = min(computers, max(0, (events - 3 * licenses) // 5))
     written = 0
-    mapper: EventMapper = app.mapper
+    mapper: EventMapper = app._core.mapper
 
     def flush(batch: list[DomainEvent]) -> None:
         nonlocal written
-        rec = app.recorder
+        rec = app._core.recorder
         if isinstance(rec, SQLiteApplicationRecorder) and not (mapper.cipher or mapper.compressor):
             rows = []
             for e in batch:
