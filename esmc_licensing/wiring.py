@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
 import attrs
 
-from .adapters.ports import ActivationServer, Clock, OfflineFileVerifier
+from .adapters.ports import (
+    AccountService,
+    ActivationServer,
+    AgentTransport,
+    AlertSink,
+    Clock,
+    OfflineFileVerifier,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -81,12 +88,14 @@ class Adapters:
     """
 
     activation_server: ActivationServer = attrs.field(default=None)
-    accounts: Any = None
-    agents: Any = None
+    #: the vendor's account services (R17, R18); None: no account can be connected
+    accounts: AccountService | None = None
+    #: the client-task transport to agents (R21, R24, R34)
+    agents: AgentTransport = attrs.field(default=None)
     clock: Clock = attrs.field(default=None)
     offline_verifier: OfflineFileVerifier = attrs.field(default=None)
     #: where ``deliver_alerts()`` sends alerts (R35): ``AlertSink``s
-    alert_sinks: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
+    alert_sinks: tuple[AlertSink, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         if self.clock is None:

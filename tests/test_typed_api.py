@@ -58,3 +58,16 @@ def test_a_name_where_an_id_is_expected_names_the_lookup_to_use() -> None:
     with pytest.raises(InvalidInput, match=r"user_named\(name\)"):
         app.create_user("Administrator", "John", app.all_group)  # type: ignore[arg-type]
     assert isinstance(app.create_group(app.administrator, "Lab"), GroupId)
+
+
+def test_the_adapters_ports_are_typed_with_their_protocols() -> None:
+    """``Adapters.accounts`` and ``agents`` were ``Any``: a wrong object passed mypy."""
+    from typing import get_type_hints
+
+    from esmc_licensing import Adapters
+    from esmc_licensing.adapters.ports import AccountService, AgentTransport, AlertSink
+
+    hints = get_type_hints(Adapters)
+    assert hints["accounts"] == AccountService | None
+    assert hints["agents"] is AgentTransport
+    assert hints["alert_sinks"] == tuple[AlertSink, ...]
