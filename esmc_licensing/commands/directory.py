@@ -96,6 +96,21 @@ class DirectoryCommands(Handler):
             return frozenset(d.groups)
         return d.visible_groups(uid) | {d.users[uid].home_group}
 
+    def _directory_for(
+        self, actor: UserId, as_of: datetime | int | None
+    ) -> tuple[DirectoryState, UserId]:
+        """The directory now (caught up with other processes) or as it was at
+        ``as_of``, and the actor, who must exist in it."""
+        if as_of is None:
+            uid = self._actor(actor)
+            self._refresh(views=False)
+            d = self._directory()
+        else:
+            d = self._directory_as_of(as_of)
+            uid = self._actor(actor, d)
+        directory.require_user(d, uid)
+        return d, uid
+
     def groups(
         self, actor: UserId, *, as_of: datetime | int | None = None
     ) -> list[GroupView]:
@@ -105,14 +120,7 @@ class DirectoryCommands(Handler):
         A path names the groups above too (``All/San Diego/Lab``): it is how a
         group is addressed, and the tree's shape above one's groups is not
         hidden (R14 hides pools, licenses and computers, not group names)."""
-        if as_of is None:
-            uid = self._actor(actor)
-            self._refresh(views=False)
-            d = self._directory()
-        else:
-            d = self._directory_as_of(as_of)
-            uid = self._actor(actor, d)
-        directory.require_user(d, uid)
+        d, uid = self._directory_for(actor, as_of)
         out = [
             GroupView(gid, d.groups[gid].name, d.groups[gid].parent, _path(d, gid))
             for gid in self._seen_groups(d, uid)
@@ -126,14 +134,7 @@ class DirectoryCommands(Handler):
         with their grants and effective permissions on the groups the actor
         sees (an administrator sees everything); with ``as_of``, as they were
         then (R30)."""
-        if as_of is None:
-            uid = self._actor(actor)
-            self._refresh(views=False)
-            d = self._directory()
-        else:
-            d = self._directory_as_of(as_of)
-            uid = self._actor(actor, d)
-        directory.require_user(d, uid)
+        d, uid = self._directory_for(actor, as_of)
         seen = self._seen_groups(d, uid)
         out = []
         for user, u in d.users.items():
