@@ -348,12 +348,13 @@ class LicenseManagement:
 
     # -- tags and saved filters (R8a, R28) ---------------------------------------------
 
-    def tags(self, actor: UserId) -> list[str]:
+    def tags(self, actor: UserId, *, as_of: datetime | int | None = None) -> list[str]:
         """The tag catalogue (R28): shared by every user, its names are not secret.
 
-        Raises ``NotFound`` for an unknown actor.
+        ``as_of`` (a time or a log position) answers as it was then (R30).
+        Raises ``NotFound`` for an unknown actor (or one who did not exist then).
         """
-        return self._directory_area.tags(actor)
+        return self._directory_area.tags(actor, as_of=as_of)
 
     def create_tag(self, actor: UserId, name: str) -> None:
         """Add a tag to the catalogue (R28); needs WRITE in at least one group.

@@ -2414,10 +2414,13 @@ def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
 
 @tag_app.command("list")
 @handled
-def tag_list(ctx: typer.Context, limit: LimitOption = None, json_: JsonOption = False) -> None:
+def tag_list(ctx: typer.Context, as_of: AsOfOption = None, limit: LimitOption = None,
+             json_: JsonOption = False) -> None:
     """The tag catalogue (shared by every user)."""
     session = _session(ctx)
-    names, note = _limited(session.app.tags(session.actor), limit)
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        names, note = _limited(session.app.tags(session.actor, as_of=when), limit)
     if json_:
         _print_json(names)
     elif not names:

@@ -161,6 +161,28 @@ def test_r30_groups_and_users_as_they_were(make_app: AppFactory) -> None:
         app.groups(john, as_of=before)
 
 
+def test_r30_the_tag_catalogue_as_it_was(make_app: AppFactory, clock) -> None:
+    app = make_app()
+    admin = app.administrator
+    start = app.position
+    app.create_tag(admin, "Renewal")
+    app.create_tag(admin, "VIP")
+    both = app.position
+    app.delete_tag(admin, "Renewal")
+    clock.advance(timedelta(days=1))
+    app.create_tag(admin, "Audit 2026")
+    assert app.tags(admin, as_of=start) == []
+    assert app.tags(admin, as_of=both) == ["Renewal", "VIP"]
+    assert app.tags(admin, as_of=both + 1) == ["VIP"]
+    assert app.tags(admin, as_of=clock.now() - timedelta(hours=1)) == ["VIP"]
+    assert app.tags(admin, as_of=app.position) == app.tags(admin) == ["Audit 2026", "VIP"]
+    john = app.create_user(admin, "John", app.all_group)
+    with pytest.raises(NotFound):  # John did not exist yet
+        app.tags(john, as_of=both)
+    with pytest.raises(InvalidInput):
+        app.tags(admin, as_of=-1)
+
+
 def test_r30_every_query_on_the_command_line_takes_as_of(tmp_path, monkeypatch) -> None:
     """Groups, users, permissions and accounts too: before the first event,
     "nothing was recorded before …"; at the end, what they answer now."""
@@ -180,11 +202,15 @@ def test_r30_every_query_on_the_command_line_takes_as_of(tmp_path, monkeypatch) 
 
     ok(run("demo"))
     end = str(js(run("history", "DMO-SDG-001", "--json"))[-1]["position"])  # type: ignore[index]
-    for query in (["groups"], ["users"], ["permissions", "John"], ["accounts"]):
+    ok(run("tag", "create", "Renewal"))
+    for query in (["groups"], ["users"], ["permissions", "John"], ["accounts"],
+                  ["tag", "list"]):
         shown = ok(run(*query, "--as-of", "2000-01-01"))
         assert "Nothing was recorded before 2000-01-01" in shown.stdout, query
         at = js(run(*query, "--as-of", "999999", "--json"))
         assert at == js(run(*query, "--json")), query
+    assert js(run("tag", "list", "--as-of", end, "--json")) == []
+    assert js(run("tag", "list", "--json")) == ["Renewal"]
     exported = [json.loads(line) for line in ok(run("audit", "export")).stdout.splitlines()]
     first = str(next(e["position"] for e in exported if e["what"] == "DirectoryInitialised"))
     assert js(run("groups", "--as-of", first, "--json")) == [

@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 
 from ..domain import directory
+from ..domain import tags as catalogue
 from ..domain.directory import DirectoryState
 from ..domain.errors import NotFound
 from ..domain.ids import (
+    TAGS_ID,
     GroupId,
     UserId,
 )
@@ -150,12 +152,34 @@ class DirectoryCommands(Handler):
         with self._reading(as_of, lambda: ()) as (_, d, _today):
             return d
 
-    def tags(self, actor: UserId) -> list[str]:
-        """The tag catalogue (R28): shared by every user, its names are not secret."""
+    def tags(self, actor: UserId, *, as_of: datetime | int | None = None) -> list[str]:
+        """The tag catalogue (R28): shared by every user, its names are not secret;
+        with ``as_of``, as it was then (R30)."""
+        if as_of is not None:
+            self._directory_for(actor, as_of)  # the actor existed then
+            return sorted(self._tags_as_of(as_of).tags, key=str.casefold)
         uid = self._actor(actor)
         self._refresh(views=False)
         directory.require_user(self._directory(), uid)
         return sorted(self._tags().tags, key=str.casefold)
+
+    def _tags_as_of(self, as_of: datetime | int) -> catalogue.TagsState:
+        """The catalogue's aggregate folded up to ``as_of``: its events are found
+        through the history index of each tag name it ever held (every one of
+        its events names a tag), so the replay costs the catalogue's history,
+        not the log's."""
+        names = {getattr(e, "name", None) for e in self.event_log.events_of(TAGS_ID)}
+        positions: set[int] = set()
+        for name in sorted(n for n in names if isinstance(n, str)):
+            positions.update(self.views.history_positions(f"tag:{name}"))
+        state = catalogue.initial()
+        for position, event in self.event_log.at(sorted(positions)):
+            if event.originator_id != TAGS_ID:
+                continue
+            if (position > as_of) if isinstance(as_of, int) else (event.timestamp > as_of):
+                break
+            state = catalogue.evolve(state, event)
+        return state
 
     def visible_group_named(self, actor: UserId, name: str) -> GroupId:
         """A static group the actor sees (READ, R11), by name or id.
