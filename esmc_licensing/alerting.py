@@ -130,10 +130,14 @@ class AlertQueries(Queries):
 
     # -- forecasts (R36) --------------------------------------------------------------
 
-    def forecast(self, actor: UserId, public_id: PublicId | str) -> Forecast:
-        """When the license's used units will reach its units (R36)."""
+    def forecast(
+        self, actor: UserId, public_id: PublicId | str, *, as_of: datetime | int | None = None
+    ) -> Forecast:
+        """When the license's used units will reach its units (R36); with ``as_of``,
+        the forecast that day made from what was recorded by then (R30)."""
         pid = PublicId(public_id)
-        with self._reading(None) as (views, d, today):
+        targets = None if as_of is None else (lambda: self._targets_of_license(pid))
+        with self._reading(as_of, targets) as (views, d, today):
             uid = self._actor(actor, d)
             (found, _, v), _ = visible_license_row(views, d, uid, pid, today, self.policy)
             return self._forecasts.of(views, [(found, v)], today)[found]

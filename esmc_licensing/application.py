@@ -646,12 +646,16 @@ class LicenseManagement:
         """
         return self._query_area.deliver_alerts()
 
-    def forecast(self, actor: UserId, public_id: PublicId | str) -> Forecast:
+    def forecast(
+        self, actor: UserId, public_id: PublicId | str, *, as_of: datetime | int | None = None
+    ) -> Forecast:
         """When the license's used units will reach its units (R36).
 
-        Raises ``NotFound`` for a license the actor does not see (R14).
+        ``as_of`` (a time or a log position) gives the forecast of that day, made
+        from what was recorded by then (R30). Raises ``NotFound`` for a license
+        the actor does not see (R14).
         """
-        return self._query_area.forecast(actor, public_id)
+        return self._query_area.forecast(actor, public_id, as_of=as_of)
 
     # -- the history as evidence (R29, R31, R32) --------------------------------------
 

@@ -184,6 +184,7 @@ def test_r36_forecast_from_usage_reports(
     _grow(app, vendor, clock, "GRO-000-001", 5, 5, start=60)
     assert app.forecast(admin, "GRO-000-001") != made
     assert app.license(admin, "GRO-000-001", as_of=then).forecast == made
+    assert app.forecast(admin, "GRO-000-001", as_of=then) == made
     assert [v.forecast for v in app.licenses(admin, as_of=then)] == [flat, made]
     branch = app.create_group(admin, "Branch")
     bob = app.create_user(admin, "bob", branch)
