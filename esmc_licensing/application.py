@@ -87,7 +87,7 @@ class LicenseManagement:
         self._pool_area = PoolCommands(core)
         self._tag_area = TagCommands(core)
         self._query_area = AlertQueries(core)
-        self._computer_area = ComputerCommands(core, self._query_area)
+        self._computer_area = ComputerCommands(core)
         self._account_area = AccountCommands(core, self._intake_area, self._computer_area)
         self._history_area = HistoryCommands(core)
         self._secret_area = SecretCommands(core)
@@ -625,7 +625,7 @@ class LicenseManagement:
         ``NotFound`` for a target the actor does not see (R14), ``InvalidInput``
         for bounds in the wrong order.
         """
-        return self._computer_area.history(actor, target, since=since, until=until, as_of=as_of)
+        return self._query_area.history(actor, target, since=since, until=until, as_of=as_of)
 
     # -- alerts and forecasts (R35, R36) ------------------------------------------------
 

@@ -20,12 +20,12 @@ from .domain.directory import DirectoryState
 from .domain.errors import InvalidInput, NotFound
 from .domain.events import DomainEvent, LicenseAdded, LicenseJoinedPool, PoolCreated
 from .domain.filters import LicenseFilter
-from .domain.ids import GroupId, PoolId, PublicId, Target, UserId
+from .domain.ids import ComputerId, GroupId, PoolId, PublicId, Target, UserId
 from .domain.values import LicenseType, Policy, Source
 from .forecasting import Forecasts
 from .handler import Handler
 from .history_names import Names, check_bounds, entry, within
-from .projections.fold import license_target, pool_target
+from .projections.fold import computer_target, license_target, pool_target
 from .projections.tables import ViewStore, row_expires, row_status
 from .projections.views import Forecast, HistoryEntry, LicenseView, PoolView
 
@@ -373,7 +373,7 @@ class Queries(Handler):
                     (q, e) for q, e in self.event_log.at(created) if isinstance(e, PoolCreated)
                 ]
                 events = sorted([*events, *extra], key=lambda pe: pe[0])
-        names = _Names(d, views, visible, self.event_log)  # names as they were then (R29)
+        names = Names(d, views, visible, self.event_log)  # names as they were then (R29)
         names.prefetch((target, event) for _, event in events)
         return [_entry(d, target, p, event, names) for p, event in events]
 
@@ -386,7 +386,7 @@ class Queries(Handler):
         until: datetime | int | None = None,
         as_of: datetime | int | None = None,
     ) -> list[HistoryEntry]:
-        """What happened to a license or pool, oldest first, in causal order (R29).
+        """What happened to a license, pool or computer, oldest first, in causal order (R29).
 
         A license's history includes its pool's events that affect it (its
         creation with the license, moves, tags, removal). Details keep their
@@ -408,6 +408,12 @@ class Queries(Handler):
             uid = self._actor(actor, d)
             visible = d.visible_groups(uid)
             shown = None if len(visible) >= len(d.groups) else visible
+            if isinstance(target, ComputerId):  # removed computers keep theirs
+                c = views.state("computer", str(target))
+                if c is None or c.group not in visible:
+                    raise NotFound("computer", target)
+                entries = self._history(views, d, computer_target(target), shown)
+                return within(entries, since, until, as_of)
             if isinstance(target, uuid.UUID):
                 pool_id = PoolId(target)
                 p = views.state("pool", str(pool_id))
@@ -422,10 +428,6 @@ class Queries(Handler):
                 raise NotFound("license", pid)
             entries = self._history(views, d, license_target(pid), shown)
             return within(entries, since, until, as_of)
-
-
-class _Names(Names):
-    """Names beside ids in history details (see :mod:`esmc_licensing.history_names`)."""
 
 
 def _entry(

@@ -48,7 +48,6 @@ from ..domain.ids import (
     ComputerId,
     GroupId,
     PublicId,
-    Target,
     TaskId,
     UserId,
     license_aggregate_id,
@@ -57,12 +56,10 @@ from ..domain.license import LicenseState
 from ..domain.task import TaskState
 from ..domain.values import Permission, check_name
 from ..handler import Handler
-from ..history_names import check_bounds, within
 from ..projections.fold import computer_target
 from ..projections.tables import row_expires
 from ..projections.views import (
     ComputerView,
-    HistoryEntry,
     InstallerLicense,
     ProductView,
     RemovalResult,
@@ -70,8 +67,8 @@ from ..projections.views import (
     TaskView,
     Validity,
 )
-from ..queries import Queries, visible_groups
-from ..service import EVOLVE, Decision, FoldedEvents, ServiceBase
+from ..queries import visible_groups
+from ..service import EVOLVE, Decision, FoldedEvents
 
 log = logging.getLogger("esmc_licensing.computers")
 
@@ -138,11 +135,6 @@ def _bool(value: object, name: str) -> bool:
 
 
 class ComputerCommands(Handler):
-    def __init__(self, core: ServiceBase, queries: Queries) -> None:
-        super().__init__(core)
-        #: where the history of pools and licenses is read (a computer's is read here)
-        self._queries = queries
-
     # -- helpers ---------------------------------------------------------------------
 
     def _computer_ids(self, computer_ids: object) -> list[ComputerId]:
@@ -953,32 +945,6 @@ class ComputerCommands(Handler):
             product=t.product,
             created_at=t.created_at,
         )
-
-    def history(
-        self,
-        actor: UserId,
-        target: Target,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-        as_of: datetime | int | None = None,
-    ) -> list[HistoryEntry]:
-        """Also a computer's history (R29): removed computers keep theirs."""
-        if not isinstance(target, ComputerId):
-            return self._queries.history(actor, target, since=since, until=until, as_of=as_of)
-        check_bounds(since=since, until=until, as_of=as_of)
-        if as_of is not None:
-            with self._reading(as_of, lambda: ()) as (_, then, _today):
-                self._actor(actor, then)  # NotFound: the user did not exist yet
-        with self._reading(None) as (views, d, _):
-            uid = self._actor(actor, d)
-            c = views.state("computer", str(target))
-            visible = d.visible_groups(uid)
-            if c is None or c.group not in visible:
-                raise NotFound("computer", target)
-            shown = None if len(visible) >= len(d.groups) else visible
-            entries = self._queries._history(views, d, computer_target(target), shown)
-            return within(entries, since, until, as_of)
 
 
 __all__ = ["ComputerCommands"]
