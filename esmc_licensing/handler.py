@@ -89,10 +89,6 @@ class Handler:
         return self._core._views_position
 
     @property
-    def administrator(self) -> UserId:
-        return self._core.administrator
-
-    @property
     def all_group(self) -> GroupId:
         return self._core.all_group
 
