@@ -79,6 +79,14 @@ class Life:
         self.group = group
 
 
+def _record(lives: list[Life], position: int, event: DomainEvent) -> None:
+    """A creation starts a life, a removal ends the last one."""
+    if isinstance(event, (PoolCreated, ComputerRegistered)):
+        lives.append(Life(position, event.name, event.group))
+    elif lives:
+        lives[-1].end = position
+
+
 class Lives:
     """The names and groups a pool or computer had, by log position (R29)."""
 
@@ -127,12 +135,7 @@ class Lives:
             named = wanted.get(uuid.UUID(row[1]))
             if named is None:
                 continue
-            event = self.log.decode(row)
-            lives = found[named]
-            if isinstance(event, (PoolCreated, ComputerRegistered)):
-                lives.append(Life(row[0], event.name, event.group))
-            elif lives:
-                lives[-1].end = row[0]
+            _record(found[named], row[0], self.log.decode(row))
         self._known.update(found)
 
     def of(self, kind: str, key: str) -> list[Life]:
@@ -145,11 +148,7 @@ class Lives:
             for row in self.log.rows_at(self.views.history_positions(target)):
                 if row[3] not in topics or row[1].replace("-", "") != key.replace("-", ""):
                     continue
-                event = self.log.decode(row)
-                if isinstance(event, creation):
-                    found.append(Life(row[0], event.name, event.group))  # type: ignore[attr-defined]
-                elif isinstance(event, removal) and found:
-                    found[-1].end = row[0]
+                _record(found, row[0], self.log.decode(row))
             self._known[target] = found
         return found
 
