@@ -548,6 +548,17 @@ class LicenseManagement:
             remove_unmanaged=remove_unmanaged,
         )
 
+    def not_connecting_computers(
+        self, actor: UserId, group: GroupId, days: int, *, remove_unmanaged: bool = False
+    ) -> list[ComputerView]:
+        """What :meth:`delete_not_connecting_computers` would remove now, by name
+        (R26): the same selection and refusals, recording nothing (the command
+        line's confirmation and ``--dry-run``).
+        """
+        return self._computer_area.not_connecting_computers(
+            actor, group, days, remove_unmanaged=remove_unmanaged
+        )
+
     def computer(
         self, actor: UserId, computer_id: ComputerId, *, as_of: datetime | int | None = None
     ) -> ComputerView:

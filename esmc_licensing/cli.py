@@ -3431,8 +3431,7 @@ def delete_not_connecting(
     session = _session(ctx)
     lm, actor = session.app, session.actor
     gid = _group(lm, actor, group)
-    _group_of_writable(lm, actor, gid, "deleting not connecting computers")
-    doomed = _not_connecting(lm, actor, gid, days, remove_unmanaged)
+    doomed = lm.not_connecting_computers(actor, gid, days, remove_unmanaged=remove_unmanaged)
     listed = ", ".join(c.name for c in doomed) or "none"
     if dry_run:
         _done(json_, {"group": _group_path(lm, actor, gid), "group_id": str(gid),
@@ -3467,31 +3466,6 @@ def _group_of_writable(lm: LicenseManagement, actor: UserId, group: GroupId,
     if me is None or me.effective.get(group, 0) < Permission.WRITE:
         raise PermissionDenied(
             f"{doing} needs WRITE permission on group {lm.group_name(group)!r}")
-
-
-def _not_connecting(lm: LicenseManagement, actor: UserId, group: GroupId, days: int,
-                    unmanaged: bool) -> list[ComputerView]:
-    """The computers ``delete-not-connecting`` would remove now: in ``group`` or
-    below, not connected (or, never connected, registered) for ``days`` days;
-    those without an agent only with ``unmanaged``. What the library decides
-    when it runs; shown for the question and for --dry-run."""
-    children: dict[GroupId, list[GroupId]] = {}
-    for view in lm.groups(actor):
-        if view.parent is not None:
-            children.setdefault(view.parent, []).append(view.group_id)
-    below: set[GroupId] = set()
-    todo = [group]
-    while todo:
-        g = todo.pop()
-        below.add(g)
-        todo.extend(children.get(g, []))
-    cutoff = lm._core.adapters.clock.now() - timedelta(days=days)
-    out = []
-    for c in lm.computers(actor):
-        seen = c.last_connected or c.registered_at
-        if c.group in below and seen is not None and (c.managed or unmanaged) and seen <= cutoff:
-            out.append(c)
-    return sorted(out, key=lambda c: (c.name.casefold(), str(c.computer_id)))
 
 
 def _task_id(lm: LicenseManagement, actor: UserId, text: str) -> TaskId:

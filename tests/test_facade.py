@@ -46,6 +46,7 @@ CONTRACT = frozenset({
     "register_computer", "computer_connected", "run_product_activation",
     "run_software_install", "record_task_result", "installer_license",
     "deactivate_products", "remove_computer", "delete_not_connecting_computers",
+    "not_connecting_computers",
     "computer", "computers", "task",
     # licenses, pools, history
     "licenses", "license", "pools", "history",

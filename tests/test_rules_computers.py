@@ -271,6 +271,34 @@ def test_r26_unmanaged_computers_stay_unless_asked_and_permissions_hold(
         story.admin, story.sydney, 0, deactivate_license=False), "days must be")
 
 
+def test_r26_the_preview_names_what_the_command_removes_and_records_nothing(
+    app: LicenseManagement, story: Story, clock: ManualClock
+) -> None:
+    a = story.admin
+    branch = app.create_group(a, "Sydney North", parent=story.sydney)
+    silent = app.register_computer(a, "silent", branch, fingerprint="s")
+    alive = app.register_computer(a, "alive", story.sydney, fingerprint="a")
+    kiosk = app.register_computer(a, "kiosk", story.sydney, managed=False)
+    app.register_computer(a, "tokyo", story.tokyo, fingerprint="t")
+    clock.advance(timedelta(days=40))
+    app.computer_connected(alive)
+    before = app.position
+    preview = app.not_connecting_computers(a, story.sydney, 30)
+    assert [c.name for c in preview] == ["silent"]
+    assert [c.name for c in app.not_connecting_computers(
+        a, story.sydney, 30, remove_unmanaged=True)] == ["kiosk", "silent"]
+    assert app.position == before  # recorded nothing
+    task_id = app.delete_not_connecting_computers(
+        a, story.sydney, 30, deactivate_license=False, remove_unmanaged=True)
+    assert set(app.task(a, task_id).results) == {silent, kiosk}
+    refused(app, PermissionDenied, lambda: app.not_connecting_computers(
+        story.larry, story.sydney, 30), "needs WRITE")
+    refused(app, NotFound, lambda: app.not_connecting_computers(
+        story.larry, story.tokyo, 30), "static group .* not found")
+    refused(app, InvalidInput, lambda: app.not_connecting_computers(a, story.sydney, 0),
+            "days must be")
+
+
 # -- R27 suspension ---------------------------------------------------------------------------
 
 

@@ -134,6 +134,11 @@ def _bool(value: object, name: str) -> bool:
     return value
 
 
+def _days(days: object) -> None:
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise InvalidInput(f"days must be a whole number of days ≥ 1, not {days!r}")
+
+
 class ComputerCommands(Handler):
     # -- helpers ---------------------------------------------------------------------
 
@@ -753,6 +758,43 @@ class ComputerCommands(Handler):
 
         return self._execute(decide)
 
+    def _not_connecting(
+        self, uid: UserId, gid: GroupId, days: int, unmanaged: bool
+    ) -> list[ComputerState]:
+        """R26's selection: the computers of ``gid`` and its subgroups not connected
+        (or, never connected, registered) for ``days``; without an agent only with
+        ``unmanaged``. WRITE is needed on the group."""
+        d = self._directory()
+        self._visible_group(d, uid, gid)
+        self._require(d, uid, gid, Permission.WRITE, "deleting not connecting computers")
+        groups = d.subgroups(gid)
+        cutoff = self._now() - timedelta(days=days)
+        self._refresh()  # the views list the group's computers
+        out = []
+        for key in self.views.computers_in(groups):
+            c = self._computer(ComputerId(key))
+            seen = c.last_seen
+            if not c.exists or c.group not in groups or seen is None:
+                continue
+            if (c.managed or unmanaged) and seen <= cutoff:
+                out.append(c)
+        return out
+
+    def not_connecting_computers(
+        self, actor: UserId, group: GroupId, days: int, *, remove_unmanaged: bool = False
+    ) -> list[ComputerView]:
+        """What ``delete_not_connecting_computers`` would remove now, by name (R26):
+        the same selection and the same refusals, recording nothing."""
+        uid = self._actor(actor)
+        gid = GroupId(group)
+        _days(days)
+        unmanaged = _bool(remove_unmanaged, "remove_unmanaged")
+        chosen = {c.computer_id for c in self._not_connecting(uid, gid, days, unmanaged)}
+        d = self._directory()
+        states, tags, licenses = self.views.computer_rows(frozenset(d.subgroups(gid)))
+        views = [self._computer_view(c, tags, licenses) for c in states if c.computer_id in chosen]
+        return sorted(views, key=lambda v: (v.name.casefold(), str(v.computer_id)))
+
     def delete_not_connecting_computers(
         self,
         actor: UserId,
@@ -772,30 +814,13 @@ class ComputerCommands(Handler):
         """
         uid = self._actor(actor)
         gid = GroupId(group)
-        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-            raise InvalidInput(f"days must be a whole number of days ≥ 1, not {days!r}")
+        _days(days)
         deactivating = _bool(deactivate_license, "deactivate_license")
         unmanaged = _bool(remove_unmanaged, "remove_unmanaged")
         task_id = TaskId.random()
 
         def candidates() -> list[ComputerState]:
-            d = self._directory()
-            self._visible_group(d, uid, gid)
-            self._require(
-                d, uid, gid, Permission.WRITE, "deleting not connecting computers"
-            )
-            groups = d.subgroups(gid)
-            cutoff = self._now() - timedelta(days=days)
-            self._refresh()  # the views list the group's computers
-            out = []
-            for key in self.views.computers_in(groups):
-                c = self._computer(ComputerId(key))
-                seen = c.last_seen
-                if not c.exists or c.group not in groups or seen is None:
-                    continue
-                if (c.managed or unmanaged) and seen <= cutoff:
-                    out.append(c)
-            return out
+            return self._not_connecting(uid, gid, days, unmanaged)
 
         self._refresh()
         planned = candidates()
