@@ -1663,8 +1663,8 @@ def _refuse_unless_demo_store(lm: LicenseManagement, actor: UserId, store: Store
         [f"group {g.path}" for g in lm.groups(actor) if g.parent is not None
          and g.name not in branches]
         + [f"user {u.name}" for u in lm.users(actor) if u.name not in people]
-        + [f"license {v.public_id}" for v in lm.licenses(actor)
-           if str(v.public_id) not in licenses]
+        + [f"license {pid}" for p in lm.pools(actor) for pid in sorted(map(str, p.public_ids))
+           if pid not in licenses]  # pools, not licenses: no statuses or forecasts made
     )
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3

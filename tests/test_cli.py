@@ -125,6 +125,19 @@ def test_r13_demo_refuses_a_store_it_did_not_create_before_writing_anything(
     assert not store.with_name(store.name + ".seal-key").exists()
 
 
+def test_r13_demo_refuses_a_store_holding_a_license_of_its_own(tmp_path: Path) -> None:
+    from esmc_licensing import Adapters, InMemoryActivationServer, InvalidInput, LicenseManagement
+
+    vendor = InMemoryActivationServer()
+    app = LicenseManagement(adapters=Adapters(activation_server=vendor))
+    admin = app.administrator
+    app.add_license_key(admin, vendor.issue(public_id="ABC-000-001",
+                                            product="ESET Endpoint Security", units=5,
+                                            expires=datetime(2030, 1, 1).date()))
+    with pytest.raises(InvalidInput, match="license ABC-000-001"):
+        cli._refuse_unless_demo_store(app, admin, cli.parse_store(str(tmp_path / "x.db")))
+
+
 def test_r13_demo_refuses_a_configured_vendor_before_creating_the_store(tmp_path: Path) -> None:
     store = tmp_path / "new.db"
     result = CliRunner().invoke(
