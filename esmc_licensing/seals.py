@@ -211,14 +211,17 @@ class Sealer:
         self.ring = ring
         self.key_id = ring.current_id
         self._key = ring.current
+        self._inner, self._outer = _keyed(self._key)
 
     def seal(self, previous: SealRow | None, rows: Sequence[SealedRow]) -> SealRow:
-        """The seal of ``rows`` (one save, in position order) after ``previous``."""
+        """The seal of ``rows`` (one save, in position order) after ``previous``.
+
+        What :func:`row_digests`, :func:`rows_hash` and :func:`seal_chain`
+        compute, in one pass and without their calls (every save of a sealed
+        store pays this; a test checks they agree).
+        """
         first, last = rows[0][0], rows[-1][0]
-        contiguous = last - first + 1 == len(rows)
-        positions = "" if contiguous else ",".join(str(r[0]) for r in rows)
-        # the events' digests and the rows' hash in one pass (what the two
-        # functions of the same names compute; a test checks they agree)
+        positions = "" if last - first + 1 == len(rows) else ",".join(str(r[0]) for r in rows)
         sha256 = hashlib.sha256
         whole = sha256()
         update = whole.update
@@ -226,22 +229,21 @@ class Sealer:
         for position, oid, version, topic, state in rows:
             head = f"{position}|{oid}|{version}|{topic}|"
             parts.append(sha256(head.encode() + state).digest()[:DIGEST_BYTES])
-            update(f"{head}{len(state)}|".encode())
-            update(state)
+            update(f"{head}{len(state)}|".encode() + state)
         digests = b"".join(parts)
-        seq = 1 if previous is None else previous.seq + 1
-        chain = seal_chain(
-            self._key,
-            seq,
-            first,
-            last,
-            positions,
-            self.key_id,
-            "" if previous is None else previous.chain,
-            whole.digest(),
-            digests,
+        if previous is None:
+            seq, chained = 1, ""
+        else:
+            seq, chained = previous.seq + 1, previous.chain
+        h = self._inner.copy()
+        h.update(
+            f"{seq}|{first}|{last}|{positions}|{self.key_id}|{chained}|".encode()
+            + whole.digest()
+            + digests
         )
-        return SealRow(seq, first, last, positions, self.key_id, digests, chain)
+        o = self._outer.copy()
+        o.update(h.digest())
+        return SealRow(seq, first, last, positions, self.key_id, digests, o.hexdigest())
 
 
 # -- legacy seals (HistorySealed events) ------------------------------------------------------
