@@ -77,10 +77,28 @@ class AlertQueries(Queries):
         self._refresh()
         self.views.advance_alerts(self._now().date().toordinal())
 
-    def alerts(self, actor: UserId, *, since: date | datetime | None = None) -> list[Alert]:
+    def alerts(
+        self,
+        actor: UserId,
+        *,
+        since: date | datetime | None = None,
+        as_of: datetime | int | None = None,
+    ) -> list[Alert]:
         """The alerts of the licenses the actor may see, oldest first (R35); with
-        ``since`` (a date, or an aware datetime) those raised from then on."""
+        ``since`` (a date, or an aware datetime) those raised from then on.
+
+        ``as_of`` (R30) replays the log up to then into views of its own and
+        brings their calendar to that day: the alerts raised by then, on the
+        licenses the actor could see then, with the same ids. Deliveries are
+        not events (a sink's outcome is an operational record, kept as the
+        latest attempt only), so an answer as of a past moment has none.
+        """
         start = _since(since)
+        if as_of is not None:
+            with self._reading(as_of) as (views, d, today):
+                views.advance_alerts(today.toordinal())
+                uid = self._actor(actor, d)
+                return [_alert(r, {}) for r in views.alert_rows(visible_groups(d, uid), start)]
         self._advance_alerts()
         d = self._directory()
         uid = self._actor(actor, d)

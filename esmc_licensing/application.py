@@ -640,13 +640,22 @@ class LicenseManagement:
 
     # -- alerts and forecasts (R35, R36) ------------------------------------------------
 
-    def alerts(self, actor: UserId, *, since: date | datetime | None = None) -> list[Alert]:
+    def alerts(
+        self,
+        actor: UserId,
+        *,
+        since: date | datetime | None = None,
+        as_of: datetime | int | None = None,
+    ) -> list[Alert]:
         """The alerts of the licenses the actor may see, oldest first (R35); with
         ``since`` (a date, or an aware datetime) those raised from then on.
 
-        Raises ``InvalidInput`` for a naive datetime.
+        ``as_of`` (a time or a log position) gives the alerts raised by then, on
+        the licenses the actor could see then, without deliveries: those are
+        not part of the recorded history (R30). Raises ``InvalidInput`` for a
+        naive datetime.
         """
-        return self._query_area.alerts(actor, since=since)
+        return self._query_area.alerts(actor, since=since, as_of=as_of)
 
     def deliver_alerts(self) -> DeliveryReport:
         """Send every alert not yet accepted by each sink, oldest first, and record

@@ -2577,15 +2577,21 @@ def alerts(
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WHEN", help="Only alerts raised from this date or date-time on.")]
         = None,
+    as_of: AsOfOption = None,
     limit: LimitOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The alerts of the licenses you may see, oldest first."""
+    """The alerts of the licenses you may see, oldest first (with --as-of, those
+    raised by then, without their deliveries)."""
     if ctx.invoked_subcommand is not None:
         return
     session = _session(ctx)
     lm, actor = session.app, session.actor
-    found, note = _limited(lm.alerts(actor, since=_when(since, "--since")), limit)
+    start = _when(since, "--since")
+    when = _as_of(session, as_of, json_)
+    with _replaying(session, when):
+        raised = lm.alerts(actor, since=start, as_of=when)
+    found, note = _limited(raised, limit)
     if json_:
         _print_json([{**a.to_json(), "deliveries": to_jsonable(a.deliveries)} for a in found])
         return

@@ -629,9 +629,13 @@ def test_r14_unknown_names_get_suggestions_from_what_the_actor_sees_and_groups_t
 
 
 def test_r30_every_query_takes_as_of(demo: Run) -> None:
-    for query in (["computers"], ["filters"], ["licenses"], ["pools"]):
+    for query in (["computers"], ["filters"], ["licenses"], ["pools"], ["alerts"]):
         shown = ok(demo(*query, "--as-of", "2000-01-01"))
         assert "Nothing was recorded before 2000-01-01" in shown.stdout, query
     today = datetime.now(UTC).date().isoformat()
     assert js(demo("filters", "--as-of", today, "--json")) == js(demo("filters", "--json"))
     assert js(demo("computers", "--as-of", today, "--json")) == js(demo("computers", "--json"))
+    live = js(demo("alerts", "--json"))
+    assert live and js(demo("alerts", "--as-of", today, "--json")) == [
+        {**a, "deliveries": {}} for a in live  # type: ignore[dict-item]
+    ]

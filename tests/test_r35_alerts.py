@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -272,8 +273,11 @@ def test_r35_alerts_are_exactly_the_daily_crossings(
         model = Model(Policy())
         issued: set[str] = set()
         ids_seen: dict[str, tuple[str, date, str, bool]] = {}
+        looks: list[tuple[datetime, list[Any]]] = []
         for st_ in steps:
             _run_step(s, issued, st_)
+            if st_[0] == "look":
+                looks.append((s.clock.now(), _undelivered(s.app.alerts(s.app.administrator))))
             s.clock.advance(timedelta(seconds=1))  # saves are told apart by their time
             model.observe(s.app, s.clock.now().date())
             if st_[0] in ("look", "restart", "rebuild"):
@@ -296,6 +300,9 @@ def test_r35_alerts_are_exactly_the_daily_crossings(
             assert by_id.get(alert_key) == seen, "an alert changed or vanished"
         # oldest first, each license's crossings in the order they happened
         assert [a.when for a in alerts] == sorted(a.when for a in alerts)
+        # R30: as of each look, the alerts are what that look answered
+        for then, seen_then in looks[-3:]:
+            assert s.app.alerts(s.app.administrator, as_of=then) == seen_then, then
         # what the sink received is what was raised, each id at least once
         received = {a["alert_id"] for a in s.sink.delivered}
         assert received <= set(ids)
@@ -336,6 +343,45 @@ def test_r35_date_crossings_raised_on_their_day_after_downtime(
         s.restart()
         s.clock.advance(timedelta(days=1))
         assert s.app.alerts(s.app.administrator) == alerts
+
+
+def _undelivered(alerts: list[Any]) -> list[Any]:
+    """The alerts without their deliveries (not part of the recorded history)."""
+    return [attrs.evolve(a, deliveries={}) for a in alerts]
+
+
+def test_r30_alerts_as_of_a_moment_are_those_raised_by_then_as_the_actor_saw_them(
+    session: Callable[[], Any],
+) -> None:
+    """R30/R35: ``alerts(as_of=t)`` answers what ``alerts`` answered at ``t``, with
+    the actor's visibility then (a pool moved later does not show), the same
+    ids, and no deliveries; a log position works as well as a time."""
+    with session() as s:
+        app = s.app
+        admin = app.administrator
+        branch = app.create_group(admin, "Branch")
+        user = app.create_user(admin, "bob", branch)
+        app.grant(admin, user, branch, Permission.READ)
+        key = s.vendor.issue(
+            public_id="ASO-000-001", product=PRODUCT, units=5, expires=date(2026, 2, 15),
+            owner="Owner",
+        )
+        app.add_license_key(admin, key)
+        s.clock.advance(timedelta(days=20))  # 2026-01-21: within 30 days of expiry
+        app.create_group(admin, "Marker")  # a log position of that day: its time
+        then, position_then = s.clock.now(), app.position
+        seen_then = app.alerts(admin)
+        assert [(a.reason, a.entered) for a in seen_then] == [(StatusReason.EXPIRING, True)]
+        s.clock.advance(timedelta(hours=1))
+        app.deliver_alerts()
+        app.move_pools(admin, [app.license(admin, "ASO-000-001").pool_id], branch)
+        s.clock.advance(timedelta(days=40))  # expired since
+        assert len(app.alerts(admin)) == 3 and app.alerts(user)
+        assert app.alerts(admin)[0].deliveries  # delivered, live
+        assert app.alerts(admin, as_of=then) == _undelivered(seen_then)
+        assert app.alerts(admin, as_of=position_then) == _undelivered(seen_then)
+        assert app.alerts(user, as_of=then) == []  # the pool was not in the branch yet
+        assert app.alerts(admin, as_of=then, since=then + timedelta(seconds=1)) == []
 
 
 def test_r35_alerts_follow_the_license_visibility(session: Callable[[], Any]) -> None:
