@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from types import TracebackType
 
+from . import _attrs_code  # noqa: F401 - first: attrs' code of the classes below cached
 from .alerting import AlertQueries
 from .commands.accounts import AccountCommands, AccountView, SyncReport
 from .commands.computers import ComputerCommands

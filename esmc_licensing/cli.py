@@ -55,6 +55,7 @@ import typer
 from eventsourcing.domain import EventSourcingError
 from eventsourcing.persistence import InfrastructureFactoryError
 
+from . import _attrs_code  # noqa: F401 - first: attrs' code of the classes below cached
 from .adapters.clock import SystemClock
 from .adapters.memory import InMemoryActivationServer
 from .adapters.ports import ActivationServer, Clock
