@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..adapters.field_cipher import sealed_key_id
-from ..adapters.mapper import SECRETS_BY_TOPIC
+from ..adapters.mapper import secrets_of_topic
 from ..aggregates import encode_state
 from ..domain import account, directory, license
 from ..domain.errors import DataKeyMissing, LicensingError
@@ -66,7 +66,7 @@ class SecretCommands(Handler):
         latest: dict[str, tuple[int, str, dict[str, Any]]] = {}
         for page in self.event_log.pages(0):
             for _, oid, version, topic, state in page:
-                paths = SECRETS_BY_TOPIC.get(topic)
+                paths = secrets_of_topic(topic)
                 if paths is None:
                     continue
                 data = orjson.loads(state) if isinstance(state, bytes | str) else {}
@@ -78,7 +78,7 @@ class SecretCommands(Handler):
         stale = [
             (oid, topic, data)
             for oid, (_, topic, data) in latest.items()
-            if any(kid != current for kid in _secret_key_ids(data, SECRETS_BY_TOPIC[topic]))
+            if any(kid != current for kid in _secret_key_ids(data, secrets_of_topic(topic) or ()))
         ]
         done = 0
         for i in range(0, len(stale), BATCH):
