@@ -20,11 +20,47 @@ from hypothesis import strategies as st
 
 from esmc_licensing import InvalidInput, LicenseFilter, LicenseManagement, ManualClock, NotFound
 from esmc_licensing.adapters.memory import InMemoryActivationServer
-from esmc_licensing.domain.forecast import MIN_HISTORY_DAYS, WINDOW_DAYS, daily_series, forecast
+from esmc_licensing.domain.forecast import (
+    MIN_HISTORY_DAYS,
+    WINDOW_DAYS,
+    daily_series,
+    forecast,
+    theil_sen,
+)
 
 from .conftest import PRODUCT, AppFactory
 
 TODAY = date(2026, 6, 1)
+
+
+def _pairwise_theil_sen(ys: list[int]) -> tuple[float, float]:
+    """The estimator as defined: the median of the slopes of every pair of days
+    (each ``rise * (1.0 / distance)``), then the median intercept."""
+
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        half = len(values) // 2
+        return values[half] if len(values) % 2 else (values[half - 1] + values[half]) / 2
+
+    slopes = [
+        (ys[j] - ys[i]) * (1.0 / (j - i)) for i in range(len(ys)) for j in range(i + 1, len(ys))
+    ]
+    slope = median(slopes)
+    return slope, median([y - slope * x for x, y in enumerate(ys)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(
+        st.tuples(st.integers(1, 40), st.integers(0, 60)), min_size=1, max_size=40
+    ).map(lambda rs: [v for length, v in rs for _ in range(length)][:WINDOW_DAYS]),
+)
+def test_r36_theil_sen_is_the_median_of_every_pairs_slope(runs: list[int]) -> None:
+    """R36: the trend is exactly (bit for bit) the Theil–Sen line of the
+    definition, whether the series is a few runs of equal usage (counted by
+    runs) or changes most days (every pair listed)."""
+    if len(runs) >= 2:
+        assert theil_sen(runs) == _pairwise_theil_sen(runs)
 
 
 def _history(values: list[int]) -> list[tuple[int, int]]:

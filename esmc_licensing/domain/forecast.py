@@ -67,14 +67,78 @@ def theil_sen(ys: Sequence[int]) -> tuple[float, float]:
     n = len(ys)
     if n < 2:
         return 0.0, float(ys[0]) if ys else 0.0
-    slopes: list[float] = []
-    extend = slopes.extend
-    for lag in range(1, n):
-        inverse = 1.0 / lag
-        extend([(b - a) * inverse for a, b in zip(ys, ys[lag:], strict=False)])
-    slope = _median(slopes)
+    runs = _runs(ys)
+    if len(runs) * 3 > n:  # a busy series: every pair's slope, in C-speed comprehensions
+        slopes: list[float] = []
+        extend = slopes.extend
+        for lag in range(1, n):
+            inverse = 1.0 / lag
+            extend([(b - a) * inverse for a, b in zip(ys, ys[lag:], strict=False)])
+        slope = _median(slopes)
+    else:
+        slope = _run_median(runs, n)
     intercept = _median([y - slope * x for x, y in enumerate(ys)])
     return slope, intercept
+
+
+def _runs(ys: Sequence[int]) -> list[tuple[int, int, int]]:
+    """The series as runs of equal values: (first day, last day, value)."""
+    runs: list[tuple[int, int, int]] = []
+    start = 0
+    for i in range(1, len(ys) + 1):
+        if i == len(ys) or ys[i] != ys[start]:
+            runs.append((start, i - 1, ys[start]))
+            start = i
+    return runs
+
+
+def _run_median(runs: list[tuple[int, int, int]], n: int) -> float:
+    """The median of every pair's slope, counted by runs instead of listed.
+
+    Usage is carried forward over the days it did not change, so a series is
+    mostly a few runs of equal values. A pair of days in one run (or in two
+    runs of the same value) has slope 0; a pair across two runs has slope
+    rise / distance, and for each distance the number of such pairs is the
+    overlap of the runs shifted by it. So the median is found among a few
+    hundred (slope, count) entries rather than ~4,000 slopes -- the same
+    value, bit for bit: each slope is computed as ``rise * (1.0 / distance)``
+    as the pairwise listing computes it.
+    """
+    weighted: list[tuple[float, int]] = []
+    extend = weighted.extend
+    zero = 0
+    for r, (s1, e1, v1) in enumerate(runs):
+        length = e1 - s1 + 1
+        zero += length * (length - 1) // 2
+        for s2, e2, v2 in runs[r + 1 :]:
+            rise = v2 - v1
+            if rise == 0:
+                zero += length * (e2 - s2 + 1)
+                continue
+            # distances lo..hi; the pairs at each: 1, 2, … up to the shorter
+            # run's length m, m on the plateau, then down to 1 again
+            lo, hi = s2 - e1, e2 - s1
+            m = min(length, e2 - s2 + 1)
+            top = lo + m - 1  # the plateau's first distance
+            end = hi - m + 1  # and its last
+            extend([(rise * (1.0 / d), d - lo + 1) for d in range(lo, top)])
+            extend([(rise * (1.0 / d), m) for d in range(top, end + 1)])
+            extend([(rise * (1.0 / d), hi - d + 1) for d in range(end + 1, hi + 1)])
+    if zero:
+        weighted.append((0.0, zero))
+    weighted.sort()
+    total = n * (n - 1) // 2
+    half = total // 2
+    low = high = 0.0
+    seen = 0
+    for value, count in weighted:
+        if seen <= half - 1 < seen + count:
+            low = value
+        if seen <= half < seen + count:
+            high = value
+            break
+        seen += count
+    return high if total % 2 else (low + high) / 2
 
 
 def _median(values: list[float]) -> float:
