@@ -365,12 +365,13 @@ class LicenseManagement:
         """
         self._tag_area.create_tag(actor, name)
 
-    def delete_tag(self, actor: UserId, name: str) -> None:
+    def delete_tag(self, actor: UserId, name: str, *, dry_run: bool = False) -> None:
         """Delete a tag, unassigning it everywhere; administrators only (R28).
 
-        Raises ``PermissionDenied``, ``NotFound`` for an unknown tag.
+        Raises ``PermissionDenied``, ``NotFound`` for an unknown tag. With
+        ``dry_run=True`` it checks and raises the same, and deletes nothing.
         """
-        self._tag_area.delete_tag(actor, name)
+        self._tag_area.delete_tag(actor, name, dry_run=dry_run)
 
     def assign_tag(self, actor: UserId, target: Target, name: str) -> None:
         """Tag a pool (PoolId), a license (PublicId or its string) or a computer
@@ -516,16 +517,19 @@ class LicenseManagement:
         return self._computer_area.deactivate_products(actor, computer_ids, products)
 
     def remove_computer(
-        self, actor: UserId, computer_id: ComputerId, *, deactivate: bool
+        self, actor: UserId, computer_id: ComputerId, *, deactivate: bool, dry_run: bool = False
     ) -> RemovalResult:
         """Remove a computer from management; its history stays (R25).
 
         With ``deactivate=True`` its products are deactivated first and the
         seats freed; without, ``RemovalResult.warning`` says the seats stay
         used. Raises ``PermissionDenied`` without WRITE on its group,
-        ``NotFound``.
+        ``NotFound``. With ``dry_run=True``: the same checks and answer, and
+        nothing is deactivated or recorded.
         """
-        return self._computer_area.remove_computer(actor, computer_id, deactivate=deactivate)
+        return self._computer_area.remove_computer(
+            actor, computer_id, deactivate=deactivate, dry_run=dry_run
+        )
 
     def delete_not_connecting_computers(
         self,

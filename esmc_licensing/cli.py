@@ -2332,17 +2332,6 @@ def _print_impact(
         _say(f"  computer {name} would use {', '.join(pids)} from outside its group")
 
 
-def _require_administrator(lm: LicenseManagement, actor: UserId, doing: str) -> None:
-    """The library's refusal for a non-administrator, before a question is asked."""
-    me = next((u for u in lm.users(actor) if u.user_id == actor), None)
-    if (me is None or me.home_group != lm.all_group
-            or me.effective.get(lm.all_group, 0) < Permission.WRITE):
-        raise PermissionDenied(
-            f"{doing} needs an administrator: home group All and WRITE permission "
-            "on licenses in All"
-        )
-
-
 def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
 
@@ -2445,11 +2434,12 @@ def tag_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
     session = _session(ctx)
     lm, actor = session.app, session.actor
     tag = name.strip()
-    _require_administrator(lm, actor, "deleting a tag")  # refused before a question or preview
     known = {t.casefold(): t for t in lm.tags(actor)}
-    if tag.casefold() not in known:
-        raise _did_you_mean(NotFound("tag", tag), tag, known.values(), "esmc-licensing tag list")
-    tag = known[tag.casefold()]
+    tag = known.get(tag.casefold(), tag)
+    try:  # the library's own refusals, before a question or a preview
+        lm.delete_tag(actor, tag, dry_run=True)
+    except NotFound as e:
+        raise _did_you_mean(e, tag, known.values(), "esmc-licensing tag list") from None
     pools_ = [str(p.pool_id) for p in lm.pools(actor, tags=[tag])]
     licenses_ = [str(v.public_id) for v in lm.licenses(actor, LicenseFilter(tags=[tag]))]
     computers = [str(c.computer_id) for c in lm.computers(actor, tags=[tag])]
@@ -3391,13 +3381,14 @@ def remove_computer(
     lm, actor = session.app, session.actor
     cid = _computer(lm, actor, computer)
     view = lm.computer(actor, cid)
+    # the library's own refusals, before a question or a preview
+    lm.remove_computer(actor, cid, deactivate=deactivate_, dry_run=True)
     held = [p for p in view.products if p.activated or p.suspended]
     consequence = (
         "its products are deactivated and the seats freed" if deactivate_ else
         f"{len(held)} activated product(s) keep their seats, which can no longer be freed"
     )
     if dry_run:
-        _group_of_writable(lm, actor, view.group, f"removing computer {view.name!r}")
         _done(json_, {"computer_id": str(cid), "name": view.name, "dry_run": True,
                       "deactivate": deactivate_,
                       "products": [p.product for p in held]},
@@ -3464,15 +3455,6 @@ def delete_not_connecting(
          f"day(s): task {tid}.")
     if view.results:
         _console().print(_task_table(lm, actor, view))
-
-
-def _group_of_writable(lm: LicenseManagement, actor: UserId, group: GroupId,
-                       doing: str) -> None:
-    """The library's refusal without WRITE on ``group``, before a question or a dry run."""
-    me = next((u for u in lm.users(actor) if u.user_id == actor), None)
-    if me is None or me.effective.get(group, 0) < Permission.WRITE:
-        raise PermissionDenied(
-            f"{doing} needs WRITE permission on group {lm.group_name(group)!r}")
 
 
 def _task_id(lm: LicenseManagement, actor: UserId, text: str) -> TaskId:

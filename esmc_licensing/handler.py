@@ -104,8 +104,8 @@ class Handler:
     def _refresh(self, *, views: bool = True) -> None:
         self._core._refresh(views=views)
 
-    def _execute(self, decide: Callable[[], Decision[R]]) -> R:
-        return self._core._execute(decide)
+    def _execute(self, decide: Callable[[], Decision[R]], *, dry_run: bool = False) -> R:
+        return self._core._execute(decide, dry_run=dry_run)
 
     def _ask(self, what: str, call: Callable[[], R]) -> R:
         return self._core._ask(what, call)

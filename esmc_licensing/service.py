@@ -467,12 +467,17 @@ class ServiceBase(Application[uuid.UUID]):
     def _tags(self) -> tags.TagsState:
         return self._load(TAGS_ID, tags.initial, tags.evolve)
 
-    def _execute(self, decide: Callable[[], Decision[R]]) -> R:
-        """Decide and save; on a lost race decide again from fresh state."""
+    def _execute(self, decide: Callable[[], Decision[R]], *, dry_run: bool = False) -> R:
+        """Decide and save; on a lost race decide again from fresh state.
+
+        ``dry_run``: decide (every check and refusal of the command) and return
+        what it would answer, recording nothing -- a preview is the command's
+        own decision, not a copy of its rules.
+        """
         for attempt in range(self.max_attempts):
             self._refresh(views=False)
             result, new_events = decide()
-            if not new_events:
+            if not new_events or dry_run:
                 return result
             try:
                 self._save_events(new_events)

@@ -216,6 +216,27 @@ def test_r25_removal_with_deactivation_frees_the_seat(
             "deactivate must be True or False")
 
 
+def test_r25_a_dry_run_removal_answers_and_refuses_as_the_removal_and_records_nothing(
+    app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
+) -> None:
+    pid = add_license(app, vendor, PID, group=story.sydney)
+    [c] = add_computers(app, story.sydney, 1)
+    app.run_product_activation(story.larry, pid, [c])
+    refused(app, PermissionDenied,
+            lambda: app.remove_computer(story.larry, c, deactivate=False, dry_run=True),
+            "needs WRITE permission on group 'Sydney'")
+    before = recorded(app)
+    preview = app.remove_computer(story.admin, c, deactivate=False, dry_run=True)
+    also = app.remove_computer(story.admin, c, deactivate=True, dry_run=True)
+    assert recorded(app) == before and vendor.deactivations == []  # nothing asked or recorded
+    assert app.computer(story.admin, c).name and app.license(story.admin, pid).used_units == 1
+    assert also.warning is None and also.seats_left == ()
+    refused(app, InvalidInput,
+            lambda: app.remove_computer(story.admin, c, deactivate=False, dry_run="yes"),
+            "dry_run must be True or False")
+    assert app.remove_computer(story.admin, c, deactivate=False) == preview
+
+
 # -- R26 delete not connecting computers ------------------------------------------------------
 
 

@@ -134,6 +134,24 @@ def test_r28_deleting_a_tag_unassigns_it_everywhere(
     assert app.licenses(admin, LicenseFilter(tags=["Hot"])) == []
 
 
+def test_r28_a_dry_run_tag_deletion_refuses_as_the_deletion_and_records_nothing(
+    story: Story, app: LicenseManagement, catalogue
+) -> None:
+    admin = story.admin
+    app.create_tag(admin, "Hot")
+    app.assign_tag(admin, "OKK-000-001", "Hot")
+    before = recorded(app)
+    with pytest.raises(PermissionDenied, match="administrator"):
+        app.delete_tag(story.john, "Hot", dry_run=True)
+    with pytest.raises(NotFound, match="Cold"):
+        app.delete_tag(admin, "Cold", dry_run=True)
+    with pytest.raises(InvalidInput, match="dry_run must be True or False"):
+        app.delete_tag(admin, "Hot", dry_run=1)  # type: ignore[arg-type]
+    app.delete_tag(admin, "hot", dry_run=True)
+    assert recorded(app) == before
+    assert app.license(admin, "OKK-000-001").tags == frozenset({"Hot"})
+
+
 def test_r28_tag_names_are_unique_ignoring_case(story: Story, app: LicenseManagement) -> None:
     app.create_tag(story.admin, "Renewal")
     before = recorded(app)

@@ -717,7 +717,7 @@ class ComputerCommands(Handler):
         return left
 
     def remove_computer(
-        self, actor: UserId, computer_id: ComputerId, *, deactivate: bool
+        self, actor: UserId, computer_id: ComputerId, *, deactivate: bool, dry_run: bool = False
     ) -> RemovalResult:
         """R25: remove a computer from management (WRITE on its group).
 
@@ -725,10 +725,13 @@ class ComputerCommands(Handler):
         activation server first and the seats freed; without, the seats stay
         used and ``RemovalResult.warning`` says they can no longer be freed
         from here. The computer is ``NotFound`` afterwards; its history stays.
+        ``dry_run``: the same checks and answer, nothing asked of the server
+        and nothing recorded.
         """
         uid = self._actor(actor)
         cid = ComputerId(computer_id)
         deactivating = _bool(deactivate, "deactivate")
+        previewing = _bool(dry_run, "dry_run")
 
         def check() -> tuple[DirectoryState, ComputerState]:
             d = self._directory()
@@ -739,7 +742,7 @@ class ComputerCommands(Handler):
 
         self._refresh()
         _, first = check()
-        if deactivating:
+        if deactivating and not previewing:
             self._deactivate_at_server([(first, self._holding(first, first.products))])
 
         def decide() -> Decision[RemovalResult]:
@@ -756,7 +759,7 @@ class ComputerCommands(Handler):
                 )
             return RemovalResult(computer_id=cid, warning=warning, seats_left=left), unit.events
 
-        return self._execute(decide)
+        return self._execute(decide, dry_run=previewing)
 
     def _not_connecting(
         self, uid: UserId, gid: GroupId, days: int, unmanaged: bool

@@ -7,6 +7,7 @@ import uuid
 from ..domain import directory, saved_filters, tags
 from ..domain.directory import DirectoryState
 from ..domain.errors import (
+    InvalidInput,
     NotFound,
     PermissionDenied,
 )
@@ -47,15 +48,18 @@ class TagCommands(Handler):
 
         self._execute(decide)
 
-    def delete_tag(self, actor: UserId, name: str) -> None:
-        """Deleting a tag unassigns it everywhere, so it needs an administrator."""
+    def delete_tag(self, actor: UserId, name: str, *, dry_run: bool = False) -> None:
+        """Deleting a tag unassigns it everywhere, so it needs an administrator.
+        ``dry_run``: the same checks, nothing recorded."""
         uid = self._actor(actor)
+        if not isinstance(dry_run, bool):
+            raise InvalidInput(f"dry_run must be True or False, not {dry_run!r}")
 
         def decide() -> Decision[None]:
             directory.require_administrator(self._directory(), uid, "deleting a tag")
             return None, tags.delete(self._tags(), name, self._now(), user_actor(uid))
 
-        self._execute(decide)
+        self._execute(decide, dry_run=dry_run)
 
     def _tag_target(self, d: DirectoryState, uid: UserId, target: object) -> tuple[str, GroupId]:
         """The stored name of a tag target and its group; NotFound outside visibility."""
