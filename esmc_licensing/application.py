@@ -581,6 +581,15 @@ class LicenseManagement:
         carrying any (R28); with ``as_of``, as they were then (R30)."""
         return self._computer_area.computers(actor, tags=tags, as_of=as_of)
 
+    def tasks_starting(self, actor: UserId, prefix: str, *, limit: int = 10) -> list[TaskId]:
+        """The ids of the client tasks the actor may see (R21) whose id starts
+        with ``prefix``, at most ``limit``, in id order.
+
+        Read from the tasks view, not the computers' histories. Raises
+        ``InvalidInput`` for a prefix shorter than 4 hexadecimal digits.
+        """
+        return self._computer_area.tasks_starting(actor, prefix, limit=limit)
+
     def task(
         self, actor: UserId, task_id: TaskId, *, as_of: datetime | int | None = None
     ) -> TaskView:

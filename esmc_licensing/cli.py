@@ -3468,18 +3468,14 @@ def _task_id(lm: LicenseManagement, actor: UserId, text: str) -> TaskId:
     if len(text) < 4 or not re.fullmatch(r"[0-9a-fA-F-]+", text):
         raise InvalidInput(f"a task id is a UUID or a prefix of one (4 characters or more), "
                            f"not {text!r}")
-    found: set[str] = set()
-    for c in lm.computers(actor):
-        for entry in lm.history(actor, c.computer_id):
-            task = entry.details.get("task_id")
-            if isinstance(task, str) and task.startswith(text.lower()):
-                found.add(task)
+    found = lm.tasks_starting(actor, text, limit=5)
     if len(found) > 1:
-        raise InvalidInput(f"{len(found)} tasks have ids starting {text!r}: "
-                           f"{', '.join(sorted(found))}")
+        more = " (and maybe more)" if len(found) == 5 else ""
+        raise InvalidInput(f"{len(found)} tasks have ids starting {text!r}{more}: "
+                           f"{', '.join(str(t) for t in found)}; give more of the id")
     if not found:
         raise NotFound("task", text)
-    return TaskId(uuid.UUID(found.pop()))
+    return found[0]
 
 
 @app.command("task")

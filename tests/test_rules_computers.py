@@ -407,3 +407,22 @@ def test_r21_tasks_are_visible_to_their_creator_and_to_who_sees_their_groups(
     assert app.task(story.admin, task_id).task_id == task_id
     refused(app, NotFound, lambda: app.task(story.makio, task_id), "client task .* not found")
     assert START.tzinfo is UTC
+
+
+def test_r21_a_task_is_found_by_the_start_of_its_id_among_the_tasks_one_may_see(
+    app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
+) -> None:
+    pid = add_license(app, vendor, PID, group=story.sydney)
+    computers = add_computers(app, story.sydney, 3)
+    tasks = [app.run_product_activation(story.larry, pid, [c]) for c in computers]
+    for t in tasks:
+        assert app.tasks_starting(story.admin, str(t)[:8]) == [t]
+        assert app.tasks_starting(story.larry, str(t)[:13].upper()) == [t]
+        assert app.tasks_starting(story.makio, str(t)[:8]) == []  # R21: not theirs to see
+    assert app.tasks_starting(story.admin, str(tasks[0])[:4], limit=1) == [
+        min((t for t in tasks if str(t)[:4] == str(tasks[0])[:4]), key=str)
+    ]
+    for bad in ("abc", "xyz1", "", "12 34"):
+        refused(app, InvalidInput, lambda bad=bad: app.tasks_starting(story.admin, bad),
+                "task id prefix")
+    refused(app, InvalidInput, lambda: app.tasks_starting(story.admin, "abcd", limit=0), "limit")

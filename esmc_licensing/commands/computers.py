@@ -948,6 +948,37 @@ class ComputerCommands(Handler):
             rows = [v for v in rows if any(t.casefold() in wanted for t in v.tags)]
         return rows
 
+    def tasks_starting(self, actor: UserId, prefix: str, *, limit: int = 10) -> list[TaskId]:
+        """The ids of the client tasks the actor may see whose id starts with
+        ``prefix`` (at least 4 hexadecimal digits and dashes), at most ``limit``,
+        in id order: what a person typing an id's first characters means."""
+        text = prefix.strip().lower() if isinstance(prefix, str) else ""
+        if len(text) < 4 or text.strip("0123456789abcdef-"):
+            raise InvalidInput(
+                f"a task id prefix is 4 or more hexadecimal digits (and dashes), not {prefix!r}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit must be a whole number ≥ 1, not {limit!r}")
+        found: list[TaskId] = []
+        self._refresh()
+        # a prefix others' tasks share is read past, a page at a time
+        page, seen = limit + 16, 0
+        while len(found) < limit:
+            keys = self.views.keys_starting("task", text, seen + page)[seen:]
+            for key in keys:
+                tid = TaskId(uuid.UUID(key))
+                try:
+                    self.task(actor, tid)
+                except NotFound:
+                    continue
+                found.append(tid)
+                if len(found) == limit:
+                    break
+            if len(keys) < page:
+                break
+            seen += page
+        return found
+
     def task(
         self, actor: UserId, task_id: TaskId, *, as_of: datetime | int | None = None
     ) -> TaskView:

@@ -759,6 +759,18 @@ class ViewStore:
             )
         return [str(r[0]) for r in rows]
 
+    def keys_starting(self, kind: str, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys of ``kind``'s rows that start with ``prefix`` (ids
+        are lower-case text: an exact comparison of their first characters)."""
+        table = TABLES[kind]
+        statement = (
+            f"SELECT {table.key} FROM {self.t(table.name)} "
+            f"WHERE substr({table.key}, 1, {len(prefix)}) = {{}} "
+            f"ORDER BY {table.key} LIMIT {int(limit)}"
+        )
+        with self.reading() as c:
+            return [str(r[0]) for r in self.fetch_all(c, statement, [prefix])]
+
     def computers_in(self, groups: Iterable[GroupId]) -> list[str]:
         """The ids of the live computers in these groups."""
         wanted = sorted(str(g) for g in groups)
