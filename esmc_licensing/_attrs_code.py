@@ -70,6 +70,7 @@ def _save(path: Path, codes: dict[tuple[str, str], Any]) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(marshal.dumps(codes))
+            os.chmod(tmp, 0o644)  # readable by every user of the installation, as a .pyc
             os.replace(tmp, path)  # atomic: a concurrent reader sees one file or the other
         finally:
             with contextlib.suppress(OSError):
