@@ -1,16 +1,18 @@
 """A bytecode cache for the methods attrs writes for our classes.
 
 attrs makes each class's ``__init__``, ``__eq__``, ``__hash__``, ``__repr__``
-… by compiling generated source when the class is defined: for the 130
+… by compiling generated source when the class is defined: for the 110
 classes of this package that is about 60 ms of every process start, a
-quarter of a command-line query's own time (issue 10: a fast cold start).
-Python keeps no ``.pyc`` for generated source, so this module keeps one:
-the compiled code of every script attrs generated for this package's
-classes, in one ``marshal`` file in the package's ``__pycache__``, keyed by
-the script and its file name. The scripts are attrs' own, so the code is
-exactly what attrs would have compiled; a different attrs (told apart by
-its generating module's size and time) or Python version has a file of its
-own, and a script not in the file is compiled as before (and added).
+sixth of a command-line query's (issue 10: a fast cold start). Python
+keeps no ``.pyc`` for generated source, so this module keeps one: the
+compiled code of the script attrs generated for each of this package's
+classes, in one ``marshal`` file in the package's ``__pycache__``, by the
+script's file name (which names the class) with the script it was compiled
+from. The scripts are attrs' own, so the code is what attrs would have
+compiled (but for the salt of ``__hash__``, see ``_SALT``); a class whose
+script changed is compiled again and replaces its entry, so the file holds
+one entry per class; a different attrs (told apart by its generating
+module's size and time) or Python version has a file of its own.
 
 Like Python's own bytecode cache it is written only when bytecode may be
 written (``sys.dont_write_bytecode`` unset) and the directory is writable;
@@ -53,7 +55,7 @@ def _cache_file() -> Path:
     return Path(__file__).parent / "__pycache__" / f"attrs-{attrs_tag}.{tag}-{magic}.code"
 
 
-def _load(path: Path) -> dict[tuple[str, str], Any]:
+def _load(path: Path) -> dict[str, tuple[str, Any]]:
     try:
         data = marshal.loads(path.read_bytes())
     except (OSError, EOFError, ValueError, TypeError):
@@ -61,7 +63,7 @@ def _load(path: Path) -> dict[tuple[str, str], Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _save(path: Path, codes: dict[tuple[str, str], Any]) -> None:
+def _save(path: Path, codes: dict[str, tuple[str, Any]]) -> None:
     if sys.dont_write_bytecode:
         return
     with contextlib.suppress(OSError):
@@ -84,8 +86,9 @@ def install() -> None:
     if original is None or getattr(original, "_esmc_cached", False):
         return  # attrs changed, or installed already
     path = _cache_file()
+    #: by file name: (the script without its salt, its code)
     codes = _load(path)
-    added: dict[tuple[str, str], Any] = {}
+    added: dict[str, tuple[str, Any]] = {}
 
     def compile_and_eval(
         script: str,
@@ -96,10 +99,13 @@ def install() -> None:
         if _OURS not in filename:
             original(script, globs, locs, filename)
             return
-        key = (_SALT.sub("hash((SALT,", script), filename)
-        code = codes.get(key)
-        if code is None:
-            code = added[key] = compile(script, filename, "exec")
+        unsalted = _SALT.sub("hash((SALT,", script)
+        kept = codes.get(filename)
+        if kept is not None and kept[0] == unsalted:
+            code = kept[1]
+        else:
+            code = compile(script, filename, "exec")
+            added[filename] = (unsalted, code)
             if len(added) == 1:
                 atexit.register(lambda: _save(path, {**codes, **added}))
         eval(code, globs, locs)  # attrs' own generated script, run as attrs runs it

@@ -51,6 +51,14 @@ def test_the_key_leaves_out_the_salt_of_the_hash() -> None:
     assert len(keys) == 1
 
 
+def test_the_file_holds_one_entry_per_class_of_the_package() -> None:
+    _probe()
+    codes = _attrs_code._load(_attrs_code._cache_file())
+    assert codes and all(" esmc_licensing." in name for name in codes)
+    assert all(isinstance(script, str) and "SALT" not in name for name, (script, _) in
+               codes.items())
+
+
 def test_a_damaged_cache_file_is_ignored(tmp_path: Path) -> None:
     for content in (b"", b"\x00garbage", b"\xe9"):
         damaged = tmp_path / "x.code"
