@@ -167,8 +167,16 @@ class DirectoryCommands(Handler):
         """The catalogue's aggregate folded up to ``as_of``: its events are found
         through the history index of each tag name it ever held (every one of
         its events names a tag), so the replay costs the catalogue's history,
-        not the log's."""
-        names = {getattr(e, "name", None) for e in self.event_log.events_of(TAGS_ID)}
+        not the log's. As of a time, its own events say when: one read."""
+        events = self.event_log.events_of(TAGS_ID)
+        if isinstance(as_of, datetime):
+            state = catalogue.initial()
+            for event in events:
+                if event.timestamp > as_of:
+                    break
+                state = catalogue.evolve(state, event)
+            return state
+        names = {getattr(e, "name", None) for e in events}
         positions: set[int] = set()
         for name in sorted(n for n in names if isinstance(n, str)):
             positions.update(self.views.history_positions(f"tag:{name}"))
