@@ -188,21 +188,27 @@ TABLES: Mapping[str, Table] = {
     )
 }
 
-_UNSTRUCTURE = {t.kind: converter.get_unstructure_hook(t.state_type) for t in TABLES.values()}
+#: cattrs' hooks of each table's state, made on first use: making all of them
+#: generates and compiles code, a cost every process paid at import
+_UNSTRUCTURE: dict[str, Callable[[Any], Any]] = {}
+_STRUCTURE: dict[str, Callable[[Any, Any], Any]] = {}
 
 
 def encode_row_state(table: Table, state: Any) -> str:
-    data = _UNSTRUCTURE[table.kind](state)
+    hook = _UNSTRUCTURE.get(table.kind)
+    if hook is None:
+        hook = _UNSTRUCTURE[table.kind] = converter.get_unstructure_hook(table.state_type)
+    data = hook(state)
     if table.scrub is not None:
         data = table.scrub(data)
     return orjson.dumps(data).decode()
 
 
-_STRUCTURE = {t.kind: converter.get_structure_hook(t.state_type) for t in TABLES.values()}
-
-
 def decode_row_state(table: Table, data: str | bytes) -> Any:
-    return _STRUCTURE[table.kind](orjson.loads(data), table.state_type)
+    hook = _STRUCTURE.get(table.kind)
+    if hook is None:
+        hook = _STRUCTURE[table.kind] = converter.get_structure_hook(table.state_type)
+    return hook(orjson.loads(data), table.state_type)
 
 
 # -- dialects ------------------------------------------------------------------------------
