@@ -782,6 +782,15 @@ def _session(ctx: typer.Context) -> Session:
     return obj
 
 
+def _query_session(ctx: typer.Context) -> Session:
+    """The session of a query that is a subcommand (``tag list``) or a group's
+    own answer (``alerts``): like the commands of ``QUERY_COMMANDS``, it does
+    not create a store that does not exist."""
+    session = _session(ctx)
+    session.queries_only = True
+    return session
+
+
 def handled(fn: F) -> F:
     """Run a command: map library errors to one stderr line and an exit code."""
 
@@ -2407,7 +2416,7 @@ def tag_create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="
 def tag_list(ctx: typer.Context, as_of: AsOfOption = None, limit: LimitOption = None,
              json_: JsonOption = False) -> None:
     """The tag catalogue (shared by every user)."""
-    session = _session(ctx)
+    session = _query_session(ctx)
     when = _as_of(session, as_of, json_)
     with _replaying(session, when):
         names, note = _limited(session.app.tags(session.actor, as_of=when), limit)
@@ -2576,7 +2585,7 @@ def alerts(
     raised by then, without their deliveries)."""
     if ctx.invoked_subcommand is not None:
         return
-    session = _session(ctx)
+    session = _query_session(ctx)
     lm, actor = session.app, session.actor
     start = _when(since, "--since")
     when = _as_of(session, as_of, json_)

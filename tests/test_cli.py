@@ -604,7 +604,7 @@ def test_version_quiet_and_completion(run: Run) -> None:
 def test_a_query_on_a_store_that_does_not_exist_fails_and_creates_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "esmc-licensing.dbb"
     runner = CliRunner()
-    for query in (["licenses", "--json"], ["pools"], ["groups"]):
+    for query in (["licenses", "--json"], ["pools"], ["groups"], ["alerts"], ["tag", "list"]):
         result = runner.invoke(cli.app, ["--store", str(missing), *query])
         err = refused(result, 3, "does not exist", "does not create")
         assert str(missing) in err
