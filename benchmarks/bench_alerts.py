@@ -14,7 +14,8 @@ units both ways). Then prints:
   evaluated, each in one transaction (target <= 1 s);
 - ``licenses(Administrator)`` with the forecast column (10,000 rows): the
   first of the day in a fresh application (every forecast made and kept),
-  a fresh application reading the kept ones, then p50/p99 repeated and
+  ``prepare_forecasts()`` (what the daily ``run-due`` does, so that the
+  first query need not), a fresh application reading the kept ones, then p50/p99 repeated and
   after a change of one license (target p50 <= 20 ms).
 """
 
@@ -300,6 +301,15 @@ def main() -> None:
         "(every forecast made and kept)"
     )
     first.close()
+    job = LicenseManagement(env=env, adapters=Adapters(clock=clock))
+    job._core.views.drop_forecasts()  # a new day again
+    t = time.perf_counter()
+    prepared = job.prepare_forecasts()
+    print(
+        f"prepare_forecasts() (the daily job: run-due), on a new day: {prepared:,} forecasts "
+        f"made and kept in {(time.perf_counter() - t) * 1000:.0f} ms"
+    )
+    job.close()
     fresh = LicenseManagement(env=env, adapters=Adapters(clock=clock))
     t = time.perf_counter()
     fresh.licenses(admin)

@@ -160,5 +160,20 @@ class AlertQueries(Queries):
             (found, _, v), _ = visible_license_row(views, d, uid, pid, today, self.policy)
             return self._forecasts.of(views, [(found, v)], today)[found]
 
+    def prepare_forecasts(self) -> int:
+        """Make today's forecast of every license and keep it (R36), so that the
+        first ``licenses`` of the day reads them instead of fitting a trend per
+        license; returns how many licenses have one for today.
+
+        For the daily job (``esmc-licensing run-due``): a forecast of today
+        rests on the usage before today and on the license's used units, units
+        and expiry, so it stays valid all day unless those change -- and then
+        only that license's is made again.
+        """
+        self._refresh()
+        today = self._now().date()
+        rows, _ = self.views.license_rows(None, None, today, self.policy)
+        return len(self._forecasts.of(self.views, [(pid, v) for pid, _, v in rows], today))
+
 
 __all__ = ["AlertQueries"]

@@ -3027,8 +3027,9 @@ def sync(ctx: typer.Context, json_: JsonOption = False) -> None:
 def run_due(ctx: typer.Context, json_: JsonOption = False) -> None:
     """The scheduled daily sync, for cron: sync the sources that are due.
 
-    Recorded as the `sync` actor. Exit 0 when nothing was due or all synced,
-    3 when a source failed.
+    Recorded as the `sync` actor. Then makes and keeps today's forecasts,
+    so that the first `licenses` of the day only reads them. Exit 0 when
+    nothing was due or all synced, 3 when a source failed.
     """
     from .commands.accounts import SyncReport
 
@@ -3037,6 +3038,8 @@ def run_due(ctx: typer.Context, json_: JsonOption = False) -> None:
     due = lm.due_syncs()
     with _working("Synchronising what is due…"):
         report = lm.run_due() if due else None
+    with _working("Making today's forecasts…"):
+        lm.prepare_forecasts()  # the first licenses of the day then only reads them
     if report is None:
         if json_:
             _print_json(_report_json(SyncReport(), due))

@@ -47,7 +47,7 @@ CONTRACT = frozenset({
     "run_software_install", "record_task_result", "installer_license",
     "deactivate_products", "remove_computer", "delete_not_connecting_computers",
     "not_connecting_computers",
-    "computer", "computers", "task", "tasks_starting",
+    "computer", "computers", "task", "tasks_starting", "prepare_forecasts",
     # licenses, pools, history
     "licenses", "license", "pools", "history",
     # alerts and forecasts (R35, R36)

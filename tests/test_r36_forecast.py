@@ -234,3 +234,45 @@ def test_r36_depleting_within_takes_days() -> None:
     for bad in (-1, 1.5, "soon", True):
         with pytest.raises(InvalidInput):
             LicenseFilter(depleting_within=bad)  # type: ignore[arg-type]
+
+
+def test_r36_prepared_forecasts_are_read_not_made_by_the_first_query_of_the_day(
+    make_app: AppFactory,
+    store_env: dict[str, str],
+    vendor: InMemoryActivationServer,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """R36: ``prepare_forecasts`` (the daily job) makes today's forecast of every
+    license and keeps it; the first ``licenses`` of the day in another
+    application then fits no trend, and shows the same forecasts."""
+    app = make_app()
+    admin = app.administrator
+    expires = clock.now().date() + timedelta(days=365)
+    for pid in ("GRO-000-001", "GRO-000-002"):
+        app.add_license_key(admin, vendor.issue(
+            public_id=pid, product=PRODUCT, units=100, expires=expires, owner=pid,
+        ))
+    for day in range(20):
+        vendor.report_usage("GRO-000-001", 2 * day)
+        vendor.report_usage("GRO-000-002", 3 * day + day % 2)
+        app.synchronize()
+        clock.advance(timedelta(days=1))
+    assert app.prepare_forecasts() == 2
+    fitted: list[int] = []
+    from esmc_licensing import forecasting
+
+    made = forecasting.compute_forecast
+    monkeypatch.setattr(
+        forecasting, "compute_forecast", lambda *a, **k: fitted.append(1) or made(*a, **k)
+    )
+    # another application the same day (in memory, where each application has
+    # views of its own, the same one)
+    persistent = not store_env["PERSISTENCE_MODULE"].endswith("popo")
+    views = (make_app() if persistent else app).licenses(admin)
+    assert fitted == []
+    assert [v.forecast for v in views] == [app.forecast(admin, str(v.public_id)) for v in views]
+    assert all(v.forecast.enough_data for v in views)
+    clock.advance(timedelta(days=1))  # a new day: nothing prepared yet, so made
+    (make_app() if persistent else app).licenses(admin)
+    assert len(fitted) == 2
