@@ -474,6 +474,8 @@ class ServiceBase(Application[uuid.UUID]):
         what it would answer, recording nothing -- a preview is the command's
         own decision, not a copy of its rules.
         """
+        if not isinstance(dry_run, bool):
+            raise InvalidInput(f"dry_run must be True or False, not {dry_run!r}")
         for attempt in range(self.max_attempts):
             self._refresh(views=False)
             result, new_events = decide()

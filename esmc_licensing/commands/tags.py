@@ -7,7 +7,6 @@ import uuid
 from ..domain import directory, saved_filters, tags
 from ..domain.directory import DirectoryState
 from ..domain.errors import (
-    InvalidInput,
     NotFound,
     PermissionDenied,
 )
@@ -52,8 +51,6 @@ class TagCommands(Handler):
         """Deleting a tag unassigns it everywhere, so it needs an administrator.
         ``dry_run``: the same checks, nothing recorded."""
         uid = self._actor(actor)
-        if not isinstance(dry_run, bool):
-            raise InvalidInput(f"dry_run must be True or False, not {dry_run!r}")
 
         def decide() -> Decision[None]:
             directory.require_administrator(self._directory(), uid, "deleting a tag")
