@@ -179,13 +179,16 @@ def seal_chain(
     """A seal's chain value: HMAC-SHA256 over its number, positions, key id, the
     previous seal's chain value, the hash of its rows (:func:`rows_hash`) and its
     events' digests."""
-    # HMAC from the key's precomputed inner and outer states: setting an HMAC key
-    # up in OpenSSL costs more than hashing a save's digests
     inner, outer = _keyed(key)
+    return _chain(inner, outer, f"{seq}|{first}|{last}|{positions}|{key_id_}|{previous}|", rows,
+                  digests)
+
+
+def _chain(inner: Any, outer: Any, head: str, rows: bytes, digests: bytes) -> str:
+    """HMAC-SHA256 from the key's precomputed inner and outer states: setting an
+    HMAC key up in OpenSSL costs more than hashing a save's digests."""
     h = inner.copy()
-    h.update(f"{seq}|{first}|{last}|{positions}|{key_id_}|{previous}|".encode())
-    h.update(rows)
-    h.update(digests)
+    h.update(head.encode() + rows + digests)
     o = outer.copy()
     o.update(h.digest())
     chained: str = o.hexdigest()
@@ -216,9 +219,9 @@ class Sealer:
     def seal(self, previous: SealRow | None, rows: Sequence[SealedRow]) -> SealRow:
         """The seal of ``rows`` (one save, in position order) after ``previous``.
 
-        What :func:`row_digests`, :func:`rows_hash` and :func:`seal_chain`
-        compute, in one pass and without their calls (every save of a sealed
-        store pays this; a test checks they agree).
+        The digests and the rows' hash that :func:`row_digests` and
+        :func:`rows_hash` compute, in one pass (every save of a sealed store
+        pays this; a test checks they agree), chained as :func:`seal_chain` does.
         """
         first, last = rows[0][0], rows[-1][0]
         positions = "" if last - first + 1 == len(rows) else ",".join(str(r[0]) for r in rows)
@@ -235,15 +238,11 @@ class Sealer:
             seq, chained = 1, ""
         else:
             seq, chained = previous.seq + 1, previous.chain
-        h = self._inner.copy()
-        h.update(
-            f"{seq}|{first}|{last}|{positions}|{self.key_id}|{chained}|".encode()
-            + whole.digest()
-            + digests
+        chain = _chain(
+            self._inner, self._outer, f"{seq}|{first}|{last}|{positions}|{self.key_id}|{chained}|",
+            whole.digest(), digests,
         )
-        o = self._outer.copy()
-        o.update(h.digest())
-        return SealRow(seq, first, last, positions, self.key_id, digests, o.hexdigest())
+        return SealRow(seq, first, last, positions, self.key_id, digests, chain)
 
 
 # -- legacy seals (HistorySealed events) ------------------------------------------------------
