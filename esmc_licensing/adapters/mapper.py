@@ -311,32 +311,26 @@ def decoder(cls: type[Any]) -> Decoder:
     return found
 
 
-#: the secret fields (R32) of each event class and topic seen so far, None
-#: for none: found on first use (reading the type hints of every event class
-#: at import cost each process start about 10 ms)
-_SECRETS_BY_CLASS: dict[type[Any], tuple[tuple[str, ...], ...] | None] = {}
-_SECRETS_BY_TOPIC: dict[str, tuple[tuple[str, ...], ...] | None] = {}
+#: the secret fields (R32) of each event class seen so far, None for none:
+#: found on first use (reading the type hints of every event class at import
+#: cost each process start about 10 ms)
+_SECRETS: dict[type[Any], tuple[tuple[str, ...], ...] | None] = {}
 _UNSEEN: Any = object()
 
 
 def secrets_of(cls: type[Any]) -> tuple[tuple[str, ...], ...] | None:
     """The secret fields (R32) of an event class, as paths; None when it has none."""
-    paths = _SECRETS_BY_CLASS.get(cls, _UNSEEN)
+    paths = _SECRETS.get(cls, _UNSEEN)
     if paths is _UNSEEN:
-        paths = _SECRETS_BY_CLASS[cls] = secret_paths(cls) or None
+        paths = _SECRETS[cls] = secret_paths(cls) or None
     return paths  # type: ignore[no-any-return]
 
 
 def secrets_of_topic(topic: str) -> tuple[tuple[str, ...], ...] | None:
     """The secret fields (R32) of the events stored under ``topic``; None when
     they have none or the topic is not an event's."""
-    paths = _SECRETS_BY_TOPIC.get(topic, _UNSEEN)
-    if paths is _UNSEEN:
-        registration = TOPICS.get(topic)
-        paths = _SECRETS_BY_TOPIC[topic] = (
-            None if registration is None else secrets_of(registration.cls)
-        )
-    return paths  # type: ignore[no-any-return]
+    registration = TOPICS.get(topic)
+    return None if registration is None else secrets_of(registration.cls)
 
 
 def event_context(topic: str, originator_id: uuid.UUID, originator_version: int) -> str:
@@ -378,9 +372,7 @@ class EventMapper(Mapper[uuid.UUID]):
     def _data(self, domain_event: Any) -> tuple[str, dict[str, Any]]:
         topic, encode = self._encoders[type(domain_event)]
         data = encode(domain_event)
-        paths = _SECRETS_BY_CLASS.get(type(domain_event), _UNSEEN)
-        if paths is _UNSEEN:
-            paths = secrets_of(type(domain_event))
+        paths = secrets_of(type(domain_event))
         if paths is not None:
             where = event_context(
                 topic, domain_event.originator_id, domain_event.originator_version
@@ -450,9 +442,7 @@ class EventMapper(Mapper[uuid.UUID]):
             originator_id if isinstance(originator_id, uuid.UUID) else _uuid(str(originator_id))
         )
         data["originator_version"] = originator_version
-        paths = _SECRETS_BY_TOPIC.get(topic, _UNSEEN)
-        if paths is _UNSEEN:
-            paths = secrets_of_topic(topic)
+        paths = secrets_of_topic(topic)
         if paths is not None:
             where = event_context(topic, data["originator_id"], originator_version)
             open_fields(self.secrets, data, paths, where)
