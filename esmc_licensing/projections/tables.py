@@ -765,14 +765,14 @@ class ViewStore:
             )
         return [str(r[0]) for r in rows]
 
-    def keys_starting(self, kind: str, prefix: str, limit: int) -> list[str]:
-        """Up to ``limit`` keys of ``kind``'s rows that start with ``prefix`` (ids
+    def keys_starting(self, kind: str, prefix: str) -> list[str]:
+        """The keys of ``kind``'s rows that start with ``prefix``, in order (ids
         are lower-case text: an exact comparison of their first characters)."""
         table = TABLES[kind]
         statement = (
             f"SELECT {table.key} FROM {self.t(table.name)} "
             f"WHERE substr({table.key}, 1, {len(prefix)}) = {{}} "
-            f"ORDER BY {table.key} LIMIT {int(limit)}"
+            f"ORDER BY {table.key}"
         )
         with self.reading() as c:
             return [str(r[0]) for r in self.fetch_all(c, statement, [prefix])]
