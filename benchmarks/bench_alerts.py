@@ -56,7 +56,11 @@ def write(app: LicenseManagement, events: list[DomainEvent]) -> None:
         topic, state = mapper.encode_state(e)  # type: ignore[attr-defined]
         rows.append((e.originator_id.hex, e.originator_version, topic, state))
     with rec.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-        c.executemany(f"INSERT INTO {rec.events_table_name} VALUES (?,?,?,?)", rows)  # type: ignore[attr-defined]
+        c.executemany(  # type: ignore[attr-defined]
+            f"INSERT INTO {rec.events_table_name} "  # type: ignore[attr-defined]
+            "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)",
+            rows,
+        )
 
 
 class Story:

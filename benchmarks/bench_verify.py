@@ -4,10 +4,11 @@
 
 A store of about ``--events`` events (``testing.bulk.generate_log``), every
 save of ``--per-save`` events sealed as the application seals it (one seal
-row per save, chained). Then, in the same run, alternately:
+per save, chained, on the save's last row: the layout of a SQLite store made
+by this version). Then, in the same run, alternately:
 
 - raw: a plain ``sqlite3`` read of the same rows (position, originator id,
-  version, topic, state), a page of 2,000 at a time, and of the seals table;
+  version, topic, state), a page of 2,000 at a time, and of the seals;
 - verify: ``seals.verify_store`` -- every save's rows hashed and its chain value
   compared, every seal's chain checked, versions checked per aggregate.
 
@@ -29,7 +30,12 @@ import time
 from pathlib import Path
 
 from esmc_licensing import LicenseManagement, seals
-from esmc_licensing.adapters.sealing import sqlite_last_seal, sqlite_sealed_rows
+from esmc_licensing.adapters.sealing import (
+    SEAL_COLUMN,
+    encode_seal,
+    sqlite_column_last_seal,
+    sqlite_sealed_rows,
+)
 from esmc_licensing.keyring import Keyring, generate_key
 from esmc_licensing.testing.bulk import generate_log
 
@@ -53,7 +59,7 @@ def build(path: Path, events: int, per_save: int, key: bytes) -> int:
     sealer = seals.Sealer(Keyring.of("seal", key))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
-    previous = sqlite_last_seal(conn, "stored_events")
+    previous = sqlite_column_last_seal(conn, "stored_events", seals.MARKER_TOPIC)
     after = start
     while True:
         rows = sqlite_sealed_rows(conn.cursor(), "stored_events", after, PAGE)
@@ -62,8 +68,8 @@ def build(path: Path, events: int, per_save: int, key: bytes) -> int:
         for i in range(0, len(rows), per_save):
             seal = sealer.seal(previous, rows[i : i + per_save])
             conn.execute(
-                "INSERT INTO stored_events_seals VALUES (?, ?, ?, ?, ?, ?, ?)",
-                seal,  # a SealRow: its fields in the table's column order
+                f"UPDATE stored_events SET {SEAL_COLUMN} = ? WHERE rowid = ?",
+                (encode_seal(seal), seal.last),
             )
             previous = seal
         after = rows[-1][0]
@@ -92,8 +98,8 @@ def raw_read(path: Path) -> tuple[int, float]:
     after = 0
     while True:
         found = conn.execute(
-            "SELECT seq, first, last, positions, key_id, digests, chain FROM "
-            "stored_events_seals WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT rowid, {SEAL_COLUMN} FROM stored_events WHERE rowid > ? "
+            f"AND {SEAL_COLUMN} IS NOT NULL ORDER BY rowid LIMIT ?",
             (after, PAGE),
         ).fetchall()
         if not found:

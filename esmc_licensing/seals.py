@@ -459,8 +459,14 @@ class _Problems:
     def __init__(self) -> None:
         self.items: list[HistoryProblem] = []
         self.more = 0
+        self._named: set[tuple[int, str]] = set()
 
     def add(self, position: int | None, kind: str, detail: str) -> None:
+        if position is not None:
+            # one position can be found twice (a gap in the positions and a seal naming it)
+            if (position, kind) in self._named:
+                return
+            self._named.add((position, kind))
         if len(self.items) < MAX_PROBLEMS:
             self.items.append(HistoryProblem(position, kind, detail))
         else:
@@ -750,9 +756,9 @@ def verify_log(  # noqa: PLR0915 - one merge of two sorted streams, kept in one 
 
     def advance() -> SealedRow | None:
         r = next(source, None)
-        if type(r) is HistoryProblem:
+        while type(r) is HistoryProblem:  # a gap, or unreadable (then the rows end)
             problems.add(r.position, r.kind, r.detail)
-            return None
+            r = next(source, None)
         return r  # type: ignore[return-value]
 
     row = advance()

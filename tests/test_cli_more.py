@@ -548,8 +548,8 @@ def test_r31_deleted_tail_found_with_the_receipt_file(demo: Run, store: Path,
     ok(demo("seal-history", "--receipt", str(receipt)))
     with sqlite3.connect(store) as conn:
         (end,) = conn.execute("SELECT MAX(rowid) FROM stored_events").fetchone()
+        # (the seals are on the events' rows: they go with them)
         conn.execute("DELETE FROM stored_events WHERE rowid > ?", (end - 3,))
-        conn.execute("DELETE FROM stored_events_seals WHERE last > ?", (end - 3,))
     ok(demo("verify-history"))  # the key alone cannot tell a shorter history
     refused(demo("verify-history", "--receipt", str(receipt)), 1, "truncated")
 

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from esmc_licensing import LicenseManagement, Permission, PermissionDenied, seals
+from esmc_licensing.adapters import sealing
 from esmc_licensing.keyring import Keyring, generate_key, key_id, write_key_file
 from esmc_licensing.seals import Receipt, SealKeyMissing
 from esmc_licensing.testing import stores
@@ -58,6 +59,16 @@ def _sql(app: LicenseManagement, env: dict[str, str]) -> Iterator[tuple[Any, str
             autocommit=True,
         ) as conn:
             yield conn, f'"{schema}".{events}', f'"{schema}".{seals_table}', "notification_id"
+
+
+def _in_column(app: LicenseManagement) -> bool:
+    """Whether the store keeps its seals on the events' rows (SQLite stores made
+    by this version) rather than in a seals table."""
+    return bool(getattr(app._core.recorder, "seals_in_events_table", False))
+
+
+#: deletes every seal, whichever the layout
+_NO_SEALS = {True: ("UPDATE {events} SET seal = NULL", ()), False: ("DELETE FROM {seals}", ())}
 
 
 def _p(env: dict[str, str]) -> str:
@@ -155,14 +166,15 @@ def test_r31_event_put_in_place_of_another_is_named(
 ) -> None:
     """An "insert" into the middle of the log: a row replaced by a forged one."""
     target = _position_of(sealed_app, "PoolMoved")
+    seal = ", seal" if _in_column(sealed_app) else ""  # the row's seal is put back too
     (row,) = _rows(sealed_app, store_env,
-                   "SELECT originator_id, originator_version, topic, state FROM {events} "
-                   "WHERE {pos} = {p}", (target,))
+                   "SELECT originator_id, originator_version, topic, state, {pos}" + seal
+                   + " FROM {events} WHERE {pos} = {p}", (target,))
     _tamper(
         sealed_app, store_env,
         ("DELETE FROM {events} WHERE {pos} = {p}", (target,)),
-        ("INSERT INTO {events} (originator_id, originator_version, topic, state, {pos}) "
-         "VALUES ({p}, {p}, {p}, {p}, {p})", (row[0], row[1], row[2], row[3], target)),
+        ("INSERT INTO {events} (originator_id, originator_version, topic, state, {pos}"
+         + seal + ") VALUES (" + ", ".join(["{p}"] * len(row)) + ")", tuple(row)),
     )
     # the same bytes at the same place pass: nothing changed
     assert _found(sealed_app) == []
@@ -208,7 +220,7 @@ def test_r31_deleted_seals_are_detected(sealed_app: LicenseManagement, store_env
                      (target,))[0]
     _tamper(
         sealed_app, store_env,
-        ("DELETE FROM {seals}", ()),
+        _NO_SEALS[_in_column(sealed_app)],
         ("UPDATE {events} SET state = {p} WHERE {pos} = {p}",
          (bytes(state).replace(b'"units":10', b'"units":99'), target)),
     )
@@ -218,13 +230,40 @@ def test_r31_deleted_seals_are_detected(sealed_app: LicenseManagement, store_env
     assert f"1..{recorded(sealed_app)}" in report.problems[0].detail
 
 
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_r31_a_whole_save_deleted_with_its_seal_is_named(
+    sealed_app: LicenseManagement, store_env
+) -> None:
+    """SQLite: a save's seal is on its last row, so deleting every row of a save
+    deletes its seal too. SQLite numbers events without gaps: the gap is named."""
+    app = sealed_app
+    assert _in_column(app)
+    added = _position_of(app, "LicenseAdded")
+    ((last, stored),) = _rows(app, store_env,
+                              "SELECT rowid, seal FROM {events} WHERE rowid >= ? AND "
+                              "seal IS NOT NULL ORDER BY rowid LIMIT 1", (added,))
+    first = sealing.decode_seal(stored).first
+    _tamper(app, store_env, ("DELETE FROM {events} WHERE rowid BETWEEN ? AND ?", (first, last)))
+    found = _found(app)
+    assert (first, "removed") in found
+    assert "seal-removed" in {kind for _, kind in found}
+
+
 @BOTH
 def test_r31_one_deleted_seal_is_named(sealed_app: LicenseManagement, store_env) -> None:
     added = _position_of(sealed_app, "LicenseAdded")  # a save in the middle of the log
-    ((first,),) = _rows(sealed_app, store_env,
-                        "SELECT first FROM {seals} WHERE first <= {p} AND last >= {p}",
-                        (added, added))
-    _tamper(sealed_app, store_env, ("DELETE FROM {seals} WHERE first = {p}", (first,)))
+    if _in_column(sealed_app):
+        ((last, stored),) = _rows(sealed_app, store_env,
+                                  "SELECT rowid, seal FROM {events} WHERE rowid >= ? AND "
+                                  "seal IS NOT NULL ORDER BY rowid LIMIT 1", (added,))
+        first = sealing.decode_seal(stored).first
+        _tamper(sealed_app, store_env,
+                ("UPDATE {events} SET seal = NULL WHERE rowid = ?", (last,)))
+    else:
+        ((first,),) = _rows(sealed_app, store_env,
+                            "SELECT first FROM {seals} WHERE first <= {p} AND last >= {p}",
+                            (added, added))
+        _tamper(sealed_app, store_env, ("DELETE FROM {seals} WHERE first = {p}", (first,)))
     found = _found(sealed_app)
     assert (first, "unsealed") in found
     assert "seal-removed" in {kind for _, kind in found}
@@ -233,8 +272,15 @@ def test_r31_one_deleted_seal_is_named(sealed_app: LicenseManagement, store_env)
 @BOTH
 def test_r31_tampered_seal_is_named(sealed_app: LicenseManagement, store_env) -> None:
     target = _position_of(sealed_app, "PoolMoved")
-    _tamper(sealed_app, store_env, ("UPDATE {seals} SET chain = {p} WHERE last = {p}",
-                                    ("0" * 64, target)))
+    if _in_column(sealed_app):
+        ((stored,),) = _rows(sealed_app, store_env,
+                             "SELECT seal FROM {events} WHERE rowid = ?", (target,))
+        forged = sealing.decode_seal(stored)._replace(chain="0" * 64)
+        _tamper(sealed_app, store_env, ("UPDATE {events} SET seal = ? WHERE rowid = ?",
+                                        (sealing.encode_seal(forged), target)))
+    else:
+        _tamper(sealed_app, store_env, ("UPDATE {seals} SET chain = {p} WHERE last = {p}",
+                                        ("0" * 64, target)))
     assert (target, "seal-altered") in _found(sealed_app)
 
 
@@ -245,7 +291,7 @@ def test_r31_the_seal_marker_cannot_be_removed_unnoticed(
     """Seals and the SealingStarted event both deleted: the directory's versions
     then start past 1, which verification names."""
     marker = _position_of(sealed_app, "SealingStarted")
-    _tamper(sealed_app, store_env, ("DELETE FROM {seals}", ()),
+    _tamper(sealed_app, store_env, _NO_SEALS[_in_column(sealed_app)],
             ("DELETE FROM {events} WHERE {pos} = {p}", (marker,)))
     assert "removed" in {kind for _, kind in _found(sealed_app)}
 
@@ -257,8 +303,9 @@ def test_r31_deleted_tail_is_detected_with_a_receipt(
     app = sealed_app
     receipt = app.seal_history(app.administrator)
     cut = _position_of(app, "PoolMoved")
+    # (on the events' rows, their seals go with them)
     _tamper(app, store_env, ("DELETE FROM {events} WHERE {pos} >= {p}", (cut,)),
-            ("DELETE FROM {seals} WHERE last >= {p}", (cut,)))
+            *([] if _in_column(app) else [("DELETE FROM {seals} WHERE last >= {p}", (cut,))]))
     # with the key alone a shorter history looks whole: that is what receipts are for
     assert app.verify_history(app.administrator).ok
     report = app.verify_history(app.administrator, receipt)
@@ -272,7 +319,8 @@ def test_r31_emptied_table_is_detected_with_a_receipt(
 ) -> None:
     app = sealed_app
     receipt = app.seal_history(app.administrator)
-    _tamper(app, store_env, ("DELETE FROM {events}", ()), ("DELETE FROM {seals}", ()))
+    _tamper(app, store_env, ("DELETE FROM {events}", ()),
+            *([] if _in_column(app) else [("DELETE FROM {seals}", ())]))
     report = app.verify_history(app.administrator, receipt)
     assert (receipt.position, "truncated") in [(x.position, x.kind) for x in report.problems]
     assert report.checked == 0
@@ -284,7 +332,8 @@ def test_r31_dropped_table_is_detected_with_a_receipt(
 ) -> None:
     app = sealed_app
     receipt = app.seal_history(app.administrator)
-    _tamper(app, store_env, ("DROP TABLE {events}", ()), ("DROP TABLE {seals}", ()))
+    _tamper(app, store_env, ("DROP TABLE {events}", ()),
+            *([] if _in_column(app) else [("DROP TABLE {seals}", ())]))
     kinds = {kind for _, kind in _found(app, receipt)}
     assert {"truncated", "unreadable"} <= kinds
     app.close()
@@ -448,15 +497,20 @@ def _tampered_one_row_is_named(env: dict[str, str], sequence: list, data: st.Dat
         World(app, vendor).run_all(sequence)
         admin = app.administrator
         assert app.verify_history(admin).ok
+        receipt = app.seal_history(admin)
         end = recorded(app)
         target = data.draw(st.integers(1, end), label="position")
         how = data.draw(st.sampled_from(sorted(_ROW_TAMPERING)), label="how")
         statement, expected = _ROW_TAMPERING[how]
         space = "x'20'" if env["PERSISTENCE_MODULE"].endswith("sqlite") else "'\\x20'::bytea"
         _tamper(app, env, (statement.replace("{space}", space), (target,)))
-        report = app.verify_history(admin)
+        report = app.verify_history(admin, receipt)
         assert not report.ok
-        assert (target, expected) in [(p.position, p.kind) for p in report.problems]
+        # the last event deleted is a deleted end: with seals on the events' rows
+        # its seal goes with it, and the receipt names it
+        named = {expected, "truncated"} if (how, target) == ("delete", end) else {expected}
+        found = [(p.position, p.kind) for p in report.problems]
+        assert any((target, kind) in found for kind in named), found
     finally:
         app.close()
 
@@ -592,8 +646,9 @@ def test_r31_a_store_without_a_seals_table_opens_when_tables_are_not_created(
     read-only store is), has no seals table: it opens and verifies as unsealed."""
     env = stores.sqlite_env(tmp_path / "old.db")
     LicenseManagement(env=env).close()
-    with sqlite3.connect(tmp_path / "old.db") as conn:
-        conn.execute("DROP TABLE stored_events_seals")
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # neither seals table nor column
+        conn.execute("DROP TABLE IF EXISTS stored_events_seals")
+        conn.execute("ALTER TABLE stored_events DROP COLUMN seal")
     app = LicenseManagement(env={**env, "CREATE_TABLE": "no"})
     try:
         report = app.verify_history(app.administrator)

@@ -10,6 +10,7 @@ no write of another connection ever missed.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import uuid
 from pathlib import Path
@@ -36,6 +37,9 @@ def _recorders(path: Path) -> tuple[FastSQLiteApplicationRecorder, SQLiteApplica
     fast = FastSQLiteApplicationRecorder(SQLiteDatastore(str(path)))
     fast.create_table()
     plain = SQLiteApplicationRecorder(SQLiteDatastore(str(path)))
+    # eventsourcing's insert names no columns; the events table of a store made
+    # by this version has one more (each save's seal, R31)
+    plain.insert_events_statement = fast.insert_events_statement
     return fast, plain
 
 
@@ -83,7 +87,8 @@ def test_sqlite_log_end_sees_every_write_of_another_connection(tmp_path: Path) -
     other = sqlite3.connect(path)
     with other:
         other.execute(
-            "INSERT INTO stored_events VALUES (?, 1, 'T', x'00')", (uuid.uuid4().hex,)
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+            "VALUES (?, 1, 'T', x'00')", (uuid.uuid4().hex,)
         )
     other.close()
     assert fast.log_end() == 6
@@ -133,3 +138,127 @@ def test_sqlite_in_memory_database_keeps_eventsourcings_write_path(vendor) -> No
     assert app.position > before
     assert [v.public_id for v in app.licenses(app.administrator)] == ["3AB-C12-D34"]
     app.close()
+
+
+# -- seals on the events' rows (R31) ----------------------------------------------------
+
+
+def _sealed(path: Path) -> tuple[FastSQLiteApplicationRecorder, FastSQLiteApplicationRecorder]:
+    from esmc_licensing import seals
+    from esmc_licensing.keyring import Keyring, generate_key
+
+    ring = Keyring.of("seal", generate_key())
+    first, second = (FastSQLiteApplicationRecorder(SQLiteDatastore(str(path))) for _ in "ab")
+    first.create_table()
+    for r in (first, second):
+        r.sealer = seals.Sealer(ring)
+    return first, second
+
+
+def _chain_is_whole(recorder: FastSQLiteApplicationRecorder) -> list[tuple[int, int, int]]:
+    """(seq, first, last) of every seal, after checking each follows the one before."""
+    from esmc_licensing.adapters import sealing
+
+    found = list(sealing.iter_seals(recorder))
+    spans = [(s.seq, s.first, s.last) for s in found]  # type: ignore[union-attr]
+    for (seq, _, last), (next_seq, next_first, _) in itertools.pairwise(spans):
+        assert (next_seq, next_first) == (seq + 1, last + 1), spans
+    return spans
+
+
+def test_r31_a_new_store_keeps_each_seal_on_its_saves_last_row(tmp_path: Path) -> None:
+    fast, _ = _sealed(tmp_path / "s.db")
+    assert fast.seals_in_events_table
+    assert fast.insert_events(_events(3)) == [1, 2, 3]
+    assert fast.insert_events(_events(2)) == [4, 5]
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        sealed_rows = [r[0] for r in conn.execute(
+            "SELECT rowid FROM stored_events WHERE seal IS NOT NULL ORDER BY rowid")]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert sealed_rows == [3, 5]
+    assert "stored_events_seals" not in tables  # one layout per store
+    assert _chain_is_whole(fast) == [(1, 1, 3), (2, 4, 5)]
+    assert fast.last_seal().seq == 2
+    fast.close()
+
+
+def test_r31_sealed_saves_of_two_writers_take_the_next_positions_and_one_chain(
+    tmp_path: Path,
+) -> None:
+    """A writer gives its rows the positions after its own last save; when the
+    other writer took them, it finds the log's end and the last seal again."""
+    first, second = _sealed(tmp_path / "s.db")
+    assert first.insert_events(_events(2)) == [1, 2]
+    assert second.insert_events(_events(1)) == [3]
+    assert first.insert_events(_events(2)) == [4, 5]  # not 3, 4: those were taken
+    assert second.insert_events(_events(1)) == [6]
+    assert first.insert_events(_events(1)) == [7]
+    assert _chain_is_whole(first) == [(1, 1, 2), (2, 3, 3), (3, 4, 5), (4, 6, 6), (5, 7, 7)]
+    first.close()
+    second.close()
+
+
+def test_r31_a_sealed_save_in_conflict_writes_nothing_and_the_chain_goes_on(
+    tmp_path: Path,
+) -> None:
+    fast, _ = _sealed(tmp_path / "s.db")
+    oid = uuid.uuid4()
+    fast.insert_events(_events(2, oid))
+    with pytest.raises(IntegrityError) as caught:
+        fast.insert_events(_events(1) + _events(1, oid, start=2))
+    assert isinstance(caught.value, RecordConflictError)
+    assert fast.max_notification_id() == 2
+    assert fast.insert_events(_events(1, oid, start=3)) == [3]
+    assert _chain_is_whole(fast) == [(1, 1, 2), (2, 3, 3)]
+    fast.close()
+
+
+def test_r31_a_save_larger_than_one_statement_is_sealed_once(tmp_path: Path) -> None:
+    fast, second = _sealed(tmp_path / "s.db")
+    fast.insert_events(_events(1))
+    second.insert_events(_events(1))  # so the big save must find its positions
+    n = ROWS_PER_STATEMENT * 2 + 7
+    ids = fast.insert_events(_events(n))
+    assert ids == list(range(3, 3 + n))
+    assert _chain_is_whole(fast)[-1] == (3, 3, 2 + n)
+    fast.close()
+    second.close()
+
+
+def test_r31_a_store_with_a_seals_table_keeps_its_layout(tmp_path: Path) -> None:
+    """A store made before the seal column (its events table as eventsourcing
+    makes it, seals in ``stored_events_seals``) is written as it was."""
+    from esmc_licensing.adapters import sealing
+
+    path = tmp_path / "old.db"
+    plain = SQLiteApplicationRecorder(SQLiteDatastore(str(path)))
+    plain.create_table()
+    with sqlite3.connect(path) as conn:
+        conn.execute(sealing.sqlite_create_statement("stored_events"))
+    fast, second = _sealed(path)
+    assert not fast.seals_in_events_table
+    assert fast.insert_events(_events(2)) == [1, 2]
+    assert second.insert_events(_events(1)) == [3]
+    assert fast.insert_events(_events(1)) == [4]
+    with sqlite3.connect(path) as conn:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(stored_events)")}
+        (count,) = conn.execute("SELECT COUNT(*) FROM stored_events_seals").fetchone()
+    assert "seal" not in columns and count == 3
+    assert _chain_is_whole(fast) == [(1, 1, 2), (2, 3, 3), (3, 4, 4)]
+    fast.close()
+    second.close()
+
+
+def test_r31_an_in_memory_sqlite_store_seals_through_eventsourcing_s_insert() -> None:
+    """In-memory databases keep eventsourcing's write path; its saves are sealed
+    on their last row too, each after the one before."""
+    from esmc_licensing import seals
+    from esmc_licensing.keyring import Keyring, generate_key
+
+    recorder = FastSQLiteApplicationRecorder(SQLiteDatastore(":memory:"))
+    recorder.create_table()
+    assert not recorder.lean and recorder.seals_in_events_table
+    recorder.sealer = seals.Sealer(Keyring.of("seal", generate_key()))
+    for n in (2, 3, 1):
+        recorder.insert_events(_events(n))
+    assert _chain_is_whole(recorder) == [(1, 1, 2), (2, 3, 5), (3, 6, 6)]

@@ -17,6 +17,12 @@ free: SQLite's ``PRAGMA data_version`` on a connection changes only when
 *another* connection commits, so while it is unchanged the log ends where
 this connection last wrote or looked (:meth:`FastSQLiteApplicationRecorder.log_end`).
 
+A sealed save (R31) writes its seal in the same statement, on its last
+row's ``seal`` column (stores created by this version; see
+:mod:`.sealing`): the rows' positions are given, not returned, as the
+last one this writer wrote plus one, and found again when another writer
+took them first.
+
 Reads, tracking and everything else stay eventsourcing's. In-memory
 databases keep eventsourcing's write path (their connections must share
 the pool's read-write interlock). The application uses this recorder for
@@ -42,6 +48,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLITE3_DEFAULT_LOCK_TIMEOUT, SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
+from .. import seals
 from . import sealing
 
 #: rows per INSERT statement (4 parameters each; SQLite allows 32,766)
@@ -78,12 +85,50 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         self.seals_table_name = sealing.seals_table(self.events_table_name)
         #: the seal this writer committed last (under the lock)
         self._last_seal: Any = None
+        #: whether the events table keeps the seals (None: not known yet)
+        self._seal_column: bool | None = None
+        columns = "originator_id, originator_version, topic, state"
+        self.insert_events_statement = (
+            f"INSERT INTO {self.events_table_name} ({columns}) VALUES (?, ?, ?, ?)"
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
             sealing.sqlite_create_statement(self.events_table_name),
         ]
+
+    def _create_table(self, c: Any) -> None:
+        """A new store keeps its seals in its events table; an existing one keeps its layout.
+
+        The first statement writes (a new store) or changes nothing: a read
+        first would make this transaction a reader that cannot become the
+        writer while other processes create the same store ("database is
+        locked" instead of waiting its turn).
+        """
+        events, *others = self.create_table_statements
+        c.execute(sealing.sqlite_events_create_statement(events))
+        found = sealing.sqlite_seal_column(c.sqlite_cursor, self.events_table_name)
+        self._seal_column = bool(found)
+        if self._seal_column:
+            others = [s for s in others if self.seals_table_name not in s]
+        for statement in others:
+            c.execute(statement)
+
+    #: SQLite gives each event the highest position plus one: a gap is a deletion
+    positions_without_gaps = True
+
+    @property
+    def seals_in_events_table(self) -> bool:
+        """Whether this store keeps each save's seal on its last event row."""
+        known = self._seal_column
+        if known is None:
+            with self.datastore.transaction(commit=False) as c:
+                found = sealing.sqlite_seal_column(c.sqlite_cursor, self.events_table_name)
+            if found is None:
+                return False  # no events table (yet): nothing sealed either way
+            known = self._seal_column = found
+        return known
 
     # -- the writer connection -------------------------------------------------------
 
@@ -115,7 +160,8 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         if statement is None:
             values = ", ".join(["(?, ?, ?, ?)"] * rows)
             statement = (
-                f"INSERT INTO {self.events_table_name} VALUES {values} RETURNING rowid"
+                f"INSERT INTO {self.events_table_name} "
+                f"(originator_id, originator_version, topic, state) VALUES {values} RETURNING rowid"
             )
             self._statements[rows] = statement
         return statement
@@ -142,17 +188,45 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """eventsourcing's insert (in-memory databases, tracking), sealed in its transaction."""
+        in_column = self.sealer is not None and self.seals_in_events_table
+        cursor = c.sqlite_cursor
+        # the seal before this save's, read before its rows are there (in its transaction)
+        previous = (
+            sealing.sqlite_column_last_seal(cursor, self.events_table_name, seals.MARKER_TOPIC)
+            if in_column and stored_events
+            else None
+        )
         ids = super()._insert_events(c, stored_events, **kwargs)
         if self.sealer is not None and ids:
             rows = sealing.stored_rows(ids, stored_events)
-            sealing.sqlite_seal(c, self.events_table_name, self.sealer, rows)
+            if in_column:
+                seal = self.sealer.seal(previous, rows)
+                cursor.execute(
+                    f"UPDATE {self.events_table_name} SET {sealing.SEAL_COLUMN} = ? "
+                    "WHERE rowid = ?",
+                    (sealing.encode_seal(seal), ids[-1]),
+                )
+            else:
+                sealing.sqlite_seal(cursor, self.events_table_name, self.sealer, rows)
         return ids
 
     # -- what verification reads (R31) ---------------------------------------------------
 
     def last_seal(self) -> Any:
+        if self.seals_in_events_table:
+            with self.datastore.transaction(commit=False) as c:
+                return sealing.sqlite_column_last_seal(
+                    c.sqlite_cursor, self.events_table_name, seals.MARKER_TOPIC
+                )
         found = self.seal_rows(None, 1)
         return found[0] if found else None
+
+    def column_seal_rows(self, after: int, limit: int) -> list[Any]:
+        """(position, stored seal) of sealed rows after a position (the column layout)."""
+        with self.datastore.transaction(commit=False) as c:
+            return sealing.sqlite_column_seal_rows(
+                c.sqlite_cursor, self.events_table_name, after, limit
+            )
 
     def seal_rows(self, after: int | None, limit: int) -> list[Any]:
         """Seals after ``after`` (their number) in order; with None, the last ``limit``."""
@@ -179,30 +253,16 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """
         count = len(params) // 4
         ids: list[int] = []
+        in_column = self.sealer is not None and count and self.seals_in_events_table
         with self._lock:
             conn = self._writer()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for i in range(0, count, ROWS_PER_STATEMENT):
-                        n = min(ROWS_PER_STATEMENT, count - i)
-                        chunk = params[4 * i : 4 * (i + n)]
-                        # RETURNING's order is not promised: sort (rowids are
-                        # given in insert order, one writer at a time)
-                        ids += sorted([r[0] for r in conn.execute(self._statement(n), chunk)])
-                    sealed = None
-                    if self.sealer is not None and ids:
-                        p = params
-                        rows = list(zip(ids, p[0::4], p[1::4], p[2::4], p[3::4], strict=True))
-                        # the seal before ours is the one this writer made last, when
-                        # nobody saved in between (else our rows would not follow it)
-                        known = self._last_seal
-                        previous = known if known is not None and known.last + 1 == ids[0] else (
-                            sealing.sqlite_last_seal(conn, self.events_table_name)
-                        )
-                        sealed = sealing.sqlite_seal(
-                            conn, self.events_table_name, self.sealer, rows, previous
-                        )
+                    if in_column:
+                        ids, sealed = self._insert_sealed(conn, params, count)
+                    else:
+                        ids, sealed = self._insert_returning(conn, params, count)
                     conn.execute("COMMIT")
                     self._last_seal = sealed
                 except BaseException:
@@ -218,6 +278,86 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             else:
                 self._log_end = None
         return ids
+
+    def _insert_returning(
+        self, conn: sqlite3.Connection, params: list[Any], count: int
+    ) -> tuple[list[int], Any]:
+        """Insert, reading the positions SQLite gives (sealed in a seals table, if at all)."""
+        ids: list[int] = []
+        for i in range(0, count, ROWS_PER_STATEMENT):
+            n = min(ROWS_PER_STATEMENT, count - i)
+            chunk = params[4 * i : 4 * (i + n)]
+            # RETURNING's order is not promised: sort (rowids are
+            # given in insert order, one writer at a time)
+            ids += sorted([r[0] for r in conn.execute(self._statement(n), chunk)])
+        sealed = None
+        if self.sealer is not None and ids:
+            p = params
+            rows = list(zip(ids, p[0::4], p[1::4], p[2::4], p[3::4], strict=True))
+            # the seal before ours is the one this writer made last, when
+            # nobody saved in between (else our rows would not follow it)
+            known = self._last_seal
+            previous = known if known is not None and known.last + 1 == ids[0] else (
+                sealing.sqlite_last_seal(conn, self.events_table_name)
+            )
+            sealed = sealing.sqlite_seal(
+                conn, self.events_table_name, self.sealer, rows, previous
+            )
+        return ids, sealed
+
+    def _insert_sealed(
+        self, conn: sqlite3.Connection, params: list[Any], count: int
+    ) -> tuple[list[int], Any]:
+        """Insert at known positions with the seal on the last row (the column layout).
+
+        The positions follow the seal this writer made last; when another
+        writer has taken them since (the insert then fails on the position),
+        they and the previous seal are read from the store and it is tried once more.
+        """
+        known = self._last_seal
+        # (one statement only: a failed statement leaves nothing of the save behind)
+        if known is not None and count <= ROWS_PER_STATEMENT:
+            try:
+                return self._insert_at(conn, params, count, known.last + 1, known)
+            except sqlite3.IntegrityError:
+                if self._log_tail(conn) == known.last:
+                    raise  # the positions were free: a real conflict (a version taken)
+        start = self._log_tail(conn) + 1
+        previous = sealing.sqlite_column_last_seal(conn, self.events_table_name, seals.MARKER_TOPIC)
+        return self._insert_at(conn, params, count, start, previous)
+
+    def _log_tail(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}").fetchone()
+        return int(row[0] or 0)
+
+    def _insert_at(
+        self, conn: sqlite3.Connection, params: list[Any], count: int, start: int, previous: Any
+    ) -> tuple[list[int], Any]:
+        p = params
+        ids = list(range(start, start + count))
+        rows = list(zip(ids, p[0::4], p[1::4], p[2::4], p[3::4], strict=True))
+        seal = self.sealer.seal(previous, rows)
+        for i in range(0, count, ROWS_PER_STATEMENT):
+            n = min(ROWS_PER_STATEMENT, count - i)
+            values: list[Any] = []
+            for row in rows[i : i + n]:
+                values += row
+                values.append(None)
+            if i + n == count:
+                values[-1] = sealing.encode_seal(seal)
+            conn.execute(self._sealed_statement(n), values)
+        return ids, seal
+
+    def _sealed_statement(self, rows: int) -> str:
+        key = -rows  # beside the unsealed statements, by row count
+        statement = self._statements.get(key)
+        if statement is None:
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+            statement = self._statements[key] = (
+                f"INSERT INTO {self.events_table_name} (rowid, originator_id, "
+                f"originator_version, topic, state, {sealing.SEAL_COLUMN}) VALUES {values}"
+            )
+        return statement
 
     def select_rows(self, statement: str, params: Sequence[Any]) -> list[Any]:
         """A small read (an aggregate's events) as plain tuples, on the writer

@@ -122,7 +122,11 @@ def generate_log(  # noqa: PLR0915 - one story, told in order
                 # eventsourcing keeps UUIDs as their hex text (what select_events asks for)
                 rows.append((e.originator_id.hex, e.originator_version, topic, state))
             with rec.datastore.transaction(commit=True) as c:
-                c.executemany(f"INSERT INTO {rec.events_table_name} VALUES (?,?,?,?)", rows)
+                c.executemany(
+                    f"INSERT INTO {rec.events_table_name} "
+                    "(originator_id, originator_version, topic, state) VALUES (?,?,?,?)",
+                    rows,
+                )
         else:
             rec.insert_events([mapper.to_stored_event(e) for e in batch])
         written += len(batch)
