@@ -1,16 +1,18 @@
 """What per-save sealing (R31) costs the command path, sealed beside unsealed in one run.
 
-    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6]
+    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25]
 
 The commands of ``bench_commands.py`` (``add_license_key``, ``move_pools``)
-and of ``bench_activation.py`` (``run_product_activation``, one seat each) on
-fresh SQLite files, alternately without a seal key and with ``ESMC_SEAL_KEY``
-set (every save then also writes its seal row, in the same transaction as its
-events: one more INSERT before the COMMIT). Each
-measured loop reports commands per second of wall time and of this process's
-user CPU time: on a shared machine the wall figures swing with the disk's
-fsync latency and the other processes (both variants commit once per
-command), the user CPU figures show what sealing costs the library itself.
+and of ``bench_activation.py`` (``run_product_activation``, one seat each),
+on two fresh SQLite files side by side: one application without a seal key,
+one with ``ESMC_SEAL_KEY`` (every save then also writes its seal, in the same
+statement as its events). The two run **interleaved**, ``--chunk`` commands
+of one, then of the other, so the disk's fsync latency and the other
+processes on a shared machine weigh on both alike (run one after the other,
+the ratio swung by ±10 % between runs of the same code). Each phase reports
+commands per second of wall time and of this process's user CPU time, the
+medians over ``--rounds`` pairs of fresh files.
+
 Target (issue 11): sealing costs at most 5 % (ratio ≥ 0.95).
 """
 
@@ -23,7 +25,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -37,94 +39,114 @@ from esmc_licensing import (
 from esmc_licensing.keyring import generate_key
 
 PRODUCT = "ESET Endpoint Security"
+PHASES = ("add_license_key", "move_pools", "run_product_activation")
 
 
 def _user_cpu() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_utime
 
 
-def _timed(calls: Iterable[Callable[[], object]], n: int) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), _user_cpu()
-    for call in calls:
-        call()
-    return n / (time.perf_counter() - wall), n / (_user_cpu() - cpu)
+class Side:
+    """One application and the commands of each phase, run a chunk at a time."""
 
-
-def run(path: Path, n: int) -> dict[str, tuple[float, float]]:
-    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    vendor = InMemoryActivationServer(clock=clock)
-    app = LicenseManagement(
-        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)},
-        adapters=Adapters(activation_server=vendor, clock=clock, agents=InMemoryAgents()),
-    )
-    admin = app.administrator
-    out: dict[str, tuple[float, float]] = {}
-    keys = [
-        vendor.issue(
-            public_id=f"{i // 10000 % 1000:03d}-{i // 100 % 100:03d}-{i % 100:03d}",
-            product=PRODUCT,
-            units=100,
-            expires=date(2027, 1, 1),
-            owner=f"Owner {i % 97}",
+    def __init__(self, path: Path, seal_key: str | None, n: int) -> None:
+        self.clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+        self.vendor = InMemoryActivationServer(clock=self.clock)
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+        if seal_key:
+            env["ESMC_SEAL_KEY"] = seal_key
+        self.app = LicenseManagement(
+            env=env,
+            adapters=Adapters(
+                activation_server=self.vendor, clock=self.clock, agents=InMemoryAgents()
+            ),
         )
-        for i in range(n)
-    ]
-    out["add_license_key"] = _timed(((lambda k=k: app.add_license_key(admin, k)) for k in keys), n)
-    groups = [app.create_group(admin, "Branch A"), app.create_group(admin, "Branch B")]
-    pools = [p.pool_id for p in app.pools(admin)]
-    out["move_pools"] = _timed(
-        (
-            (
+        self.n = n
+        self.sealed = bool(seal_key)
+        #: per phase: (wall seconds, user CPU seconds, commands)
+        self.spent: dict[str, list[float]] = {name: [0.0, 0.0, 0] for name in PHASES}
+
+    def calls(self, phase: str) -> Sequence[Callable[[], object]]:
+        app, admin, n = self.app, self.app.administrator, self.n
+        if phase == "add_license_key":
+            keys = [
+                self.vendor.issue(
+                    public_id=f"{i // 10000 % 1000:03d}-{i // 100 % 100:03d}-{i % 100:03d}",
+                    product=PRODUCT,
+                    units=100,
+                    expires=date(2027, 1, 1),
+                    owner=f"Owner {i % 97}",
+                )
+                for i in range(n)
+            ]
+            return [lambda k=k: app.add_license_key(admin, k) for k in keys]
+        if phase == "move_pools":
+            groups = [app.create_group(admin, "Branch A"), app.create_group(admin, "Branch B")]
+            pools = [p.pool_id for p in app.pools(admin)]
+            return [
                 lambda i=i: app.move_pools(
                     admin, [pools[i % len(pools)]], groups[(i // len(pools)) % 2]
                 )
+                for i in range(n)
+            ]
+        pid = app.license(admin, str(app.pools(admin)[0].public_ids[0])).public_id
+        computers = [
+            app.register_computer(
+                admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}", products=[PRODUCT]
             )
-            for i in range(n)
-        ),
-        n,
-    )
-    pids = [app.license(admin, str(p)).public_id for p in app.pools(admin)[0].public_ids][:1]
-    pid = pids[0]
-    computers = [
-        app.register_computer(
-            admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}", products=[PRODUCT]
-        )
-        for i in range(min(n, 100))
-    ]
-    out["run_product_activation"] = _timed(
-        ((lambda c=c: app.run_product_activation(admin, pid, [c])) for c in computers),
-        len(computers),
-    )
-    app.close()
-    return out
+            for i in range(min(n, 100))
+        ]
+        return [lambda c=c: app.run_product_activation(admin, pid, [c]) for c in computers]
+
+    def run(self, phase: str, calls: Sequence[Callable[[], object]]) -> None:
+        wall, cpu = time.perf_counter(), _user_cpu()
+        for call in calls:
+            call()
+        spent = self.spent[phase]
+        spent[0] += time.perf_counter() - wall
+        spent[1] += _user_cpu() - cpu
+        spent[2] += len(calls)
+
+
+def run_pair(folder: Path, seal_key: str, n: int, chunk: int, sealed_first: bool) -> list[Side]:
+    sides = [Side(folder / "unsealed.db", None, n), Side(folder / "sealed.db", seal_key, n)]
+    if sealed_first:
+        sides.reverse()
+    for phase in PHASES:
+        work = [side.calls(phase) for side in sides]
+        for start in range(0, max(len(w) for w in work), chunk):
+            for side, calls in zip(sides, work, strict=True):
+                side.run(phase, calls[start : start + chunk])
+    for side in sides:
+        side.app.close()
+    return sorted(sides, key=lambda s: s.sealed)  # unsealed, sealed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="commands per measurement")
+    parser.add_argument("--n", type=int, default=1000, help="commands per phase")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--chunk", type=int, default=25, help="commands per turn")
     args = parser.parse_args()
     key = base64.b64encode(generate_key()).decode()
-    figures: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+    rates: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            # alternate which goes first, so drift on a shared machine evens out
-            for sealed in (r % 2 == 0, r % 2 == 1):
-                if sealed:
-                    os.environ["ESMC_SEAL_KEY"] = key
-                else:
-                    os.environ.pop("ESMC_SEAL_KEY", None)
-                for name, rates in run(
-                    Path(tmp) / f"{'s' if sealed else 'u'}{r}.db", args.n
-                ).items():
-                    figures.setdefault((name, sealed), []).append(rates)
-    os.environ.pop("ESMC_SEAL_KEY", None)
-    print(f"cpu count {os.cpu_count()}, n={args.n}, rounds={args.rounds} (medians, commands/s)")
-    for name in ("add_license_key", "move_pools", "run_product_activation"):
-        line = f"{name:23s}"
+            folder = Path(tmp) / str(r)
+            folder.mkdir()
+            pair = run_pair(folder, key, args.n, args.chunk, sealed_first=r % 2 == 1)
+            for i, side in enumerate(pair):
+                for phase, (wall, cpu, count) in side.spent.items():
+                    rates.setdefault((phase, i), []).append((count / wall, count / cpu))
+    print(
+        f"cpu count {os.cpu_count()}, n={args.n}, rounds={args.rounds}, chunk={args.chunk} "
+        "(medians, commands/s)"
+    )
+    for phase in PHASES:
+        line = f"{phase:23s}"
         for i, what in ((0, "wall"), (1, "user cpu")):
-            unsealed = statistics.median(r[i] for r in figures[(name, False)])
-            sealed = statistics.median(r[i] for r in figures[(name, True)])
+            unsealed = statistics.median(r[i] for r in rates[(phase, 0)])
+            sealed = statistics.median(r[i] for r in rates[(phase, 1)])
             line += (
                 f" | {what}: unsealed {unsealed:7.0f} sealed {sealed:7.0f} "
                 f"ratio {sealed / unsealed:.3f}"
