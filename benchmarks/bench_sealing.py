@@ -1,6 +1,6 @@
 """What per-save sealing (R31) costs the command path, sealed beside unsealed in one run.
 
-    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25]
+    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25] [--postgres]
 
 The commands of ``bench_commands.py`` (``add_license_key``, ``move_pools``)
 and of ``bench_activation.py`` (``run_product_activation``, one seat each),
@@ -12,6 +12,9 @@ processes on a shared machine weigh on both alike (run one after the other,
 the ratio swung by ±10 % between runs of the same code). Each phase reports
 commands per second of wall time and of this process's user CPU time, the
 medians over ``--rounds`` pairs of fresh files.
+
+``--postgres``: the same on two fresh schemas of the PostgreSQL server the
+tests use (``ESMC_POSTGRES_*``, default 127.0.0.1:5432, database ``test``).
 
 Target (issue 11): sealing costs at most 5 % (ratio ≥ 0.95).
 """
@@ -25,7 +28,8 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from esmc_licensing import (
     ManualClock,
 )
 from esmc_licensing.keyring import generate_key
+from esmc_licensing.testing import stores
 
 PRODUCT = "ESET Endpoint Security"
 PHASES = ("add_license_key", "move_pools", "run_product_activation")
@@ -49,10 +54,10 @@ def _user_cpu() -> float:
 class Side:
     """One application and the commands of each phase, run a chunk at a time."""
 
-    def __init__(self, path: Path, seal_key: str | None, n: int) -> None:
+    def __init__(self, store: dict[str, str], seal_key: str | None, n: int) -> None:
         self.clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
         self.vendor = InMemoryActivationServer(clock=self.clock)
-        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+        env = dict(store)
         if seal_key:
             env["ESMC_SEAL_KEY"] = seal_key
         self.app = LicenseManagement(
@@ -108,8 +113,36 @@ class Side:
         spent[2] += len(calls)
 
 
-def run_pair(folder: Path, seal_key: str, n: int, chunk: int, sealed_first: bool) -> list[Side]:
-    sides = [Side(folder / "unsealed.db", None, n), Side(folder / "sealed.db", seal_key, n)]
+@contextmanager
+def _stores(folder: Path, postgres: bool) -> Iterator[list[dict[str, str]]]:
+    """Two fresh stores: SQLite files, or PostgreSQL schemas dropped afterwards."""
+    if not postgres:
+        yield [
+            {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(folder / name)}
+            for name in ("unsealed.db", "sealed.db")
+        ]
+        return
+    with ExitStack() as stack:
+        envs = []
+        for _ in range(2):
+            env = stores.postgres_env(stack.enter_context(stores.postgres_schema()))
+            env.pop("ESMC_DATA_KEY", None)  # this process's, as for SQLite
+            envs.append(env)
+        yield envs
+
+
+def run_pair(
+    folder: Path, seal_key: str, n: int, chunk: int, sealed_first: bool, postgres: bool
+) -> list[Side]:
+    with _stores(folder, postgres) as (plain, sealed):
+        return _run_pair(plain, sealed, seal_key, n, chunk, sealed_first)
+
+
+def _run_pair(
+    plain: dict[str, str], sealed: dict[str, str], seal_key: str, n: int, chunk: int,
+    sealed_first: bool,
+) -> list[Side]:
+    sides = [Side(plain, None, n), Side(sealed, seal_key, n)]
     if sealed_first:
         sides.reverse()
     for phase in PHASES:
@@ -127,20 +160,25 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="commands per phase")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--chunk", type=int, default=25, help="commands per turn")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     args = parser.parse_args()
+    if args.postgres and (reason := stores.postgres_unavailable_reason()):
+        parser.error(f"--postgres: {reason}")
     key = base64.b64encode(generate_key()).decode()
     rates: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             folder = Path(tmp) / str(r)
             folder.mkdir()
-            pair = run_pair(folder, key, args.n, args.chunk, sealed_first=r % 2 == 1)
+            pair = run_pair(
+                folder, key, args.n, args.chunk, sealed_first=r % 2 == 1, postgres=args.postgres
+            )
             for i, side in enumerate(pair):
                 for phase, (wall, cpu, count) in side.spent.items():
                     rates.setdefault((phase, i), []).append((count / wall, count / cpu))
     print(
-        f"cpu count {os.cpu_count()}, n={args.n}, rounds={args.rounds}, chunk={args.chunk} "
-        "(medians, commands/s)"
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}, cpu count {os.cpu_count()}, "
+        f"n={args.n}, rounds={args.rounds}, chunk={args.chunk} (medians, commands/s)"
     )
     for phase in PHASES:
         line = f"{phase:23s}"

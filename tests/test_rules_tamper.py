@@ -372,6 +372,35 @@ def test_r31_two_writers_on_one_store_keep_one_chain(
     assert report.sealed_up_to == recorded(sealed_app)
 
 
+@BOTH
+def test_r31_a_save_in_conflict_after_another_writer_sealed_writes_nothing(
+    sealed_app: LicenseManagement, make_app: AppFactory, store_env
+) -> None:
+    """A writer seals after the seal it made last; when the other writer sealed
+    since, it reads the chain's end again -- and a save that conflicts on a
+    version still writes nothing, seal included."""
+    from uuid import uuid4
+
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    def event(oid: Any, version: int) -> StoredEvent:
+        return StoredEvent(originator_id=oid, originator_version=version, topic="T", state=b"{}")
+
+    mine, theirs = sealed_app._core.recorder, make_app()._core.recorder
+    oid = uuid4()
+    mine.insert_events([event(oid, 1)])
+    theirs.insert_events([event(uuid4(), 1)])
+    before = recorded(sealed_app)
+    with pytest.raises(IntegrityError):
+        mine.insert_events([event(uuid4(), 1), event(oid, 1)])
+    assert recorded(sealed_app) == before
+    theirs.insert_events([event(uuid4(), 1)])
+    mine.insert_events([event(oid, 2)])
+    report = seals.verify_store(store_env, ring=Keyring.of("seal", KEY))
+    assert report.ok, str(report)
+    assert report.sealed_up_to == recorded(sealed_app)
+
+
 # -- keys ------------------------------------------------------------------------------------
 
 

@@ -5,10 +5,11 @@ A module of its own so that psycopg is imported only for PostgreSQL stores.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
@@ -22,6 +23,13 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
     The seal is written after the events' notification ids are known, on the
     same connection and in the same transaction, which already holds the
     events table's EXCLUSIVE lock: no other save can come between.
+
+    The seal before it is the one this recorder committed last, without
+    asking: the seal's number is the table's primary key, so when another
+    writer has sealed since, the insert fails on it at the commit and the
+    save is tried again once, reading the last seal in its transaction.
+    Asking every time cost each save a round trip to the server (the rest
+    of the seal's statements go with the commit's).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -31,6 +39,16 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
         self._seals_ident = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema), Identifier(self.seals_table_name)
         )
+        #: the seal this recorder committed last; the one a save in progress made
+        self._last_seal: SealRow | None = None
+        self._made = threading.local()
+        # rendered once: composing them at every save costs more than sending them
+        seals = self._seals_ident.as_string()
+        self._select_last_seal = (
+            f"SELECT seq, first, last, positions, key_id, digests, chain FROM {seals} "
+            "ORDER BY seq DESC LIMIT 1"
+        )
+        self._insert_seal = f"INSERT INTO {seals} VALUES (%s, %s, %s, %s, %s, %s, %s)"
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (seq bigint PRIMARY KEY, first bigint NOT NULL, "
@@ -42,9 +60,24 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if self.sealer is not None and self.datastore.enable_db_functions:
+        if self.sealer is None:
+            unsealed: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return unsealed
+        if self.datastore.enable_db_functions:
             raise RuntimeError("POSTGRES_ENABLE_DB_FUNCTIONS cannot be used with sealed saves")
-        positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        known = self._last_seal
+        self._made.seal = None
+        try:
+            positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        except IntegrityError:
+            self._last_seal = None
+            if known is None:
+                raise
+            # another writer sealed since (or a version was taken: then this fails again)
+            positions = super().insert_events(stored_events, **kwargs)
+        made = self._made.seal
+        if made is not None:
+            self._last_seal = made
         return positions
 
     def _fetch_ids_after_insert_events(
@@ -55,21 +88,15 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
         if sealer is not None and ids:
             order = sorted(range(len(ids)), key=lambda i: ids[i])
             rows = stored_rows([ids[i] for i in order], [stored_events[i] for i in order])
-            curs.execute(
-                SQL(
-                    "SELECT seq, first, last, positions, key_id, digests, chain FROM {0} "
-                    "ORDER BY seq DESC LIMIT 1"
-                ).format(self._seals_ident)
-            )
-            found = curs.fetchone()
-            previous = None if found is None else seal_row(list(found.values()))
+            previous = self._last_seal
+            if previous is None:
+                curs.execute(self._select_last_seal)
+                found = curs.fetchone()
+                previous = None if found is None else seal_row(list(found.values()))
             seal = sealer.seal(previous, rows)
-            curs.execute(
-                SQL("INSERT INTO {0} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
-                    self._seals_ident
-                ),
-                seal,  # a SealRow: its fields in the table's column order
-            )
+            # a SealRow: its fields in the table's column order
+            curs.execute(self._insert_seal, seal, prepare=True)
+            self._made.seal = seal
         return ids
 
     def last_seal(self) -> SealRow | None:
