@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a store with a given version of esmc-licensing, as a text fixture.
 
-    PYTHONPATH=/path/to/an/older/checkout python scripts/make_previous_store_fixture.py OUT
+    PYTHONPATH=/path/to/older/checkout python scripts/make_previous_store_fixture.py OUT [--sealed]
 
 Runs a story through the public API (groups, users, grants, keys, moves, tags,
 a saved filter, computers with activations and check-ins, an EMA2 account
@@ -11,6 +11,9 @@ and its sync, a removal) on a SQLite file, then writes ``OUT.events.jsonl``
 loads the rows into a new store and checks that this version answers the
 same: history is forever, so a store written by an earlier version must open
 and show the same facts.
+
+``--sealed``: the store is written with ``SEAL_KEY`` and the tests' data key
+(R31, R32), and its seals table is written to ``OUT.seals.jsonl`` too.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ from esmc_licensing import (
 )
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+#: the seal key of ``--sealed`` fixtures: for tests only (it is public in this source)
+SEAL_KEY = "c2VhbCBrZXkgb2YgdGhlIHRlc3QgZml4dHVyZXMgb25seQ=="
+#: the tests' data key (``esmc_licensing.testing.stores.TEST_DATA_KEY``)
+DATA_KEY = "dGVzdCBkYXRhIGtleSwgbmV2ZXIgZm9yIHByb2R1Y3Q="
 PRODUCT = "ESET Endpoint Security"
 
 
@@ -118,13 +125,18 @@ def answers(app: LicenseManagement) -> dict[str, object]:
 
 def main() -> None:
     out = Path(sys.argv[1])
+    sealed = "--sealed" in sys.argv[2:]
+    seals: list[tuple] = []
     with tempfile.TemporaryDirectory() as where:
         db = Path(where) / "store.db"
         clock = ManualClock(START)
         vendor = InMemoryActivationServer(clock=clock)
         accounts = InMemoryAccounts(vendor)
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}
+        if sealed:
+            env.update(ESMC_SEAL_KEY=SEAL_KEY, ESMC_DATA_KEY=DATA_KEY)
         app = LicenseManagement(
-            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)},
+            env=env,
             adapters=Adapters(activation_server=vendor, accounts=accounts,
                               agents=InMemoryAgents(), clock=clock),
         )
@@ -137,11 +149,19 @@ def main() -> None:
                 "SELECT rowid, originator_id, originator_version, topic, state "
                 "FROM stored_events ORDER BY rowid"
             ).fetchall()
+            if sealed:
+                seals = conn.execute("SELECT * FROM stored_events_seals ORDER BY seq").fetchall()
     with open(f"{out}.events.jsonl", "w", encoding="utf-8") as f:
         for rowid, oid, version, topic, state in rows:
             f.write(json.dumps({"position": rowid, "originator_id": oid,
                                 "originator_version": version, "topic": topic,
                                 "state": bytes(state).decode()}) + "\n")
+    if sealed:
+        with open(f"{out}.seals.jsonl", "w", encoding="utf-8") as f:
+            for seq, first, last, positions, key_id, digests, chain in seals:
+                f.write(json.dumps({"seq": seq, "first": first, "last": last,
+                                    "positions": positions, "key_id": key_id,
+                                    "digests": bytes(digests).hex(), "chain": chain}) + "\n")
     Path(f"{out}.answers.json").write_text(
         json.dumps({"now": now.isoformat(), "answers": result}, indent=1,
                    sort_keys=True) + "\n", encoding="utf-8",

@@ -6,6 +6,11 @@ views were redesigned (commit 8f60be7), with
 that version's queries answered. Loaded into a new SQLite file, the store
 must open with this version -- building its views from the log on first
 open -- and answer exactly the same (R29, R30).
+
+``tests/fixtures/sealed-store-86d885d.*`` was written, sealed, by the version
+before seals moved onto the events' rows (commit 86d885d, ``--sealed``): its
+events table as eventsourcing makes it and its seals table. It must verify,
+answer the same, and go on sealing in its own layout (R31).
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from typing import Any
 
 import pytest
 
-from esmc_licensing import Adapters, InMemoryActivationServer, LicenseManagement, ManualClock
+from esmc_licensing import (
+    Adapters,
+    InMemoryActivationServer,
+    LicenseManagement,
+    ManualClock,
+    seals,
+)
 from esmc_licensing.projections.runner import LogReader
 from esmc_licensing.testing import stores
 
@@ -129,3 +140,81 @@ def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
         for query, answer in recorded["answers"].items():
             _assert_same_facts(query, answers[query], answer)
         app.close()
+
+
+SEALED = FIXTURES / "sealed-store-86d885d"
+
+
+def _fixture_script() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "make_previous_store_fixture",
+        Path(__file__).parents[1] / "scripts" / "make_previous_store_fixture.py",
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def sealed_previous_store(tmp_path: Path) -> dict[str, str]:
+    """The sealed store of 86d885d, its tables made as that version made them."""
+    from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+    from esmc_licensing.adapters import sealing
+
+    script = _fixture_script()
+    path = tmp_path / "sealed.db"
+    SQLiteApplicationRecorder(SQLiteDatastore(str(path))).create_table()
+    rows = [json.loads(line) for line in
+            SEALED.with_suffix(".events.jsonl").read_text().splitlines()]
+    seals = [json.loads(line) for line in
+             SEALED.with_suffix(".seals.jsonl").read_text().splitlines()]
+    with sqlite3.connect(path) as conn:
+        conn.execute(sealing.sqlite_create_statement("stored_events"))
+        conn.executemany(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(r["position"], r["originator_id"], r["originator_version"], r["topic"],
+              r["state"].encode()) for r in rows],
+        )
+        conn.executemany(
+            "INSERT INTO stored_events_seals VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(x["seq"], x["first"], x["last"], x["positions"], x["key_id"],
+              bytes.fromhex(x["digests"]), x["chain"]) for x in seals],
+        )
+    env = stores.sqlite_env(path)
+    env.update(ESMC_SEAL_KEY=script.SEAL_KEY, ESMC_DATA_KEY=script.DATA_KEY)
+    return env
+
+
+def test_r31_a_sealed_store_of_the_previous_version_verifies_and_keeps_its_seals_table(
+    sealed_previous_store: dict[str, str],
+) -> None:
+    recorded = json.loads(SEALED.with_suffix(".answers.json").read_text())
+    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
+    app = LicenseManagement(
+        env=sealed_previous_store,
+        adapters=Adapters(activation_server=InMemoryActivationServer(clock=clock), clock=clock),
+    )
+    admin = app.administrator
+    end = app._core.recorder.max_notification_id()
+    report = app.verify_history(admin)
+    assert report.ok and report.sealed_up_to == end, str(report)
+    now = _answers_of()(app)
+    assert now.keys() == recorded["answers"].keys()
+    for query, answer in recorded["answers"].items():
+        assert _as_recorded(now[query], answer) == answer, query  # that version's form
+    # new saves are sealed as that version sealed them: in its seals table
+    app.create_group(admin, "Added later")
+    assert not app._core.recorder.seals_in_events_table  # type: ignore[attr-defined]
+    report = app.verify_history(admin)
+    assert report.ok and report.sealed_up_to == app._core.recorder.max_notification_id()
+    app.close()
+    with sqlite3.connect(sealed_previous_store["SQLITE_DBNAME"]) as conn:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(stored_events)")}
+        (seals_after,) = conn.execute("SELECT COUNT(*) FROM stored_events_seals").fetchone()
+        conn.execute("UPDATE stored_events SET state = state || x'20' WHERE rowid = 5")
+    assert "seal" not in columns and seals_after > 28
+    report = seals.verify_store(sealed_previous_store)
+    assert [(p.position, p.kind) for p in report.problems] == [(5, "altered")]
