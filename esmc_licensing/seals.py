@@ -874,11 +874,10 @@ def verify_recorder(
     recorder: Any, mapper: Any, ring: Keyring | None, receipt: Receipt | None = None
 ) -> HistoryReport:
     """Verify what ``recorder`` stores (see :func:`verify_log`)."""
-    from .adapters.sealing import iter_rows, iter_seals
+    from .adapters.sealing import log_and_seals
 
-    return verify_log(
-        iter_rows(recorder), iter_seals(recorder), _legacy_seals(recorder, mapper), ring, receipt
-    )
+    rows, per_save = log_and_seals(recorder)
+    return verify_log(rows, per_save, _legacy_seals(recorder, mapper), ring, receipt)
 
 
 def verify_store(

@@ -262,3 +262,37 @@ def test_r31_an_in_memory_sqlite_store_seals_through_eventsourcing_s_insert() ->
     for n in (2, 3, 1):
         recorder.insert_events(_events(n))
     assert _chain_is_whole(recorder) == [(1, 1, 2), (2, 3, 5), (3, 6, 6)]
+
+
+def test_r31_one_scan_reads_what_rows_and_seals_read_apart(tmp_path: Path) -> None:
+    """Verification reads the rows and the seals of the column layout in one scan;
+    past a long unsealed stretch it looks for the next seals apart. It finds
+    what reading them apart finds, untouched and with seals deleted."""
+    from esmc_licensing import seals
+    from esmc_licensing.adapters import sealing
+
+    fast, _ = _sealed(tmp_path / "s.db")
+    sealer = fast.sealer
+    fast.sealer = None
+    fast.insert_events(_events(12_000))  # a long stretch from before sealing
+    fast.sealer = sealer
+    for n in (2, 3, 1, 4) * 700:
+        fast.insert_events(_events(n))
+
+    def both() -> tuple[seals.HistoryReport, seals.HistoryReport]:
+        one = seals.verify_log(*sealing.log_and_seals(fast), [], sealer.ring)
+        apart = seals.verify_log(
+            sealing.iter_rows(fast), sealing.iter_seals(fast), [], sealer.ring
+        )
+        return one, apart
+
+    one, apart = both()
+    assert one == apart
+    assert one.sealed_up_to == 12_000 + 10 * 700 and one.ok
+    with sqlite3.connect(tmp_path / "s.db") as conn:  # 5,000 rows' seals deleted
+        conn.execute("UPDATE stored_events SET seal = NULL WHERE rowid BETWEEN 13000 AND 18000")
+        conn.execute("UPDATE stored_events SET state = x'00' WHERE rowid = 18500")
+    one, apart = both()
+    assert one == apart
+    assert {"unsealed", "seal-removed", "altered"} <= {p.kind for p in one.problems}
+    fast.close()

@@ -22,6 +22,7 @@ a page at a time.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -288,23 +289,127 @@ def _column_seals(recorder: Any) -> Iterator[SealRow | HistoryProblem]:
             yield HistoryProblem(None, "unreadable", f"the seals cannot be read: {text}")
             return
         for position, stored in page:
-            try:
-                seal = decode_seal(stored)
-            except (ValueError, TypeError) as e:
-                yield HistoryProblem(
-                    position, "seal-altered", f"the seal stored at this position is unreadable: {e}"
-                )
-                continue
-            if seal.last != position:
-                yield HistoryProblem(
-                    position, "seal-altered",
-                    f"the seal stored at this position names positions {seal.first}..{seal.last}",
-                )
-                continue
-            yield seal
+            yield _stored_seal(position, stored)
         if len(page) < PAGE:
             return
         after = page[-1][0]
+
+
+def _stored_seal(position: int, stored: Any) -> SealRow | HistoryProblem:
+    """The seal kept on the row at ``position``, or what is wrong with it."""
+    try:
+        seal = decode_seal(stored)
+    except (ValueError, TypeError) as e:
+        return HistoryProblem(
+            position, "seal-altered", f"the seal stored at this position is unreadable: {e}"
+        )
+    if seal.last != position:
+        return HistoryProblem(
+            position, "seal-altered",
+            f"the seal stored at this position names positions {seal.first}..{seal.last}",
+        )
+    return seal
+
+
+def log_and_seals(
+    recorder: Any,
+) -> tuple[Iterator[SealedRow | HistoryProblem], Iterator[SealRow | HistoryProblem]]:
+    """What verification reads: every stored row and every per-save seal, in order.
+
+    Where the seals are on the events' rows, one scan of the table gives both.
+    """
+    if getattr(recorder, "seals_in_events_table", False):
+        scan = _OneScan(recorder)
+        return scan.rows(), scan.seals()
+    return iter_rows(recorder), iter_seals(recorder)
+
+
+class _OneScan:
+    """The rows and the seals of the column layout from one scan of the events table.
+
+    Verification takes the seals one save ahead of the rows; a page read for
+    either feeds both queues, so memory holds about a page. Where no seal
+    follows for long (a log sealed only from some position on, or its seals
+    deleted), the seals are looked for with a query of their own rather than
+    holding every row read meanwhile.
+    """
+
+    #: rows held for the rows' reader before the seals are looked for apart
+    AHEAD = 4 * PAGE
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.gapless = getattr(recorder, "positions_without_gaps", False)
+        self.with_seals = True
+        self.after = 0  # the last position the scan read
+        self.done = False
+        self.row_queue: collections.deque[SealedRow | HistoryProblem] = collections.deque()
+        self.seal_queue: collections.deque[tuple[int, Any]] = collections.deque()
+        #: seals up to this position are queued or given (None: all of them)
+        self.seals_known: int | None = 0
+
+    def _page(self) -> None:
+        try:
+            if self.with_seals:
+                page = self.recorder.sealed_rows_and_seals(self.after, PAGE)
+            else:
+                page = self.recorder.sealed_rows(self.after, PAGE)
+        except Exception as e:
+            text = _one_line(e)
+            if self.with_seals and "no such column" in text:
+                # the seal column dropped: no seals (SealingStarted says there were)
+                self.with_seals, self.seals_known = False, None
+                return
+            self.row_queue.append(
+                HistoryProblem(None, "unreadable", f"the stored events cannot be read: {text}")
+            )
+            self.done = True
+            return
+        rows: Sequence[Any] = page
+        if self.with_seals:
+            known = self.seals_known
+            for r in page:
+                if r[5] is not None and known is not None and r[0] > known:
+                    self.seal_queue.append((r[0], r[5]))
+            rows = [r[:5] for r in page]
+        if self.gapless and rows and rows[-1][0] - self.after != len(rows):
+            rows = _with_gaps(self.after, rows)
+        self.row_queue.extend(rows)
+        if page:
+            self.after = page[-1][0]
+            if self.seals_known is not None:
+                self.seals_known = max(self.seals_known, self.after)
+        if len(page) < PAGE:
+            self.done = True
+
+    def rows(self) -> Iterator[SealedRow | HistoryProblem]:
+        queue = self.row_queue
+        while True:
+            while queue:
+                yield queue.popleft()
+            if self.done:
+                return
+            self._page()
+
+    def seals(self) -> Iterator[SealRow | HistoryProblem]:
+        queue = self.seal_queue
+        while True:
+            while queue:
+                yield _stored_seal(*queue.popleft())
+            if self.seals_known is None or (self.done and not queue):
+                return
+            if len(self.row_queue) < self.AHEAD:
+                self._page()
+                continue
+            # far ahead of the rows: the next seals by a query of their own
+            try:
+                found = self.recorder.column_seal_rows(self.seals_known, PAGE)
+            except Exception as e:
+                text = f"the seals cannot be read: {_one_line(e)}"
+                yield HistoryProblem(None, "unreadable", text)
+                return
+            queue.extend(found)
+            self.seals_known = found[-1][0] if len(found) == PAGE else None
 
 
 def iter_rows(recorder: Any) -> Iterator[SealedRow | HistoryProblem]:
@@ -355,6 +460,21 @@ def _one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
+def sqlite_sealed_rows_and_seals(
+    cursor: Any, events_table: str, after: int, limit: int
+) -> list[tuple[Any, ...]]:
+    """As :func:`sqlite_sealed_rows`, each row with its ``seal`` column after it."""
+    cursor.row_factory = None
+    rows: list[tuple[Any, ...]] = cursor.execute(
+        "SELECT rowid, originator_id, originator_version, topic, CAST(state AS BLOB), "
+        f"{SEAL_COLUMN} FROM {events_table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    if rows and len(rows[0][1]) != 32:  # pragma: no cover - ids written as text elsewhere
+        rows = [(r[0], hex_id(r[1]), *r[2:]) for r in rows]
+    return rows
+
+
 def sqlite_sealed_rows(cursor: Any, events_table: str, after: int, limit: int) -> list[SealedRow]:
     cursor.row_factory = None
     rows: list[SealedRow] = cursor.execute(
@@ -390,6 +510,7 @@ __all__ = [
     "SealingPOPORecorder",
     "iter_rows",
     "iter_seals",
+    "log_and_seals",
     "seals_table",
     "sqlite_create_statement",
     "sqlite_seal",

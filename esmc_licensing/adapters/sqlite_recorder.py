@@ -228,6 +228,13 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 c.sqlite_cursor, self.events_table_name, after, limit
             )
 
+    def sealed_rows_and_seals(self, after: int, limit: int) -> list[Any]:
+        """Stored events after a position, each with its seal column (the column layout)."""
+        with self.datastore.transaction(commit=False) as c:
+            return sealing.sqlite_sealed_rows_and_seals(
+                c.sqlite_cursor, self.events_table_name, after, limit
+            )
+
     def seal_rows(self, after: int | None, limit: int) -> list[Any]:
         """Seals after ``after`` (their number) in order; with None, the last ``limit``."""
         with self.datastore.transaction(commit=False) as c:
