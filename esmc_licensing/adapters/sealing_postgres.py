@@ -30,6 +30,12 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
     save is tried again once, reading the last seal in its transaction.
     Asking every time cost each save a round trip to the server (the rest
     of the seal's statements go with the commit's).
+
+    The seal's ``INSERT`` also sends the save's notification
+    (``pg_notify``), instead of eventsourcing's ``NOTIFY`` before the events:
+    each statement costs psycopg about 90 µs in the client, more than the
+    server spends inserting the seal, so a sealed save sends no more
+    statements than an unsealed one.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -48,7 +54,10 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
             f"SELECT seq, first, last, positions, key_id, digests, chain FROM {seals} "
             "ORDER BY seq DESC LIMIT 1"
         )
-        self._insert_seal = f"INSERT INTO {seals} VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        self._insert_seal = (
+            f"WITH sealed AS (INSERT INTO {seals} VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "RETURNING 1) SELECT pg_notify(%s, '') FROM sealed"
+        )
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (seq bigint PRIMARY KEY, first bigint NOT NULL, "
@@ -80,6 +89,11 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
             self._last_seal = made
         return positions
 
+    def _notify_channel(self, curs: Any) -> None:
+        if self.sealer is None:
+            super()._notify_channel(curs)
+        # else the seal's statement notifies, in the same transaction
+
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -94,8 +108,8 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
                 found = curs.fetchone()
                 previous = None if found is None else seal_row(list(found.values()))
             seal = sealer.seal(previous, rows)
-            # a SealRow: its fields in the table's column order
-            curs.execute(self._insert_seal, seal, prepare=True)
+            # a SealRow: its fields in the table's column order, then the channel
+            curs.execute(self._insert_seal, (*seal, self.channel_name), prepare=True)
             self._made.seal = seal
         return ids
 
