@@ -38,7 +38,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PREVIOUS = FIXTURES / "store-8f60be7"
 
 
-def _answers_of() -> Any:
+def _fixture_script() -> Any:
+    """``scripts/make_previous_store_fixture.py``, which made the fixtures."""
     spec = importlib.util.spec_from_file_location(
         "make_previous_store_fixture",
         Path(__file__).parents[1] / "scripts" / "make_previous_store_fixture.py",
@@ -46,7 +47,11 @@ def _answers_of() -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.answers
+    return module
+
+
+def _answers_of() -> Any:
+    return _fixture_script().answers
 
 
 def _as_recorded(now: Any, recorded: Any) -> Any:
@@ -143,17 +148,6 @@ def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
 
 
 SEALED = FIXTURES / "sealed-store-86d885d"
-
-
-def _fixture_script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "make_previous_store_fixture",
-        Path(__file__).parents[1] / "scripts" / "make_previous_store_fixture.py",
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

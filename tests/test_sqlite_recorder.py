@@ -63,8 +63,13 @@ def test_sqlite_lean_insert_gives_the_ids_eventsourcing_reads_back(tmp_path: Pat
     fast.close()
 
 
-def test_sqlite_lean_insert_conflict_writes_nothing(tmp_path: Path) -> None:
-    fast, plain = _recorders(tmp_path / "s.db")
+@pytest.mark.parametrize("sealed", [False, True], ids=["unsealed", "sealed"])
+def test_r31_lean_insert_conflict_writes_nothing_and_the_chain_goes_on(
+    tmp_path: Path, sealed: bool
+) -> None:
+    """Sealed, the save's positions are given and its seal is on its last row:
+    a conflict still writes nothing, seal included, and the next save chains on."""
+    fast, plain = _sealed(tmp_path / "s.db") if sealed else _recorders(tmp_path / "s.db")
     oid = uuid.uuid4()
     fast.insert_events(_events(2, oid))
     with pytest.raises(IntegrityError) as caught:
@@ -73,6 +78,8 @@ def test_sqlite_lean_insert_conflict_writes_nothing(tmp_path: Path) -> None:
     assert isinstance(caught.value, RecordConflictError)
     assert plain.max_notification_id() == 2
     assert fast.insert_events(_events(1, oid, start=3)) == [3]
+    if sealed:
+        assert _chain_is_whole(fast) == [(1, 1, 2), (2, 3, 3)]
     fast.close()
 
 
@@ -196,21 +203,6 @@ def test_r31_sealed_saves_of_two_writers_take_the_next_positions_and_one_chain(
     assert _chain_is_whole(first) == [(1, 1, 2), (2, 3, 3), (3, 4, 5), (4, 6, 6), (5, 7, 7)]
     first.close()
     second.close()
-
-
-def test_r31_a_sealed_save_in_conflict_writes_nothing_and_the_chain_goes_on(
-    tmp_path: Path,
-) -> None:
-    fast, _ = _sealed(tmp_path / "s.db")
-    oid = uuid.uuid4()
-    fast.insert_events(_events(2, oid))
-    with pytest.raises(IntegrityError) as caught:
-        fast.insert_events(_events(1) + _events(1, oid, start=2))
-    assert isinstance(caught.value, RecordConflictError)
-    assert fast.max_notification_id() == 2
-    assert fast.insert_events(_events(1, oid, start=3)) == [3]
-    assert _chain_is_whole(fast) == [(1, 1, 2), (2, 3, 3)]
-    fast.close()
 
 
 def test_r31_a_save_larger_than_one_statement_is_sealed_once(tmp_path: Path) -> None:
