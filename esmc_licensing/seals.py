@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .domain.errors import InvalidInput
+from .domain.errors import InvalidInput, LicensingError
 from .domain.events import HistorySealed
 from .keyring import Keyring, KeyringError, from_setting, key_id, read_key_file
 
@@ -81,6 +81,10 @@ SealedRow = tuple[int, str, int, str, bytes]
 
 class SealKeyMissing(InvalidInput):
     """Sealing (or a save into a sealed store) was asked for with no key configured."""
+
+
+class SealUnreadable(LicensingError):
+    """The store's last seal is damaged, so no save can be chained after it."""
 
 
 # -- keys -------------------------------------------------------------------------------
@@ -931,6 +935,7 @@ __all__ = [
     "HistoryReport",
     "Receipt",
     "SealKeyMissing",
+    "SealUnreadable",
     "SealRow",
     "Sealer",
     "make_receipt",

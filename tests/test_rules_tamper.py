@@ -684,3 +684,21 @@ def test_r31_a_store_without_a_seals_table_opens_when_tables_are_not_created(
         assert report.ok and report.unsealed == recorded(app) and "NOT sealed" in str(report)
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_r31_a_damaged_last_seal_is_named_and_no_save_chains_after_it(
+    sealed_app: LicenseManagement, make_app: AppFactory, store_env
+) -> None:
+    """The store still opens and verifies (naming the seal); a command is refused
+    with a message saying why, and nothing is recorded."""
+    from esmc_licensing.seals import SealUnreadable
+
+    end = recorded(sealed_app)
+    sealed_app.close()
+    _tamper(sealed_app, store_env, ("UPDATE {events} SET seal = x'00' WHERE rowid = ?", (end,)))
+    app = make_app()
+    assert (end, "seal-altered") in _found(app)
+    with pytest.raises(SealUnreadable, match=f"last seal, at position {end}, is damaged"):
+        app.create_group(app.administrator, "After the damage")
+    assert recorded(app) == end

@@ -31,7 +31,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
-from ..seals import HistoryProblem, SealedRow, Sealer, SealRow
+from ..seals import HistoryProblem, SealedRow, Sealer, SealRow, SealUnreadable
 
 PAGE = 2000
 
@@ -121,10 +121,11 @@ def sqlite_column_last_seal(cursor: Any, events_table: str, marker: str) -> Seal
             return None
     try:
         return decode_seal(row[1])
-    except ValueError as e:
-        raise ValueError(
-            f"the last seal (position {row[0]}) cannot be read ({e}): verify-history names "
-            "the damage"
+    except (ValueError, TypeError) as e:
+        raise SealUnreadable(
+            f"the store's last seal, at position {row[0]}, is damaged ({e}), so nothing can "
+            "be sealed after it and nothing was recorded; `esmc-licensing verify-history` "
+            "names the damage"
         ) from None
 
 

@@ -79,7 +79,10 @@ class SealingService(ServiceBase):
         recorder: Any = self.recorder
         if ring is not None and hasattr(recorder, "sealer"):
             recorder.sealer = seals.Sealer(ring)
-        self._store_sealed = _last_seal(recorder) is not None
+        try:
+            self._store_sealed = _last_seal(recorder) is not None
+        except seals.SealUnreadable:
+            self._store_sealed = True  # damaged, but sealed: verify-history says where
 
     def _ensure_directory(self) -> None:
         ring = self._seal_ring
