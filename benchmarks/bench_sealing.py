@@ -1,6 +1,6 @@
 """What per-save sealing (R31) costs the command path, sealed beside unsealed in one run.
 
-    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25] [--postgres]
+    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25] [--postgres] [--dir D]
 
 The commands of ``bench_commands.py`` (``add_license_key``, ``move_pools``)
 and of ``bench_activation.py`` (``run_product_activation``, one seat each),
@@ -10,8 +10,11 @@ statement as its events). The two run **interleaved**, ``--chunk`` commands
 of one, then of the other, so the disk's fsync latency and the other
 processes on a shared machine weigh on both alike (run one after the other,
 the ratio swung by ±10 % between runs of the same code). Each phase reports
-commands per second of wall time and of this process's user CPU time, the
-medians over ``--rounds`` pairs of fresh files.
+commands per second of wall time and of this process's user CPU time; the
+ratio sealed / unsealed is taken in each round (both sides saw the same
+machine) and its median over ``--rounds`` pairs of fresh files printed, with
+the lowest and highest round. The cyclic garbage collector is off while a
+phase is timed (see ``run_pair``).
 
 ``--postgres``: the same on two fresh schemas of the PostgreSQL server the
 tests use (``ESMC_POSTGRES_*``, default 127.0.0.1:5432, database ``test``).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import os
 import resource
 import statistics
@@ -94,12 +98,17 @@ class Side:
                 )
                 for i in range(n)
             ]
-        pid = app.license(admin, str(app.pools(admin)[0].public_ids[0])).public_id
+        # one license with a seat for every activation
+        key = self.vendor.issue(
+            public_id="ACT-999-999", product=PRODUCT, units=n, expires=date(2027, 1, 1),
+            owner="Activations",
+        )
+        pid = app.add_license_key(admin, key)
         computers = [
             app.register_computer(
                 admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}", products=[PRODUCT]
             )
-            for i in range(min(n, 100))
+            for i in range(n)
         ]
         return [lambda c=c: app.run_product_activation(admin, pid, [c]) for c in computers]
 
@@ -147,9 +156,18 @@ def _run_pair(
         sides.reverse()
     for phase in PHASES:
         work = [side.calls(phase) for side in sides]
-        for start in range(0, max(len(w) for w in work), chunk):
-            for side, calls in zip(sides, work, strict=True):
-                side.run(phase, calls[start : start + chunk])
+        # no cyclic collection while timing: with two applications in one
+        # process its full passes fell, run after run, into the same side's
+        # turns (an A/A run -- both sides unsealed -- put one side 10-15 %
+        # behind the other); with it off, A/A comes out at 0.99-1.02
+        gc.collect()
+        gc.disable()
+        try:
+            for start in range(0, max(len(w) for w in work), chunk):
+                for side, calls in zip(sides, work, strict=True):
+                    side.run(phase, calls[start : start + chunk])
+        finally:
+            gc.enable()
     for side in sides:
         side.app.close()
     return sorted(sides, key=lambda s: s.sealed)  # unsealed, sealed
@@ -161,12 +179,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--chunk", type=int, default=25, help="commands per turn")
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
+    parser.add_argument(
+        "--dir", type=Path, default=None,
+        help="where the SQLite files go (e.g. /dev/shm: no disk latency, the library's own cost)",
+    )
     args = parser.parse_args()
     if args.postgres and (reason := stores.postgres_unavailable_reason()):
         parser.error(f"--postgres: {reason}")
     key = base64.b64encode(generate_key()).decode()
     rates: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for r in range(args.rounds):
             folder = Path(tmp) / str(r)
             folder.mkdir()
@@ -178,16 +200,19 @@ def main() -> None:
                     rates.setdefault((phase, i), []).append((count / wall, count / cpu))
     print(
         f"{'PostgreSQL' if args.postgres else 'SQLite'}, cpu count {os.cpu_count()}, "
-        f"n={args.n}, rounds={args.rounds}, chunk={args.chunk} (medians, commands/s)"
+        f"n={args.n}, rounds={args.rounds}, chunk={args.chunk} "
+        "(commands/s: medians; ratio sealed/unsealed: median of the rounds' [lowest, highest])"
     )
     for phase in PHASES:
         line = f"{phase:23s}"
         for i, what in ((0, "wall"), (1, "user cpu")):
-            unsealed = statistics.median(r[i] for r in rates[(phase, 0)])
-            sealed = statistics.median(r[i] for r in rates[(phase, 1)])
+            plain = [r[i] for r in rates[(phase, 0)]]
+            sealed = [r[i] for r in rates[(phase, 1)]]
+            ratios = sorted(b / a for a, b in zip(plain, sealed, strict=True))
             line += (
-                f" | {what}: unsealed {unsealed:7.0f} sealed {sealed:7.0f} "
-                f"ratio {sealed / unsealed:.3f}"
+                f" | {what}: unsealed {statistics.median(plain):7.0f} sealed "
+                f"{statistics.median(sealed):7.0f} ratio {statistics.median(ratios):.3f} "
+                f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]"
             )
         print(line)
 
