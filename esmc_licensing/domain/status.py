@@ -26,6 +26,30 @@ class Status:
         return ", ".join(sorted(r.value.lower().replace("_", " ") for r in self.reasons))
 
 
+#: the reasons of R8, in the order of the bits of a status's key below
+_BITS: tuple[StatusReason, ...] = (
+    StatusReason.SUSPENDED,
+    StatusReason.EXPIRED,
+    StatusReason.EXPIRING,
+    StatusReason.NOT_REGISTERED,
+    StatusReason.OBSOLETE,
+    StatusReason.OVERUSED,
+    StatusReason.AT_RISK_OF_OVERUSE,
+)
+#: a status by its reasons' bits, for those with no registration URL: statuses
+#: are immutable values, and a list of thousands of licenses has a handful
+_BY_BITS: dict[int, Status] = {}
+
+
+def _status(bits: int, registration_url: str | None) -> Status:
+    reasons = frozenset(r for i, r in enumerate(_BITS) if bits >> i & 1)
+    return Status(
+        level=max((r.level for r in reasons), default=StatusLevel.OK),
+        reasons=reasons,
+        registration_url=registration_url,
+    )
+
+
 def license_status(
     *,
     units: int,
@@ -39,28 +63,26 @@ def license_status(
     obsolete: bool = False,
 ) -> Status:
     """The level is the worst reason present, in the R8 order."""
-    reasons: set[StatusReason] = set()
-    if suspended:
-        reasons.add(StatusReason.SUSPENDED)
+    bits = 1 if suspended else 0
     if expires is not None:
         days_left = (expires - today).days
         if days_left < 0:
-            reasons.add(StatusReason.EXPIRED)
+            bits |= 2
         elif days_left <= policy.expiring_days:
-            reasons.add(StatusReason.EXPIRING)
+            bits |= 4
     if not registered:
-        reasons.add(StatusReason.NOT_REGISTERED)
+        bits |= 8
     if obsolete:
-        reasons.add(StatusReason.OBSOLETE)
+        bits |= 16
     if used_units > units:
-        reasons.add(StatusReason.OVERUSED)
+        bits |= 32
     else:
         ratio = policy.at_risk_fraction
         if used_units * ratio.denominator > units * ratio.numerator:
-            reasons.add(StatusReason.AT_RISK_OF_OVERUSE)
-    level = max((r.level for r in reasons), default=StatusLevel.OK)
-    return Status(
-        level=level,
-        reasons=frozenset(reasons),
-        registration_url=registration_url if not registered else None,
-    )
+            bits |= 64
+    if not registered and registration_url is not None:
+        return _status(bits, registration_url)
+    found = _BY_BITS.get(bits)
+    if found is None:
+        found = _BY_BITS[bits] = _status(bits, None)
+    return found
