@@ -92,14 +92,9 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {self.events_table_name} ({columns}) VALUES (?, ?, ?, ?)"
         )
 
-    def construct_create_table_statements(self) -> list[str]:
-        return [
-            *super().construct_create_table_statements(),
-            sealing.sqlite_create_statement(self.events_table_name),
-        ]
-
     def _create_table(self, c: Any) -> None:
-        """A new store keeps its seals in its events table; an existing one keeps its layout.
+        """A new store keeps its seals in its events table; an existing one keeps its layout
+        (a store made before the seal column: its seals table, made if missing).
 
         The first statement writes (a new store) or changes nothing: a read
         first would make this transaction a reader that cannot become the
@@ -108,10 +103,10 @@ class FastSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """
         events, *others = self.create_table_statements
         c.execute(sealing.sqlite_events_create_statement(events))
-        found = sealing.sqlite_seal_column(c.sqlite_cursor, self.events_table_name)
-        self._seal_column = bool(found)
-        if self._seal_column:
-            others = [s for s in others if self.seals_table_name not in s]
+        table = self.events_table_name
+        self._seal_column = bool(sealing.sqlite_seal_column(c.sqlite_cursor, table))
+        if not self._seal_column:
+            others.append(sealing.sqlite_create_statement(table))
         for statement in others:
             c.execute(statement)
 
