@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -255,37 +255,25 @@ def recorder_topic(module: str) -> str | None:
 
 
 def iter_seals(recorder: Any) -> Iterator[SealRow | HistoryProblem]:
-    """Every per-save seal in order, a page at a time (a problem if they cannot be read)."""
-    if getattr(recorder, "seals_in_events_table", False):
-        # the column (or the table) dropped: no seals, SealingStarted says it was sealed
-        for page in _seal_pages(recorder.column_seal_rows, ("no such column", "no such table")):
-            for r in page:
-                yield r if isinstance(r, HistoryProblem) else _stored_seal(*r)
-        return
-    # a store from before per-save sealing, or its seals table dropped: either
-    # way no seals, and SealingStarted tells the two apart
-    for page in _seal_pages(recorder.seal_rows, ("no such table", "does not exist")):
-        yield from page
-
-
-def _seal_pages(
-    fetch: Callable[[int, int], list[Any]], absent: tuple[str, ...]
-) -> Iterator[list[Any]]:
-    """Pages of ``fetch(after, PAGE)``, each after the first item of the last
-    (a seal's number, or a position); an error naming ``absent`` means none."""
+    """Every seal of a seals table in order, a page at a time (a problem if they
+    cannot be read). Seals kept on the events' rows are read with the rows
+    (:func:`log_and_seals`)."""
     after = 0
     while True:
         try:
-            page = fetch(after, PAGE)
+            page = recorder.seal_rows(after, PAGE)
         except Exception as e:
             text = _one_line(e)
-            if not any(a in text for a in absent):
-                yield [HistoryProblem(None, "unreadable", f"the seals cannot be read: {text}")]
+            if "no such table" in text or "does not exist" in text:
+                # a store from before per-save sealing, or its seals table dropped:
+                # either way no seals, and SealingStarted tells the two apart
+                return
+            yield HistoryProblem(None, "unreadable", f"the seals cannot be read: {text}")
             return
-        yield page
+        yield from page
         if len(page) < PAGE:
             return
-        after = page[-1][0]
+        after = page[-1].seq
 
 
 def _stored_seal(position: int, stored: Any) -> SealRow | HistoryProblem:
