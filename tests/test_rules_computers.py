@@ -15,6 +15,7 @@ from esmc_licensing import (
     NotFound,
     Permission,
     PermissionDenied,
+    PublicId,
 )
 from esmc_licensing.domain.client_tasks import TaskKind
 from esmc_licensing.projections.views import TargetState, Validity
@@ -147,12 +148,20 @@ def test_r24_single_products_and_products_activated_outside_this_console(
     assert app.license(story.larry, pid).used_units == 1
 
 
-def test_r24_a_failing_activation_server_records_nothing(
+def _activated_in_sydney(
     app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
-) -> None:
+) -> tuple[PublicId, ComputerId]:
+    """A license of Sydney and one computer there, activated with it by Larry."""
     pid = add_license(app, vendor, PID, group=story.sydney)
     [c] = add_computers(app, story.sydney, 1)
     app.run_product_activation(story.larry, pid, [c])
+    return pid, c
+
+
+def test_r24_a_failing_activation_server_records_nothing(
+    app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
+) -> None:
+    pid, c = _activated_in_sydney(app, story, vendor)
     vendor.fail_next()
     refused(app, AdapterUnavailable, lambda: app.deactivate_products(story.larry, [c]),
             "unavailable")
@@ -184,9 +193,7 @@ def test_r24_bad_input_and_permissions(
 def test_r25_removal_without_deactivation_keeps_the_seat_and_warns(
     app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
 ) -> None:
-    pid = add_license(app, vendor, PID, group=story.sydney)
-    [c] = add_computers(app, story.sydney, 1)
-    app.run_product_activation(story.larry, pid, [c])
+    pid, c = _activated_in_sydney(app, story, vendor)
     app.grant(story.admin, story.larry, story.sydney, Permission.WRITE)
     result = app.remove_computer(story.larry, c, deactivate=False)
     assert result.warning is not None
@@ -203,9 +210,7 @@ def test_r25_removal_without_deactivation_keeps_the_seat_and_warns(
 def test_r25_removal_with_deactivation_frees_the_seat(
     app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
 ) -> None:
-    pid = add_license(app, vendor, PID, group=story.sydney)
-    [c] = add_computers(app, story.sydney, 1)
-    app.run_product_activation(story.larry, pid, [c])
+    pid, c = _activated_in_sydney(app, story, vendor)
     refused(app, PermissionDenied, lambda: app.remove_computer(story.larry, c, deactivate=True),
             "needs WRITE permission on group 'Sydney'")
     result = app.remove_computer(story.admin, c, deactivate=True)
@@ -219,9 +224,7 @@ def test_r25_removal_with_deactivation_frees_the_seat(
 def test_r25_a_dry_run_removal_answers_and_refuses_as_the_removal_and_records_nothing(
     app: LicenseManagement, story: Story, vendor: InMemoryActivationServer
 ) -> None:
-    pid = add_license(app, vendor, PID, group=story.sydney)
-    [c] = add_computers(app, story.sydney, 1)
-    app.run_product_activation(story.larry, pid, [c])
+    pid, c = _activated_in_sydney(app, story, vendor)
     refused(app, PermissionDenied,
             lambda: app.remove_computer(story.larry, c, deactivate=False, dry_run=True),
             "needs WRITE permission on group 'Sydney'")
