@@ -1,6 +1,7 @@
 """What per-save sealing (R31) costs the command path, sealed beside unsealed in one run.
 
-    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25] [--postgres] [--dir D]
+    python benchmarks/bench_sealing.py [--n 1000] [--rounds 6] [--chunk 25] [--postgres]
+                                       [--dir D] [--aa]
 
 The commands of ``bench_commands.py`` (``add_license_key``, ``move_pools``)
 and of ``bench_activation.py`` (``run_product_activation``, one seat each),
@@ -151,9 +152,8 @@ def _run_pair(
     plain: dict[str, str], sealed: dict[str, str], seal_key: str, n: int, chunk: int,
     sealed_first: bool,
 ) -> list[Side]:
-    sides = [Side(plain, None, n), Side(sealed, seal_key, n)]
-    if sealed_first:
-        sides.reverse()
+    pair = [Side(plain, None, n), Side(sealed, seal_key or None, n)]
+    sides = pair[::-1] if sealed_first else pair
     for phase in PHASES:
         work = [side.calls(phase) for side in sides]
         # no cyclic collection while timing: with two applications in one
@@ -170,7 +170,7 @@ def _run_pair(
             gc.enable()
     for side in sides:
         side.app.close()
-    return sorted(sides, key=lambda s: s.sealed)  # unsealed, sealed
+    return pair  # unsealed, sealed
 
 
 def main() -> None:
@@ -183,10 +183,14 @@ def main() -> None:
         "--dir", type=Path, default=None,
         help="where the SQLite files go (e.g. /dev/shm: no disk latency, the library's own cost)",
     )
+    parser.add_argument(
+        "--aa", action="store_true",
+        help="both sides unsealed (an A/A run: the harness's own error, around 1.00)",
+    )
     args = parser.parse_args()
     if args.postgres and (reason := stores.postgres_unavailable_reason()):
         parser.error(f"--postgres: {reason}")
-    key = base64.b64encode(generate_key()).decode()
+    key = "" if args.aa else base64.b64encode(generate_key()).decode()
     rates: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for r in range(args.rounds):
@@ -200,7 +204,8 @@ def main() -> None:
                     rates.setdefault((phase, i), []).append((count / wall, count / cpu))
     print(
         f"{'PostgreSQL' if args.postgres else 'SQLite'}, cpu count {os.cpu_count()}, "
-        f"n={args.n}, rounds={args.rounds}, chunk={args.chunk} "
+        f"n={args.n}, rounds={args.rounds}, chunk={args.chunk}"
+        f"{', A/A: both unsealed' if args.aa else ''} "
         "(commands/s: medians; ratio sealed/unsealed: median of the rounds' [lowest, highest])"
     )
     for phase in PHASES:
