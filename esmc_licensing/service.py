@@ -188,6 +188,8 @@ class ServiceBase(Application[uuid.UUID]):
         self._pending_seeds: dict[tuple[str, str], Any] = {}
         #: the view rows ``_pending`` changes
         self._pending_touched: set[tuple[str, str]] = set()
+        #: id(event) -> (event, before, after): what the decisions of ``_pending`` folded
+        self._pending_folded: dict[int, tuple[DomainEvent, Any, Any]] = {}
         #: (directory state, (user, group) -> permission) for ``_can``
         self._permission_memo: tuple[
             DirectoryState | None, dict[tuple[int, int], Permission | None]
@@ -210,6 +212,7 @@ class ServiceBase(Application[uuid.UUID]):
             self._pending = []
             self._pending_seeds = {}
             self._pending_touched = set()
+            self._pending_folded = {}
         self._refresh()
 
     def _settings(self) -> dict[str, str]:
@@ -444,8 +447,9 @@ class ServiceBase(Application[uuid.UUID]):
         with self._lock:
             pending, self._pending = self._pending, []
             seeds, self._pending_seeds = self._pending_seeds, {}
+            folded, self._pending_folded = self._pending_folded, {}
             self._pending_touched = set()
-        reached = self._updater.apply_known(pending, seeds) if pending else None
+        reached = self._updater.apply_known(pending, seeds, folded) if pending else None
         if reached is None or reached < end:
             reached = self._updater.catch_up(stop=end)
         self._views_position = reached
@@ -527,10 +531,13 @@ class ServiceBase(Application[uuid.UUID]):
                     if (kind, key) not in touched:
                         seeds[(kind, key)] = state
                 touched.update(k for e in new_events if (k := entity_key(e)) is not None)
+                if folded:
+                    self._pending_folded.update(folded)
             else:
                 pending.clear()
                 self._pending_seeds.clear()
                 self._pending_touched.clear()
+                self._pending_folded.clear()
         if positions and positions[-1] - self._views_position >= self.views_lag:
             self._catch_up_views(positions[-1])
         return positions

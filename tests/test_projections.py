@@ -891,7 +891,8 @@ def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
     steps: list[tuple[str, int, int]], lag: int
 ) -> None:
     """Activations save the states their decisions started from beside their
-    events; the views start from those instead of reading their rows back.
+    events; the views start from those instead of reading their rows back, and
+    take the states the decisions folded instead of folding each event again.
     Whatever the mix and however often the views follow, they equal a rebuild."""
     from esmc_licensing import InMemoryAgents, Permission
     from esmc_licensing.projections.tables import SQLiteViews
@@ -935,3 +936,30 @@ def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
     ViewUpdater(app._core.event_log, rebuilt).catch_up()
     assert _rows(app._core.views) == _rows(rebuilt)
     app.close()
+
+
+def test_r30_a_view_row_takes_a_decisions_fold_only_from_the_very_state_it_started_from() -> None:
+    """An application's own events reach the views with the states their decision
+    folded (before, after): the row takes "after" only when it holds that very
+    "before" object -- an equal copy, or a row another writer changed, is folded
+    with ``evolve`` as any event of the log."""
+    from esmc_licensing.domain import task
+    from esmc_licensing.domain.events import Emitter, TaskTargetSucceeded
+    from esmc_licensing.domain.ids import ComputerId, TaskId
+    from esmc_licensing.projections.tables import SQLiteViews
+
+    task_id, computer_id = TaskId.random(), ComputerId(uuid.uuid4())
+    before = attrs.evolve(task.initial(task_id), version=1, exists=True)
+    e = Emitter(task_id, 1, START, "system")(
+        TaskTargetSucceeded, task_id=task_id, computer_id=computer_id
+    )
+    after = task.evolve(before, e)
+    views = SQLiteViews(":memory:")
+    with views.batch() as b:
+        b.folded = {id(e): (e, before, after)}
+        assert b.evolved(e, before) is after
+        assert b.evolved(e, attrs.evolve(before)) is None
+        b.seed("task", str(task_id), attrs.evolve(before))  # the row is not that object
+        fold.apply(b, 1, e)
+        row = b.get("task", str(task_id))
+        assert row == after and row is not after

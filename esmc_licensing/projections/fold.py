@@ -41,10 +41,16 @@ from .tables import TABLES
 
 
 class Storage(Protocol):
-    """What the fold writes to; :class:`~.tables.ViewBatch` is the implementation."""
+    """What the fold writes to; :class:`~.tables.ViewBatch` is the implementation.
+
+    ``evolved(event, before)`` is ``evolve(before, event)`` when the command
+    side already computed it from that very state object (an application's
+    own save: its decision folded each event once), else None.
+    """
 
     def get(self, kind: str, key: str) -> Any | None: ...
     def put(self, kind: str, key: str, state: Any) -> None: ...
+    def evolved(self, event: Any, before: Any) -> Any | None: ...
     def ref(self, target: str, position: int) -> None: ...
     def tag(self, target: str, name: str) -> None: ...
     def untag(self, target: str, name: str) -> None: ...
@@ -110,7 +116,9 @@ def _evolve_row(s: Storage, e: Any) -> tuple[str, Any, Any]:
     kind, key_of, initial, evolve = _ROWS[type(e)]
     key = key_of(e)
     before = s.get(kind, key) or initial(key)
-    after = evolve(before, e)
+    after = s.evolved(e, before)
+    if after is None:
+        after = evolve(before, e)
     s.put(kind, key, after)
     return key, before, after
 

@@ -53,13 +53,16 @@ class ViewUpdater:
         self,
         pairs: Sequence[tuple[int, DomainEvent]],
         seeds: Mapping[tuple[str, str], Any] | None = None,
+        folded: Mapping[int, tuple[Any, Any, Any]] | None = None,
     ) -> int | None:
         """Apply events already in memory (an application's own saves, in log
         order, no gap) in one batch; returns the position reached, or None --
         nothing written -- when the views do not stand just before them.
 
         ``seeds``: the rows of entities as they stand just before ``pairs``
-        (the states the deciders started from), so they are not read back.
+        (the states the deciders started from), so they are not read back;
+        ``folded``: what the deciders folded from them (id(event) -> (event,
+        state before, state after)), so an event is not folded twice.
         """
         if not pairs:
             return None
@@ -68,6 +71,8 @@ class ViewUpdater:
                 return None
             for (kind, key), state in (seeds or {}).items():
                 b.seed(kind, key, state)
+            if folded:
+                b.folded = folded
             if len(pairs) > 20:  # a bulk save (a sync): its rows read in a few queries
                 b.prefetch(filter(None, (entity_key(e) for _, e in pairs)))
             for position, event in pairs:

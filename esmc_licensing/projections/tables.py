@@ -252,6 +252,8 @@ class ViewBatch:
         self.reached: int | None = None
         #: the alert fold's working state (R35, R36), made on first use
         self._alerting: _AlertBuffer | None = None
+        #: id(event) -> (event, state before, state after) the command side folded
+        self.folded: Mapping[int, tuple[Any, Any, Any]] = {}
 
     # -- the storage interface ---------------------------------------------------
 
@@ -311,6 +313,12 @@ class ViewBatch:
 
     def seed(self, kind: str, key: str, state: Any) -> None:
         self._states.setdefault((kind, key), state)
+
+    def evolved(self, event: Any, before: Any) -> Any | None:
+        found = self.folded.get(id(event))
+        if found is not None and found[0] is event and found[1] is before:
+            return found[2]
+        return None
 
     def ref(self, target: str, position: int) -> None:
         self._refs.append((target, position))
