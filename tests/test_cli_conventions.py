@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import typer
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from esmc_licensing import cli
@@ -337,3 +339,31 @@ def test_r8a_product_option_matches_case_insensitively(demo: Run) -> None:
     assert js(demo("licenses", "--product", "eset endpoint security", "--json")) == exact
     ok(demo("save-filter", "ees", "--product", "ESET ENDPOINT SECURITY"))
     assert js(demo("licenses", "--filter", "ees", "--json")) == exact
+
+
+_JSON_LEAVES = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)))
+)
+_JSON_DATA = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=20,
+)
+
+
+@given(data=_JSON_DATA)
+def test_json_output_is_the_text_json_would_write(data: Any) -> None:
+    """``--json`` is written by orjson (several times faster for long lists);
+    the text stays what ``json.dumps(indent=2, ensure_ascii=False)`` wrote."""
+    assert cli.json_text(data) == json.dumps(data, indent=2, ensure_ascii=False)
+
+
+@given(number=st.floats(allow_nan=False, allow_infinity=False))
+def test_json_output_of_a_number_reads_back_as_that_number(number: float) -> None:
+    assert json.loads(cli.json_text({"trend_per_day": number})) == {"trend_per_day": number}
+
+
+def test_json_output_of_an_integer_past_64_bits_falls_back_to_json() -> None:
+    assert cli.json_text([2**70]) == "[\n  1180591620717411303424\n]"
