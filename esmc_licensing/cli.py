@@ -94,6 +94,8 @@ if TYPE_CHECKING:  # Rich is imported only when something is printed for a perso
     from rich.table import Table
     from rich.text import Text
 
+    from .long_tables import LongTable
+
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_BAD_INPUT = 2
@@ -1018,11 +1020,14 @@ class Column:
 
 
 def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
-                 title: str | None = None, console: Console | None = None) -> Table:
+                 title: str | None = None, console: Console | None = None) -> Table | LongTable:
     """A table as wide as the console allows: the least important columns are
     dropped (and the caption names them) until every id, date and state fits
     whole and the other columns can wrap between words; nothing is cut."""
     from rich.measure import Measurement
+
+    from .long_tables import LONG, LongTable, fits_on_one_line
+    from .long_tables import measure as measure_cell
 
     console = console or _console()
     rows = [list(r) for r in rows]
@@ -1031,9 +1036,9 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     def measure(i: int) -> tuple[int, int]:
         """The narrowest the column gets without cutting a word, and its natural width."""
         cells = [columns[i].header, *(row[i] for row in rows)]
-        measured = [Measurement.get(console, wide, c) for c in cells]
-        most = max(m.maximum for m in measured)
-        return (most if columns[i].no_wrap else max(m.minimum for m in measured)), most
+        measured = [measure_cell(c) or tuple(Measurement.get(console, wide, c)) for c in cells]
+        most = max(m[1] for m in measured)
+        return (most if columns[i].no_wrap else max(m[0] for m in measured)), most
 
     needs, natural = zip(*(measure(i) for i in range(len(columns))), strict=True)
     keep = list(range(len(columns)))
@@ -1062,11 +1067,16 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     table = _table(title=title, title_justify="left")
     for i in keep:
         table.add_column(columns[i].header, no_wrap=columns[i].no_wrap, width=widths[i])
-    for row in rows:
-        table.add_row(*(row[i] for i in keep))
     if dropped:
         table.caption = f"Not shown for want of width: {', '.join(dropped)} (--json has all)"
         table.caption_justify = "left"
+    shown = [[row[i] for i in keep] for row in rows]
+    kept_widths = [widths[i] for i in keep]
+    if len(shown) >= LONG and fits_on_one_line(shown, kept_widths):
+        table.add_row(*shown[0])
+        return LongTable(table, kept_widths, shown[1:])
+    for row in shown:
+        table.add_row(*row)
     return table
 
 
@@ -1313,7 +1323,7 @@ LICENSE_COLUMNS = (
 
 
 def licenses_table(views: Sequence[LicenseView], group_name: Callable[[GroupId], str],
-                   title: str | None = None) -> Table:
+                   title: str | None = None) -> Table | LongTable:
     return fitted_table(LICENSE_COLUMNS, (
         (
             str(v.public_id),
@@ -3297,7 +3307,7 @@ def _show_task(lm: LicenseManagement, actor: UserId, task_id: TaskId, json_: boo
     _console().print(_task_table(lm, actor, view))
 
 
-def _task_table(lm: LicenseManagement, actor: UserId, view: TaskView) -> Table:
+def _task_table(lm: LicenseManagement, actor: UserId, view: TaskView) -> Table | LongTable:
     computer_names: dict[ComputerId, str] = {}
     with contextlib.suppress(LicensingError):
         computer_names = {c.computer_id: c.name for c in lm.computers(actor)}
