@@ -1026,7 +1026,7 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     whole and the other columns can wrap between words; nothing is cut."""
     from rich.measure import Measurement
 
-    from .long_tables import LONG, LongTable, fits_on_one_line
+    from .long_tables import LONG, LongTable, laid_out_here
     from .long_tables import measure as measure_cell
 
     console = console or _console()
@@ -1072,7 +1072,7 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
         table.caption_justify = "left"
     shown = [[row[i] for i in keep] for row in rows]
     kept_widths = [widths[i] for i in keep]
-    if len(shown) >= LONG and fits_on_one_line(shown, kept_widths):
+    if len(shown) >= LONG and laid_out_here(shown):
         table.add_row(*shown[0])
         return LongTable(table, kept_widths, shown[1:])
     for row in shown:
@@ -1105,15 +1105,17 @@ def _show(*renderables: Any, note: str | None = None) -> None:
 
     console = _console()
     pager = os.environ.get("PAGER", DEFAULT_PAGER)
+    from .long_tables import LongTable
+
     if _NO_PAGER[0] or not pager.strip() or not _stdout_is_tty():
         for r in renderables:
-            console.print(r)
+            console.print(r, crop=not isinstance(r, LongTable))
         if note:
             _say(note)
         return
     with console.capture() as captured:
         for r in renderables:
-            console.print(r)
+            console.print(r, crop=not isinstance(r, LongTable))
         if note and not _QUIET[0]:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
     text = captured.get()

@@ -52,9 +52,10 @@ def measure(cell: Any) -> tuple[int, int] | None:
     text = plain_cell(cell)
     if text is None:
         return None
-    most = cell_len(text)
+    width = len if text.isascii() else cell_len  # an ASCII character is one cell
+    most = width(text)
     words = text.split()
-    least = max(map(cell_len, words)) if words else most
+    least = max(map(width, words)) if words else most
     least = min(max(0, least), most)
     least, most = min(least, 10_000), min(most, 10_000)
     if most < 1:
@@ -63,7 +64,11 @@ def measure(cell: Any) -> tuple[int, int] | None:
 
 
 class LongTable:
-    """A Rich table whose rows after the first are laid out here (see the module)."""
+    """A Rich table whose rows after the first are laid out here (see the module).
+
+    Every line it yields fits the console, so it may be printed with
+    ``crop=False`` (cropping looks at every segment of every line again).
+    """
 
     def __init__(self, table: Table, widths: Sequence[int], rest: list[list[Any]]) -> None:
         self.table = table  # with its first row only
@@ -71,40 +76,56 @@ class LongTable:
         self.rest = rest
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        widths = self.widths
         lines = console.render_lines(self.table, options, pad=False, new_lines=False)
-        head = next(
-            (i for i, line in enumerate(lines) if "".join(s.text for s in line).startswith("┡")),
-            None,
-        )
-        if head is None or head + 2 > len(lines):  # not the layout expected: Rich's
+        texts = ["".join(s.text for s in line) for line in lines]
+        head = next((i for i, t in enumerate(texts) if t.startswith("┡")), None)
+        bottom = next((i for i in range(len(texts) - 1, -1, -1) if texts[i].startswith("└")),
+                      None)
+        first = lines[head + 1] if head is not None and head + 1 < len(lines) else []
+        if (
+            head is None
+            or bottom is None
+            or bottom <= head + 1
+            or sum(w + 3 for w in widths) + 1 > options.max_width
+            or len(first) != 1 + 4 * len(widths)
+            or any(first[i] != first[0] for i in range(0, len(first), 4))
+        ):  # not the layout expected (Rich narrowed the table, say): Rich's, whole
             yield from console.render(self._whole(), options)
             return
         new_line = Segment.line()
-        first = lines[head + 1]
-        edge, space = first[0], Segment(" ")
-        if len(first) != 1 + 4 * len(self.widths) or any(
-            first[i] != edge for i in range(0, len(first), 4)
-        ):  # not the layout expected: Rich's
-            yield from console.render(self._whole(), options)
-            return
-        for line in lines[: head + 2]:
+        for line in lines[:bottom]:
             yield from line
             yield new_line
+        edge, space = first[0], Segment(" ")
         get_style = console.get_style
         for row in self.rest:
-            yield edge
-            for cell, width in zip(row, self.widths, strict=True):
+            cells: list[list[Segment]] = []
+            for cell, width in zip(row, widths, strict=True):
                 text = plain_cell(cell)
                 assert text is not None
                 style = cell.style if isinstance(cell, Text) else None
-                yield space
-                yield Segment(
-                    text + " " * (width - cell_len(text)), get_style(style) if style else None
-                )
-                yield space
+                size = len(text) if text.isascii() else cell_len(text)
+                if size <= width:
+                    cells.append([Segment(
+                        text + " " * (width - size), get_style(style) if style else None
+                    )])
+                else:  # wrapped between words, as Rich wraps it
+                    wrapped = Text(text, style=style or "").wrap(
+                        console, width, justify="left", overflow="ellipsis"
+                    )
+                    cells.append([Segment(line.plain, get_style(line.style) if line.style
+                                          else None) for line in wrapped])
+            for k in range(max(map(len, cells))):
                 yield edge
-            yield new_line
-        for line in lines[head + 2 :]:
+                for line_segments, width in zip(cells, widths, strict=True):
+                    yield space
+                    yield (line_segments[k] if k < len(line_segments)
+                           else Segment(" " * width))
+                    yield space
+                    yield edge
+                yield new_line
+        for line in lines[bottom:]:
             yield from line
             yield new_line
 
@@ -116,14 +137,9 @@ class LongTable:
         return table
 
 
-def fits_on_one_line(rows: Sequence[Sequence[Any]], widths: Sequence[int]) -> bool:
-    """Whether every cell is one line within its column's width."""
-    for row in rows:
-        for cell, width in zip(row, widths, strict=True):
-            text = plain_cell(cell)
-            if text is None or cell_len(text) > width:
-                return False
-    return True
+def laid_out_here(rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether every cell is one this module lays out (see :func:`plain_cell`)."""
+    return all(plain_cell(cell) is not None for row in rows for cell in row)
 
 
-__all__ = ["LONG", "LongTable", "fits_on_one_line", "measure", "plain_cell"]
+__all__ = ["LONG", "LongTable", "laid_out_here", "measure", "plain_cell"]

@@ -21,11 +21,11 @@ from esmc_licensing.cli import Column, fitted_table
 
 _WORDS = st.text(
     alphabet=st.sampled_from([*"abcXYZ019 -:./", "\x1b", "\u202e", "é", "世", "😀", "\n"]),
-    max_size=14,
+    max_size=40,
 )
 _CELLS = _WORDS | st.builds(
     lambda s, style: Text(s, style=style),
-    st.text(alphabet="abc OK", max_size=10),
+    st.text(alphabet="abc OK", max_size=30),
     st.sampled_from(["", "green", "bold red", "bold white on red"]),
 ) | st.sampled_from([":smile:", "10:45:11", "a :thumbs_up: b"])
 
@@ -35,8 +35,8 @@ def _printed(table: Any, width: int, colour: bool) -> str:
         width=width, highlight=False, force_terminal=colour,
         color_system="truecolor" if colour else None,
     )
-    with console.capture() as captured:
-        console.print(table)
+    with console.capture() as captured:  # printed as the command line prints it
+        console.print(table, crop=not isinstance(table, long_tables.LongTable))
     return captured.get()
 
 
@@ -55,7 +55,7 @@ def _both(columns: list[Column], rows: list[list[Any]], width: int, colour: bool
     headers=st.lists(st.sampled_from(["Name", "ID", "Status", "Tags", "Owner"]),
                      min_size=1, max_size=4),
     data=st.data(),
-    width=st.integers(30, 140),
+    width=st.integers(20, 140),
     colour=st.booleans(),
     titled=st.booleans(),
 )
@@ -86,13 +86,28 @@ def test_a_long_table_of_one_line_cells_is_laid_out_here_and_prints_the_same(
         assert "\\x1b[31m" in fast  # escaped (R33), as Rich's rows have it
 
 
-def test_a_table_with_a_cell_to_wrap_or_an_emoji_code_is_left_to_rich(
+def test_a_long_table_with_cells_to_wrap_is_laid_out_here_and_prints_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As ``computers`` prints its products: wrapped between words."""
+    columns = [Column("Name"), Column("Products"), Column("State", no_wrap=True)]
+    rows = [[f"pc-{i}", "ESET Endpoint Security activated with 000-00L-L48, valid until "
+             f"2026-11-{i % 28 + 1:02d} " * (i % 3), Text("FAILED", style="bold red")]
+            for i in range(60)]
+    for colour in (False, True):
+        table, fast, by_rich = _both(columns, rows, 60, colour, monkeypatch)
+        assert isinstance(table, long_tables.LongTable)
+        assert fast == by_rich
+        assert fast.count("\n") > 60 + 4  # rows of several lines
+
+
+def test_a_table_with_a_line_break_or_an_emoji_code_is_left_to_rich(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(long_tables, "LONG", 2)
-    wrapped = fitted_table([Column("Products")], [["word " * 40], ["short"]],
-                           console=cli._console_class()(width=40))
+    broken = fitted_table([Column("Reason")], [["one\ntwo"], ["short"]],
+                          console=cli._console_class()(width=40))
     emoji = fitted_table([Column("Owner")], [[":smile:"], ["plain"]],
                          console=cli._console_class()(width=40))
-    assert not isinstance(wrapped, long_tables.LongTable)
+    assert not isinstance(broken, long_tables.LongTable)
     assert not isinstance(emoji, long_tables.LongTable)
