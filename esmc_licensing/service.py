@@ -67,6 +67,7 @@ from .domain.ids import (
 )
 from .domain.license import LicenseState
 from .domain.pool import PoolState
+from .domain.task import TaskState
 from .domain.values import Permission, Policy
 from .eventlog import EventLog
 from .keyring import create_private_file
@@ -117,6 +118,20 @@ REPLAY_BATCH = 50_000
 
 #: past this many new events, the aggregate cache is dropped rather than caught up
 CACHE_CATCH_UP_LIMIT = 5_000
+
+#: the largest seat set or target map of a state kept for the views to reuse:
+#: every state a decision folded stays in memory until the views apply it,
+#: and each SeatTaken of a license makes a new seat set (up to ``views_lag``
+#: of them would be kept), so larger states are folded again by the views
+MEMO_LARGEST = 256
+
+
+def _small(state: Any) -> bool:
+    if isinstance(state, LicenseState):
+        return len(state.seats) <= MEMO_LARGEST
+    if isinstance(state, TaskState):
+        return len(state.targets) <= MEMO_LARGEST
+    return True
 
 
 def _setting(env: Mapping[str, str] | Environment, name: str, default: int, low: int) -> int:
@@ -532,7 +547,10 @@ class ServiceBase(Application[uuid.UUID]):
                         seeds[(kind, key)] = state
                 touched.update(k for e in new_events if (k := entity_key(e)) is not None)
                 if folded:
-                    self._pending_folded.update(folded)
+                    kept = self._pending_folded
+                    for key, found in folded.items():
+                        if _small(found[2]):
+                            kept[key] = found
             else:
                 pending.clear()
                 self._pending_seeds.clear()

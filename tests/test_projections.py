@@ -963,3 +963,37 @@ def test_r30_a_view_row_takes_a_decisions_fold_only_from_the_very_state_it_start
         fold.apply(b, 1, e)
         row = b.get("task", str(task_id))
         assert row == after and row is not after
+
+
+def test_r30_states_of_a_license_with_many_seats_are_not_kept_for_the_views() -> None:
+    """The views reuse what decisions folded only for states of a bounded size:
+    each seat taken makes a new seat set, and up to ``views_lag`` events wait
+    for the views, so a license's states past ``MEMO_LARGEST`` seats are not
+    kept (the views fold those events again) -- memory stays bounded."""
+    from esmc_licensing import InMemoryAgents
+    from esmc_licensing.domain.license import LicenseState
+    from esmc_licensing.projections.tables import SQLiteViews
+    from esmc_licensing.service import MEMO_LARGEST
+
+    clock = ManualClock(START)
+    vendor = InMemoryActivationServer(clock=clock)
+    app = LicenseManagement(
+        adapters=Adapters(activation_server=vendor, clock=clock, agents=InMemoryAgents())
+    )
+    app._core.views_lag = 10**6  # everything waits for the next query
+    admin, product = app.administrator, "ESET Endpoint Security"
+    pid = app.add_license_key(admin, vendor.issue(
+        public_id="BIG-000-001", product=product, units=MEMO_LARGEST + 50, owner="Owner",
+        expires=(START + timedelta(days=365)).date()))
+    cids = [app.register_computer(admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}",
+                                  products=[product]) for i in range(MEMO_LARGEST + 20)]
+    for cid in cids:
+        app.run_product_activation(admin, pid, [cid])
+    kept = [after for _, _, after in app._core._pending_folded.values()]
+    assert kept  # the small states are kept
+    assert max(len(s.seats) for s in kept if isinstance(s, LicenseState)) == MEMO_LARGEST
+    app.licenses(admin)  # the views follow before answering
+    rebuilt = SQLiteViews(":memory:")
+    ViewUpdater(app._core.event_log, rebuilt).catch_up()
+    assert _rows(app._core.views) == _rows(rebuilt)
+    app.close()
