@@ -96,15 +96,31 @@ __all__ = [
 class FoldedEvents(list[DomainEvent]):
     """New events with the states their decision already folded from them.
 
-    ``folded`` maps id(event) to (event, state before, state after): after the
-    save the aggregate cache takes "after" instead of folding the event again.
+    ``spans`` maps each aggregate (its id's ``.int``) to (the state the
+    decision started from, the state its events left): after the save the
+    aggregate cache takes the latter instead of folding the events again, and
+    the views start from the former. ``folded`` maps id(event) to (event,
+    state before, state after) for the events whose state after is small (see
+    :data:`MEMO_LARGEST`), for the views to take instead of folding them again.
+    Keeping every intermediate state would cost memory quadratic in a
+    command's targets (a seat set per seat taken).
     """
 
-    __slots__ = ("folded",)
+    __slots__ = ("folded", "spans")
 
     def __init__(self) -> None:
         super().__init__()
         self.folded: dict[int, tuple[DomainEvent, Any, Any]] = {}
+        self.spans: dict[int, tuple[Any, Any]] = {}
+
+    def add(self, event: DomainEvent, before: Any, after: Any) -> None:
+        """Append ``event``, which took its aggregate from ``before`` to ``after``."""
+        key = event.originator_id.int
+        span = self.spans.get(key)
+        self.spans[key] = (before if span is None else span[0], after)
+        if _small(after):
+            self.folded[id(event)] = (event, before, after)
+        self.append(event)
 
 
 #: "not asked yet" in the permission memo (None is an answer: no permission)
@@ -119,10 +135,12 @@ REPLAY_BATCH = 50_000
 #: past this many new events, the aggregate cache is dropped rather than caught up
 CACHE_CATCH_UP_LIMIT = 5_000
 
-#: the largest seat set or target map of a state kept for the views to reuse:
-#: every state a decision folded stays in memory until the views apply it,
-#: and each SeatTaken of a license makes a new seat set (up to ``views_lag``
-#: of them would be kept), so larger states are folded again by the views
+#: the largest seat set or target map of a state kept for the views to reuse
+#: (``FoldedEvents.folded``): a kept state stays in memory until the views
+#: apply it, and each seat taken makes a new seat set, each target's result a
+#: new target map -- a command on thousands of computers would keep thousands
+#: of them, and up to ``views_lag`` events wait -- so larger states are folded
+#: again by the views
 MEMO_LARGEST = 256
 
 
@@ -417,7 +435,7 @@ class ServiceBase(Application[uuid.UUID]):
             while len(self._states) > self.cache_size:
                 self._states.popitem(last=False)
 
-    def _cache_apply(self, event: DomainEvent, folded: Mapping[int, Any] | None = None) -> None:
+    def _cache_apply(self, event: DomainEvent) -> None:
         """Keep a cached state in step with an event recorded after it (under the lock)."""
         key = event.originator_id.int
         cached = self._states.get(key)
@@ -425,13 +443,23 @@ class ServiceBase(Application[uuid.UUID]):
             return
         version = event.originator_version
         if version == cached.version + 1:
-            found = folded.get(id(event)) if folded else None
-            if found is not None and found[0] is event and found[1] is cached:
-                self._states[key] = found[2]
-            else:
-                self._states[key] = EVOLVE[type(event)](cached, event)
+            self._states[key] = EVOLVE[type(event)](cached, event)
         elif version > cached.version:
             del self._states[key]
+
+    def _cache_advance(self, spans: Mapping[int, tuple[Any, Any]]) -> None:
+        """Bring cached states to what a saved decision left them (under the lock):
+        a state the decision started from -- its version, since states are
+        values -- becomes the one its events left; any other is dropped."""
+        states = self._states
+        for key, (start, end) in spans.items():
+            cached = states.get(key)
+            if cached is None or cached.version >= end.version:
+                continue
+            if cached.version == start.version:
+                states[key] = end
+            else:
+                del states[key]
 
     def _refresh(self, *, views: bool = True) -> None:
         """Catch up with what was recorded since we last looked (by other
@@ -527,9 +555,13 @@ class ServiceBase(Application[uuid.UUID]):
         """
         positions = self.event_log.append(new_events)
         folded = getattr(new_events, "folded", None)
+        spans = getattr(new_events, "spans", None)
         with self._lock:
-            for event in new_events:
-                self._cache_apply(event, folded)
+            if spans is not None:
+                self._cache_advance(spans)
+            else:
+                for event in new_events:
+                    self._cache_apply(event)
             if positions and positions[0] == self._position + 1:
                 self._position = positions[-1]
             # kept for the views while they follow on without a gap: they are
@@ -542,15 +574,12 @@ class ServiceBase(Application[uuid.UUID]):
                 # those entities, when this save is the first of the waiting
                 # ones to change them: no read back
                 seeds, touched = self._pending_seeds, self._pending_touched
-                for kind, key, state in seeds_of(new_events, folded):
+                for kind, key, state in seeds_of(new_events, spans):
                     if (kind, key) not in touched:
                         seeds[(kind, key)] = state
                 touched.update(k for e in new_events if (k := entity_key(e)) is not None)
                 if folded:
-                    kept = self._pending_folded
-                    for key, found in folded.items():
-                        if _small(found[2]):
-                            kept[key] = found
+                    self._pending_folded.update(folded)
             else:
                 pending.clear()
                 self._pending_seeds.clear()

@@ -967,11 +967,13 @@ def test_r30_a_view_row_takes_a_decisions_fold_only_from_the_very_state_it_start
 
 def test_r30_states_of_a_license_with_many_seats_are_not_kept_for_the_views() -> None:
     """The views reuse what decisions folded only for states of a bounded size:
-    each seat taken makes a new seat set, and up to ``views_lag`` events wait
-    for the views, so a license's states past ``MEMO_LARGEST`` seats are not
-    kept (the views fold those events again) -- memory stays bounded."""
+    each seat taken makes a new seat set (each target's result a new target
+    map), and up to ``views_lag`` events wait for the views, so states past
+    ``MEMO_LARGEST`` seats or targets are not kept (the views fold those events
+    again) -- memory stays linear in a command's targets, not quadratic."""
     from esmc_licensing import InMemoryAgents
     from esmc_licensing.domain.license import LicenseState
+    from esmc_licensing.domain.task import TaskState
     from esmc_licensing.projections.tables import SQLiteViews
     from esmc_licensing.service import MEMO_LARGEST
 
@@ -992,8 +994,41 @@ def test_r30_states_of_a_license_with_many_seats_are_not_kept_for_the_views() ->
     kept = [after for _, _, after in app._core._pending_folded.values()]
     assert kept  # the small states are kept
     assert max(len(s.seats) for s in kept if isinstance(s, LicenseState)) == MEMO_LARGEST
+    # one command on all of them: its task's target map grows with each result
+    other = app.add_license_key(admin, vendor.issue(
+        public_id="BIG-000-002", product=product, units=len(cids), owner="Owner",
+        expires=(START + timedelta(days=365)).date()))
+    app.run_product_activation(admin, other, cids)
+    kept = [after for _, _, after in app._core._pending_folded.values()]
+    assert max(len(s.targets) for s in kept if isinstance(s, TaskState)) <= MEMO_LARGEST
     app.licenses(admin)  # the views follow before answering
     rebuilt = SQLiteViews(":memory:")
     ViewUpdater(app._core.event_log, rebuilt).catch_up()
     assert _rows(app._core.views) == _rows(rebuilt)
     app.close()
+
+
+def test_r23_a_decision_keeps_each_aggregates_first_and_last_state_and_only_small_steps() -> None:
+    """A command on n computers takes n seats, one new seat set each: keeping
+    every step cost memory quadratic in n (4,000 computers took 1 GB). The
+    decision keeps, per aggregate, the state it started from and the one it
+    left, and each step only while the state is small."""
+    from esmc_licensing.domain import license
+    from esmc_licensing.domain.events import Emitter, SeatTaken
+    from esmc_licensing.domain.ids import ComputerId, PublicId, TaskId, license_aggregate_id
+    from esmc_licensing.service import MEMO_LARGEST, FoldedEvents
+
+    pid = PublicId("BIG-000-003")
+    start = attrs.evolve(license.initial(pid), version=1, exists=True, units=10**6)
+    events, state = FoldedEvents(), start
+    emit = Emitter(license_aggregate_id(pid), 1, START, "system")
+    for _ in range(MEMO_LARGEST + 10):
+        e = emit(SeatTaken, public_id=pid, computer_id=ComputerId(uuid.uuid4()),
+                 product="P", task_id=TaskId.random())
+        after = license.evolve(state, e)
+        events.add(e, state, after)
+        state = after
+    assert list(events) == emit.events
+    assert events.spans == {license_aggregate_id(pid).int: (start, state)}
+    assert len(events.folded) == MEMO_LARGEST
+    assert all(len(after.seats) <= MEMO_LARGEST for _, _, after in events.folded.values())

@@ -119,13 +119,12 @@ class _Unit:
         return state
 
     def add(self, events: Sequence[DomainEvent]) -> None:
-        states, folded, append = self.states, self.events.folded, self.events.append
+        states, add = self.states, self.events.add
         for e in events:
             key = e.originator_id.int
             before = states[key]
             states[key] = after = EVOLVE[type(e)](before, e)
-            folded[id(e)] = (e, before, after)
-            append(e)
+            add(e, before, after)
 
 
 def _bool(value: object, name: str) -> bool:

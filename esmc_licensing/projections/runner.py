@@ -149,24 +149,25 @@ class ViewUpdater:
 
 
 def seeds_of(
-    events: Sequence[DomainEvent], folded: Mapping[int, Any] | None
+    events: Sequence[DomainEvent], spans: Mapping[int, tuple[Any, Any]] | None
 ) -> list[tuple[str, str, Any]]:
     """The states a decision started from, for the view rows its events change.
 
-    ``folded`` maps id(event) to (event, state before, state after); the
-    first event of each entity gives the state its row holds before them.
+    ``spans`` maps each aggregate (its id's ``.int``) to (the state the
+    decision started from, the state it left): the start of each entity's
+    aggregate is the state its row holds before them.
     """
-    if not folded:
+    if not spans:
         return []
     out = []
     seen: set[tuple[str, str]] = set()
     for e in events:
-        found = folded.get(id(e))
         key = entity_key(e)
-        if found is None or found[0] is not e or key is None or key in seen:
+        span = spans.get(e.originator_id.int)
+        if span is None or key is None or key in seen:
             continue
         seen.add(key)
-        out.append((key[0], key[1], found[1]))
+        out.append((key[0], key[1], span[0]))
     return out
 
 
