@@ -20,9 +20,10 @@ import typing
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import attrs
+import immutables
 import orjson
 from cattrs.preconf.orjson import make_converter
 from eventsourcing.persistence import (
@@ -37,6 +38,7 @@ from eventsourcing.persistence import (
 from ..domain.credentials import Credentials
 from ..domain.events import CLASSES, TOPICS, DomainEvent
 from ..domain.ids import LicenseKey, PublicId, _Id
+from ..domain.seat_set import SeatSet
 from .field_cipher import (
     FieldCipher,
     credentials_data,
@@ -110,6 +112,37 @@ converter.register_unstructure_hook_func(
 converter.register_structure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), _to_uuid
 )
+# seats: stored as a list of [computer id, product] pairs, as the frozenset
+# they were before was (snapshots and view rows written then read the same)
+converter.register_unstructure_hook(SeatSet, lambda seats: [list(seat) for seat in seats])
+converter.register_structure_hook(
+    SeatSet, lambda v, _: SeatSet((str(c), str(p)) for c, p in v)
+)
+
+
+def _is_persistent_map(t: Any) -> bool:
+    return t is immutables.Map or get_origin(t) is immutables.Map
+
+
+def _unstructure_persistent_map(t: Any) -> Callable[[Any], Any]:
+    """A task's targets (``immutables.Map``): stored as the dict they were before."""
+    key_type, value_type = get_args(t) or (Any, Any)
+    key, value = converter.get_unstructure_hook(key_type), converter.get_unstructure_hook(
+        value_type
+    )
+    return lambda m: {key(k): value(v) for k, v in m.items()}
+
+
+def _structure_persistent_map(t: Any) -> Callable[[Any, Any], Any]:
+    key_type, value_type = get_args(t) or (Any, Any)
+    key, value = converter.get_structure_hook(key_type), converter.get_structure_hook(value_type)
+    return lambda data, _: immutables.Map(
+        {key(k, key_type): value(v, value_type) for k, v in data.items()}
+    )
+
+
+converter.register_unstructure_hook_factory(_is_persistent_map, _unstructure_persistent_map)
+converter.register_structure_hook_factory(_is_persistent_map, _structure_persistent_map)
 converter.register_unstructure_hook(datetime, datetime.isoformat)
 converter.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
 converter.register_unstructure_hook(date, date.isoformat)

@@ -32,6 +32,7 @@ from .events import (
 )
 from .evolving import replace
 from .ids import ComputerId, LicenseKey, PoolId, PublicId, TaskId, license_aggregate_id
+from .seat_set import EMPTY, SeatSet
 from .values import LicenseDetails, LicenseType, Source
 
 
@@ -61,7 +62,7 @@ class LicenseState:
     overused: bool = False
     key: LicenseKey | None = attrs.field(default=None, repr=False)
     #: seats taken through this console: (computer id as str, product) pairs (R20)
-    seats: frozenset[tuple[str, str]] = frozenset()
+    seats: SeatSet = EMPTY
 
     @property
     def used_units(self) -> int:
@@ -134,10 +135,10 @@ def evolve(state: LicenseState, event: DomainEvent) -> LicenseState:
         return replace(state, version=v, overused=False)
     if isinstance(event, SeatTaken):
         seat = (str(event.computer_id), event.product)
-        return replace(state, version=v, seats=state.seats | {seat})
+        return replace(state, version=v, seats=state.seats.with_seat(seat))
     if isinstance(event, SeatReleased):
         seat = (str(event.computer_id), event.product)
-        return replace(state, version=v, seats=state.seats - {seat})
+        return replace(state, version=v, seats=state.seats.without_seat(seat))
     return replace(state, version=v)
 
 
@@ -306,12 +307,13 @@ def release_seats(
 ) -> list[DomainEvent]:
     """Free seats (R24, R25); a seat not held records nothing."""
     emit = Emitter(license_aggregate_id(state.public_id), state.version, now, actor)
-    held = set(state.seats)
+    held = state.seats  # not copied: a large license holds thousands of seats
+    gone: set[tuple[str, str]] = set()
     for computer_id, product in seats:
         seat = (str(computer_id), product)
-        if seat not in held:
+        if seat not in held or seat in gone:
             continue
-        held.discard(seat)
+        gone.add(seat)
         emit(
             SeatReleased,
             public_id=state.public_id,
@@ -321,6 +323,7 @@ def release_seats(
         )
     if emit.events:
         _record_overuse_crossing(
-            state, emit, units=state.units, used=max(len(held), state.vendor_used_units)
+            state, emit, units=state.units,
+            used=max(len(held) - len(gone), state.vendor_used_units),
         )
     return emit.events

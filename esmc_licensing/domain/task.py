@@ -8,10 +8,10 @@ after a final result records nothing either.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 import attrs
+import immutables
 
 from .client_tasks import TargetState, TaskKind
 from .errors import InvalidInput
@@ -43,7 +43,9 @@ class TaskState:
     created_at: datetime | None = None
     public_id: PublicId | None = None
     product: str | None = None
-    targets: Mapping[ComputerId, Target] = attrs.field(factory=dict)
+    #: a persistent map (see :mod:`.seat_set`): each target's result makes a new
+    #: one, which copied the whole map when it was a dict
+    targets: immutables.Map[ComputerId, Target] = attrs.field(factory=immutables.Map)
     new_seats: frozenset[ComputerId] = frozenset()
     scope: tuple[GroupId, ...] = ()
 
@@ -53,7 +55,7 @@ def initial(task_id: TaskId) -> TaskState:
 
 
 def _set(state: TaskState, v: int, computer_id: ComputerId, target: Target) -> TaskState:
-    return replace(state, version=v, targets={**state.targets, computer_id: target})
+    return replace(state, version=v, targets=state.targets.set(computer_id, target))
 
 
 def evolve(state: TaskState, event: DomainEvent) -> TaskState:
@@ -68,16 +70,16 @@ def evolve(state: TaskState, event: DomainEvent) -> TaskState:
             created_at=event.timestamp,
             public_id=event.public_id,
             product=event.product,
-            targets=dict.fromkeys(event.targets, Target()),
+            targets=immutables.Map(dict.fromkeys(event.targets, Target())),
             new_seats=frozenset(event.new_seats),
             scope=event.scope,
         )
     if isinstance(event, TaskTargetsDelivered):
-        targets = dict(state.targets)
-        for cid in event.computer_ids:
-            if targets.get(cid, Target()).state is TargetState.PENDING:
-                targets[cid] = Target(TargetState.DELIVERED)
-        return replace(state, version=v, targets=targets)
+        with state.targets.mutate() as targets:
+            for cid in event.computer_ids:
+                if targets.get(cid, Target()).state is TargetState.PENDING:
+                    targets[cid] = Target(TargetState.DELIVERED)
+            return replace(state, version=v, targets=targets.finish())
     if isinstance(event, TaskTargetSucceeded):
         return _set(state, v, event.computer_id, Target(TargetState.SUCCEEDED))
     if isinstance(event, TaskTargetFailed):
