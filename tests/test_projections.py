@@ -878,6 +878,18 @@ def test_r30_in_memory_views_follow_an_in_memory_application() -> None:
         app.close()
 
 
+def _assert_views_equal_a_rebuild(app: LicenseManagement) -> None:
+    """The views an application kept (after they follow, as before a query)
+    hold what a rebuild from its log makes."""
+    from esmc_licensing.projections.tables import SQLiteViews
+
+    app.licenses(app.administrator)  # the views follow before answering
+    rebuilt = SQLiteViews(":memory:")
+    ViewUpdater(app._core.event_log, rebuilt).catch_up()
+    assert _rows(app._core.views) == _rows(rebuilt)
+    app.close()
+
+
 @settings(max_examples=max(5, int(settings().max_examples * 0.4)), deadline=None)
 @given(
     steps=st.lists(
@@ -895,7 +907,6 @@ def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
     take the states the decisions folded instead of folding each event again.
     Whatever the mix and however often the views follow, they equal a rebuild."""
     from esmc_licensing import InMemoryAgents, Permission
-    from esmc_licensing.projections.tables import SQLiteViews
 
     clock = ManualClock(START)
     vendor = InMemoryActivationServer(clock=clock)
@@ -931,11 +942,7 @@ def test_r30_views_of_activations_applied_from_memory_equal_a_rebuild(
                 app.licenses(admin)
         except LicensingError:
             pass  # a full license refuses; nothing recorded
-    app.licenses(admin)  # the views follow before answering
-    rebuilt = SQLiteViews(":memory:")
-    ViewUpdater(app._core.event_log, rebuilt).catch_up()
-    assert _rows(app._core.views) == _rows(rebuilt)
-    app.close()
+    _assert_views_equal_a_rebuild(app)
 
 
 def test_r30_a_view_row_takes_a_decisions_fold_only_from_the_very_state_it_started_from() -> None:
@@ -974,7 +981,6 @@ def test_r30_states_of_a_license_with_many_seats_are_not_kept_for_the_views() ->
     from esmc_licensing import InMemoryAgents
     from esmc_licensing.domain.license import LicenseState
     from esmc_licensing.domain.task import TaskState
-    from esmc_licensing.projections.tables import SQLiteViews
     from esmc_licensing.service import MEMO_LARGEST
 
     clock = ManualClock(START)
@@ -1001,11 +1007,7 @@ def test_r30_states_of_a_license_with_many_seats_are_not_kept_for_the_views() ->
     app.run_product_activation(admin, other, cids)
     kept = [after for _, _, after in app._core._pending_folded.values()]
     assert max(len(s.targets) for s in kept if isinstance(s, TaskState)) <= MEMO_LARGEST
-    app.licenses(admin)  # the views follow before answering
-    rebuilt = SQLiteViews(":memory:")
-    ViewUpdater(app._core.event_log, rebuilt).catch_up()
-    assert _rows(app._core.views) == _rows(rebuilt)
-    app.close()
+    _assert_views_equal_a_rebuild(app)
 
 
 def test_r23_a_decision_keeps_each_aggregates_first_and_last_state_and_only_small_steps() -> None:
