@@ -585,9 +585,29 @@ class ServiceBase(Application[uuid.UUID]):
                 self._pending_seeds.clear()
                 self._pending_touched.clear()
                 self._pending_folded.clear()
+        if spans is not None:
+            self._snapshot_grown(spans)
         if positions and positions[-1] - self._views_position >= self.views_lag:
             self._catch_up_views(positions[-1])
         return positions
+
+    def _snapshot_grown(self, spans: Mapping[int, tuple[Any, Any]]) -> None:
+        """Snapshot the aggregates one save grew by ``snapshot_every`` events or
+        more (a task on thousands of computers, the license it took seats of):
+        the cache may drop them soon, and loading them would then fold every
+        one of those events, as no load has snapshotted them yet."""
+        for key, (start, end) in spans.items():
+            if end.version - start.version < self.snapshot_every:
+                continue
+            aggregate_id = uuid.UUID(int=key)
+            try:
+                self.views.put_snapshot(
+                    aggregate_id,
+                    end.version,
+                    encode_state(end, self.event_log.mapper.secrets, aggregate_id).decode(),
+                )
+            except Exception as e:  # a snapshot is an optimisation: never fail on it
+                log.warning("could not snapshot %s: %s", aggregate_id, e)
 
     @contextmanager
     def _reading(

@@ -104,3 +104,35 @@ def test_r30_aggregates_prefetched_together_equal_those_loaded_one_by_one(
         assert state == _fold(app, cid)
     assert not prefetched[unknown].exists
     app.close()
+
+
+def test_r30_a_save_that_grows_an_aggregate_by_many_events_snapshots_it(
+    tmp_path: Path, vendor, clock
+) -> None:
+    """One activation on many computers adds a seat a computer to its license and a
+    result a target to its task; when the cache drops them, loading them must not
+    fold all of those events, so the save snapshots what it grew by
+    ``ESMC_SNAPSHOT_EVERY`` events or more."""
+    from esmc_licensing import InMemoryAgents
+    from esmc_licensing.domain import task
+    from esmc_licensing.domain.ids import license_aggregate_id
+
+    env = {**stores.sqlite_env(tmp_path / "store.db"), "ESMC_SNAPSHOT_EVERY": "20"}
+    app = LicenseManagement(env=env, adapters=Adapters(
+        activation_server=vendor, clock=clock, agents=InMemoryAgents()))
+    admin, product = app.administrator, "ESET Endpoint Security"
+    pid = app.add_license_key(admin, vendor.issue(
+        public_id="WID-000-001", product=product, units=30, owner="Wide",
+        expires=(START + timedelta(days=365)).date()))
+    cids = [app.register_computer(admin, f"pc-{i}", app.all_group, fingerprint=f"hw-{i}",
+                                  products=[product]) for i in range(25)]
+    task_id = app.run_product_activation(admin, pid, cids)
+    license_id = license_aggregate_id(pid)
+    grown = app._core.views.snapshots([license_id, task_id])
+    license_state = app._core._license(pid)
+    task_state = app._core._load(task_id, lambda: task.initial(task_id), task.evolve)
+    assert grown[license_id][0] == license_state.version  # 25 seats taken
+    assert grown[task_id][0] == task_state.version  # created, 25 results
+    small = app.run_product_activation(admin, pid, [cids[0]])  # a seat it holds: no new one
+    assert app._core.views.snapshots([small]) == {}
+    app.close()
