@@ -413,14 +413,7 @@ class ServiceBase(Application[uuid.UUID]):
             for event in folded:
                 state = evolve(state, event)
             if len(folded) >= self.snapshot_every:
-                try:
-                    self.views.put_snapshot(
-                        aggregate_id,
-                        state.version,
-                        encode_state(state, self.event_log.mapper.secrets, aggregate_id).decode(),
-                    )
-                except Exception as e:  # a snapshot is an optimisation: never fail on it
-                    log.warning("could not snapshot %s: %s", aggregate_id, e)
+                self._put_snapshot(aggregate_id, state)
             self._remember(aggregate_id.int, state)
             out.append(state)
         return out
@@ -599,15 +592,17 @@ class ServiceBase(Application[uuid.UUID]):
         for key, (start, end) in spans.items():
             if end.version - start.version < self.snapshot_every:
                 continue
-            aggregate_id = uuid.UUID(int=key)
-            try:
-                self.views.put_snapshot(
-                    aggregate_id,
-                    end.version,
-                    encode_state(end, self.event_log.mapper.secrets, aggregate_id).decode(),
-                )
-            except Exception as e:  # a snapshot is an optimisation: never fail on it
-                log.warning("could not snapshot %s: %s", aggregate_id, e)
+            self._put_snapshot(uuid.UUID(int=key), end)
+
+    def _put_snapshot(self, aggregate_id: uuid.UUID, state: Any) -> None:
+        try:
+            self.views.put_snapshot(
+                aggregate_id,
+                state.version,
+                encode_state(state, self.event_log.mapper.secrets, aggregate_id).decode(),
+            )
+        except Exception as e:  # a snapshot is an optimisation: never fail on it
+            log.warning("could not snapshot %s: %s", aggregate_id, e)
 
     @contextmanager
     def _reading(
