@@ -1026,17 +1026,24 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     whole and the other columns can wrap between words; nothing is cut."""
     from rich.measure import Measurement
 
-    from .long_tables import LONG, LongTable, laid_out_here
-    from .long_tables import measure as measure_cell
+    from .long_tables import LONG, LongTable, plain_cell
+    from .long_tables import measure as measure_text
 
     console = console or _console()
     rows = [list(r) for r in rows]
+    # what each cell shows when it is one line of one style (None: Rich's to lay out)
+    texts = [[plain_cell(c) for c in row] for row in rows]
     wide = console.options.update_width(10_000)
 
     def measure(i: int) -> tuple[int, int]:
         """The narrowest the column gets without cutting a word, and its natural width."""
-        cells = [columns[i].header, *(row[i] for row in rows)]
-        measured = [measure_cell(c) or tuple(Measurement.get(console, wide, c)) for c in cells]
+        header = columns[i].header
+        cells = [(header, plain_cell(header)), *((row[i], text[i]) for row, text in zip(
+            rows, texts, strict=True))]
+        measured = [
+            tuple(Measurement.get(console, wide, c)) if t is None else measure_text(t)
+            for c, t in cells
+        ]
         most = max(m[1] for m in measured)
         return (most if columns[i].no_wrap else max(m[0] for m in measured)), most
 
@@ -1070,13 +1077,13 @@ def fitted_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     if dropped:
         table.caption = f"Not shown for want of width: {', '.join(dropped)} (--json has all)"
         table.caption_justify = "left"
-    shown = [[row[i] for i in keep] for row in rows]
-    kept_widths = [widths[i] for i in keep]
-    if len(shown) >= LONG and laid_out_here(shown):
-        table.add_row(*shown[0])
-        return LongTable(table, kept_widths, shown[1:])
-    for row in shown:
-        table.add_row(*row)
+    if len(rows) >= LONG and all(text[i] is not None for text in texts for i in keep):
+        table.add_row(*(rows[0][i] for i in keep))
+        rest = [[(row[i], text[i] or "") for i in keep]
+                for row, text in zip(rows[1:], texts[1:], strict=True)]
+        return LongTable(table, [widths[i] for i in keep], rest)
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
     return table
 
 
@@ -1103,10 +1110,10 @@ def _show(*renderables: Any, note: str | None = None) -> None:
     to a file or pipe, --json (printed elsewhere), --no-pager, an empty PAGER."""
     import shutil
 
-    console = _console()
-    pager = os.environ.get("PAGER", DEFAULT_PAGER)
     from .long_tables import LongTable
 
+    console = _console()
+    pager = os.environ.get("PAGER", DEFAULT_PAGER)
     if _NO_PAGER[0] or not pager.strip() or not _stdout_is_tty():
         for r in renderables:
             console.print(r, crop=not isinstance(r, LongTable))

@@ -46,12 +46,9 @@ def plain_cell(cell: Any) -> str | None:
     return None if "\n" in text or "\r" in text else text
 
 
-def measure(cell: Any) -> tuple[int, int] | None:
-    """Rich's measurement of a one-line cell (its longest word, its width),
-    without rendering it; None for a cell Rich must measure itself."""
-    text = plain_cell(cell)
-    if text is None:
-        return None
+def measure(text: str) -> tuple[int, int]:
+    """Rich's measurement of a one-line cell showing ``text`` (its longest word,
+    its width), without rendering it."""
     width = len if text.isascii() else cell_len  # an ASCII character is one cell
     most = width(text)
     words = text.split()
@@ -70,9 +67,12 @@ class LongTable:
     ``crop=False`` (cropping looks at every segment of every line again).
     """
 
-    def __init__(self, table: Table, widths: Sequence[int], rest: list[list[Any]]) -> None:
+    def __init__(
+        self, table: Table, widths: Sequence[int], rest: list[list[tuple[Any, str]]]
+    ) -> None:
         self.table = table  # with its first row only
         self.widths = list(widths)
+        #: the other rows: each cell with the text it shows (:func:`plain_cell`)
         self.rest = rest
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
@@ -101,9 +101,7 @@ class LongTable:
         get_style = console.get_style
         for row in self.rest:
             cells: list[list[Segment]] = []
-            for cell, width in zip(row, widths, strict=True):
-                text = plain_cell(cell)
-                assert text is not None
+            for (cell, text), width in zip(row, widths, strict=True):
                 style = cell.style if isinstance(cell, Text) else None
                 size = len(text) if text.isascii() else cell_len(text)
                 if size <= width:
@@ -132,14 +130,9 @@ class LongTable:
     def _whole(self) -> Table:
         table = self.table
         for row in self.rest:
-            table.add_row(*row)
+            table.add_row(*(cell for cell, _ in row))
         self.rest = []
         return table
 
 
-def laid_out_here(rows: Sequence[Sequence[Any]]) -> bool:
-    """Whether every cell is one this module lays out (see :func:`plain_cell`)."""
-    return all(plain_cell(cell) is not None for row in rows for cell in row)
-
-
-__all__ = ["LONG", "LongTable", "laid_out_here", "measure", "plain_cell"]
+__all__ = ["LONG", "LongTable", "measure", "plain_cell"]
