@@ -86,15 +86,26 @@ def previous_store(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _recorded(fixture: Path) -> dict[str, Any]:
+    """What the version that wrote a fixture answered, and when."""
+    recorded: dict[str, Any] = json.loads(fixture.with_suffix(".answers.json").read_text())
+    return recorded
+
+
+def _opened_then(env: dict[str, str], recorded: dict[str, Any]) -> LicenseManagement:
+    """The application on a fixture's store, its clock where the answers were recorded."""
+    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
+    return LicenseManagement(
+        env=env,
+        adapters=Adapters(activation_server=InMemoryActivationServer(clock=clock), clock=clock),
+    )
+
+
 def test_r30_a_store_of_the_previous_version_answers_as_that_version_did(
     previous_store: dict[str, str],
 ) -> None:
-    recorded = json.loads(PREVIOUS.with_suffix(".answers.json").read_text())
-    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
-    app = LicenseManagement(
-        env=previous_store,
-        adapters=Adapters(activation_server=InMemoryActivationServer(clock=clock), clock=clock),
-    )
+    recorded = _recorded(PREVIOUS)
+    app = _opened_then(previous_store, recorded)
     now = _answers_of()(app)
     assert now.keys() == recorded["answers"].keys()
     for query, answer in recorded["answers"].items():
@@ -131,15 +142,9 @@ def test_r30_reopening_the_previous_store_gives_the_same_answers_again(
     previous_store: dict[str, str],
 ) -> None:
     """The first open built the views from the log; the second reads them as they are."""
-    recorded = json.loads(PREVIOUS.with_suffix(".answers.json").read_text())
-    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
+    recorded = _recorded(PREVIOUS)
     for _ in range(2):
-        app = LicenseManagement(
-            env=previous_store,
-            adapters=Adapters(
-                activation_server=InMemoryActivationServer(clock=clock), clock=clock
-            ),
-        )
+        app = _opened_then(previous_store, recorded)
         answers = _answers_of()(app)
         assert answers.keys() == recorded["answers"].keys()
         for query, answer in recorded["answers"].items():
@@ -185,12 +190,8 @@ def sealed_previous_store(tmp_path: Path) -> dict[str, str]:
 def test_r31_a_sealed_store_of_the_previous_version_verifies_and_keeps_its_seals_table(
     sealed_previous_store: dict[str, str],
 ) -> None:
-    recorded = json.loads(SEALED.with_suffix(".answers.json").read_text())
-    clock = ManualClock(datetime.fromisoformat(recorded["now"]))
-    app = LicenseManagement(
-        env=sealed_previous_store,
-        adapters=Adapters(activation_server=InMemoryActivationServer(clock=clock), clock=clock),
-    )
+    recorded = _recorded(SEALED)
+    app = _opened_then(sealed_previous_store, recorded)
     admin = app.administrator
     end = app._core.recorder.max_notification_id()
     report = app.verify_history(admin)
