@@ -71,7 +71,7 @@ def test_r33_a_long_table_prints_what_rich_prints(
     assert fast == by_rich
 
 
-def test_a_long_table_of_one_line_cells_is_laid_out_here_and_prints_the_same(
+def test_r33_a_long_table_of_one_line_cells_is_laid_out_here_and_prints_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     columns = [Column("Public ID", no_wrap=True), Column("Owner"),
