@@ -1256,6 +1256,19 @@ def json_text(data: Any) -> str:
         return json.dumps(data, indent=2, ensure_ascii=False)
 
 
+def json_line(data: Any) -> str:
+    """``data`` as one line of compact JSON, keys sorted, with what must not reach a
+    terminal escaped (R33): an audit export's entry, written by orjson (about ten
+    times faster than ``json``, which is kept for integers past 64 bits)."""
+    import orjson
+
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return json_safe(text)
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json_safe(json_text(data)))
 
@@ -3954,9 +3967,9 @@ def audit_export(
             }
             if writer is not None:
                 writer.writerow([*(record[c] for c in _CSV_COLUMNS[:-1]),
-                                 json.dumps(record["details"], sort_keys=True)])
+                                 json_line(record["details"])])
             else:
-                out.write(json.dumps(record, sort_keys=True) + "\n")
+                out.write(json_line(record) + "\n")
             count += 1
             if progress and count % 10_000 == 0:
                 sys.stderr.write(f"\r{count} events exported")

@@ -192,6 +192,9 @@ class Names:
         self.visible = visible
         self.lives = lives if lives is not None or log is None else Lives(log, views)
         self._states: dict[tuple[str, str], Any] = {}
+        #: actor -> the name shown for it (an audit log names the same few actors
+        #: on every entry; users cannot be renamed)
+        self.actors: dict[str, str] = {}
 
     def prefetch(self, events: Iterable[tuple[str, DomainEvent]]) -> None:
         """Find at once the lives of the pools and computers these (target, event)
@@ -245,6 +248,13 @@ class Names:
         self, kind: str, value: Any, position: int = 0, ahead: bool = False
     ) -> tuple[Any, str | None]:
         """A pool or computer: its id and its name at ``position`` (0: its name now)."""
+        if value and position and self.visible is None and self.lives is not None:
+            # a reader who sees every group needs no view row for visibility, and a
+            # life known names the object as it was (an audit log streams past the
+            # creations, so this reads nothing)
+            life = self.lives.at(kind, str(value), position, ahead)
+            if life is not None:
+                return value, life.name
         state = self._state(kind, str(value)) if value else None
         if state is None:
             return value, None
@@ -331,6 +341,11 @@ def entry(
 ) -> HistoryEntry:
     """The one way an event becomes a history entry (histories and the audit log)."""
     actor = event.actor
+    shown_actor = names.actors.get(actor)
+    if shown_actor is None:
+        if len(names.actors) >= _MAX_STATES:
+            names.actors.clear()
+        shown_actor = names.actors[actor] = actor_name(d, actor)
     raw = details(event)
     for secret in _SECRET_DETAILS.get(type(event), ()):
         if secret in raw:
@@ -338,7 +353,7 @@ def entry(
     return HistoryEntry(
         when=event.timestamp,
         actor=actor.removeprefix("user:"),
-        actor_name=actor_name(d, actor),
+        actor_name=shown_actor,
         what=event_name(event),
         target=target,
         target_name=names.target(target, position),

@@ -14,6 +14,7 @@ import json
 import re
 import stat
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -367,3 +368,21 @@ def test_json_output_of_a_number_reads_back_as_that_number(number: float) -> Non
 
 def test_json_output_of_an_integer_past_64_bits_falls_back_to_json() -> None:
     assert cli.json_text([2**70]) == "[\n  1180591620717411303424\n]"
+
+
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn"})
+
+
+@given(data=_JSON_DATA | st.integers(2**64, 2**80))
+def test_r33_an_export_line_is_one_line_of_json_with_nothing_a_terminal_acts_on(
+    data: Any,
+) -> None:
+    """``audit export`` writes each entry with ``cli.json_line`` (orjson, compact,
+    keys sorted): it reads back as the data, holds no line break, and every
+    control, format or bidirectional character is escaped (R33)."""
+    line = cli.json_line(data)
+    assert json.loads(line) == data
+    assert not [c for c in line if unicodedata.category(c) in _UNSAFE_CATEGORIES]
+    if isinstance(data, dict):
+        keys = [k for k, _ in json.loads(line, object_pairs_hook=list)]
+        assert keys == sorted(keys)

@@ -240,33 +240,55 @@ def event_name(event: DomainEvent) -> str:
     return CLASSES[type(event)].topic
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
 def detail_value(value: Any) -> Any:
     """One detail as a JSON value of its own type (R29): numbers and booleans stay
     what they are, dates and times are ISO text, enums their names, ids text."""
-    if value is None or type(value) in (bool, int, float, str):
+    kind = type(value)
+    if kind in _PLAIN:
         return value
-    if isinstance(value, enum.IntEnum):
-        return value.name
-    if isinstance(value, str):  # PublicId, a StrEnum: their text
-        return value.value if isinstance(value, enum.Enum) else str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, tuple | list | set | frozenset):
-        items = [detail_value(v) for v in value]
-        return items if isinstance(value, tuple | list) else sorted(items, key=str)
-    if attrs.has(type(value)):
-        return {a.name: detail_value(getattr(value, a.name)) for a in attrs.fields(type(value))}
-    return str(value)
+    convert = _CONVERTERS.get(kind)
+    if convert is None:
+        convert = _CONVERTERS[kind] = _converter(kind)
+    return convert(value)
+
+
+def _converter(kind: type) -> Callable[[Any], Any]:
+    """How :func:`detail_value` shows a value of this type: decided once per type,
+    not per value (an audit export shows millions)."""
+    if issubclass(kind, enum.IntEnum):
+        return lambda v: v.name
+    if issubclass(kind, str):  # PublicId, a StrEnum: their text
+        return (lambda v: v.value) if issubclass(kind, enum.Enum) else str
+    if issubclass(kind, enum.Enum):
+        return lambda v: v.value
+    if issubclass(kind, datetime | date):
+        return kind.isoformat
+    if issubclass(kind, tuple | list):
+        return lambda v: [detail_value(x) for x in v]
+    if issubclass(kind, set | frozenset):
+        return lambda v: sorted((detail_value(x) for x in v), key=str)
+    if attrs.has(kind):
+        names = tuple(a.name for a in attrs.fields(kind))
+        return lambda v: {n: detail_value(getattr(v, n)) for n in names}
+    return str
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
+#: event class -> the names of the fields its history details show
+_DETAILS: dict[type, tuple[str, ...]] = {}
 
 
 def details(event: DomainEvent) -> dict[str, Any]:
-    return {
-        a.name: detail_value(getattr(event, a.name))
-        for a in attrs.fields(type(event))
-        if a.name not in _HIDDEN_FIELDS
-    }
+    kind = type(event)
+    names = _DETAILS.get(kind)
+    if names is None:
+        names = _DETAILS[kind] = tuple(
+            a.name for a in attrs.fields(kind) if a.name not in _HIDDEN_FIELDS
+        )
+    return {n: detail_value(getattr(event, n)) for n in names}
 
 
 __all__ = [
