@@ -347,8 +347,12 @@ def test_r32_forgetting_a_key_leaves_every_other_fact_and_reports_the_secret_una
 
 
 def test_r32_an_embedding_application_without_a_data_key_is_refused_before_recording_a_secret(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # eventsourcing reads settings from the process's environment too: a data
+    # key exported in the shell running the tests must not make this one pass
+    monkeypatch.delenv("ESMC_DATA_KEY", raising=False)
+    monkeypatch.delenv("ESMC_DATA_KEY_FILE", raising=False)
     vendor = InMemoryActivationServer(clock=ManualClock(START))
     key = issue(vendor, "3AB-C12-D34")
     env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "s.db")}
