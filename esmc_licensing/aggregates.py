@@ -19,7 +19,7 @@ import orjson
 
 from . import seals
 from .adapters.field_cipher import FieldCipher, open_fields, seal_fields, secret_paths
-from .adapters.mapper import converter
+from .adapters.mapper import decoder, state_encoder
 from .domain import account, computer, directory, license, pool, saved_filters, tags, task
 from .domain.events import CLASSES, DomainEvent
 
@@ -68,14 +68,14 @@ def _snapshot_context(state_type: type, aggregate_id: object) -> str:
 def encode_state(
     state: Any, secrets: FieldCipher | None = None, aggregate_id: object = None
 ) -> bytes:
-    """An aggregate state as JSON (snapshots), with cattrs' unstructure of its class.
+    """An aggregate state as JSON (snapshots), as cattrs unstructures its class.
 
     Its secrets (a license key, an account's password) are sealed with the
     data keys like those of events (R32); with no data key, a state holding a
     secret raises ``DataKeyMissing`` rather than be written in plain text.
     """
     state_type = type(state)
-    data = converter.unstructure(state, state_type)
+    data = state_encoder(state_type)(state)
     paths = secret_paths(state_type)
     if paths:
         seal_fields(secrets, data, paths, _snapshot_context(state_type, aggregate_id))
@@ -92,7 +92,7 @@ def decode_state(
     paths = secret_paths(state_type)
     if paths:
         open_fields(secrets, plain, paths, _snapshot_context(state_type, aggregate_id))
-    return converter.structure(plain, state_type)
+    return decoder(state_type)(plain)
 
 
 def kind_of_state(state: Any) -> AggregateKind:

@@ -200,21 +200,23 @@ def _field_expression(tp: Any, value: str, hooks: dict[str, Any]) -> str:
     return f"{name}({value})"
 
 
-def _fast_encoder(cls: type[Any], version: int) -> Encoder:
-    """A generated ``event -> dict`` for one event class, without the envelope.
+def _fast_encoder(cls: type[Any], version: int | None) -> Encoder:
+    """A generated ``event -> dict`` for one event class, without the envelope
+    (or ``state -> dict`` for an aggregate's state, with no ``version``).
 
     It gives the same keys in the same order as the cattrs path (attrs field
-    order, ``_v`` last), so orjson writes the same bytes (a property test
-    checks every registered class).
+    order, ``_v`` last), so orjson writes the same bytes (property tests check
+    every registered event class and every aggregate's state).
     """
     hints = typing.get_type_hints(cls)
     hooks: dict[str, Any] = {}
     items = [
         f"{f.name!r}: {_field_expression(hints[f.name], 'e.' + f.name, hooks)}"
         for f in attrs.fields(cls)
-        if f.name not in _ENVELOPE
+        if version is None or f.name not in _ENVELOPE
     ]
-    items.append(f"'_v': {version!r}")
+    if version is not None:
+        items.append(f"'_v': {version!r}")
     source = "def encode(e):\n    return {" + ", ".join(items) + "}\n"
     namespace: dict[str, Any] = dict(hooks)
     exec(compile(source, f"<esmc encoder {cls.__name__}>", "exec"), namespace)
@@ -335,12 +337,26 @@ def _fast_decoder(cls: type[Any]) -> Decoder:
 
 #: made on first use, after every structure hook is registered
 _DECODERS: dict[type[Any], Decoder] = {}
+_STATE_ENCODERS: dict[type[Any], Encoder] = {}
 
 
 def decoder(cls: type[Any]) -> Decoder:
+    """``dict -> instance`` of an event class or an aggregate's state class: what
+    ``converter.structure(data, cls)`` gives, decided once per class."""
     found = _DECODERS.get(cls)
     if found is None:
         found = _DECODERS[cls] = _fast_decoder(cls)
+    return found
+
+
+def state_encoder(cls: type[Any]) -> Encoder:
+    """``state -> dict`` of an aggregate's state class (snapshots, view rows):
+    what ``converter.unstructure(state, cls)`` gives, decided once per class
+    (cattrs dispatches on each field's type at each call; a view row or a
+    snapshot of a computer was written about twice as fast this way)."""
+    found = _STATE_ENCODERS.get(cls)
+    if found is None:
+        found = _STATE_ENCODERS[cls] = _fast_encoder(cls, None)
     return found
 
 

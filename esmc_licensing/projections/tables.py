@@ -41,7 +41,7 @@ from typing import Any
 import attrs
 import orjson
 
-from ..adapters.mapper import converter
+from ..adapters.mapper import decoder, state_encoder
 from ..domain import account, computer, license, pool, saved_filters, task
 from ..domain.filters import LicenseFilter
 from ..domain.ids import ComputerId, GroupId, PoolId, PublicId, TaskId, UserId
@@ -188,16 +188,16 @@ TABLES: Mapping[str, Table] = {
     )
 }
 
-#: cattrs' hooks of each table's state, made on first use: making all of them
-#: generates and compiles code, a cost every process paid at import
+#: each table's state codec (the mapper's, generated per class), found on first
+#: use: generating all of them compiles code, a cost every process paid at import
 _UNSTRUCTURE: dict[str, Callable[[Any], Any]] = {}
-_STRUCTURE: dict[str, Callable[[Any, Any], Any]] = {}
+_STRUCTURE: dict[str, Callable[[Any], Any]] = {}
 
 
 def encode_row_state(table: Table, state: Any) -> str:
     hook = _UNSTRUCTURE.get(table.kind)
     if hook is None:
-        hook = _UNSTRUCTURE[table.kind] = converter.get_unstructure_hook(table.state_type)
+        hook = _UNSTRUCTURE[table.kind] = state_encoder(table.state_type)
     data = hook(state)
     if table.scrub is not None:
         data = table.scrub(data)
@@ -207,8 +207,8 @@ def encode_row_state(table: Table, state: Any) -> str:
 def decode_row_state(table: Table, data: str | bytes) -> Any:
     hook = _STRUCTURE.get(table.kind)
     if hook is None:
-        hook = _STRUCTURE[table.kind] = converter.get_structure_hook(table.state_type)
-    return hook(orjson.loads(data), table.state_type)
+        hook = _STRUCTURE[table.kind] = decoder(table.state_type)
+    return hook(orjson.loads(data))
 
 
 # -- dialects ------------------------------------------------------------------------------
