@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from esmc_licensing.domain.filters import LicenseFilter
 from esmc_licensing.domain.ids import GroupId, PoolId, PublicId
 from esmc_licensing.domain.license import LicenseState
-from esmc_licensing.domain.pool import PoolState
+from esmc_licensing.domain.pool import PoolState, PublicIds
 from esmc_licensing.domain.status import license_status
 from esmc_licensing.domain.values import LicenseType, Policy, Source, StatusLevel, StatusReason
 from esmc_licensing.projections.tables import PostgresViews, SQLiteViews, ViewStore
@@ -106,7 +106,7 @@ def _put(views: ViewStore, licenses: list[Facts], today: date) -> None:
         b.put("pool", str(POOL), PoolState(
             pool_id=POOL, version=1, exists=True, name="Acme", group=GROUP,
             source=Source.LICENSE_KEY,
-            public_ids=frozenset(PublicId(_pid(i)) for i in range(len(licenses))),
+            public_ids=PublicIds(PublicId(_pid(i)) for i in range(len(licenses))),
         ))
         for i, f in enumerate(licenses):
             expires = None if f.expires_in is None else today + timedelta(days=f.expires_in)

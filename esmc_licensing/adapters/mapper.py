@@ -38,6 +38,7 @@ from eventsourcing.persistence import (
 from ..domain.credentials import Credentials
 from ..domain.events import CLASSES, TOPICS, DomainEvent
 from ..domain.ids import LicenseKey, PublicId, _Id
+from ..domain.pool import PublicIds
 from ..domain.seat_set import SeatSet
 from .field_cipher import (
     FieldCipher,
@@ -118,6 +119,9 @@ converter.register_unstructure_hook(SeatSet, lambda seats: [list(seat) for seat 
 converter.register_structure_hook(
     SeatSet, lambda v, _: SeatSet((str(c), str(p)) for c, p in v)
 )
+# a pool's licenses: stored as the list of Public IDs their frozenset was
+converter.register_unstructure_hook(PublicIds, lambda ids: [str(p) for p in ids])
+converter.register_structure_hook(PublicIds, lambda v, _: PublicIds(_public_id(p) for p in v))
 
 
 def _is_persistent_map(t: Any) -> bool:

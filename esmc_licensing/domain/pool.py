@@ -20,7 +20,19 @@ from .events import (
 )
 from .evolving import replace
 from .ids import GroupId, PoolId, PublicId
+from .persistent_set import PersistentSet
 from .values import Source
+
+
+class PublicIds(PersistentSet[PublicId]):
+    """The licenses of a pool: a license joining makes a new set sharing the rest
+    (an import of 10,000 licenses into one pool cost quadratic time with a
+    frozenset). Stored as the list of Public IDs the frozenset was stored as."""
+
+    __slots__ = ()
+
+
+NO_LICENSES = PublicIds()
 
 
 @attrs.frozen
@@ -33,7 +45,7 @@ class PoolState:
     source: Source | None = None
     indivisible: bool = False
     company: str | None = None
-    public_ids: frozenset[PublicId] = frozenset()
+    public_ids: PublicIds = NO_LICENSES
 
 
 def initial(pool_id: PoolId) -> PoolState:
@@ -54,11 +66,11 @@ def evolve(state: PoolState, event: DomainEvent) -> PoolState:
             company=event.company,
         )
     if isinstance(event, LicenseJoinedPool):
-        return replace(state, version=v, public_ids=state.public_ids | {event.public_id})
+        return replace(state, version=v, public_ids=state.public_ids.with_item(event.public_id))
     if isinstance(event, PoolMoved):
         return replace(state, version=v, group=event.to_group)
     if isinstance(event, PoolRemoved):
-        return replace(state, version=v, exists=False, public_ids=frozenset())
+        return replace(state, version=v, exists=False, public_ids=NO_LICENSES)
     return replace(state, version=v)
 
 
