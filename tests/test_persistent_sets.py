@@ -1,5 +1,5 @@
-"""A license's seats (R20) and a pool's licenses (R5) as persistent sets: the same
-answers as a frozenset.
+"""A license's seats (R20), a pool's licenses (R5) and a tag's targets (R28) as
+persistent sets: the same answers as a frozenset.
 
 Each seat taken or released makes a new seat set; a frozenset was copied
 whole for that (250 µs at 10,000 seats, in the decision and again in the
@@ -15,11 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esmc_licensing.adapters.mapper import converter
-from esmc_licensing.domain import license, pool
-from esmc_licensing.domain.events import LicenseJoinedPool
-from esmc_licensing.domain.ids import PoolId, PublicId
+from esmc_licensing.domain import license, pool, tags
+from esmc_licensing.domain.events import LicenseJoinedPool, TagAssigned
+from esmc_licensing.domain.ids import TAGS_ID, PoolId, PublicId
 from esmc_licensing.domain.pool import PublicIds
 from esmc_licensing.domain.seat_set import EMPTY, SeatSet
+from esmc_licensing.domain.tags import TagTargets
 
 _SEATS = st.tuples(st.sampled_from(["c1", "c2", "c3", "c4", "c5"]), st.sampled_from(["P", "Q"]))
 
@@ -101,3 +102,19 @@ def test_r5_a_license_joining_a_large_pool_shares_its_other_licenses() -> None:
         states.append(state)
     assert [len(s.public_ids) for s in states] == list(range(301))
     assert isinstance(state.public_ids, PublicIds)
+
+
+def test_r28_where_a_tag_is_assigned_is_stored_as_the_list_its_frozenset_was() -> None:
+    """The tag catalogue's snapshot written before reads the same (R30), and an
+    assignment leaves the catalogue's earlier state as it was."""
+    before = {"version": 4, "tags": {"Lab": ["computer:2", "pool:1"], "Old": []}}
+    state = converter.structure(before, tags.TagsState)
+    assert state.tags == {"Lab": {"computer:2", "pool:1"}, "Old": set()}
+    assert all(isinstance(t, TagTargets) for t in state.tags.values())
+    data = orjson.loads(orjson.dumps(converter.unstructure(state)))
+    assert {k: sorted(v) for k, v in data["tags"].items()} == before["tags"]
+    later = tags.evolve(state, TagAssigned(
+        originator_id=TAGS_ID, originator_version=5, timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        actor="system", name="Old", target="license:AAA-BBB-001",
+    ))
+    assert later.tags["Old"] == {"license:AAA-BBB-001"} and state.tags["Old"] == set()

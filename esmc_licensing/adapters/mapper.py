@@ -40,6 +40,7 @@ from ..domain.events import CLASSES, TOPICS, DomainEvent
 from ..domain.ids import LicenseKey, PublicId, _Id
 from ..domain.pool import PublicIds
 from ..domain.seat_set import SeatSet
+from ..domain.tags import TagTargets
 from .field_cipher import (
     FieldCipher,
     credentials_data,
@@ -122,6 +123,9 @@ converter.register_structure_hook(
 # a pool's licenses: stored as the list of Public IDs their frozenset was
 converter.register_unstructure_hook(PublicIds, lambda ids: [str(p) for p in ids])
 converter.register_structure_hook(PublicIds, lambda v, _: PublicIds(_public_id(p) for p in v))
+# where a tag is assigned: stored as the list of targets their frozenset was
+converter.register_unstructure_hook(TagTargets, list)
+converter.register_structure_hook(TagTargets, lambda v, _: TagTargets(str(t) for t in v))
 
 
 def _is_persistent_map(t: Any) -> bool:

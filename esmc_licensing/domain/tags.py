@@ -15,13 +15,26 @@ import attrs
 from .errors import AlreadyExists, NotFound
 from .events import DomainEvent, Emitter, TagAssigned, TagCreated, TagDeleted, TagUnassigned
 from .ids import TAGS_ID
+from .persistent_set import PersistentSet
 from .values import check_name, lookup_name, name_key
+
+
+class TagTargets(PersistentSet[str]):
+    """Where a tag is assigned (``license:…``, ``pool:…``, ``computer:…``): an
+    assignment makes a new set sharing the rest, so tagging the 10,000th object,
+    or deleting a tag assigned to 10,000 (one unassignment each), does not copy
+    them all each time. Stored as the list their frozenset was stored as."""
+
+    __slots__ = ()
+
+
+NOWHERE = TagTargets()
 
 
 @attrs.frozen
 class TagsState:
     version: int = 0
-    tags: Mapping[str, frozenset[str]] = attrs.field(factory=dict)
+    tags: Mapping[str, TagTargets] = attrs.field(factory=dict)
 
     def canonical(self, name: str) -> str | None:
         """Tag names are unique case-insensitively; this finds the stored spelling."""
@@ -40,13 +53,13 @@ def evolve(state: TagsState, event: DomainEvent) -> TagsState:
     v = event.originator_version
     tags = state.tags
     if isinstance(event, TagCreated):
-        tags = {**tags, event.name: frozenset()}
+        tags = {**tags, event.name: NOWHERE}
     elif isinstance(event, TagDeleted):
         tags = {k: t for k, t in tags.items() if k != event.name}
     elif isinstance(event, TagAssigned):
-        tags = {**tags, event.name: tags.get(event.name, frozenset()) | {event.target}}
+        tags = {**tags, event.name: tags.get(event.name, NOWHERE).with_item(event.target)}
     elif isinstance(event, TagUnassigned):
-        tags = {**tags, event.name: tags.get(event.name, frozenset()) - {event.target}}
+        tags = {**tags, event.name: tags.get(event.name, NOWHERE).without_item(event.target)}
     return TagsState(version=v, tags=tags)
 
 
