@@ -248,3 +248,32 @@ def test_r8a_the_at_risk_filter_with_a_ratio_of_many_digits(
     assert _expected(licenses, today, policy, f) == [_pid(0)]
     rows, _ = views.license_rows(None, f, today, policy)
     assert [pid for pid, _, _ in rows] == [_pid(0)]
+
+
+def test_r28_tag_operations_of_one_batch_apply_in_order(
+    fresh_views: Callable[[], ViewStore],
+) -> None:
+    """A batch writes its runs of tag operations one ``executemany`` each, in the
+    order the fold made them: a tag taken off and put back is on, one put on and
+    taken off is off, and a target's tags dropped before a new one keeps it."""
+    views = fresh_views()
+    with views.batch() as b:
+        b.tag("computer:1", "Lab")
+        b.tag("computer:2", "Lab")
+        b.untag("computer:1", "lab")  # any spelling: tags are case-insensitive (R28)
+        b.tag("computer:1", "Lab")
+        b.tag("computer:3", "Old")
+        b.untag("computer:3", "Old")
+        b.tag("computer:4", "Old")
+        b.untag_all("computer:4")
+        b.tag("computer:4", "Lab")
+        b.tag("computer:5", "Gone")
+        b.drop_tag("gone")
+        b.reached = 1
+    with views.reading() as c:
+        tags = views.tags_of(c, [f"computer:{i}" for i in range(1, 6)])
+    assert tags == {
+        "computer:1": frozenset({"Lab"}),
+        "computer:2": frozenset({"Lab"}),
+        "computer:4": frozenset({"Lab"}),
+    }

@@ -28,6 +28,7 @@ here too: derived data, like the views, rebuilt from the log when dropped.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import sqlite3
 import threading
@@ -690,26 +691,32 @@ class ViewStore:
         )
 
     def apply_tags(self, c: Any, ops: list[tuple[str, str, str | None]]) -> None:
+        """Apply tag operations in order, each run of operations of one kind as one
+        ``executemany`` (deleting a tag on 5,000 objects made 5,000 round trips
+        to PostgreSQL)."""
         tags = self.t("tags")
-        for op, a, b in ops:
+        # SQLite, without statistics, took the index on the tag for an untagging
+        # and read every row of the tag for each (deleting a tag on 10,000
+        # objects took 9 s); the unary plus leaves it the key on the target
+        untag_cf = "+tag_cf" if self.dialect is SQLITE else "tag_cf"
+        statements = {
+            "tag": f"INSERT INTO {tags} (target, tag, tag_cf) VALUES ({{}}, {{}}, {{}}) "
+                   "ON CONFLICT DO NOTHING",
+            "untag": f"DELETE FROM {tags} WHERE target = {{}} AND {untag_cf} = {{}}",
+            "untag_all": f"DELETE FROM {tags} WHERE target = {{}}",
+            "drop_tag": f"DELETE FROM {tags} WHERE tag_cf = {{}}",
+        }
+        for op, run in itertools.groupby(ops, key=lambda o: o[0]):
+            params: list[tuple[str | None, ...]]
             if op == "tag":
-                assert b is not None
-                c.execute(
-                    self.sql(
-                        f"INSERT INTO {tags} (target, tag, tag_cf) VALUES ({{}}, {{}}, {{}}) "
-                        "ON CONFLICT DO NOTHING"
-                    ),
-                    (a, b, b.casefold()),
-                )
+                params = [(a, b, (b or "").casefold()) for _, a, b in run]
             elif op == "untag":
-                c.execute(
-                    self.sql(f"DELETE FROM {tags} WHERE target = {{}} AND tag_cf = {{}}"),
-                    (a, (b or "").casefold()),
-                )
+                params = [(a, (b or "").casefold()) for _, a, b in run]
             elif op == "untag_all":
-                c.execute(self.sql(f"DELETE FROM {tags} WHERE target = {{}}"), (a,))
+                params = [(a,) for _, a, _ in run]
             else:
-                c.execute(self.sql(f"DELETE FROM {tags} WHERE tag_cf = {{}}"), (a.casefold(),))
+                params = [(a.casefold(),) for _, a, _ in run]
+            c.executemany(self.sql(statements[op]), params)
 
     # -- snapshots (the command side's) --------------------------------------------------
 
