@@ -16,7 +16,7 @@ internals through ``app._core`` (an underscore: not part of the contract).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from types import TracebackType
 
@@ -169,6 +169,17 @@ class LicenseManagement:
         runner keeps. Raises ``TimeoutError``.
         """
         self._core.wait_for(position, timeout)
+
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bring the views up to the end of the log now; returns their position (R30).
+
+        Every query does this by itself. Call it first where the views may be
+        far behind -- a store written in bulk or by another version, whose
+        views are built by the first query (a million events take about a
+        minute) -- to report ``progress(position, end)`` after each batch of
+        events applied.
+        """
+        return self._core.catch_up(progress)
 
     def close(self) -> None:
         """Release the store's connections and the views this application opened."""

@@ -610,6 +610,8 @@ class Session:
                 raise AdapterUnavailable(
                     f"cannot open the store ({store.description}): {_one_line(e)}"
                 ) from e
+            if sys.stderr.isatty():
+                catch_up_showing_progress(self._app)
         return self._app
 
     @property
@@ -2786,6 +2788,47 @@ def project(
     except KeyboardInterrupt:
         return
     _done(json_, {"position": position}, f"Views are at log position {position}.")
+
+
+#: views still this far behind the log after a first batch get a progress bar
+CATCH_UP_SHOWN = 20_000
+
+
+def catch_up_showing_progress(app: LicenseManagement, console: Console | None = None) -> None:
+    """Bring the views up to date before the command, with a progress bar on
+    stderr when they are far behind (a store written in bulk, or whose views an
+    upgrade rebuilds): the first command would otherwise seem to hang for a
+    minute a million events. A failure is left to the command, which catches
+    up as it always does and reports it in its own way (``verify-history``
+    reads a damaged store)."""
+    bar: Any = None
+    task: Any = None
+
+    def progress(done: int, end: int) -> None:
+        nonlocal bar, task
+        if bar is None:
+            if end - done < CATCH_UP_SHOWN:
+                return
+            from rich.console import Console as RichConsole
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            bar = Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=console or RichConsole(stderr=True), transient=True,
+            )
+            bar.start()
+            task = bar.add_task("Bringing the views up to date with the log", total=end)
+        bar.update(task, completed=done, total=end)
+
+    try:
+        app.catch_up(progress)
+    except Exception:
+        logging.getLogger("esmc_licensing").debug(
+            "catching up before the command failed; the command will", exc_info=True
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 @app.command()

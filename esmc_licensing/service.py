@@ -227,7 +227,11 @@ class ServiceBase(Application[uuid.UUID]):
         self._permission_memo: tuple[
             DirectoryState | None, dict[tuple[int, int], Permission | None]
         ] = (None, {})
-        self._refresh()
+        # the views are brought up to date by the first query (or ``catch_up``,
+        # which can report progress), not here: a store written in bulk, or whose
+        # views this version rebuilds, would make opening it take a minute a
+        # million events, silently
+        self._refresh(views=False)
         self._ensure_directory()
 
     def _share_store(self, other: ServiceBase) -> None:
@@ -246,7 +250,7 @@ class ServiceBase(Application[uuid.UUID]):
             self._pending_seeds = {}
             self._pending_touched = set()
             self._pending_folded = {}
-        self._refresh()
+        self._refresh(views=False)  # as when opening: the first query catches up
 
     def _settings(self) -> dict[str, str]:
         """The settings as given (eventsourcing's Environment answers by several names)."""
@@ -479,7 +483,9 @@ class ServiceBase(Application[uuid.UUID]):
             if end > current:
                 self._catch_up_views(end)
 
-    def _catch_up_views(self, end: int) -> None:
+    def _catch_up_views(
+        self, end: int, progress: Callable[[int], None] | None = None
+    ) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
             seeds, self._pending_seeds = self._pending_seeds, {}
@@ -487,8 +493,22 @@ class ServiceBase(Application[uuid.UUID]):
             self._pending_touched = set()
         reached = self._updater.apply_known(pending, seeds, folded) if pending else None
         if reached is None or reached < end:
-            reached = self._updater.catch_up(stop=end)
+            reached = self._updater.catch_up(stop=end, progress=progress)
         self._views_position = reached
+
+    def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Bring the views up to the log's end now, reporting ``progress(position,
+        end)`` after each batch; returns the views' position.
+
+        Any query does this by itself; a caller that knows the views may be far
+        behind (a store written in bulk, or views dropped by an upgrade: a
+        million events take about a minute) calls it first to show progress.
+        """
+        end = self.event_log.end()
+        self._refresh(views=False)
+        if self.views.position() < end:
+            self._catch_up_views(end, None if progress is None else lambda p: progress(p, end))
+        return self._views_position
 
     def _directory(self) -> DirectoryState:
         return self._load(DIRECTORY_ID, directory.initial, directory.evolve)

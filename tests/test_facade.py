@@ -31,6 +31,8 @@ CONTRACT = frozenset({
     "administrator", "all_group", "console_token", "position",
     "user_named", "group_named", "group_name", "visible_group_named",
     "wait_for", "close",
+    # added: bring the views up to date with progress (a long first catch-up, issue 10)
+    "catch_up",
     # groups, users and permissions (R10, R11)
     "create_group", "create_user", "grant", "revoke", "groups", "users",
     # intake and accounts (R15-R18)
