@@ -137,6 +137,7 @@ def queries(env: dict[str, str], runs: int) -> None:
         "no filter": None,
         "levels WARNING/ERROR": LicenseFilter(levels=(StatusLevel.WARNING, StatusLevel.ERROR)),
         "text 'server'": LicenseFilter(text="server"),
+        "tag 'renew'": LicenseFilter(tags=("renew",)),
     }
     for who, user in (("branch admin", branch), ("Administrator", admin)):
         for name, f in filters.items():

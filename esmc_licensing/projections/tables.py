@@ -965,10 +965,13 @@ class ViewStore:
         if f.tags:
             marks = ", ".join(["{}"] * len(f.tags))
             tags = self.t("tags")
+            # the tag's targets found once (its index), each license then looked up
+            # among them: a correlated EXISTS had SQLite read every target of the
+            # tag for each license (1.8 s over 5,000 licenses and a 560-target tag)
             parts.append(
-                f"(EXISTS (SELECT 1 FROM {tags} t WHERE t.target = 'license:' || l.public_id "
-                f"AND t.tag_cf IN ({marks})) OR EXISTS (SELECT 1 FROM {tags} t "
-                f"WHERE t.target = 'pool:' || l.pool_id AND t.tag_cf IN ({marks})))"
+                f"('license:' || l.public_id IN (SELECT t.target FROM {tags} t "
+                f"WHERE t.tag_cf IN ({marks})) OR 'pool:' || l.pool_id IN "
+                f"(SELECT t.target FROM {tags} t WHERE t.tag_cf IN ({marks})))"
             )
             folded = [x.casefold() for x in f.tags]
             params += folded + folded
