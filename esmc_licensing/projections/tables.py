@@ -881,11 +881,15 @@ class ViewStore:
             more, more_params = self._filter_sql(license_filter, today, policy, status=exact)
             where += more
             params += more_params
+        # CROSS JOIN fixes SQLite's join order. A list: the visible groups' pools
+        # by index first, then their licenses by pool. Named licenses (one, or
+        # the few a kept answer brings up to date): those first, by key, then
+        # each one's pool -- not every pool probed for them
+        named = public_id is not None or among is not None
+        first, second = ("licenses", "pools") if named else ("pools", "licenses")
         statement = (
-            # pools first (CROSS JOIN fixes SQLite's join order): the visible
-            # groups' pools by index, then their licenses by pool
-            f"SELECT l.public_id, p.group_id, l.view FROM {self.t('pools')} p "
-            f"CROSS JOIN {self.t('licenses')} l "
+            f"SELECT l.public_id, p.group_id, l.view FROM {self.t(first)} {first[0]} "
+            f"CROSS JOIN {self.t(second)} {second[0]} "
             f"WHERE l.pool_id = p.pool_id AND l.live = 1 AND p.live = 1{where} "
             "ORDER BY l.public_id"
         )
