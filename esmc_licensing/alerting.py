@@ -116,10 +116,13 @@ class AlertQueries(Queries):
         for sink in self.adapters.alert_sinks:
             name = str(sink.name)
             delivered[name] = failed[name] = 0
+            after = None
             while True:
-                rows = self.views.undelivered(name, DELIVERY_PAGE)
+                # each page starts after the last: a round of N alerts reads each once
+                rows = self.views.undelivered(name, DELIVERY_PAGE, after)
                 if not rows:
                     break
+                after = rows[-1]
                 for row in rows:
                     alert = _alert(row, {})
                     try:

@@ -32,6 +32,7 @@ from esmc_licensing import (
     SmtpAlertSink,
     StatusReason,
     WebhookAlertSink,
+    alerting,
 )
 from esmc_licensing.adapters.alert_sinks import signature
 from esmc_licensing.adapters.memory import InMemoryActivationServer
@@ -266,15 +267,21 @@ def test_r35_smtp_sink_sends_one_mail_per_alert(
 # -- the in-memory sink, on every store ------------------------------------------------------
 
 
+@pytest.mark.parametrize("page", [500, 1], ids=["one page", "an alert a page"])
 def test_r35_in_memory_sink_at_least_once_and_outcomes_recorded(
     make_app: AppFactory,
     vendor: InMemoryActivationServer,
     clock: ManualClock,
     store_env: dict[str, str],
+    page: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """R35: a failing sink gets its alerts next time, in order, once each; the
     other sinks carry on; outcomes and attempts are recorded; a reopened
-    application (or rebuilt views) sends nothing again."""
+    application (or rebuilt views) sends nothing again. With a page of one
+    alert, each page starts after the last (alerts of one save share their
+    time: the order's other keys decide)."""
+    monkeypatch.setattr(alerting, "DELIVERY_PAGE", page)
     good, flaky = InMemoryAlertSink("good"), InMemoryAlertSink("flaky")
     app = make_app(alert_sinks=(good, flaky))
     _alerting_licenses(app, vendor, clock, 3)

@@ -1240,17 +1240,35 @@ class ViewStore:
         with self.reading() as c:
             return [tuple(r) for r in self.fetch_all(c, statement, params)]
 
-    def undelivered(self, sink: str, limit: int) -> list[tuple[Any, ...]]:
-        """The oldest alerts not yet delivered to ``sink``."""
+    def undelivered(
+        self, sink: str, limit: int, after: tuple[Any, ...] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The oldest alerts not yet delivered to ``sink`` (rows of ``alert_rows``'s
+        form); ``after``: only those after that row in delivery order (the next
+        page of one round, which need not read again the pages it has done)."""
+        params: list[Any] = [sink]
+        where = ""
+        if after is not None:
+            # (at, position, public_id, reason, entered) > the last row's, with
+            # the index on ``at`` bounding the scan
+            at, position, public_id, reason, entered = after[4], after[5], after[1], after[2], \
+                after[3]
+            where = (
+                " AND a.at >= {} AND (a.at > {} OR (a.at = {} AND (a.position > {} OR "
+                "(a.position = {} AND (a.public_id > {} OR (a.public_id = {} AND "
+                "(a.reason > {} OR (a.reason = {} AND a.entered > {}))))))))"
+            )
+            params = [at, at, at, position, position, public_id, public_id, reason, reason,
+                      entered, sink]
         statement = (
             f"SELECT a.alert_id, a.public_id, a.reason, a.entered, a.at, a.position "
-            f"FROM {self.t('alerts')} a WHERE NOT EXISTS (SELECT 1 FROM "
+            f"FROM {self.t('alerts')} a WHERE 1 = 1{where} AND NOT EXISTS (SELECT 1 FROM "
             f"{self.t('alert_deliveries')} d WHERE d.alert_id = a.alert_id AND d.sink = {{}} "
             "AND d.outcome IN ('delivered', 'refused')) "
             f"ORDER BY a.at, a.position, a.public_id, a.reason, a.entered LIMIT {int(limit)}"
         )
         with self.reading() as c:
-            return [tuple(r) for r in self.fetch_all(c, statement, (sink,))]
+            return [tuple(r) for r in self.fetch_all(c, statement, params)]
 
     def deliveries(self, alert_ids: Sequence[str]) -> dict[str, dict[str, tuple[Any, ...]]]:
         """alert id -> sink -> (outcome, attempts, at, detail)."""
