@@ -600,6 +600,8 @@ class ServiceBase(Application[uuid.UUID]):
                 self._pending_folded.clear()
         if spans is not None:
             self._snapshot_grown(spans)
+        else:
+            self._snapshot_grown_by(new_events)
         if positions and positions[-1] - self._views_position >= self.views_lag:
             self._catch_up_views(positions[-1])
         return positions
@@ -613,6 +615,22 @@ class ServiceBase(Application[uuid.UUID]):
             if end.version - start.version < self.snapshot_every:
                 continue
             self._put_snapshot(uuid.UUID(int=key), end)
+
+    def _snapshot_grown_by(self, events: Sequence[DomainEvent]) -> None:
+        """:meth:`_snapshot_grown` for a save without spans (a sync's: 20,000
+        licenses joining one pool), from the cached states its events reached."""
+        grown: dict[int, list[int]] = {}
+        for e in events:
+            seen = grown.setdefault(e.originator_id.int, [0, 0])
+            seen[0] += 1
+            seen[1] = e.originator_version
+        for key, (count, version) in grown.items():
+            if count < self.snapshot_every:
+                continue
+            with self._lock:
+                state = self._states.get(key)
+            if state is not None and state.version == version:
+                self._put_snapshot(uuid.UUID(int=key), state)
 
     def _put_snapshot(self, aggregate_id: uuid.UUID, state: Any) -> None:
         try:

@@ -136,3 +136,40 @@ def test_r30_a_save_that_grows_an_aggregate_by_many_events_snapshots_it(
     small = app.run_product_activation(admin, pid, [cids[0]])  # a seat it holds: no new one
     assert app._core.views.snapshots([small]) == {}
     app.close()
+
+
+def test_r18_r30_a_sync_larger_than_the_cache_loads_in_parts_and_snapshots_its_pool(
+    tmp_path: Path, vendor, clock
+) -> None:
+    """An EMA2 company with more licenses than the aggregate cache holds: the
+    import snapshots the pool it grew by one join a license, and a sync that
+    finds nothing new decides on every license, loaded a part at a time (not
+    one by one past the cache's size), and records nothing."""
+    from esmc_licensing import AccountKind, Credentials, Ema2AccountType, InMemoryAccounts
+    from esmc_licensing.domain.ids import PublicId
+
+    from .conftest import issue
+
+    accounts = InMemoryAccounts(vendor)
+    pids = [f"BIG-{i // 100:03d}-{i % 100:03d}" for i in range(60)]
+    for pid in pids:
+        issue(vendor, pid, owner="", units=5)
+    creds = Credentials("msp@example.com", "s3cr3t-Passw0rd")
+    accounts.add_ema2_account(creds, Ema2AccountType.MSP, companies={"Big": pids})
+    env = {**stores.sqlite_env(tmp_path / "store.db"), "ESMC_SNAPSHOT_EVERY": "20",
+           "ESMC_CACHE_SIZE": "16"}
+    app = LicenseManagement(env=env, adapters=Adapters(
+        activation_server=vendor, clock=clock, accounts=accounts))
+    app.connect_account(app.administrator, AccountKind.EMA2, creds)
+    (pool,) = app.pools(app.administrator)
+    assert app._core.views.snapshots([pool.pool_id])[pool.pool_id][0] == 61  # made, 60 joins
+    loads: list[int] = []
+    load_many = app._core._load_many
+    app._core._load_many = lambda wanted: loads.append(len(wanted)) or load_many(wanted)
+    before = app.position
+    report = app.synchronize()
+    assert report.ok and report.events == 0 and app.position == before
+    assert sum(loads) >= len(pids) and max(loads) == 8  # half the cache a part
+    assert sorted(str(p) for p in app._core._pool(pool.pool_id).public_ids) == pids
+    assert app._core._license(PublicId(pids[-1])).exists
+    app.close()

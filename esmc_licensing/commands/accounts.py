@@ -457,12 +457,18 @@ class AccountCommands(Handler):
         pool_id = self._pool_key(kind, creds.username, company.company_id)
         manageable = self.policy.manageable_products
         new: list[tuple[LicenseDetails, LicenseState]] = []
-        self._prefetch([
-            (license_aggregate_id(d.public_id), partial(license.initial, d.public_id),
-             license.evolve)
-            for d in company.licenses
-        ])
-        for details in company.licenses:
+        # the licenses are loaded a cache's half at a time, each part in a few
+        # queries: a company with more licenses than the aggregate cache holds
+        # was otherwise loaded one license at a time past the cache's size (a
+        # sync that found nothing new for 20,000 licenses took 2.6 s, not 0.6)
+        part = max(1, self._core.cache_size // 2)
+        for i, details in enumerate(company.licenses):
+            if i % part == 0:
+                self._prefetch([
+                    (license_aggregate_id(d.public_id), partial(license.initial, d.public_id),
+                     license.evolve)
+                    for d in company.licenses[i : i + part]
+                ])
             pid = details.public_id
             if pid in plan.seen:
                 continue
