@@ -192,6 +192,7 @@ class Names:
         self.visible = visible
         self.lives = lives if lives is not None or log is None else Lives(log, views)
         self._states: dict[tuple[str, str], Any] = {}
+        self._visibility: dict[tuple[str, str], bool | None] = {}
         #: actor -> the name shown for it (an audit log names the same few actors
         #: on every entry; users cannot be renamed)
         self.actors: dict[str, str] = {}
@@ -221,6 +222,21 @@ class Names:
             if len(self._states) >= _MAX_STATES:  # bounded memory over a whole audit log
                 self._states.clear()
             found = self._states[(kind, key)] = self.views.state(kind, key)
+        return found
+
+    def _seen(self, kind: str, key: str) -> bool | None:
+        """Whether the reader sees a pool, computer or license where it is (or was
+        last): from the views' columns, not its state (a pool's names every
+        license of it); None when the views have no row of it."""
+        k = (kind, key)
+        if k in self._visibility:
+            return self._visibility[k]
+        if len(self._visibility) >= _MAX_STATES:  # bounded memory over a whole audit log
+            self._visibility.clear()
+        row, group = self.views.group_of(kind, key)
+        found = self._visibility[k] = (
+            None if not row else self._sees(None if group is None else GroupId(group))
+        )
         return found
 
     def group(self, value: Any) -> tuple[Any, str | None]:
@@ -255,24 +271,23 @@ class Names:
             life = self.lives.at(kind, str(value), position, ahead)
             if life is not None:
                 return value, life.name
-        state = self._state(kind, str(value)) if value else None
-        if state is None:
+        seen = self._seen(kind, str(value)) if value else None
+        if seen is None:
             return value, None
-        if not self._sees(state.group):
+        if not seen:
             return None, None
         if position and self.lives is not None:
             life = self.lives.at(kind, str(value), position, ahead)
             if life is not None:
                 return value, life.name
-        return value, state.name
+        state = self._state(kind, str(value))
+        return value, None if state is None else state.name
 
     def license(self, value: Any) -> Any:
         """A Public ID, or None when the license's pool lies outside the reader's groups."""
         if self.visible is None or not isinstance(value, str):
             return value
-        lic = self._state("license", value)
-        pool = self._state("pool", str(lic.pool_id)) if lic is not None and lic.pool_id else None
-        return value if pool is not None and self._sees(pool.group) else None
+        return value if self._seen("license", value) else None
 
     def target(self, target: str, position: int = 0) -> str | None:
         """A history's target by name: a license by its Public ID, a pool or a
@@ -289,7 +304,7 @@ class Names:
         if kind == "license":
             return value if self.license(key) is not None else None
         if kind in ("pool", "computer"):
-            return value if self.entity(kind, key)[0] is not None else None
+            return value if self._seen(kind, key) is not False else None
         return value
 
     def shown(self, raw: dict[str, Any], position: int = 0, ahead: bool = False) -> dict[str, Any]:
@@ -327,7 +342,7 @@ class Names:
         if key == "target":
             return self._tag_target(value, position)
         if key == "pools" and isinstance(value, list):
-            return [p for p in value if self.entity("pool", p)[0] is not None]
+            return [p for p in value if self._seen("pool", str(p)) is not False]
         return value
 
 

@@ -365,7 +365,7 @@ class Queries(Handler):
             }
             created = []
             for p in sorted(pools, key=str):
-                pool_positions = views.history_positions(pool_target(p))
+                pool_positions = views.history_positions(pool_target(p), limit=1)
                 if pool_positions and pool_positions[0] >= first:
                     created.append(pool_positions[0])
             if created:
@@ -408,23 +408,25 @@ class Queries(Handler):
             uid = self._actor(actor, d)
             visible = d.visible_groups(uid)
             shown = None if len(visible) >= len(d.groups) else visible
+            # who may see it (R14), from the views' columns: a pool's state holds
+            # every license of it, and is not decoded for this
+            def sees(kind: str, key: str) -> bool:
+                _, group = views.group_of(kind, key)
+                return group is not None and GroupId(group) in visible
+
             if isinstance(target, ComputerId):  # removed computers keep theirs
-                c = views.state("computer", str(target))
-                if c is None or c.group not in visible:
+                if not sees("computer", str(target)):
                     raise NotFound("computer", target)
                 entries = self._history(views, d, computer_target(target), shown)
                 return within(entries, since, until, as_of)
             if isinstance(target, uuid.UUID):
                 pool_id = PoolId(target)
-                p = views.state("pool", str(pool_id))
-                if p is None or p.group not in visible:
+                if not sees("pool", str(pool_id)):
                     raise NotFound("license pool", pool_id)
                 entries = self._history(views, d, pool_target(pool_id), shown)
                 return within(entries, since, until, as_of)
             pid = PublicId(target)
-            lic = views.state("license", str(pid))
-            p = views.state("pool", str(lic.pool_id)) if lic and lic.pool_id else None
-            if p is None or p.group not in visible:
+            if not sees("license", str(pid)):
                 raise NotFound("license", pid)
             entries = self._history(views, d, license_target(pid), shown)
             return within(entries, since, until, as_of)

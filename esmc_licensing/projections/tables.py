@@ -1025,14 +1025,38 @@ class ViewStore:
                     validity[str(pid)] = orjson.loads(view)
         return states, tags, validity
 
-    def history_positions(self, target: str) -> list[int]:
+    def history_positions(self, target: str, limit: int | None = None) -> list[int]:
+        """The log positions of ``target``'s history, in order (the first
+        ``limit``: a pool's creation is its first, whatever else it has)."""
+        more = "" if limit is None else f" LIMIT {int(limit)}"
         with self.reading() as c:
             rows = self.fetch_all(
                 c,
-                f"SELECT position FROM {self.t('audit')} WHERE target = {{}} ORDER BY position",
+                f"SELECT position FROM {self.t('audit')} WHERE target = {{}} "
+                f"ORDER BY position{more}",
                 (target,),
             )
         return [int(r[0]) for r in rows]
+
+    def group_of(self, kind: str, key: str) -> tuple[bool, str | None]:
+        """Whether a pool, computer or license has a row, and the group it is in
+        (a license: its pool's), from the columns: who may see it (R14) without
+        decoding its state (a pool's holds every license of it)."""
+        with self.reading() as c:
+            if kind == "license":
+                row = self.fetch_one(
+                    c,
+                    f"SELECT p.group_id FROM {self.t('licenses')} l JOIN {self.t('pools')} p "
+                    "ON p.pool_id = l.pool_id WHERE l.public_id = {}",
+                    (key,),
+                )
+            else:
+                table = TABLES[kind]
+                row = self.fetch_one(
+                    c, f"SELECT group_id FROM {self.t(table.name)} WHERE {table.key} = {{}}",
+                    (key,),
+                )
+        return (False, None) if row is None else (True, None if row[0] is None else str(row[0]))
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every view row, in key order (tests compare live, rebuilt and replayed views)."""
