@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -143,6 +143,9 @@ class Handler:
 
     def _license(self, public_id: PublicId) -> LicenseState:
         return self._core._license(public_id)
+
+    def _licenses(self, public_ids: Sequence[PublicId]) -> Iterator[LicenseState]:
+        return self._core._licenses(public_ids)
 
     def _computer(self, computer_id: ComputerId) -> computer.ComputerState:
         return self._core._computer(computer_id)

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -373,7 +374,15 @@ class ServiceBase(Application[uuid.UUID]):
         licenses): a few queries instead of two per aggregate. At most the
         cache's size are loaded."""
         with self._lock:
-            missing = [w for w in wanted if w[0].int not in self._states]
+            states = self._states
+            missing = []
+            for w in wanted:
+                if w[0].int in states:
+                    # kept as recently used: loading the missing ones must not
+                    # push out the wanted ones the cache already held
+                    states.move_to_end(w[0].int)
+                else:
+                    missing.append(w)
         if missing:
             self._load_many(missing[: self.cache_size])
 
@@ -520,6 +529,21 @@ class ServiceBase(Application[uuid.UUID]):
         return self._load(
             license_aggregate_id(public_id), lambda: license.initial(public_id), license.evolve
         )
+
+    def _licenses(self, public_ids: Sequence[PublicId]) -> Iterator[LicenseState]:
+        """Each license's state, in order, loaded half the aggregate cache at a
+        time in a few queries a part: a decision on every license of a pool or a
+        company (thousands) loads them neither one by one nor more than the
+        cache holds at once."""
+        part = max(1, self.cache_size // 2)
+        for i in range(0, len(public_ids), part):
+            chunk = public_ids[i : i + part]
+            self._prefetch([
+                (license_aggregate_id(p), partial(license.initial, p), license.evolve)
+                for p in chunk
+            ])
+            for p in chunk:
+                yield self._license(p)
 
     def _computer(self, computer_id: ComputerId) -> computer.ComputerState:
         return self._load(computer_id, lambda: computer.initial(computer_id), computer.evolve)

@@ -138,13 +138,13 @@ def test_r30_a_save_that_grows_an_aggregate_by_many_events_snapshots_it(
     app.close()
 
 
-def test_r18_r30_a_sync_larger_than_the_cache_loads_in_parts_and_snapshots_its_pool(
+def test_r18_r19_r30_a_pool_larger_than_the_cache_loads_in_parts_and_is_snapshotted(
     tmp_path: Path, vendor, clock
 ) -> None:
     """An EMA2 company with more licenses than the aggregate cache holds: the
-    import snapshots the pool it grew by one join a license, and a sync that
-    finds nothing new decides on every license, loaded a part at a time (not
-    one by one past the cache's size), and records nothing."""
+    import snapshots the pool it grew by one join a license; a sync that finds
+    nothing new, a preview of moving the pool and its removal decide on every
+    license, loaded a part at a time (not one by one past the cache's size)."""
     from esmc_licensing import AccountKind, Credentials, Ema2AccountType, InMemoryAccounts
     from esmc_licensing.domain.ids import PublicId
 
@@ -172,4 +172,11 @@ def test_r18_r30_a_sync_larger_than_the_cache_loads_in_parts_and_snapshots_its_p
     assert sum(loads) >= len(pids) and max(loads) == 8  # half the cache a part
     assert sorted(str(p) for p in app._core._pool(pool.pool_id).public_ids) == pids
     assert app._core._license(PublicId(pids[-1])).exists
+    # a decision on every license of the pool loads them the same way (R37, R19)
+    branch = app.create_group(app.administrator, "Branch")
+    loads.clear()
+    app.preview_move(app.administrator, [pool.pool_id], branch)
+    app.remove_pools(app.administrator, [pool.pool_id], confirm=True)
+    assert max(loads) == 8 and loads.count(1) <= 3  # the directory, the pool, the tags
+    assert app.licenses(app.administrator) == []
     app.close()

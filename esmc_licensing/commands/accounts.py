@@ -54,7 +54,6 @@ from ..domain.ids import (
     PoolId,
     PublicId,
     UserId,
-    license_aggregate_id,
     pool_id_for,
 )
 from ..domain.license import LicenseState
@@ -457,18 +456,10 @@ class AccountCommands(Handler):
         pool_id = self._pool_key(kind, creds.username, company.company_id)
         manageable = self.policy.manageable_products
         new: list[tuple[LicenseDetails, LicenseState]] = []
-        # the licenses are loaded a cache's half at a time, each part in a few
-        # queries: a company with more licenses than the aggregate cache holds
-        # was otherwise loaded one license at a time past the cache's size (a
-        # sync that found nothing new for 20,000 licenses took 2.6 s, not 0.6)
-        part = max(1, self._core.cache_size // 2)
-        for i, details in enumerate(company.licenses):
-            if i % part == 0:
-                self._prefetch([
-                    (license_aggregate_id(d.public_id), partial(license.initial, d.public_id),
-                     license.evolve)
-                    for d in company.licenses[i : i + part]
-                ])
+        # a company can hold more licenses than the aggregate cache: loaded a
+        # part at a time, not one by one past the cache's size
+        states = self._licenses([d.public_id for d in company.licenses])
+        for details, lic in zip(company.licenses, states, strict=True):
             pid = details.public_id
             if pid in plan.seen:
                 continue
@@ -476,7 +467,6 @@ class AccountCommands(Handler):
             if details.product not in manageable:
                 plan.skipped += 1
                 continue
-            lic = self._license(pid)
             if lic.exists:
                 evs = license.follow_vendor(lic, details, now, actor)
                 if evs:

@@ -93,8 +93,9 @@ class PoolCommands(Handler):
                 before, after = p.group in groups, target in groups
                 if before != after:
                     (gains if after else loses).setdefault(u, set()).update(p.public_ids)
-            for pid in sorted(p.public_ids):
-                for computer_id in sorted({c for c, _ in self._license(pid).seats}):
+            pids = sorted(p.public_ids)
+            for pid, lic in zip(pids, self._licenses(pids), strict=True):
+                for computer_id in sorted({c for c, _ in lic.seats}):
                     c = self._computer(ComputerId(computer_id))
                     if (
                         c.exists
@@ -134,8 +135,9 @@ class PoolCommands(Handler):
             for p in states:
                 out += pool.remove(p, now, who)
                 tags.unassign_target(tag_state, pool_target(p.pool_id), untag)
-                for pid in sorted(p.public_ids):
-                    out += license.remove(self._license(pid), now, who)
+                pids = sorted(p.public_ids)
+                for pid, lic in zip(pids, self._licenses(pids), strict=True):
+                    out += license.remove(lic, now, who)
                     tags.unassign_target(tag_state, license_target(pid), untag)
             # tags come off first, while the pool still lists its licenses, so each
             # license's history shows them (R29)
