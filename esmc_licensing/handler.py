@@ -147,6 +147,11 @@ class Handler:
     def _licenses(self, public_ids: Sequence[PublicId]) -> Iterator[LicenseState]:
         return self._core._licenses(public_ids)
 
+    def _computer_states(
+        self, computer_ids: Sequence[ComputerId]
+    ) -> Iterator[computer.ComputerState]:
+        return self._core._computer_states(computer_ids)
+
     def _computer(self, computer_id: ComputerId) -> computer.ComputerState:
         return self._core._computer(computer_id)
 

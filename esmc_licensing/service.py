@@ -530,20 +530,32 @@ class ServiceBase(Application[uuid.UUID]):
             license_aggregate_id(public_id), lambda: license.initial(public_id), license.evolve
         )
 
-    def _licenses(self, public_ids: Sequence[PublicId]) -> Iterator[LicenseState]:
-        """Each license's state, in order, loaded half the aggregate cache at a
+    def _in_parts(
+        self, wanted: Sequence[tuple[uuid.UUID, Callable[[], Any], Callable[[Any, Any], Any]]]
+    ) -> Iterator[Any]:
+        """Each aggregate's state, in order, loaded half the aggregate cache at a
         time in a few queries a part: a decision on every license of a pool or a
-        company (thousands) loads them neither one by one nor more than the
-        cache holds at once."""
+        company, or every computer of a group (thousands), loads them neither
+        one by one nor more than the cache holds at once."""
         part = max(1, self.cache_size // 2)
-        for i in range(0, len(public_ids), part):
-            chunk = public_ids[i : i + part]
-            self._prefetch([
-                (license_aggregate_id(p), partial(license.initial, p), license.evolve)
-                for p in chunk
-            ])
-            for p in chunk:
-                yield self._license(p)
+        for i in range(0, len(wanted), part):
+            chunk = wanted[i : i + part]
+            self._prefetch(chunk)
+            for aggregate_id, initial, evolve in chunk:
+                yield self._load(aggregate_id, initial, evolve)
+
+    def _licenses(self, public_ids: Sequence[PublicId]) -> Iterator[LicenseState]:
+        return self._in_parts([
+            (license_aggregate_id(p), partial(license.initial, p), license.evolve)
+            for p in public_ids
+        ])
+
+    def _computer_states(
+        self, computer_ids: Sequence[ComputerId]
+    ) -> Iterator[computer.ComputerState]:
+        return self._in_parts(
+            [(c, partial(computer.initial, c), computer.evolve) for c in computer_ids]
+        )
 
     def _computer(self, computer_id: ComputerId) -> computer.ComputerState:
         return self._load(computer_id, lambda: computer.initial(computer_id), computer.evolve)

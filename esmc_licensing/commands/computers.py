@@ -773,8 +773,7 @@ class ComputerCommands(Handler):
         cutoff = self._now() - timedelta(days=days)
         self._refresh()  # the views list the group's computers
         out = []
-        for key in self.views.computers_in(groups):
-            c = self._computer(ComputerId(key))
+        for c in self._computer_states([ComputerId(k) for k in self.views.computers_in(groups)]):
             seen = c.last_seen
             if not c.exists or c.group not in groups or seen is None:
                 continue
