@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 import orjson
+import raw_log
 
 RSS_TO_MIB = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
 
@@ -64,27 +64,16 @@ def build(db: Path, events: int) -> int:
 
 
 def raw(db: Path, out: Path) -> tuple[int, float]:
-    con = sqlite3.connect(db)
     start = time.perf_counter()
-    n, last = 0, 0
+    n = 0
     with out.open("wb") as f:
-        while True:
-            rows = con.execute(
-                "SELECT rowid, originator_id, originator_version, topic, state "
-                "FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT 1000",
-                (last,),
-            ).fetchall()
+        for rows in raw_log.pages(db):
             for row in rows:
                 data = orjson.loads(row[4])
                 f.write(orjson.dumps({"position": row[0], "what": row[3], "details": data}))
                 f.write(b"\n")
             n += len(rows)
-            if len(rows) < 1000:
-                break
-            last = rows[-1][0]
-    elapsed = time.perf_counter() - start
-    con.close()
-    return n, elapsed
+    return n, time.perf_counter() - start
 
 
 def export(db: Path, out: Path) -> tuple[float, float, int]:

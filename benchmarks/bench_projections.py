@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import orjson
+import raw_log
 
 from esmc_licensing import LicenseFilter, LicenseManagement, StatusLevel
 from esmc_licensing.domain.ids import UserId
@@ -47,24 +47,13 @@ from esmc_licensing.testing.bulk import generate_log
 
 
 def raw_read(db: Path) -> tuple[int, float]:
-    con = sqlite3.connect(db)
     start = time.perf_counter()
-    n, last = 0, 0
-    while True:
-        rows = con.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-            "WHERE rowid > ? ORDER BY rowid LIMIT 1000",
-            (last,),
-        ).fetchall()
+    n = 0
+    for rows in raw_log.pages(db):
         for row in rows:
             orjson.loads(row[4])
         n += len(rows)
-        if len(rows) < 1000:
-            break
-        last = rows[-1][0]
-    elapsed = time.perf_counter() - start
-    con.close()
-    return n, elapsed
+    return n, time.perf_counter() - start
 
 
 def rebuild_child(db: Path) -> None:
