@@ -515,8 +515,11 @@ class ServiceBase(Application[uuid.UUID]):
         """
         end = self.event_log.end()
         self._refresh(views=False)
-        if self.views.position() < end:
+        current = self.views.position()
+        if current < end:
             self._catch_up_views(end, None if progress is None else lambda p: progress(p, end))
+        else:
+            self._views_position = current
         return self._views_position
 
     def _directory(self) -> DirectoryState:

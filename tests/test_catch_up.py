@@ -44,6 +44,11 @@ def test_r30_catch_up_reports_its_progress_up_to_the_logs_end(written_in_bulk: P
         assert again == []  # nothing left to apply
     finally:
         app.close()
+    reopened = LicenseManagement(env=stores.sqlite_env(written_in_bulk))
+    try:
+        assert reopened.catch_up() == end  # views already current: their position
+    finally:
+        reopened.close()
 
 
 def _terminal() -> tuple[Console, io.StringIO]:
