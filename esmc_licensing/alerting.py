@@ -116,9 +116,14 @@ class AlertQueries(Queries):
         for sink in self.adapters.alert_sinks:
             name = str(sink.name)
             delivered[name] = failed[name] = 0
+            # every alert before the sink's mark is settled: a round reads from
+            # there, each page after the last, and moves the mark to the first
+            # alert it leaves unsettled (or the last it settled) -- unless alerts
+            # were raised meanwhile, which may lie before it unseen
+            raised = self.views.alerts_raised()
             after = None
+            settled_to = None
             while True:
-                # each page starts after the last: a round of N alerts reads each once
                 rows = self.views.undelivered(name, DELIVERY_PAGE, after)
                 if not rows:
                     break
@@ -132,6 +137,7 @@ class AlertQueries(Queries):
                             alert.alert_id, name, "refused", stamp(self._now()), str(e)
                         )
                         failed[name] += 1
+                        settled_to = row
                         continue  # refused for good: not offered again
                     except Exception as e:
                         detail = str(e) if isinstance(e, LicensingError) else type(e).__name__
@@ -139,14 +145,18 @@ class AlertQueries(Queries):
                             alert.alert_id, name, "failed", stamp(self._now()), detail
                         )
                         failed[name] += 1
+                        settled_to = row  # the next round starts with it
                         break  # keep the order: the rest waits for the next round
                     self.views.record_delivery(
                         alert.alert_id, name, "delivered", stamp(self._now()), None
                     )
                     delivered[name] += 1
+                    settled_to = row
                 else:
                     continue
                 break
+            if settled_to is not None:
+                self.views.move_sink_mark(name, settled_to, raised)
         return DeliveryReport(delivered=delivered, failed=failed)
 
     # -- forecasts (R36) --------------------------------------------------------------

@@ -277,3 +277,38 @@ def test_r28_tag_operations_of_one_batch_apply_in_order(
         "computer:2": frozenset({"Lab"}),
         "computer:4": frozenset({"Lab"}),
     }
+
+
+def _alert_row(n: int, at: str) -> tuple[object, ...]:
+    """(alert_id, public_id, reason, entered, at, position) as the alert fold raises it."""
+    return (f"alert-{n}", f"AAA-BBB-{n:03d}", "EXPIRING", 1, at, n)
+
+
+def test_r35_a_sinks_round_starts_at_its_mark_which_an_earlier_alert_lowers(
+    fresh_views: Callable[[], ViewStore],
+) -> None:
+    """Every alert before a sink's mark is settled, so an idle round reads from
+    there, not from the first alert ever raised. An alert raised before the mark
+    (a process whose clock is behind, or a rebuild raising them all again) lowers
+    it; a round that began before alerts were raised cannot move the mark."""
+    views = fresh_views()
+    late, early = _alert_row(2, "2026-03-02 10:00:00.000000"), _alert_row(1, "2026-03-01 10:00:00")
+    with views.batch() as b:
+        b.raise_alert(late)
+        b.reached = 1
+    raised = views.alerts_raised()
+    assert views.undelivered("hook", 10) == [late]
+    views.record_delivery("alert-2", "hook", "delivered", "2026-03-02 10:00:01", None)
+    assert views.move_sink_mark("hook", late, raised)
+    assert views.sink_mark("hook") == ("2026-03-02 10:00:00.000000", 2, "AAA-BBB-002",
+                                       "EXPIRING", 1)
+    assert views.undelivered("hook", 10) == []
+    with views.batch() as b:
+        b.raise_alert(early)  # before the mark
+        b.reached = 2
+    assert views.sink_mark("hook") == ("2026-03-01 10:00:00", 1, "AAA-BBB-001", "EXPIRING", 1)
+    assert views.undelivered("hook", 10) == [early]
+    assert not views.move_sink_mark("hook", early, raised)  # alerts were raised since
+    assert views.sink_mark("hook")[0] == "2026-03-01 10:00:00"
+    assert views.sink_mark("other") is None  # a sink without a round reads from the first
+    assert views.undelivered("other", 10) == [early, late]

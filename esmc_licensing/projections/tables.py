@@ -227,6 +227,16 @@ SQLITE = Dialect("sqlite", "?", lambda hay, needle: f"instr({hay}, {needle}) > 0
 POSTGRES = Dialect("postgres", "%s", lambda hay, needle: f"strpos({hay}, {needle}) > 0")
 
 
+#: the order alerts are delivered in (R35), as SQL and from a row of ``alert_rows``'s form
+_KEY_COLUMNS = "(at, position, public_id, reason, entered)"
+
+
+def _delivery_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(at, position, public_id, reason, entered) of an alert row
+    (alert_id, public_id, reason, entered, at, position)."""
+    return (row[4], row[5], row[1], row[2], row[3])
+
+
 class ViewBatch:
     """The storage interface the fold writes to, for one batch of events.
 
@@ -1093,6 +1103,12 @@ class ViewStore:
             f"CREATE TABLE IF NOT EXISTS {t('usage_days')} (public_id TEXT NOT NULL, "
             "day BIGINT NOT NULL, used_units BIGINT NOT NULL, PRIMARY KEY (public_id, day))"
             + no_rowid,
+            # not a view either: where each sink's round may start (every alert
+            # before it is settled); raising an alert lowers it, so a rebuild
+            # (which raises them all again) makes the next round read them all
+            f"CREATE TABLE IF NOT EXISTS {t('alert_sink_marks')} (sink TEXT PRIMARY KEY, "
+            "at TEXT NOT NULL, position BIGINT NOT NULL, public_id TEXT NOT NULL, "
+            "reason TEXT NOT NULL, entered INTEGER NOT NULL)",
             # not a view: what was sent where is no fact of the log, and stays
             # through a rebuild (which raises the same alerts, with the same ids)
             f"CREATE TABLE IF NOT EXISTS {t('alert_deliveries')} (alert_id TEXT NOT NULL, "
@@ -1217,6 +1233,25 @@ class ViewStore:
                 ),
                 buffer.alerts,
             )
+            # a sink's round starts no later than the earliest alert raised since
+            # (clocks apart, or a rebuild, can raise one before where it stood),
+            # and a round that began before this cannot move its start past it
+            lowest = min(_delivery_key(r) for r in buffer.alerts)
+            c.execute(
+                self.sql(
+                    f"UPDATE {t('alert_sink_marks')} SET at = {{}}, position = {{}}, "
+                    "public_id = {}, reason = {}, entered = {} "
+                    f"WHERE {_KEY_COLUMNS} > ({{}}, {{}}, {{}}, {{}}, {{}})"
+                ),
+                (*lowest, *lowest),
+            )
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {t('meta')} (name, value) VALUES ({{}}, 1) ON CONFLICT (name) "
+                    f"DO UPDATE SET value = {t('meta')}.value + 1"
+                ),
+                ("alerts_raised",),
+            )
         if buffer.usage:
             c.executemany(
                 self.sql(
@@ -1268,22 +1303,23 @@ class ViewStore:
         self, sink: str, limit: int, after: tuple[Any, ...] | None = None
     ) -> list[tuple[Any, ...]]:
         """The oldest alerts not yet delivered to ``sink`` (rows of ``alert_rows``'s
-        form); ``after``: only those after that row in delivery order (the next
-        page of one round, which need not read again the pages it has done)."""
-        params: list[Any] = [sink]
-        where = ""
+        form), from the sink's mark on (every alert before it is settled); with
+        ``after`` (a row), only those after it in delivery order -- the next page of
+        a round, which need not read again the pages it has done."""
+        params: list[Any] = []
+        key: tuple[Any, ...] | None
         if after is not None:
-            # (at, position, public_id, reason, entered) > the last row's, with
-            # the index on ``at`` bounding the scan
-            at, position, public_id, reason, entered = after[4], after[5], after[1], after[2], \
-                after[3]
+            key, bound = _delivery_key(after), ">"
+        else:
+            key, bound = self.sink_mark(sink), ">="
+        where = ""
+        if key is not None:
+            # the index on ``at`` bounds the scan; the rest of the key decides ties
             where = (
-                " AND a.at >= {} AND (a.at > {} OR (a.at = {} AND (a.position > {} OR "
-                "(a.position = {} AND (a.public_id > {} OR (a.public_id = {} AND "
-                "(a.reason > {} OR (a.reason = {} AND a.entered > {}))))))))"
+                " AND a.at >= {} AND (a.at, a.position, a.public_id, a.reason, a.entered) "
+                f"{bound} ({{}}, {{}}, {{}}, {{}}, {{}})"
             )
-            params = [at, at, at, position, position, public_id, public_id, reason, reason,
-                      entered, sink]
+            params = [key[0], *key]
         statement = (
             f"SELECT a.alert_id, a.public_id, a.reason, a.entered, a.at, a.position "
             f"FROM {self.t('alerts')} a WHERE 1 = 1{where} AND NOT EXISTS (SELECT 1 FROM "
@@ -1292,7 +1328,47 @@ class ViewStore:
             f"ORDER BY a.at, a.position, a.public_id, a.reason, a.entered LIMIT {int(limit)}"
         )
         with self.reading() as c:
-            return [tuple(r) for r in self.fetch_all(c, statement, params)]
+            return [tuple(r) for r in self.fetch_all(c, statement, [*params, sink])]
+
+    def sink_mark(self, sink: str) -> tuple[Any, ...] | None:
+        """Where ``sink``'s next round starts (a delivery key), None: the first alert."""
+        with self.reading() as c:
+            row = self.fetch_one(
+                c, f"SELECT {_KEY_COLUMNS[1:-1]} FROM {self.t('alert_sink_marks')} "
+                "WHERE sink = {}", (sink,),
+            )
+        return None if row is None else tuple(row)
+
+    def alerts_raised(self) -> int:
+        """How many batches raised alerts so far (a round's compare-and-set)."""
+        with self.reading() as c:
+            row = self.fetch_one(
+                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("alerts_raised",)
+            )
+        return 0 if row is None else int(row[0])
+
+    def move_sink_mark(self, sink: str, row: tuple[Any, ...], raised: int) -> bool:
+        """Start ``sink``'s next round at ``row`` (every alert before it settled),
+        unless alerts were raised since ``raised`` was read: one of them may lie
+        before it, unseen by the round. Returns whether it moved."""
+        key = _delivery_key(row)
+        with self._lock, self._transaction(write=True) as c:
+            found = self.fetch_one(
+                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("alerts_raised",)
+            )
+            if (0 if found is None else int(found[0])) != raised:
+                return False
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {self.t('alert_sink_marks')} (sink, {_KEY_COLUMNS[1:-1]}) "
+                    "VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (sink) DO UPDATE SET "
+                    "at = excluded.at, position = excluded.position, "
+                    "public_id = excluded.public_id, reason = excluded.reason, "
+                    "entered = excluded.entered"
+                ),
+                (sink, *key),
+            )
+        return True
 
     def deliveries(self, alert_ids: Sequence[str]) -> dict[str, dict[str, tuple[Any, ...]]]:
         """alert id -> sink -> (outcome, attempts, at, detail)."""
