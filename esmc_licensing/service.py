@@ -637,27 +637,20 @@ class ServiceBase(Application[uuid.UUID]):
                 self._pending_seeds.clear()
                 self._pending_touched.clear()
                 self._pending_folded.clear()
-        if spans is not None:
-            self._snapshot_grown(spans)
-        else:
-            self._snapshot_grown_by(new_events)
+        self._snapshot_grown(new_events, spans)
         if positions and positions[-1] - self._views_position >= self.views_lag:
             self._catch_up_views(positions[-1])
         return positions
 
-    def _snapshot_grown(self, spans: Mapping[int, tuple[Any, Any]]) -> None:
+    def _snapshot_grown(
+        self, events: Sequence[DomainEvent], spans: Mapping[int, tuple[Any, Any]] | None
+    ) -> None:
         """Snapshot the aggregates one save grew by ``snapshot_every`` events or
-        more (a task on thousands of computers, the license it took seats of):
-        the cache may drop them soon, and loading them would then fold every
-        one of those events, as no load has snapshotted them yet."""
-        for key, (start, end) in spans.items():
-            if end.version - start.version < self.snapshot_every:
-                continue
-            self._put_snapshot(uuid.UUID(int=key), end)
-
-    def _snapshot_grown_by(self, events: Sequence[DomainEvent]) -> None:
-        """:meth:`_snapshot_grown` for a save without spans (a sync's: 20,000
-        licenses joining one pool), from the cached states its events reached."""
+        more (a task on thousands of computers, the license it took seats of, a
+        pool 20,000 licenses joined): the cache may drop them soon, and loading
+        them would then fold every one of those events, as no load has
+        snapshotted them yet. The state is the decision's last (``spans``), else
+        the cached one the events reached."""
         grown: dict[int, list[int]] = {}
         for e in events:
             seen = grown.setdefault(e.originator_id.int, [0, 0])
@@ -666,8 +659,11 @@ class ServiceBase(Application[uuid.UUID]):
         for key, (count, version) in grown.items():
             if count < self.snapshot_every:
                 continue
-            with self._lock:
-                state = self._states.get(key)
+            if spans is not None and key in spans:
+                state = spans[key][1]
+            else:
+                with self._lock:
+                    state = self._states.get(key)
             if state is not None and state.version == version:
                 self._put_snapshot(uuid.UUID(int=key), state)
 
