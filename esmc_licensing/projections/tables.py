@@ -603,17 +603,15 @@ class ViewStore:
         with self._transaction(write=True) as c:
             statements = self.create_statements()
             c.execute(statements[0])  # the meta table: it records the layout of the others
-            row = self.fetch_one(
-                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("schema",)
-            )
-            if row is not None and row[0] != SCHEMA_VERSION:
+            layout = self.meta(c, "schema")
+            if layout is not None and layout != SCHEMA_VERSION:
                 # tables of another layout may have other columns: dropped, not emptied
-                log.warning("view tables of layout %s dropped; rebuilding from the log", row[0])
+                log.warning("view tables of layout %s dropped; rebuilding from the log", layout)
                 for name in [*self.view_tables(), self.t("tracking"), self.t("snapshots")]:
                     c.execute(f"DROP TABLE IF EXISTS {name}")
             for statement in statements[1:]:
                 c.execute(statement)
-            if row is not None and row[0] == SCHEMA_VERSION:
+            if layout == SCHEMA_VERSION:
                 return
             self._reset_tracking(c)
             self.set_meta(c, "schema", SCHEMA_VERSION)
@@ -669,6 +667,11 @@ class ViewStore:
     def position(self, name: str = APPLICATION_NAME) -> int:
         with self._lock, self._transaction(write=False) as c:
             return self.position_in(c, name)
+
+    def meta(self, c: Any, name: str) -> int | None:
+        """A value of the meta table (the layout, when tags or alerts last changed)."""
+        row = self.fetch_one(c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", (name,))
+        return None if row is None else int(row[0])
 
     def set_meta(self, c: Any, name: str, value: int) -> None:
         c.execute(
@@ -924,9 +927,7 @@ class ViewStore:
             now = self.position_in(c)
             if now < position:
                 return None
-            tags = self.fetch_one(
-                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("tags_changed",)
-            )
+            tags = self.meta(c, "tags_changed")
             licenses = self.fetch_all(
                 c, f"SELECT public_id FROM {self.t('licenses')} WHERE changed > {{}}", (position,)
             )
@@ -937,7 +938,7 @@ class ViewStore:
             now,
             {str(r[0]) for r in licenses},
             {str(r[0]) for r in pools},
-            tags is not None and int(tags[0]) > position,
+            tags is not None and tags > position,
         )
 
     def licenses_in_pools(self, pool_ids: Sequence[str]) -> set[str]:
@@ -1342,10 +1343,7 @@ class ViewStore:
     def alerts_raised(self) -> int:
         """How many batches raised alerts so far (a round's compare-and-set)."""
         with self.reading() as c:
-            row = self.fetch_one(
-                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("alerts_raised",)
-            )
-        return 0 if row is None else int(row[0])
+            return self.meta(c, "alerts_raised") or 0
 
     def move_sink_mark(self, sink: str, row: tuple[Any, ...], raised: int) -> bool:
         """Start ``sink``'s next round at ``row`` (every alert before it settled),
@@ -1353,10 +1351,7 @@ class ViewStore:
         before it, unseen by the round. Returns whether it moved."""
         key = _delivery_key(row)
         with self._lock, self._transaction(write=True) as c:
-            found = self.fetch_one(
-                c, f"SELECT value FROM {self.t('meta')} WHERE name = {{}}", ("alerts_raised",)
-            )
-            if (0 if found is None else int(found[0])) != raised:
+            if (self.meta(c, "alerts_raised") or 0) != raised:
                 return False
             c.execute(
                 self.sql(
