@@ -263,24 +263,24 @@ class Names:
     def entity(
         self, kind: str, value: Any, position: int = 0, ahead: bool = False
     ) -> tuple[Any, str | None]:
-        """A pool or computer: its id and its name at ``position`` (0: its name now)."""
-        if value and position and self.visible is None and self.lives is not None:
-            # a reader who sees every group needs no view row for visibility, and a
-            # life known names the object as it was (an audit log streams past the
-            # creations, so this reads nothing)
-            life = self.lives.at(kind, str(value), position, ahead)
-            if life is not None:
-                return value, life.name
-        seen = self._seen(kind, str(value)) if value else None
-        if seen is None:
+        """A pool or computer: its id and its name at ``position`` (0: its name now).
+
+        A reader who sees every group needs no view row for visibility, and a
+        life known names the object as it was: an audit log, which streams
+        past the creations, reads nothing here.
+        """
+        if not value:
             return value, None
-        if not seen:
-            return None, None
+        key = str(value)
+        if self.visible is not None:
+            seen = self._seen(kind, key)
+            if not seen:
+                return (value, None) if seen is None else (None, None)
         if position and self.lives is not None:
-            life = self.lives.at(kind, str(value), position, ahead)
+            life = self.lives.at(kind, key, position, ahead)
             if life is not None:
                 return value, life.name
-        state = self._state(kind, str(value))
+        state = self._state(kind, key)
         return value, None if state is None else state.name
 
     def license(self, value: Any) -> Any:
