@@ -38,9 +38,7 @@ from eventsourcing.persistence import (
 from ..domain.credentials import Credentials
 from ..domain.events import CLASSES, TOPICS, DomainEvent
 from ..domain.ids import LicenseKey, PublicId, _Id
-from ..domain.pool import PublicIds
-from ..domain.seat_set import SeatSet
-from ..domain.tags import TagTargets
+from ..domain.persistent_set import PersistentSet
 from .field_cipher import (
     FieldCipher,
     credentials_data,
@@ -114,18 +112,35 @@ converter.register_unstructure_hook_func(
 converter.register_structure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, uuid.UUID), _to_uuid
 )
-# seats: stored as a list of [computer id, product] pairs, as the frozenset
-# they were before was (snapshots and view rows written then read the same)
-converter.register_unstructure_hook(SeatSet, lambda seats: [list(seat) for seat in seats])
-converter.register_structure_hook(
-    SeatSet, lambda v, _: SeatSet((str(c), str(p)) for c, p in v)
-)
-# a pool's licenses: stored as the list of Public IDs their frozenset was
-converter.register_unstructure_hook(PublicIds, lambda ids: [str(p) for p in ids])
-converter.register_structure_hook(PublicIds, lambda v, _: PublicIds(_public_id(p) for p in v))
-# where a tag is assigned: stored as the list of targets their frozenset was
-converter.register_unstructure_hook(TagTargets, list)
-converter.register_structure_hook(TagTargets, lambda v, _: TagTargets(str(t) for t in v))
+
+
+def _is_persistent_set(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, PersistentSet)
+
+
+def _item_type(t: type[PersistentSet[Any]]) -> Any:
+    """``X`` of ``class SeatSet(PersistentSet[X])``."""
+    for base in getattr(t, "__orig_bases__", ()):
+        if get_origin(base) is PersistentSet:
+            return get_args(base)[0]
+    return Any
+
+
+def _unstructure_persistent_set(t: Any) -> Callable[[Any], Any]:
+    """A license's seats, a pool's licenses, a tag's targets: stored as the list
+    their frozenset was (snapshots and view rows written then read the same)."""
+    item = converter.get_unstructure_hook(_item_type(t))
+    return lambda items: [item(x) for x in items]
+
+
+def _structure_persistent_set(t: Any) -> Callable[[Any, Any], Any]:
+    item_type = _item_type(t)
+    item = converter.get_structure_hook(item_type)
+    return lambda data, _: t(item(x, item_type) for x in data)
+
+
+converter.register_unstructure_hook_factory(_is_persistent_set, _unstructure_persistent_set)
+converter.register_structure_hook_factory(_is_persistent_set, _structure_persistent_set)
 
 
 def _is_persistent_map(t: Any) -> bool:
