@@ -2794,6 +2794,26 @@ def project(
 CATCH_UP_SHOWN = 20_000
 
 
+def _positions_bar(console: Console, *, transient: bool = False) -> Any:
+    """A Rich bar of log positions applied to the views (``rebuild``, a long catch-up).
+
+    The description is a plain-text column: the consoles here never read markup
+    (R33), so Rich's default ``[progress.description]…`` was printed as it is.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=transient,
+    )
+
+
 def catch_up_showing_progress(app: LicenseManagement, console: Console | None = None) -> None:
     """Bring the views up to date before the command, with a progress bar on
     stderr when they are far behind (a store written in bulk, or whose views an
@@ -2809,13 +2829,7 @@ def catch_up_showing_progress(app: LicenseManagement, console: Console | None = 
         if bar is None:
             if end - done < CATCH_UP_SHOWN:
                 return
-            from rich.console import Console as RichConsole
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            bar = Progress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=console or RichConsole(stderr=True), transient=True,
-            )
+            bar = _positions_bar(console or _console_class()(stderr=True), transient=True)
             bar.start()
             task = bar.add_task("Bringing the views up to date with the log", total=end)
         bar.update(task, completed=done, total=end)
@@ -2835,17 +2849,12 @@ def catch_up_showing_progress(app: LicenseManagement, console: Console | None = 
 @handled
 def rebuild(ctx: typer.Context, views: ViewsOption = None, json_: JsonOption = False) -> None:
     """Empty the views and rebuild them from the log."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from .projections.runner import rebuild_views
 
     env = _views_env(ctx, views)
     console = _console()
     if console.is_terminal and not json_:
-        with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=console,
-        ) as bar:
+        with _positions_bar(console) as bar:
             task = bar.add_task("Rebuilding views", total=None)
 
             def progress(done: int, total: int) -> None:

@@ -52,8 +52,9 @@ def test_r30_catch_up_reports_its_progress_up_to_the_logs_end(written_in_bulk: P
 
 
 def _terminal() -> tuple[Console, io.StringIO]:
+    """The command line's own console (no markup read, R33) on a fake terminal."""
     out = io.StringIO()
-    return Console(file=out, force_terminal=True, width=100), out
+    return cli._console_class()(file=out, force_terminal=True, width=100), out
 
 
 def test_r30_a_command_far_behind_shows_its_catch_up_on_a_terminal(
@@ -65,6 +66,7 @@ def test_r30_a_command_far_behind_shows_its_catch_up_on_a_terminal(
         console, out = _terminal()
         cli.catch_up_showing_progress(app, console)
         assert "Bringing the views up to date with the log" in out.getvalue()
+        assert "[progress" not in out.getvalue()  # a style name, not text to show
         console, out = _terminal()
         cli.catch_up_showing_progress(app, console)  # up to date: nothing shown
         assert out.getvalue() == ""
