@@ -93,8 +93,8 @@ class PoolCommands(Handler):
                 before, after = p.group in groups, target in groups
                 if before != after:
                     (gains if after else loses).setdefault(u, set()).update(p.public_ids)
-            pids = sorted(p.public_ids)
-            for pid, lic in zip(pids, self._licenses(pids), strict=True):
+            for lic in self._licenses(sorted(p.public_ids)):
+                pid = lic.public_id
                 for computer_id in sorted({c for c, _ in lic.seats}):
                     c = self._computer(ComputerId(computer_id))
                     if (
@@ -135,10 +135,9 @@ class PoolCommands(Handler):
             for p in states:
                 out += pool.remove(p, now, who)
                 tags.unassign_target(tag_state, pool_target(p.pool_id), untag)
-                pids = sorted(p.public_ids)
-                for pid, lic in zip(pids, self._licenses(pids), strict=True):
+                for lic in self._licenses(sorted(p.public_ids)):
                     out += license.remove(lic, now, who)
-                    tags.unassign_target(tag_state, license_target(pid), untag)
+                    tags.unassign_target(tag_state, license_target(lic.public_id), untag)
             # tags come off first, while the pool still lists its licenses, so each
             # license's history shows them (R29)
             return None, untag.events + out
